@@ -1,0 +1,70 @@
+"""The base class and registry of the reference interpreter's operator implementations.
+
+Each op family lives in its own module of this package and registers its classes with the
+:func:`register` decorator. An implementation's ``run`` takes the node's inputs positionally
+(``None`` for an omitted optional input) and its ONNX attributes as keyword arguments, and
+returns one array or a tuple of arrays, one per node output. Implementations follow the ONNX
+specification exactly, for every opset from 9 on: where an opset moved an attribute to an
+input (``axes`` of Squeeze, ``min``/``max`` of Clip, ``split`` of Split...), ``run`` accepts
+both forms.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from byoc.core.ir import Node, TensorType
+
+_REGISTRY: dict[tuple[str, str], type["OpImpl"]] = {}
+
+
+class OpImpl:
+    """Reference semantics of one ONNX operator.
+
+    Instances are made per node, so ``run`` can read ``self.node`` (for example the number of
+    outputs), ``self.output_types`` (the statically inferred output types) and ``self.opset``
+    (the version of the node's domain the model imports).
+    """
+
+    op_type: ClassVar[str]
+    domain: ClassVar[str] = ""
+
+    def __init__(self, node: Node, output_types: list[TensorType | None], opset: int) -> None:
+        self.node = node
+        self.output_types = output_types
+        self.opset = opset
+
+    def run(self, *inputs: np.ndarray | None, **attrs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        raise NotImplementedError(f"{type(self).__name__} does not define run()")
+
+
+def register(*op_types: str, domain: str = ""):
+    """Class decorator: register an :class:`OpImpl` subclass for ``op_types`` in ``domain``."""
+
+    def decorate(cls: type[OpImpl]) -> type[OpImpl]:
+        for op_type in op_types:
+            key = (domain, op_type)
+            if key in _REGISTRY:
+                raise RuntimeError(f"{domain or 'ai.onnx'}::{op_type} registered twice")
+            _REGISTRY[key] = cls
+        cls.domain = domain
+        if len(op_types) == 1:
+            cls.op_type = op_types[0]
+        return cls
+
+    return decorate
+
+
+def lookup(domain: str, op_type: str) -> type[OpImpl] | None:
+    """The implementation class for an op, or None when byoc does not support it."""
+    return _REGISTRY.get((_normal_domain(domain), op_type))
+
+
+def registered_ops() -> dict[tuple[str, str], type[OpImpl]]:
+    return dict(_REGISTRY)
+
+
+def _normal_domain(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain

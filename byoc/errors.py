@@ -1,0 +1,46 @@
+"""Exceptions a user can act on.
+
+Every error byoc raises for bad input derives from :class:`ByocError`. The CLI prints the
+message of a ``ByocError`` as one paragraph and exits non-zero; anything else is a bug in byoc.
+Messages name what was wrong (file, node, op, plugin) and say what to do.
+"""
+
+from __future__ import annotations
+
+
+class ByocError(Exception):
+    """Base class of all user-facing byoc errors."""
+
+
+class ModelImportError(ByocError):
+    """The ONNX model could not be read or is malformed."""
+
+
+class UnsupportedOpError(ModelImportError):
+    """The model uses an operator byoc does not implement."""
+
+
+class ShapeInferenceError(ModelImportError):
+    """A value's shape or dtype could not be determined statically."""
+
+
+class VerificationError(ByocError):
+    """The graph IR breaks one of its invariants."""
+
+
+class InputError(ByocError):
+    """Inputs handed to a model do not match its signature."""
+
+
+class ArtifactError(ByocError):
+    """A compiled artifact could not be written or was refused on load."""
+
+
+class ExecutionError(ByocError):
+    """A node failed while running."""
+
+
+def describe_node(node) -> str:
+    """How error messages name a node: its name, op type and domain."""
+    domain = node.domain or "ai.onnx"
+    return f"node {node.name!r} ({domain}::{node.op_type})"
