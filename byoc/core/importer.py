@@ -1,0 +1,379 @@
+"""Importing ONNX models into the graph IR.
+
+The importer reads a model (file, bytes or ModelProto), checks it with onnx's checker, binds
+symbolic input dimensions from the caller, turns initializers and Constant nodes into
+constants, and gives every value a static type. Types come from onnx's per-node shape
+inference (``onnx.shape_inference.infer_node_outputs``) fed with the values of constant
+inputs, so shape subgraphs (Shape -> Gather -> Concat -> Reshape) resolve; where inference
+leaves a shape open and the node's inputs are all known, the node is evaluated on the
+reference interpreter to learn it. Every inferred type is checked: it must be fully static,
+and agree with whatever the model itself declares.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper, shape_inference
+
+from byoc.core import dtypes
+from byoc.core.interpreter import evaluate_node, lookup
+from byoc.core.ir import Graph, Node, TensorType
+from byoc.errors import (ByocError, ModelImportError, ShapeInferenceError, UnsupportedOpError)
+
+MIN_OPSET = 9
+MAX_OPSET = onnx.defs.onnx_opset_version()
+SUPPORTED_DOMAINS = ("", "ai.onnx")
+# Values up to this many elements are computed during import when their inputs are known,
+# so that later shape inference can see them (shape tensors, small index arrays).
+KNOWN_VALUE_LIMIT = 1 << 16
+
+ModelSource = str | os.PathLike | bytes | onnx.ModelProto
+
+
+def import_model(source: ModelSource,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """Import an ONNX model into a typed :class:`Graph`.
+
+    ``input_shapes`` binds graph inputs with symbolic or unknown dimensions to concrete
+    shapes (``{"input": (1, 3, 224, 224)}``). Raises ModelImportError (or a subclass) naming
+    the file, node, op and opset when the model is malformed or unsupported.
+    """
+    model, origin = _read(source)
+    try:
+        return _Importer(model, origin, dict(input_shapes or {})).run()
+    except ByocError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, onnx.checker.ValidationError,
+            onnx.shape_inference.InferenceError) as exc:
+        raise ModelImportError(f"{origin}: could not import the model: {exc}") from exc
+
+
+def _read(source: ModelSource) -> tuple[onnx.ModelProto, str]:
+    if isinstance(source, onnx.ModelProto):
+        return source, f"model {source.graph.name!r}"
+    if isinstance(source, (bytes, bytearray)):
+        try:
+            return onnx.load_from_string(bytes(source)), "model bytes"
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            raise ModelImportError(f"the bytes given are not an ONNX model ({exc})") from exc
+    path = Path(source)
+    if not path.is_file():
+        raise ModelImportError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        raise ModelImportError(f"{path}: not a readable ONNX model ({exc}); check that the "
+                               f"file is an ONNX protobuf and not truncated") from None
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError) as exc:
+        raise ModelImportError(f"{path}: the model's external data could not be loaded "
+                               f"({exc}); keep the data files next to the model") from None
+    return model, str(path)
+
+
+class _Importer:
+    def __init__(self, model: onnx.ModelProto, origin: str, input_shapes: dict) -> None:
+        self.model = model
+        self.origin = origin
+        self.input_shapes = input_shapes
+        self.graph = Graph(name=model.graph.name or "graph")
+        # Arrays of values known at import time: constants plus small computed values.
+        self.known: dict[str, np.ndarray] = {}
+        self.declared: dict[str, onnx.TypeProto] = {}
+
+    def run(self) -> Graph:
+        self._check_opsets()
+        self._check_model()
+        g = self.model.graph
+        for vi in list(g.value_info) + list(g.output):
+            self.declared[vi.name] = vi.type
+        for init in g.initializer:
+            self._add_constant(init.name, self._to_array(init, f"initializer {init.name!r}"))
+        if g.sparse_initializer:
+            raise ModelImportError(f"{self.origin}: sparse initializers are not supported")
+        self._bind_inputs()
+        names = _NodeNamer()
+        for proto in g.node:
+            self._import_node(proto, names.name_for(proto))
+        for out in g.output:
+            if out.name not in self.graph.types:
+                raise ModelImportError(f"{self.origin}: graph output {out.name!r} is not "
+                                       f"produced by any node, input or initializer")
+            self._check_declared(out.name, f"graph output {out.name!r}")
+            self.graph.outputs.append(out.name)
+        return self.graph
+
+    # -- model-level checks --------------------------------------------------------------------
+
+    def _check_opsets(self) -> None:
+        for opset in self.model.opset_import:
+            domain = opset.domain
+            if domain in SUPPORTED_DOMAINS:
+                if not MIN_OPSET <= opset.version <= MAX_OPSET:
+                    raise ModelImportError(
+                        f"{self.origin}: imports opset {opset.version} of ai.onnx; byoc supports "
+                        f"opsets {MIN_OPSET} to {MAX_OPSET} (convert the model with "
+                        f"onnx.version_converter)")
+                self.graph.opsets[""] = opset.version
+            else:
+                self.graph.opsets[domain] = opset.version
+        if "" not in self.graph.opsets:
+            raise ModelImportError(f"{self.origin}: the model imports no ai.onnx opset")
+
+    def _check_model(self) -> None:
+        try:
+            onnx.checker.check_model(self.model)
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelImportError(f"{self.origin}: the ONNX checker rejects the model: "
+                                   f"{first}") from None
+
+    # -- values --------------------------------------------------------------------------------
+
+    def _to_array(self, tensor: onnx.TensorProto, what: str) -> np.ndarray:
+        if dtypes.to_numpy(tensor.data_type) is None:
+            raise ModelImportError(f"{self.origin}: {what} has element type "
+                                   f"{dtypes.onnx_type_name(tensor.data_type)}, which byoc "
+                                   f"does not support")
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise ModelImportError(f"{self.origin}: {what} keeps its data in an external file "
+                                   f"that was not loaded; load the model from its file path")
+        return numpy_helper.to_array(tensor)
+
+    def _add_constant(self, name: str, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        self.graph.constants[name] = array
+        self.graph.types[name] = TensorType.of(array)
+        self.known[name] = array
+
+    def _bind_inputs(self) -> None:
+        g = self.model.graph
+        real_inputs = [vi for vi in g.input if vi.name not in self.graph.constants]
+        unknown = set(self.input_shapes) - {vi.name for vi in real_inputs}
+        if unknown:
+            raise ModelImportError(
+                f"{self.origin}: --input-shape names {', '.join(sorted(unknown))}, but the "
+                f"model's inputs are {', '.join(vi.name for vi in real_inputs)}")
+        for vi in real_inputs:
+            ttype = self._bind_input(vi)
+            self.graph.inputs.append(vi.name)
+            self.graph.types[vi.name] = ttype
+
+    def _bind_input(self, vi: onnx.ValueInfoProto) -> TensorType:
+        if not vi.type.HasField("tensor_type"):
+            raise ModelImportError(f"{self.origin}: input {vi.name!r} is not a tensor")
+        tt = vi.type.tensor_type
+        dtype = dtypes.to_numpy(tt.elem_type)
+        if dtype is None:
+            raise ModelImportError(f"{self.origin}: input {vi.name!r} has element type "
+                                   f"{dtypes.onnx_type_name(tt.elem_type)}, which byoc does "
+                                   f"not support")
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                for d in tt.shape.dim] if tt.HasField("shape") else None
+        bound = self.input_shapes.get(vi.name)
+        if bound is not None:
+            bound = tuple(int(d) for d in bound)
+            if dims is not None and (len(dims) != len(bound) or any(
+                    isinstance(d, int) and d != b for d, b in zip(dims, bound))):
+                raise ModelImportError(
+                    f"{self.origin}: input {vi.name!r} has shape {_dims_text(dims)}; the "
+                    f"given shape {'x'.join(map(str, bound))} does not fit it")
+            return TensorType(dtype, bound)
+        if dims is None or any(not isinstance(d, int) for d in dims):
+            example = "x".join(str(d) if isinstance(d, int) else "N" for d in dims or ["N"])
+            raise ShapeInferenceError(
+                f"{self.origin}: input {vi.name!r} has shape {_dims_text(dims)} with unbound "
+                f"dimensions; give a concrete shape, e.g. --input-shape {vi.name}={example}")
+        return TensorType(dtype, tuple(dims))
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def _import_node(self, proto: onnx.NodeProto, name: str) -> None:
+        domain = "" if proto.domain in SUPPORTED_DOMAINS else proto.domain
+        opset = self.graph.opsets.get(domain)
+        label = f"node {name!r} ({proto.domain or 'ai.onnx'}::{proto.op_type}, opset {opset})"
+        if proto.op_type == "Constant" and domain == "":
+            node = Node("Constant", [], list(proto.output), _attributes(proto, label), name)
+            (value,) = evaluate_node(node, [], opset=opset)
+            self._add_constant(proto.output[0], value)
+            return
+        if lookup(domain, proto.op_type) is None:
+            raise UnsupportedOpError(
+                f"{self.origin}: {label} is not supported by byoc. Supported ops are listed "
+                f"by `byoc ops`; replace the op or implement it in a plugin")
+        for value in proto.input:
+            if value and value not in self.graph.types:
+                raise ModelImportError(f"{self.origin}: {label} reads {value!r}, which is not "
+                                       f"defined before it (missing initializer or input, or "
+                                       f"nodes out of order)")
+        node = Node(proto.op_type, list(proto.input), list(proto.output),
+                    _attributes(proto, label), name, domain)
+        types = self._infer(proto, node, label, opset)
+        for out, ttype in zip(node.outputs, types):
+            if out:
+                if out in self.graph.types:
+                    raise ModelImportError(f"{self.origin}: {label} defines {out!r}, which is "
+                                           f"already defined")
+                self.graph.types[out] = ttype
+                self._check_declared(out, f"output {out!r} of {label}")
+        self.graph.nodes.append(node)
+
+    def _infer(self, proto: onnx.NodeProto, node: Node, label: str,
+               opset: int) -> list[TensorType]:
+        inputs_known = all(not v or v in self.known for v in proto.input)
+        computed = None
+        if inputs_known and self._cheap_to_evaluate(proto):
+            computed = self._evaluate(node, label, opset)
+        if node.op_type == "Shape" and not computed:
+            computed = self._evaluate_shape(node, label, opset)
+        inferred = self._onnx_infer(proto, label, opset)
+        types: list[TensorType] = []
+        for i, out in enumerate(proto.output):
+            if not out:
+                types.append(None)
+                continue
+            ttype = inferred.get(out)
+            if computed is not None:
+                actual = TensorType.of(computed[i])
+                if ttype is not None and ttype != actual:
+                    raise ShapeInferenceError(
+                        f"{self.origin}: {label} output {out!r}: onnx infers {ttype}, but "
+                        f"evaluating the node gives {actual}")
+                ttype = actual
+                if computed[i].size <= KNOWN_VALUE_LIMIT:
+                    self.known[out] = computed[i]
+            if ttype is None:
+                raise ShapeInferenceError(
+                    f"{self.origin}: {label}: the shape of output {out!r} cannot be determined "
+                    f"statically (it depends on runtime values); byoc needs static shapes")
+            types.append(ttype)
+        return types
+
+    def _cheap_to_evaluate(self, proto: onnx.NodeProto) -> bool:
+        return all(not v or self.known[v].size <= KNOWN_VALUE_LIMIT for v in proto.input)
+
+    def _evaluate(self, node: Node, label: str, opset: int) -> list[np.ndarray]:
+        return self._evaluate_with(node, [self.known[v] if v else None for v in node.inputs],
+                                   opset)
+
+    def _evaluate_with(self, node: Node, inputs: list, opset: int) -> list[np.ndarray]:
+        try:
+            return evaluate_node(node, inputs, opset=opset)
+        except ByocError as exc:
+            raise ModelImportError(f"{self.origin}: {exc}") from None
+
+    def _evaluate_shape(self, node: Node, label: str, opset: int) -> list[np.ndarray]:
+        ttype = self.graph.types[node.inputs[0]]
+        # Shape reads only its input's shape, so a zero-strided view stands in for the data.
+        stand_in = np.broadcast_to(np.zeros((), ttype.dtype), ttype.shape)
+        return self._evaluate_with(node, [stand_in], opset)
+
+    def _onnx_infer(self, proto: onnx.NodeProto, label: str,
+                    opset: int) -> dict[str, TensorType]:
+        try:
+            schema = onnx.defs.get_schema(proto.op_type, opset, proto.domain)
+        except onnx.defs.SchemaError:
+            raise UnsupportedOpError(f"{self.origin}: {label}: ONNX defines no such op at this "
+                                     f"opset") from None
+        input_types = {}
+        input_data = {}
+        for value in proto.input:
+            if not value:
+                continue
+            ttype = self.graph.types[value]
+            input_types[value] = onnx.helper.make_tensor_type_proto(
+                dtypes.to_onnx(ttype.dtype), list(ttype.shape))
+            if value in self.known and self.known[value].size <= KNOWN_VALUE_LIMIT:
+                input_data[value] = numpy_helper.from_array(self.known[value], value)
+        try:
+            result = shape_inference.infer_node_outputs(
+                schema, proto, input_types, input_data,
+                opset_imports=list(self.model.opset_import), ir_version=self.model.ir_version)
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError,
+                RuntimeError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ShapeInferenceError(f"{self.origin}: {label} is inconsistent with its "
+                                      f"inputs: {message}") from None
+        types = {}
+        for out, type_proto in result.items():
+            ttype = _static_type(type_proto)
+            if ttype is not None:
+                types[out] = ttype
+        return types
+
+    def _check_declared(self, value: str, what: str) -> None:
+        declared = self.declared.get(value)
+        if declared is None or not declared.HasField("tensor_type"):
+            return
+        actual = self.graph.types[value]
+        tt = declared.tensor_type
+        if tt.elem_type and dtypes.to_numpy(tt.elem_type) != actual.dtype:
+            raise ShapeInferenceError(
+                f"{self.origin}: {what} is declared as "
+                f"{dtypes.onnx_type_name(tt.elem_type)} but computes {actual.dtype}")
+        if tt.HasField("shape"):
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            if len(dims) != actual.rank or any(d is not None and d != a
+                                               for d, a in zip(dims, actual.shape)):
+                raise ShapeInferenceError(
+                    f"{self.origin}: {what} is declared with shape {_dims_text(dims)} but "
+                    f"computes {list(actual.shape)}")
+
+
+def _static_type(type_proto: onnx.TypeProto) -> TensorType | None:
+    if not type_proto.HasField("tensor_type"):
+        return None
+    tt = type_proto.tensor_type
+    dtype = dtypes.to_numpy(tt.elem_type)
+    if dtype is None or not tt.HasField("shape"):
+        return None
+    dims = []
+    for d in tt.shape.dim:
+        if not d.HasField("dim_value"):
+            return None
+        dims.append(d.dim_value)
+    return TensorType(dtype, tuple(dims))
+
+
+def _attributes(proto: onnx.NodeProto, label: str) -> dict:
+    attrs = {}
+    for attr in proto.attribute:
+        if attr.ref_attr_name:
+            raise ModelImportError(f"{label}: attribute references are not supported")
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            raise UnsupportedOpError(f"{label}: control flow with subgraphs is not supported")
+        value = onnx.helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        elif isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        elif isinstance(value, list):
+            value = [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
+        attrs[attr.name] = value
+    return attrs
+
+
+def _dims_text(dims) -> str:
+    return "[" + ",".join(str(d) if d is not None else "?" for d in (dims or [])) + "]"
+
+
+class _NodeNamer:
+    """Gives nameless nodes a name from their op type and keeps names unique."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def name_for(self, proto: onnx.NodeProto) -> str:
+        base = proto.name or f"{proto.op_type}_{len(self.used)}"
+        name, i = base, 1
+        while name in self.used:
+            name, i = f"{base}_{i}", i + 1
+        self.used.add(name)
+        return name

@@ -1,0 +1,141 @@
+"""Pooling and normalization over windows: MaxPool, AveragePool, the global pools and LRN."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from byoc.core.interpreter import window as win
+from byoc.core.interpreter.base import OpImpl, register
+
+
+def accumulation_dtype(dtype: np.dtype) -> np.dtype:
+    """float16 sums lose too much precision; they are taken in float32."""
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+def lowest(dtype: np.dtype):
+    """A padding value no element can lose a max against."""
+    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+
+
+def pool_window(x: np.ndarray, kernel_shape, op: str, **attrs) -> win.Window:
+    if x.ndim < 3:
+        raise ValueError(f"{op} needs an N x C x D1 x ... input; got shape {list(x.shape)}")
+    if kernel_shape is None or len(kernel_shape) != x.ndim - 2:
+        raise ValueError(f"{op} needs kernel_shape with one value per spatial axis of its "
+                         f"input {list(x.shape)}; got {kernel_shape}")
+    return win.plan(x.shape[2:], kernel_shape, **attrs)
+
+
+@register("MaxPool")
+class MaxPool(OpImpl):
+    """MaxPool, with the optional Indices output (flat indices into x, row- or column-major
+    over the spatial axes as ``storage_order`` says; the first maximum wins ties)."""
+
+    def run(self, x, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
+            pads=None, storage_order=0, strides=None):
+        window = pool_window(x, kernel_shape, "MaxPool", strides=strides, dilations=dilations,
+                             pads=pads, auto_pad=auto_pad, ceil_mode=ceil_mode)
+        padded = win.pad_for_windows(x, window, lowest(x.dtype))
+        wants_indices = len(self.node.outputs) > 1 and bool(self.node.outputs[1])
+        best = arg = None
+        for index, view in enumerate(win.taps(padded, window)):
+            if best is None:
+                best = view.copy()
+                arg = np.zeros(best.shape, np.int64) if wants_indices else None
+            elif wants_indices:
+                # Strictly greater, so that the first maximum in row-major tap order wins.
+                better = view > best
+                best = np.where(better, view, best)
+                arg[better] = index
+            else:
+                np.maximum(best, view, out=best)
+        if not wants_indices:
+            return best
+        return best, self.flat_indices(arg, x.shape, window, storage_order)
+
+    @staticmethod
+    def flat_indices(arg: np.ndarray, x_shape, window: win.Window, storage_order: int):
+        """Turn the winning tap of each window into a flat index of the unpadded input."""
+        taps = np.unravel_index(arg, window.kernel)
+        spatial = x_shape[2:]
+        rank = len(spatial)
+        coords = []
+        for axis in range(rank):
+            shape = [1] * arg.ndim
+            shape[2 + axis] = window.out_shape[axis]
+            starts = np.arange(window.out_shape[axis]).reshape(shape) * window.strides[axis]
+            coords.append(starts + taps[axis] * window.dilations[axis]
+                          - window.pads_begin[axis])
+        order = "C" if storage_order == 0 else "F"
+        within = np.ravel_multi_index(coords, spatial, order=order)
+        batch, channels = x_shape[:2]
+        # Batch and channel offsets are row-major whatever storage_order says (onnxruntime).
+        planes = np.arange(batch * channels).reshape(batch, channels, *([1] * rank))
+        return (planes * int(np.prod(spatial)) + within).astype(np.int64)
+
+
+@register("AveragePool")
+class AveragePool(OpImpl):
+    """AveragePool; the divisor counts the explicit (or auto) pads when count_include_pad is
+    set, and never the positions ceil_mode adds past them."""
+
+    def run(self, x, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
+            kernel_shape=None, pads=None, strides=None):
+        window = pool_window(x, kernel_shape, "AveragePool", strides=strides,
+                             dilations=dilations, pads=pads, auto_pad=auto_pad,
+                             ceil_mode=ceil_mode)
+        dtype = accumulation_dtype(x.dtype)
+        padded = win.pad_for_windows(x.astype(dtype, copy=False), window, 0)
+        total = np.zeros(x.shape[:2] + window.out_shape, dtype)
+        for view in win.taps(padded, window):
+            total += view
+        return (total / self.counts(x.shape[2:], padded.shape[2:], window,
+                                    count_include_pad)).astype(x.dtype)
+
+    @staticmethod
+    def counts(in_shape, padded_shape, window: win.Window, count_include_pad: int):
+        """How many positions each window averages, as a 1 x 1 x out_shape array."""
+        counted = np.zeros((1, 1) + tuple(padded_shape), np.float32)
+        if count_include_pad:
+            region = tuple(slice(0, b + n + e) for b, n, e in
+                           zip(window.pads_begin, in_shape, window.pads_end))
+        else:
+            region = tuple(slice(b, b + n) for b, n in zip(window.pads_begin, in_shape))
+        counted[(slice(None), slice(None)) + region] = 1
+        return sum(win.taps(counted, window))
+
+
+@register("GlobalAveragePool")
+class GlobalAveragePool(OpImpl):
+    def run(self, x):
+        spatial = tuple(range(2, x.ndim))
+        return x.mean(axis=spatial, keepdims=True, dtype=accumulation_dtype(x.dtype)).astype(
+            x.dtype)
+
+
+@register("GlobalMaxPool")
+class GlobalMaxPool(OpImpl):
+    def run(self, x):
+        return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+@register("LRN")
+class LRN(OpImpl):
+    """LRN: ``x / (bias + alpha / size * sum of x^2 over nearby channels) ^ beta``.
+
+    The window covers ``floor((size - 1) / 2)`` channels before and ``ceil((size - 1) / 2)``
+    after each channel, cut at the edges.
+    """
+
+    def run(self, x, alpha=0.0001, beta=0.75, bias=1.0, size=None):
+        if size is None or size < 1:
+            raise ValueError(f"LRN needs a positive size attribute; got {size}")
+        dtype = accumulation_dtype(x.dtype)
+        squares = np.square(x.astype(dtype))
+        before, after = (size - 1) // 2, size // 2
+        padded = np.pad(squares, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
+        channels = x.shape[1]
+        square_sum = sum(padded[:, offset:offset + channels] for offset in range(size))
+        scale = np.asarray(bias, dtype) + np.asarray(alpha / size, dtype) * square_sum
+        return (x.astype(dtype) / scale ** np.asarray(beta, dtype)).astype(x.dtype)

@@ -1,0 +1,105 @@
+"""Reductions over axes, and ArgMax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from byoc.core.interpreter.base import OpImpl, register
+from byoc.core.interpreter.ops_shape import int_list, normalize_axis
+
+
+def _accumulator(dtype: np.dtype) -> np.dtype:
+    """The dtype to accumulate in: float16 sums drift badly, so they are done in float32."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+class Reduce(OpImpl):
+    """A reduction over ``axes``, given as an attribute in older opsets (ReduceSum before 13,
+    the others before 18) and as an input in newer ones. No axes means all of them, unless
+    ``noop_with_empty_axes`` asks for the input back unchanged."""
+
+    def run(self, data, axes_input=None, axes=None, keepdims=1, noop_with_empty_axes=0):
+        chosen = int_list(axes_input) if axes_input is not None else axes
+        if not chosen:
+            if noop_with_empty_axes:
+                return data
+            chosen = range(data.ndim)
+        axis = tuple(sorted({normalize_axis(a, data.ndim) for a in chosen}))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result = self.reduce(data, axis, bool(keepdims))
+        return np.asarray(result).astype(data.dtype, copy=False)
+
+    def reduce(self, data: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        raise NotImplementedError
+
+
+@register("ReduceSum")
+class ReduceSum(Reduce):
+    def reduce(self, data, axis, keepdims):
+        return np.sum(data, axis=axis, keepdims=keepdims, dtype=_accumulator(data.dtype))
+
+
+@register("ReduceMean")
+class ReduceMean(Reduce):
+    def reduce(self, data, axis, keepdims):
+        return np.mean(data, axis=axis, keepdims=keepdims,
+                       dtype=_accumulator(data.dtype) if data.dtype.kind == "f" else None)
+
+
+@register("ReduceProd")
+class ReduceProd(Reduce):
+    def reduce(self, data, axis, keepdims):
+        return np.prod(data, axis=axis, keepdims=keepdims, dtype=_accumulator(data.dtype))
+
+
+@register("ReduceL2")
+class ReduceL2(Reduce):
+    """``sqrt(sum(x²))``; integer inputs are reduced in float64 and truncated back."""
+
+    def reduce(self, data, axis, keepdims):
+        wide = data.astype(np.float64 if data.dtype.kind in "iub" else _accumulator(data.dtype))
+        return np.sqrt(np.sum(wide * wide, axis=axis, keepdims=keepdims))
+
+
+def _lowest(dtype: np.dtype):
+    if dtype == np.bool_:
+        return False
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _highest(dtype: np.dtype):
+    if dtype == np.bool_:
+        return True
+    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max
+
+
+@register("ReduceMax")
+class ReduceMax(Reduce):
+    """Max; an empty reduction gives the dtype's lowest value (-inf for floats)."""
+
+    def reduce(self, data, axis, keepdims):
+        return np.max(data, axis=axis, keepdims=keepdims, initial=_lowest(data.dtype))
+
+
+@register("ReduceMin")
+class ReduceMin(Reduce):
+    """Min; an empty reduction gives the dtype's highest value (inf for floats)."""
+
+    def reduce(self, data, axis, keepdims):
+        return np.min(data, axis=axis, keepdims=keepdims, initial=_highest(data.dtype))
+
+
+@register("ArgMax")
+class ArgMax(OpImpl):
+    """Index (int64) of the maximum along ``axis``: the first one, or the last with
+    ``select_last_index``."""
+
+    def run(self, data, axis=0, keepdims=1, select_last_index=0):
+        axis = normalize_axis(axis, data.ndim)
+        if select_last_index:
+            index = data.shape[axis] - 1 - np.argmax(np.flip(data, axis), axis=axis)
+        else:
+            index = np.argmax(data, axis=axis)
+        if keepdims:
+            index = np.expand_dims(index, axis)
+        return index.astype(np.int64)

@@ -1,0 +1,87 @@
+"""Folding inference-mode BatchNormalization into the Conv or Gemm that feeds it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from byoc.core.ir import Graph, Node
+
+
+def fold_batchnorm(graph: Graph) -> int:
+    """Rewrite ``BN(Conv(x, W, b))`` as ``Conv(x, W', b')`` and likewise for Gemm.
+
+    With ``f = scale / sqrt(var + eps)``: ``W' = W * f`` per output channel and
+    ``b' = (b - mean) * f + bias``. Applies only when the producer's sole reader is the BN,
+    its weights and the BN parameters are constants, and the BN has no training outputs.
+    """
+    producers = graph.producers()
+    consumers = graph.consumers()
+    folded = 0
+    for bn in list(graph.nodes):
+        if bn.op_type != "BatchNormalization" or bn.domain or len(bn.present_inputs) != 5:
+            continue
+        if len([o for o in bn.outputs if o]) != 1 or bn.attrs.get("training_mode", 0):
+            continue
+        producer = producers.get(bn.inputs[0])
+        if producer is None or producer.domain or bn.inputs[0] in graph.outputs:
+            continue
+        if len(consumers.get(bn.inputs[0], [])) != 1:
+            continue
+        if not all(graph.is_constant(v) for v in bn.inputs[1:]):
+            continue
+        scale, bias, mean, var = (graph.constants[v].astype(np.float64) for v in bn.inputs[1:])
+        factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        shift = bias - mean * factor
+        fold_into = _FOLDERS.get(producer.op_type)
+        if fold_into is None or not fold_into(graph, producer, factor, shift):
+            continue
+        out = bn.outputs[0]
+        graph.remove_node(bn)
+        old = producer.outputs[0]
+        producer.outputs[0] = out
+        graph.types.pop(old, None)
+        folded += 1
+    return folded
+
+
+def _constant_or_none(graph: Graph, node: Node, index: int) -> np.ndarray | None | bool:
+    """The constant at input ``index``; None when omitted; False when not a constant."""
+    if index >= len(node.inputs) or not node.inputs[index]:
+        return None
+    name = node.inputs[index]
+    return graph.constants[name] if graph.is_constant(name) else False
+
+
+def _fold_into_conv(graph: Graph, conv: Node, factor: np.ndarray, shift: np.ndarray) -> bool:
+    weight = _constant_or_none(graph, conv, 1)
+    bias = _constant_or_none(graph, conv, 2)
+    if weight is None or weight is False or bias is False:
+        return False
+    dtype = weight.dtype
+    per_channel = factor.reshape((-1,) + (1,) * (weight.ndim - 1))
+    new_weight = (weight.astype(np.float64) * per_channel).astype(dtype)
+    old_bias = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
+    new_bias = (old_bias * factor + shift).astype(dtype)
+    conv.inputs = [conv.inputs[0], graph.add_constant(f"{conv.name}.weight_bn", new_weight),
+                   graph.add_constant(f"{conv.name}.bias_bn", new_bias)]
+    return True
+
+
+def _fold_into_gemm(graph: Graph, gemm: Node, factor: np.ndarray, shift: np.ndarray) -> bool:
+    weight = _constant_or_none(graph, gemm, 1)
+    bias = _constant_or_none(graph, gemm, 2)
+    if weight is None or weight is False or bias is False:
+        return False
+    dtype = weight.dtype
+    columns = factor[:, None] if gemm.attrs.get("transB", 0) else factor[None, :]
+    new_weight = (weight.astype(np.float64) * columns).astype(dtype)
+    beta = gemm.attrs.get("beta", 1.0)
+    old_bias = 0.0 if bias is None else beta * bias.astype(np.float64)
+    new_bias = np.asarray(old_bias * factor + shift).astype(dtype)
+    gemm.inputs = [gemm.inputs[0], graph.add_constant(f"{gemm.name}.weight_bn", new_weight),
+                   graph.add_constant(f"{gemm.name}.bias_bn", new_bias)]
+    gemm.attrs["beta"] = 1.0
+    return True
+
+
+_FOLDERS = {"Conv": _fold_into_conv, "Gemm": _fold_into_gemm}
