@@ -37,7 +37,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "build"
 
-BN_SCALE_RANGE = (0.5, 1.5)
+NORM_SCALE_RANGE = (0.5, 1.5)  # of BatchNormalization and LayerNormalization
 # The last BatchNormalization of each residual branch gets a small scale so that the eight
 # residual Adds of resnet18 do not double the activation variance eight times over (the
 # "zero-init residual gamma" trick, softened so the branch still contributes).
@@ -72,7 +72,8 @@ class GraphBuilder:
         return name
 
     def normal(self, name: str, shape: tuple[int, ...], std: float, mean: float = 0.0) -> str:
-        return self.constant(name, (mean + std * self.rng.standard_normal(shape)).astype(np.float32))
+        values = mean + std * self.rng.standard_normal(shape)
+        return self.constant(name, values.astype(np.float32))
 
     def uniform(self, name: str, shape: tuple[int, ...], low: float, high: float) -> str:
         return self.constant(name, self.rng.uniform(low, high, shape).astype(np.float32))
@@ -82,11 +83,14 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attributes))
         return name
 
-    def model(self, input_shape: list[int], result: str, output_shape: list[int]) -> onnx.ModelProto:
+    def model(self, input_shape: list[int], result: str,
+              output_shape: list[int]) -> onnx.ModelProto:
         """Close the graph over ``input`` → ... → ``result``, renaming ``result`` to ``output``."""
+        def rename(names: Iterable[str]) -> list[str]:
+            return [OUTPUT_NAME if name == result else name for name in names]
+
         for node in self.nodes:
-            node.input[:] = [OUTPUT_NAME if name == result else name for name in node.input]
-            node.output[:] = [OUTPUT_NAME if name == result else name for name in node.output]
+            node.input[:], node.output[:] = rename(node.input), rename(node.output)
         graph = helper.make_graph(
             self.nodes, self.name,
             [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, input_shape)],
@@ -121,7 +125,7 @@ def batch_norm(g: GraphBuilder, scope: str, x: str, channels: int,
 
 def conv_bn(g: GraphBuilder, scope: str, x: str, c_in: int, c_out: int, kernel: int,
             stride: int = 1, relu: bool = True,
-            bn_scale_range: tuple[float, float] = BN_SCALE_RANGE) -> str:
+            bn_scale_range: tuple[float, float] = NORM_SCALE_RANGE) -> str:
     """Bias-free Conv (He init, "same" padding) + BatchNormalization, optionally + Relu."""
     fan_in = c_in * kernel * kernel
     weight = g.normal(f"{scope}.weight", (c_out, c_in, kernel, kernel), std=np.sqrt(2.0 / fan_in))
@@ -158,15 +162,15 @@ def linear(g: GraphBuilder, scope: str, x: str, d_in: int, d_out: int) -> str:
 
 
 def layer_norm(g: GraphBuilder, scope: str, x: str, d_model: int) -> str:
-    scale = g.uniform(f"{scope}.weight", (d_model,), *BN_SCALE_RANGE)
+    scale = g.uniform(f"{scope}.weight", (d_model,), *NORM_SCALE_RANGE)
     bias = g.normal(f"{scope}.bias", (d_model,), std=0.1)
     return g.op("LayerNormalization", [x, scale, bias], scope, axis=-1, epsilon=1e-5)
 
 
 def gelu(g: GraphBuilder, scope: str, x: str) -> str:
     """gelu(x) = 0.5 * x * (1 + erf(x / sqrt(2))), spelled out: Gelu is an opset-20 op."""
-    erf = g.op("Erf", [g.op("Div", [x, g.constant(f"{scope}.sqrt2", np.float32(np.sqrt(2)))],
-                             scope)], scope)
+    scaled = g.op("Div", [x, g.constant(f"{scope}.sqrt2", np.float32(np.sqrt(2)))], scope)
+    erf = g.op("Erf", [scaled], scope)
     one_plus_erf = g.op("Add", [erf, g.constant(f"{scope}.one", np.float32(1))], scope)
     x_times = g.op("Mul", [x, one_plus_erf], f"{scope}.x")
     return g.op("Mul", [x_times, g.constant(f"{scope}.half", np.float32(0.5))], f"{scope}.half")
@@ -192,9 +196,9 @@ def self_attention(g: GraphBuilder, scope: str, x: str, d_model: int, heads: int
     """Multi-head self-attention over x [batch, seq, d_model], output projection included."""
     head_dim = d_model // heads
     batch, seq = leading_dims(g, f"{scope}.shape", x)
-    split_shape = g.op("Concat", [batch, seq, g.constant(f"{scope}.heads_and_head_dim",
-                                                          np.array([heads, head_dim], np.int64))],
-                       f"{scope}.split_shape", axis=0)
+    heads_and_head_dim = g.constant(f"{scope}.heads_and_head_dim",
+                                    np.array([heads, head_dim], np.int64))
+    split_shape = g.op("Concat", [batch, seq, heads_and_head_dim], f"{scope}.split_shape", axis=0)
 
     def project_to_heads(name: str) -> str:  # [b, s, d] -> [b, heads, s, head_dim]
         y = linear(g, f"{scope}.{name}", x, d_model, d_model)
@@ -204,14 +208,13 @@ def self_attention(g: GraphBuilder, scope: str, x: str, d_model: int, heads: int
     q, k, v = (project_to_heads(name) for name in ("q", "k", "v"))
     k_transposed = g.op("Transpose", [k], f"{scope}.k_t", perm=[0, 1, 3, 2])
     scores = g.op("MatMul", [q, k_transposed], f"{scope}.scores")
-    scores = g.op("Mul", [scores, g.constant(f"{scope}.inv_sqrt_head_dim",
-                                             np.float32(1 / np.sqrt(head_dim)))], f"{scope}.scores")
+    inv_sqrt_head_dim = g.constant(f"{scope}.inv_sqrt_head_dim", np.float32(1 / np.sqrt(head_dim)))
+    scores = g.op("Mul", [scores, inv_sqrt_head_dim], f"{scope}.scores")
     probs = g.op("Softmax", [scores], f"{scope}.probs", axis=-1)
     context = g.op("MatMul", [probs, v], f"{scope}.context")
     context = g.op("Transpose", [context], f"{scope}.context", perm=[0, 2, 1, 3])
-    merge_shape = g.op("Concat", [batch, seq, g.constant(f"{scope}.d_model",
-                                                          np.array([d_model], np.int64))],
-                       f"{scope}.merge_shape", axis=0)
+    d_model_dim = g.constant(f"{scope}.d_model", np.array([d_model], np.int64))
+    merge_shape = g.op("Concat", [batch, seq, d_model_dim], f"{scope}.merge_shape", axis=0)
     context = g.op("Reshape", [context, merge_shape], f"{scope}.context")
     return linear(g, f"{scope}.out", context, d_model, d_model)
 
@@ -254,11 +257,11 @@ def transformer() -> onnx.ModelProto:
     """One pre-LayerNorm encoder block: seq 16, d_model 64, 4 heads, FFN width 256."""
     g = GraphBuilder("transformer")
     seq, d_model, heads, d_ffn = 16, 64, 4, 256
-    attention = self_attention(g, "attn", layer_norm(g, "ln1", INPUT_NAME, d_model), d_model,
-                               heads)
+    normed = layer_norm(g, "ln1", INPUT_NAME, d_model)
+    attention = self_attention(g, "attn", normed, d_model, heads)
     x = g.op("Add", [INPUT_NAME, attention], "attn.residual")
-    hidden = gelu(g, "ffn.gelu", linear(g, "ffn.fc1", layer_norm(g, "ln2", x, d_model), d_model,
-                                        d_ffn))
+    normed = layer_norm(g, "ln2", x, d_model)
+    hidden = gelu(g, "ffn.gelu", linear(g, "ffn.fc1", normed, d_model, d_ffn))
     x = g.op("Add", [x, linear(g, "ffn.fc2", hidden, d_ffn, d_model)], "ffn.residual")
     return g.model([1, seq, d_model], x, [1, seq, d_model])
 
@@ -308,6 +311,13 @@ class Int8Variant:
             )
             model = onnx.load(quantized)
         model.graph.name = f"{self.parent}_int8"
+        # onnxruntime's optimizer declares every operator domain it knows; keep only the ones
+        # the graph uses, so the model asks no more of an importer than it needs.
+        used_opsets = [opset for opset in model.opset_import
+                       if opset.domain in {node.domain for node in model.graph.node}]
+        del model.opset_import[:]
+        model.opset_import.extend(used_opsets)
+        onnx.checker.check_model(model, full_check=True)
         return model
 
 
@@ -331,7 +341,7 @@ def build(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
     An int8 variant builds (or reuses) its float parent in ``out_dir`` and quantizes that.
     """
     if name not in MODELS:
-        raise KeyError(f"no zoo model named {name!r}; the zoo has {', '.join(MODELS)}")
+        raise ValueError(f"no zoo model named {name!r}; the zoo has {', '.join(MODELS)}")
     path = Path(out_dir) / f"{name}.onnx"
     if path.exists():
         return path
@@ -344,7 +354,7 @@ def build(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
         start = time.perf_counter()
         model = builder()
     _save_atomically(model, path)
-    logger.info("%s  (%.1f MB, %.2f s)", path, path.stat().st_size / 1e6,
+    logger.info("%s  (%.0f kB, built in %.3f s)", path, path.stat().st_size / 1e3,
                 time.perf_counter() - start)
     return path
 
@@ -393,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR,
                         help="directory for the .onnx files (default: %(default)s)")
     parser.add_argument("--only", metavar="NAME,...",
-                        help=f"comma-separated models to build (default: all of {', '.join(MODELS)})")
+                        help=f"comma-separated models to build (default: {','.join(MODELS)})")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(MODELS)
     unknown = [name for name in names if name not in MODELS]

@@ -1,0 +1,46 @@
+"""Shared test helpers: small ONNX models built with onnx.helper."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def make_model(nodes, inputs, outputs, initializers=None, opset=17, name="test"):
+    """Build a checked ONNX model. ``inputs``/``outputs`` are (name, elem_type, shape)."""
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(a), n)
+                     for n, a in (initializers or {}).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def conv_bn_relu_model():
+    """x[1,3,8,8] -> Conv(4, 3x3, pad 1) -> BatchNormalization -> Relu -> y."""
+    rng = np.random.default_rng(0)
+    init = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(4).astype(np.float32),
+        "scale": rng.uniform(0.5, 1.5, 4).astype(np.float32),
+        "bias": rng.standard_normal(4).astype(np.float32),
+        "mean": rng.standard_normal(4).astype(np.float32),
+        "var": rng.uniform(0.5, 2, 4).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["n"],
+                         name="bn"),
+        helper.make_node("Relu", ["n"], ["y"], name="relu"),
+    ]
+    return make_model(nodes, [("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                      [("y", TensorProto.FLOAT, [1, 4, 8, 8])], init)
+
+
+__all__ = ["make_model", "onnx"]

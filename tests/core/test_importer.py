@@ -1,0 +1,125 @@
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import byoc
+from byoc.errors import ModelImportError, ShapeInferenceError, UnsupportedOpError
+from conftest import make_model
+
+
+def reshape_by_shape_subgraph_model():
+    """y = Reshape(x, Concat(Gather(Shape(x), 0), [-1])) : the exporter idiom for flatten."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus_one"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["y"]),
+    ]
+    init = {"zero": np.array(0, np.int64), "axes": np.array([0], np.int64),
+            "minus_one": np.array([-1], np.int64)}
+    return make_model(nodes, [("x", TensorProto.FLOAT, ["N", 3, 4])],
+                      [("y", TensorProto.FLOAT, ["N", 12])], init)
+
+
+def test_symbolic_dims_bind_and_shape_subgraphs_resolve():
+    graph = byoc.import_model(reshape_by_shape_subgraph_model(), {"x": (5, 3, 4)})
+    assert graph.types["y"].shape == (5, 12)
+    assert graph.types["shape"].shape == (2,)
+
+
+def test_unbound_symbolic_dim_names_input_and_fix():
+    with pytest.raises(ShapeInferenceError, match=r"input 'x'.*--input-shape x=Nx3x4"):
+        byoc.import_model(reshape_by_shape_subgraph_model())
+
+
+def test_binding_that_contradicts_static_dims_is_refused():
+    with pytest.raises(ModelImportError, match="does not fit"):
+        byoc.import_model(reshape_by_shape_subgraph_model(), {"x": (5, 4, 3)})
+
+
+def test_binding_for_unknown_input_is_refused():
+    with pytest.raises(ModelImportError, match="--input-shape names nope"):
+        byoc.import_model(reshape_by_shape_subgraph_model(), {"x": (1, 3, 4), "nope": (1,)})
+
+
+def test_initializer_that_is_also_an_input_is_a_constant():
+    model = make_model([helper.make_node("Add", ["x", "c"], ["y"])],
+                       [("x", TensorProto.FLOAT, [2]), ("c", TensorProto.FLOAT, [2])],
+                       [("y", TensorProto.FLOAT, [2])], {"c": np.array([1, 2], np.float32)})
+    graph = byoc.import_model(model)
+    assert graph.inputs == ["x"]
+    np.testing.assert_array_equal(graph.constants["c"], [1, 2])
+
+
+def test_constant_node_becomes_a_constant():
+    model = make_model(
+        [helper.make_node("Constant", [], ["c"],
+                          value=onnx.numpy_helper.from_array(np.array([3.0], np.float32))),
+         helper.make_node("Mul", ["x", "c"], ["y"])],
+        [("x", TensorProto.FLOAT, [2])], [("y", TensorProto.FLOAT, [2])])
+    graph = byoc.import_model(model)
+    assert [n.op_type for n in graph.nodes] == ["Mul"]
+    np.testing.assert_array_equal(graph.constants["c"], [3.0])
+
+
+def test_unsupported_op_names_node_op_domain_and_opset():
+    model = make_model([helper.make_node("Det", ["x"], ["y"], name="det0")],
+                       [("x", TensorProto.FLOAT, [3, 3])], [("y", TensorProto.FLOAT, [])])
+    with pytest.raises(UnsupportedOpError, match=r"node 'det0' \(ai.onnx::Det, opset 17\)"):
+        byoc.import_model(model)
+
+
+def test_custom_domain_op_is_unsupported():
+    node = helper.make_node("Frobnicate", ["x"], ["y"], name="f", domain="com.acme")
+    model = make_model([node], [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [3])])
+    model.opset_import.append(helper.make_opsetid("com.acme", 1))
+    with pytest.raises(UnsupportedOpError, match=r"com.acme::Frobnicate"):
+        byoc.import_model(model)
+
+
+@pytest.mark.parametrize("opset", [7, 99])
+def test_opset_out_of_range(opset):
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])],
+                       [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [3])])
+    model.opset_import[0].version = opset
+    with pytest.raises(ModelImportError, match=f"opset {opset} of ai.onnx; byoc supports"):
+        byoc.import_model(model)
+
+
+def test_missing_input_definition_names_the_node():
+    model = make_model([helper.make_node("Add", ["x", "w"], ["y"], name="add")],
+                       [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [3])])
+    with pytest.raises(ModelImportError, match="checker rejects"):
+        byoc.import_model(model)
+
+
+def test_declared_output_shape_that_disagrees_is_reported():
+    model = make_model([helper.make_node("Relu", ["x"], ["y"], name="r")],
+                       [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [4])])
+    with pytest.raises(ShapeInferenceError, match=r"declared with shape \[4\] but computes"):
+        byoc.import_model(model)
+
+
+def test_inconsistent_input_shapes_are_reported():
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+                       [("a", TensorProto.FLOAT, [2, 3]), ("b", TensorProto.FLOAT, [4, 5])],
+                       [("y", TensorProto.FLOAT, [2, 5])])
+    with pytest.raises(ShapeInferenceError, match=r"node 'mm' \(ai.onnx::MatMul"):
+        byoc.import_model(model)
+
+
+def test_files_that_are_not_models(tmp_path):
+    with pytest.raises(ModelImportError, match="no such model file"):
+        byoc.import_model(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07garbage that is not protobuf" * 3)
+    with pytest.raises(ModelImportError, match="junk.onnx"):
+        byoc.import_model(junk)
+    good = make_model([helper.make_node("Relu", ["x"], ["y"])],
+                      [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [3])])
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.SerializeToString()[:-7])
+    with pytest.raises(ModelImportError, match="truncated.onnx"):
+        byoc.import_model(truncated)
