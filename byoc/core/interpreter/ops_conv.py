@@ -28,10 +28,10 @@ def check_shapes(x: np.ndarray, w: np.ndarray, group: int, kernel_shape, in_chan
     channels = x.shape[1]
     if group < 1 or channels % group:
         raise ValueError(f"group {group} does not divide the {channels} input channels")
-    per_group = w.shape[1] if in_channels_axis == 1 else w.shape[0] // group
-    if in_channels_axis == 1 and (per_group * group != channels or w.shape[0] % group):
+    if in_channels_axis == 1 and (w.shape[1] * group != channels or w.shape[0] % group):
         raise ValueError(f"weight shape {list(w.shape)} does not fit {channels} input channels "
-                         f"in {group} groups (expected M x {channels // group} x k...)")
+                         f"in {group} groups (expected M x {channels // group} x k..., with M "
+                         f"a multiple of {group})")
     if in_channels_axis == 0 and w.shape[0] != channels:
         raise ValueError(f"weight shape {list(w.shape)} does not fit {channels} input channels "
                          f"(expected {channels} x M/group x k...)")
@@ -43,7 +43,7 @@ def check_shapes(x: np.ndarray, w: np.ndarray, group: int, kernel_shape, in_chan
 def correlate(x: np.ndarray, w: np.ndarray, group: int, window: win.Window) -> np.ndarray:
     """Grouped cross-correlation of ``x`` (N x C x ...) with ``w`` (M x C/group x k...), both
     already in the accumulation dtype; ``x`` is zero-padded as ``window`` says."""
-    batch, channels = x.shape[:2]
+    batch = x.shape[0]
     out_channels = w.shape[0]
     padded = win.pad_for_windows(x, window, 0)
     # N x C x taps x positions, laid out so each group's rows are contiguous.
@@ -166,16 +166,14 @@ class ConvTranspose(OpImpl):
         columns = x.astype(dtype).reshape(batch, group, channels // group, -1)
         patches = np.matmul(weights, columns).reshape(batch, out_channels, taps, *in_shape)
 
-        # The result may start before position 0 or end after the full extent when a padding
-        # total is negative (output_shape larger than the natural size); those cells stay 0.
-        low = [min(0, b) for b in begin]
-        high = [max(f, b + o) for f, b, o in zip(full, begin, out_shape)]
-        result = np.zeros((batch, out_channels, *(h - lo for h, lo in zip(high, low))), dtype)
+        # An output_shape beyond the full size leaves zeros past the full extent.
+        result = np.zeros((batch, out_channels, *(max(f, b + o) for f, b, o in
+                                                   zip(full, begin, out_shape))), dtype)
         for index, tap in enumerate(np.ndindex(*kernel)):
-            target = tuple(slice(t * d - lo, t * d - lo + (n - 1) * s + 1, s) for t, d, lo, n, s
-                           in zip(tap, dilations, low, in_shape, strides))
+            target = tuple(slice(t * d, t * d + (n - 1) * s + 1, s)
+                           for t, d, n, s in zip(tap, dilations, in_shape, strides))
             result[(slice(None), slice(None)) + target] += patches[:, :, index]
-        crop = tuple(slice(b - lo, b - lo + o) for b, lo, o in zip(begin, low, out_shape))
+        crop = tuple(slice(b, b + o) for b, o in zip(begin, out_shape))
         y = result[(slice(None), slice(None)) + crop]
         if bias is not None:
             y = y + channel_bias(bias.astype(dtype), y.ndim)
@@ -188,7 +186,9 @@ class ConvTranspose(OpImpl):
             # Some exporters give output_shape with the N and C dims; only spatial dims count.
             target = list(output_shape)[-rank:]
         elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            target = [n * s for n, s in zip(in_shape, strides)]
+            # The spec says input size * stride; ONNX shape inference and onnxruntime never
+            # exceed the full size (a stride longer than the kernel leaves gaps, not growth).
+            target = [min(n * s, f) for n, s, f in zip(in_shape, strides, full)]
         elif auto_pad == "VALID":
             return [0] * rank, [0] * rank
         elif auto_pad == "NOTSET":
@@ -198,8 +198,9 @@ class ConvTranspose(OpImpl):
         begin, end = [], []
         for f, t in zip(full, target):
             total = f - t
-            # SAME_UPPER crops the odd extra at the end, anything else at the beginning; a
-            # negative total (output larger than natural) grows the end, as onnxruntime does.
+            # SAME_UPPER crops the odd extra at the end, anything else at the beginning. An
+            # output_shape beyond the full size (ONNX shape inference accepts it, onnxruntime
+            # refuses it) gets zeros at the end.
             b, _ = win.split_same(max(total, 0), auto_pad)
             begin.append(b)
             end.append(total - b)

@@ -37,32 +37,33 @@ class MaxPool(OpImpl):
         window = pool_window(x, kernel_shape, "MaxPool", strides=strides, dilations=dilations,
                              pads=pads, auto_pad=auto_pad, ceil_mode=ceil_mode)
         padded = win.pad_for_windows(x, window, lowest(x.dtype))
-        wants_indices = len(self.node.outputs) > 1 and bool(self.node.outputs[1])
-        best = arg = None
-        for index, view in enumerate(win.taps(padded, window)):
-            if best is None:
-                best = view.copy()
-                arg = np.zeros(best.shape, np.int64) if wants_indices else None
-            elif wants_indices:
-                # Strictly greater, so that the first maximum in row-major tap order wins.
-                better = view > best
-                best = np.where(better, view, best)
-                arg[better] = index
-            else:
-                np.maximum(best, view, out=best)
-        if not wants_indices:
-            return best
-        return best, self.flat_indices(arg, x.shape, window, storage_order)
+        # Which padded positions hold input: a padding cell must not win even a tie (uint8's
+        # padding value is a legal 0), or Indices would point outside the input.
+        inside = win.pad_for_windows(np.ones((1, 1) + x.shape[2:], bool), window, False)
+        best = np.full(x.shape[:2] + window.out_shape, lowest(x.dtype), x.dtype)
+        winner = np.zeros(best.shape, np.int64)
+        seen = np.zeros((1, 1) + window.out_shape, bool)
+        for index, (view, valid) in enumerate(zip(win.taps(padded, window),
+                                                  win.taps(inside, window))):
+            # The first input cell of a window, then only a strictly greater one, wins (as in
+            # onnxruntime): ties go to the first maximum in row-major tap order.
+            better = valid & (~seen | (view > best))
+            np.copyto(best, view, where=better)
+            winner[better] = index
+            seen |= valid
+        if len(self.node.outputs) > 1 and self.node.outputs[1]:
+            return best, self.flat_indices(winner, x.shape, window, storage_order)
+        return best
 
     @staticmethod
-    def flat_indices(arg: np.ndarray, x_shape, window: win.Window, storage_order: int):
+    def flat_indices(winner: np.ndarray, x_shape, window: win.Window, storage_order: int):
         """Turn the winning tap of each window into a flat index of the unpadded input."""
-        taps = np.unravel_index(arg, window.kernel)
+        taps = np.unravel_index(winner, window.kernel)
         spatial = x_shape[2:]
         rank = len(spatial)
         coords = []
         for axis in range(rank):
-            shape = [1] * arg.ndim
+            shape = [1] * winner.ndim
             shape[2 + axis] = window.out_shape[axis]
             starts = np.arange(window.out_shape[axis]).reshape(shape) * window.strides[axis]
             coords.append(starts + taps[axis] * window.dilations[axis]

@@ -11,7 +11,6 @@ keeps the ops vectorized.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -37,7 +36,8 @@ class Window:
         return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilations))
 
 
-def spatial_attr(values: Sequence[int] | None, rank: int, default: int, name: str) -> tuple[int, ...]:
+def spatial_attr(values: Sequence[int] | None, rank: int, default: int,
+                 name: str) -> tuple[int, ...]:
     """An attribute with one int per spatial axis (``strides``, ``dilations``...), defaulted."""
     if values is None or len(values) == 0:
         return (default,) * rank
@@ -47,7 +47,8 @@ def spatial_attr(values: Sequence[int] | None, rank: int, default: int, name: st
     return tuple(int(v) for v in values)
 
 
-def explicit_pads(pads: Sequence[int] | None, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def explicit_pads(pads: Sequence[int] | None,
+                  rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Split ONNX ``pads`` ``[x1_begin, x2_begin, ..., x1_end, x2_end, ...]`` in two."""
     if pads is None or len(pads) == 0:
         return (0,) * rank, (0,) * rank
@@ -77,25 +78,26 @@ def plan(in_shape: Sequence[int], kernel: Sequence[int], *, strides=None, dilati
         raise ValueError(f"auto_pad {auto_pad!r} is not one of {', '.join(AUTO_PADS)}")
     extents = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out_shape = [math.ceil(n / s) for n, s in zip(in_shape, strides)]
+        out_shape = [-(-n // s) for n, s in zip(in_shape, strides)]
         # A stride larger than the kernel can leave nothing to pad; the total never goes negative.
         totals = [max(0, (o - 1) * s + e - n)
                   for o, s, e, n in zip(out_shape, strides, extents, in_shape)]
-        begin, end = zip(*(split_same(t, auto_pad) for t in totals)) if rank else ((), ())
+        begin, end = zip(*(split_same(t, auto_pad) for t in totals))
     else:
         if auto_pad == "VALID":
             begin, end = (0,) * rank, (0,) * rank
         else:
             begin, end = explicit_pads(pads, rank)
         out_shape = []
-        for n, b, e_, s, ext in zip(in_shape, begin, end, strides, extents):
-            span = n + b + e_ - ext
+        for n, before, after, s, ext in zip(in_shape, begin, end, strides, extents):
+            span = n + before + after - ext
             if span < 0:
-                raise ValueError(f"the kernel window ({ext} positions with dilation) is larger "
-                                 f"than the padded input ({n + b + e_})")
+                raise ValueError(f"the kernel window spans {ext} positions (dilations "
+                                 f"included), more than the padded input's "
+                                 f"{n + before + after}")
             size = (-(-span // s) if ceil_mode else span // s) + 1
             # ceil_mode must not add a window that starts in the end padding (ONNX, PyTorch).
-            if ceil_mode and (size - 1) * s >= n + b:
+            if ceil_mode and (size - 1) * s >= n + before:
                 size -= 1
             out_shape.append(size)
     return Window(kernel, strides, dilations, tuple(begin), tuple(end), tuple(out_shape))
@@ -109,9 +111,9 @@ def pad_for_windows(x: np.ndarray, window: Window, value=0) -> np.ndarray:
     """
     in_shape = x.shape[2:]
     widths = [(0, 0), (0, 0)]
-    for n, b, e_, o, s, ext in zip(in_shape, window.pads_begin, window.pads_end,
-                                   window.out_shape, window.strides, window.extents):
-        widths.append((b, max(e_, (o - 1) * s + ext - n - b, 0)))
+    for n, before, after, o, s, ext in zip(in_shape, window.pads_begin, window.pads_end,
+                                           window.out_shape, window.strides, window.extents):
+        widths.append((before, max(after, (o - 1) * s + ext - n - before)))
     if all(w == (0, 0) for w in widths):
         return x
     return np.pad(x, widths, constant_values=value)

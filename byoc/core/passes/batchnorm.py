@@ -35,11 +35,11 @@ def fold_batchnorm(graph: Graph) -> int:
         fold_into = _FOLDERS.get(producer.op_type)
         if fold_into is None or not fold_into(graph, producer, factor, shift):
             continue
-        out = bn.outputs[0]
+        out, out_type = bn.outputs[0], graph.types[bn.outputs[0]]
         graph.remove_node(bn)
-        old = producer.outputs[0]
+        graph.types.pop(producer.outputs[0])
         producer.outputs[0] = out
-        graph.types.pop(old, None)
+        graph.types[out] = out_type
         folded += 1
     return folded
 
