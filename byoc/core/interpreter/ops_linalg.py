@@ -38,7 +38,7 @@ class Gemm(OpImpl):
             y = product if alpha == 1 else product * alpha
             if c is not None and beta != 0:
                 y = y + (c if beta == 1 else c * beta)
-            return np.asarray(y).astype(a.dtype)
+            return y.astype(a.dtype)
         dtype = compute_dtype(a.dtype)
         y = np.matmul(a.astype(dtype), b.astype(dtype))
         if alpha != 1:

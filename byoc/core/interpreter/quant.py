@@ -62,7 +62,7 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: np.ndarray |
     with ``multiplier`` and ``zero_point`` already broadcastable against ``acc``.
 
     The product is taken in float32, as onnxruntime's requantization does, so results match
-    it bit for bit (ties and all).
+    it bit for bit.
     """
     scaled = acc.astype(np.float32) * np.asarray(multiplier).astype(np.float32)
     rounded = np.rint(scaled).astype(np.float64)
