@@ -11,7 +11,7 @@ import numpy as np
 
 from byoc.core.interpreter import window as win
 from byoc.core.interpreter.base import OpImpl, register
-from byoc.core.interpreter.quant import along_axis, saturate
+from byoc.core.interpreter.quant import along_axis, requantize
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -127,11 +127,9 @@ class QLinearConv(OpImpl):
             acc += channel_bias(bias.astype(np.int64), acc.ndim)
         scale = (np.asarray(x_scale, np.float32) * np.asarray(w_scale, np.float32)
                  / np.asarray(y_scale, np.float32))
-        scaled = acc.astype(np.float32) * along_axis(scale, 1, acc.ndim)
-        rounded = np.rint(scaled).astype(np.float64)
-        if y_zero_point is None:
-            return saturate(rounded, x.dtype)
-        return saturate(rounded + along_axis(y_zero_point, 1, acc.ndim), y_zero_point.dtype)
+        dtype = x.dtype if y_zero_point is None else y_zero_point.dtype
+        zero_point = None if y_zero_point is None else along_axis(y_zero_point, 1, acc.ndim)
+        return requantize(acc, along_axis(scale, 1, acc.ndim), zero_point, dtype)
 
 
 @register("ConvTranspose")

@@ -16,15 +16,14 @@ def _accumulator(dtype: np.dtype) -> np.dtype:
 class Reduce(OpImpl):
     """A reduction over ``axes``, given as an attribute in older opsets (ReduceSum before 13,
     the others before 18) and as an input in newer ones. No axes means all of them, unless
-    ``noop_with_empty_axes`` asks for the input back unchanged."""
+    ``noop_with_empty_axes`` is set: then nothing is reduced, which for ReduceL2 still maps each
+    element to its absolute value, as in the ONNX reference and onnxruntime."""
 
     def run(self, data, axes_input=None, axes=None, keepdims=1, noop_with_empty_axes=0):
         chosen = int_list(axes_input) if axes_input is not None else axes
-        if not chosen:
-            if noop_with_empty_axes:
-                return data
+        if not chosen and not noop_with_empty_axes:
             chosen = range(data.ndim)
-        axis = tuple(sorted({normalize_axis(a, data.ndim) for a in chosen}))
+        axis = tuple(sorted({normalize_axis(a, data.ndim) for a in chosen or ()}))
         with np.errstate(invalid="ignore", divide="ignore"):
             result = self.reduce(data, axis, bool(keepdims))
         return np.asarray(result).astype(data.dtype, copy=False)

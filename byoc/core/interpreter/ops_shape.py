@@ -216,13 +216,14 @@ class ConstantOfShape(OpImpl):
 class Range(OpImpl):
     """``start + i * delta`` for ``i < ceil((limit - start) / delta)``.
 
-    From opset 27, float16 is computed in the ``stash_type`` precision (float32 by default).
+    From opset 27, float16 and bfloat16 are computed in the ``stash_type`` precision (float32
+    by default).
     """
 
     def run(self, start, limit, delta, stash_type=1):
         dtype = start.dtype
         compute = dtype
-        if dtype == np.float16 and self.opset >= 27:
+        if dtype.name in ("float16", "bfloat16") and self.opset >= 27:
             compute = np.dtype(np.float64 if stash_type == 11 else np.float32)
         start, limit, delta = (np.asarray(v, compute).reshape(()) for v in (start, limit, delta))
         count = max(math.ceil(float(limit - start) / float(delta)), 0)
