@@ -148,7 +148,7 @@ class _Importer:
         return numpy_helper.to_array(tensor)
 
     def _add_constant(self, name: str, array: np.ndarray) -> None:
-        array = np.ascontiguousarray(array)
+        array = np.require(array, requirements="C")
         self.graph.constants[name] = array
         self.graph.types[name] = TensorType.of(array)
         self.known[name] = array
