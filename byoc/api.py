@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from byoc.compiled import CompiledModel, load
 from byoc.core.importer import ModelSource
 from byoc.core.importer import import_model as _import
@@ -26,15 +28,20 @@ def import_model(model: ModelSource,
 
 def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             input_shapes: Mapping[str, Sequence[int]] | None = None,
+            constant_inputs: Mapping[str, np.ndarray] | None = None,
             **options: Any) -> CompiledModel:
     """Compile a model. Until accelerator plugins are selected, it runs on the reference
-    interpreter after the core clean-up passes."""
+    interpreter after the core clean-up passes.
+
+    ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values.
+    """
     if plugins:
         raise ByocError(f"plugins {', '.join(plugins)} requested, but this byoc has no plugin "
                         f"support yet; compile without plugins")
     if options:
         raise ByocError(f"unknown compile option(s): {', '.join(sorted(options))}")
-    graph = model.copy() if isinstance(model, Graph) else _import(model, input_shapes)
+    graph = (model.copy() if isinstance(model, Graph)
+             else _import(model, input_shapes, constant_inputs))
     verify(graph)
     optimize(graph)
     return CompiledModel(graph)

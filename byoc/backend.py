@@ -11,25 +11,61 @@ from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupl
 
 from byoc.api import compile as compile_model
 from byoc.compiled import CompiledModel
+from byoc.errors import ShapeInferenceError
 
 
 class ByocRep(BackendRep):
-    """A prepared model; ``run`` takes inputs as a list (graph order) or a dict by name."""
+    """A prepared model; ``run`` takes inputs as a list (graph order) or a dict by name.
 
-    def __init__(self, compiled: CompiledModel) -> None:
+    byoc compiles for static shapes. A model whose shapes depend on the values of some inputs
+    (a Reshape target, Resize scales, Slice bounds given as graph inputs) cannot be compiled
+    before those values are known; such a model is compiled at ``run`` with those inputs
+    frozen to the values given (integer and bool inputs first, every input if that is not
+    enough), and the compiled model is reused for the same values.
+    """
+
+    def __init__(self, model: onnx.ModelProto, compiled: CompiledModel | None,
+                 options: dict[str, Any]) -> None:
+        self.model = model
         self.compiled = compiled
+        self.options = options
+        self._specialized: dict[bytes, tuple[CompiledModel, list[str]]] = {}
+        self.input_names = [i.name for i in model.graph.input
+                            if i.name not in {t.name for t in model.graph.initializer}]
+        self.output_names = [o.name for o in model.graph.output]
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
-        names = [n for n in self.compiled.graph.inputs]
         if isinstance(inputs, dict):
-            feeds = dict(inputs)
+            feeds = {k: np.asarray(v) for k, v in inputs.items()}
         else:
             if isinstance(inputs, np.ndarray):
                 inputs = [inputs]
-            feeds = dict(zip(names, inputs))
-        results = self.compiled.run(feeds)
-        outputs = list(self.compiled.graph.outputs)
-        return namedtupledict("Outputs", outputs)(*[results[n] for n in outputs])
+            feeds = {n: np.asarray(v) for n, v in zip(self.input_names, inputs)}
+        if self.compiled is not None:
+            results = self.compiled.run(feeds)
+        else:
+            compiled, frozen = self._specialize(feeds)
+            results = compiled.run({k: v for k, v in feeds.items() if k not in frozen})
+        return namedtupledict("Outputs", self.output_names)(
+            *[results[n] for n in self.output_names])
+
+    def _specialize(self, feeds: dict[str, np.ndarray]) -> tuple[CompiledModel, list[str]]:
+        key = b"".join(n.encode() + a.dtype.str.encode() + str(a.shape).encode() + a.tobytes()
+                       for n, a in sorted(feeds.items()))
+        if key not in self._specialized:
+            shape_like = [n for n, a in feeds.items() if a.dtype.kind in "iub"]
+            for frozen in (shape_like, list(feeds)):
+                try:
+                    compiled = compile_model(
+                        self.model, constant_inputs={n: feeds[n] for n in frozen},
+                        input_shapes={n: a.shape for n, a in feeds.items() if n not in frozen},
+                        **self.options)
+                    break
+                except ShapeInferenceError:
+                    if frozen is not shape_like:
+                        raise
+            self._specialized[key] = (compiled, frozen)
+        return self._specialized[key]
 
 
 class ByocBackend(Backend):
@@ -39,7 +75,11 @@ class ByocBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> ByocRep:
         if not cls.supports_device(device):
             raise ValueError(f"byoc's ONNX backend runs on the CPU, not on {device!r}")
-        return ByocRep(compile_model(model, **kwargs))
+        try:
+            compiled = compile_model(model, **kwargs)
+        except ShapeInferenceError:
+            compiled = None
+        return ByocRep(model, compiled, kwargs)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",

@@ -84,11 +84,11 @@ def _run(args: argparse.Namespace) -> None:
     given = load_inputs(args.input)
     generated = random_inputs({n: t for n, t in model.inputs.items() if n not in given},
                               seed=args.seed)
+    outputs = model.run({**given, **generated})
     for name, array in generated.items():
         print(f"input  {name}: {describe_array(array)} (generated, seed {args.seed})")
     for name in given:
         print(f"input  {name}: {describe_array(given[name])}")
-    outputs = model.run({**given, **generated})
     for name, array in outputs.items():
         print(f"output {name}: {describe_array(array)}")
     if args.output:

@@ -37,16 +37,20 @@ ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
 
 def import_model(source: ModelSource,
-                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+                 input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 constant_inputs: Mapping[str, np.ndarray] | None = None) -> Graph:
     """Import an ONNX model into a typed :class:`Graph`.
 
     ``input_shapes`` binds graph inputs with symbolic or unknown dimensions to concrete
-    shapes (``{"input": (1, 3, 224, 224)}``). Raises ModelImportError (or a subclass) naming
+    shapes (``{"input": (1, 3, 224, 224)}``). ``constant_inputs`` freezes graph inputs to
+    given values, which then become constants (for inputs such as a target shape that decide
+    other values' shapes). Raises ModelImportError (or a subclass) naming
     the file, node, op and opset when the model is malformed or unsupported.
     """
     model, origin = _read(source)
     try:
-        return _Importer(model, origin, dict(input_shapes or {})).run()
+        return _Importer(model, origin, dict(input_shapes or {}),
+                         dict(constant_inputs or {})).run()
     except ByocError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, onnx.checker.ValidationError,
@@ -79,10 +83,12 @@ def _read(source: ModelSource) -> tuple[onnx.ModelProto, str]:
 
 
 class _Importer:
-    def __init__(self, model: onnx.ModelProto, origin: str, input_shapes: dict) -> None:
+    def __init__(self, model: onnx.ModelProto, origin: str, input_shapes: dict,
+                 constant_inputs: dict) -> None:
         self.model = model
         self.origin = origin
         self.input_shapes = input_shapes
+        self.constant_inputs = constant_inputs
         self.graph = Graph(name=model.graph.name or "graph")
         # Arrays of values known at import time: constants plus small computed values.
         self.known: dict[str, np.ndarray] = {}
@@ -156,12 +162,23 @@ class _Importer:
     def _bind_inputs(self) -> None:
         g = self.model.graph
         real_inputs = [vi for vi in g.input if vi.name not in self.graph.constants]
-        unknown = set(self.input_shapes) - {vi.name for vi in real_inputs}
-        if unknown:
-            raise ModelImportError(
-                f"{self.origin}: --input-shape names {', '.join(sorted(unknown))}, but the "
-                f"model's inputs are {', '.join(vi.name for vi in real_inputs)}")
+        for given, what in ((self.input_shapes, "--input-shape"),
+                            (self.constant_inputs, "constant_inputs")):
+            unknown = set(given) - {vi.name for vi in real_inputs}
+            if unknown:
+                raise ModelImportError(
+                    f"{self.origin}: {what} names {', '.join(sorted(unknown))}, but the "
+                    f"model's inputs are {', '.join(vi.name for vi in real_inputs)}")
         for vi in real_inputs:
+            if vi.name in self.constant_inputs:
+                value = np.asarray(self.constant_inputs[vi.name])
+                self.input_shapes.setdefault(vi.name, value.shape)
+                ttype = self._bind_input(vi)
+                if ttype != TensorType.of(value):
+                    raise ModelImportError(f"{self.origin}: constant for input {vi.name!r} is "
+                                           f"{TensorType.of(value)}, the input is {ttype}")
+                self._add_constant(vi.name, value)
+                continue
             ttype = self._bind_input(vi)
             self.graph.inputs.append(vi.name)
             self.graph.types[vi.name] = ttype
