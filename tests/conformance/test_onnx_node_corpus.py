@@ -14,7 +14,7 @@ from byoc.core import dtypes
 from byoc.core.importer import MIN_OPSET
 from byoc.core.interpreter import registered_ops
 
-FLOOR = 701
+FLOOR = 699
 
 _TRAINING_BN = "BatchNormalization in training mode updates statistics; byoc compiles inference"
 _TRAINING_DROPOUT = ("Dropout in training mode drops elements at random; a reference for "
