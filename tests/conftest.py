@@ -1,11 +1,37 @@
-"""Shared test helpers: small ONNX models built with onnx.helper."""
+"""Shared test helpers: small ONNX models built with onnx.helper, and the example zoo."""
 
 from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+
+ZOO_PATH = Path(__file__).resolve().parents[1] / "examples" / "zoo.py"
+
+
+def _import_zoo():
+    spec = importlib.util.spec_from_file_location("examples_zoo", ZOO_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+zoo = _import_zoo()
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory) -> Path:
+    """Every example model, built once per test session."""
+    out_dir = tmp_path_factory.mktemp("zoo")
+    zoo.build_all(out_dir)
+    return out_dir
 
 
 def make_model(nodes, inputs, outputs, initializers=None, opset=17, name="test"):
@@ -43,4 +69,4 @@ def conv_bn_relu_model():
                       [("y", TensorProto.FLOAT, [1, 4, 8, 8])], init)
 
 
-__all__ = ["make_model", "onnx"]
+__all__ = ["ZOO_PATH", "make_model", "onnx", "zoo"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,18 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-ZOO_PATH = Path(__file__).resolve().parents[2] / "examples" / "zoo.py"
-
-
-def _import_zoo():
-    spec = importlib.util.spec_from_file_location("examples_zoo", ZOO_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = _import_zoo()
+from conftest import ZOO_PATH, zoo
 
 OUTPUT_SHAPES = {
     "mlp": (1, 10),
@@ -36,13 +24,6 @@ OUTPUT_SHAPES = {
     "resnet18_int8": (1, 1000),
 }
 INT8_MODELS = [name for name, builder in zoo.MODELS.items() if isinstance(builder, zoo.Int8Variant)]
-
-
-@pytest.fixture(scope="session")
-def zoo_dir(tmp_path_factory) -> Path:
-    out_dir = tmp_path_factory.mktemp("zoo")
-    zoo.build_all(out_dir)
-    return out_dir
 
 
 def load(zoo_dir: Path, name: str) -> onnx.ModelProto:

@@ -68,3 +68,22 @@ def registered_ops() -> dict[tuple[str, str], type[OpImpl]]:
 
 def _normal_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
+
+
+def accumulation_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype float sums of products (Conv, Gemm, MatMul) accumulate in.
+
+    The reference accumulates in float64 and rounds once, at the end, so that its result is
+    the correctly rounded value of the exact sum. This matters for quantized models: a
+    DequantizeLinear -> Conv -> QuantizeLinear group then equals the exact integer
+    accumulation scaled, as integer kernels compute it, instead of drifting by float32
+    summation order onto the other side of a rounding tie.
+    """
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float64) if np.issubdtype(dtype, np.floating) else dtype
+
+
+def widened_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype elementwise float math runs in: float16 is widened to float32, as
+    onnxruntime computes half-precision reductions and normalizations in float32."""
+    return np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)

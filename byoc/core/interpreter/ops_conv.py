@@ -10,13 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from byoc.core.interpreter import window as win
-from byoc.core.interpreter.base import OpImpl, register
+from byoc.core.interpreter.base import OpImpl, accumulation_dtype, register
 from byoc.core.interpreter.quant import along_axis, requantize
-
-
-def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype float convolutions accumulate in: numpy's float16 matmul is slow and lossy."""
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
 
 def check_shapes(x: np.ndarray, w: np.ndarray, group: int, kernel_shape, in_channels_axis: int,
@@ -71,7 +66,7 @@ class Conv(OpImpl):
             kernel_shape=None, pads=None, strides=None):
         check_shapes(x, w, group, kernel_shape, 1, "Conv")
         window = conv_window(x, w, auto_pad, dilations, pads, strides)
-        dtype = compute_dtype(x.dtype)
+        dtype = accumulation_dtype(x.dtype)
         y = correlate(x.astype(dtype, copy=False), w.astype(dtype, copy=False), group, window)
         if bias is not None:
             y += channel_bias(bias.astype(dtype), y.ndim)
@@ -155,7 +150,7 @@ class ConvTranspose(OpImpl):
         if any(o <= 0 for o in out_shape):
             raise ValueError(f"the pads {list(begin) + list(end)} leave an empty output")
 
-        dtype = compute_dtype(x.dtype)
+        dtype = accumulation_dtype(x.dtype)
         batch, channels = x.shape[:2]
         out_channels = w.shape[1] * group
         taps = int(np.prod(kernel, dtype=np.int64))

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from byoc.core.interpreter.base import OpImpl, register
+from byoc.core.interpreter.base import OpImpl, accumulation_dtype, register
 from byoc.core.interpreter.quant import requantize
-
-
-def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype float math on ``dtype`` runs in: float16 is widened to float32, as
-    onnxruntime accumulates half-precision products and reductions in float32."""
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
 
 @register("Gemm")
@@ -39,7 +33,7 @@ class Gemm(OpImpl):
             if c is not None and beta != 0:
                 y = y + (c if beta == 1 else c * beta)
             return y.astype(a.dtype)
-        dtype = compute_dtype(a.dtype)
+        dtype = accumulation_dtype(a.dtype)
         y = np.matmul(a.astype(dtype), b.astype(dtype))
         if alpha != 1:
             y = y * np.asarray(alpha, dtype)
@@ -56,7 +50,7 @@ class MatMul(OpImpl):
     def run(self, a, b):
         if np.issubdtype(a.dtype, np.integer):
             return np.matmul(a, b).astype(a.dtype)
-        dtype = compute_dtype(a.dtype)
+        dtype = accumulation_dtype(a.dtype)
         return np.matmul(a.astype(dtype), b.astype(dtype)).astype(a.dtype)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from byoc.core.dtypes import onnx_type_name, to_numpy
 from byoc.core.interpreter.base import OpImpl, register
-from byoc.core.interpreter.ops_linalg import compute_dtype
+from byoc.core.interpreter.base import widened_dtype
 
 
 def per_channel(param: np.ndarray, rank: int, dtype: np.dtype) -> np.ndarray:
@@ -34,7 +34,7 @@ class BatchNormalization(OpImpl):
                              "running/saved statistics outputs) is not supported; export the "
                              "model in inference mode (eval)")
         check_nc(x, "BatchNormalization")
-        dtype = compute_dtype(x.dtype)
+        dtype = widened_dtype(x.dtype)
         rank = x.ndim
         inv_std = 1 / np.sqrt(per_channel(var, rank, dtype) + np.asarray(epsilon, dtype))
         y = ((x.astype(dtype) - per_channel(mean, rank, dtype)) * inv_std
@@ -49,7 +49,7 @@ class InstanceNormalization(OpImpl):
 
     def run(self, x, scale, bias, epsilon=1e-5):
         check_nc(x, "InstanceNormalization")
-        dtype = compute_dtype(x.dtype)
+        dtype = widened_dtype(x.dtype)
         values = x.astype(dtype)
         spatial = tuple(range(2, x.ndim))
         mean = values.mean(axis=spatial, keepdims=True)
@@ -106,7 +106,7 @@ class SoftmaxFamily(OpImpl):
         if x.size == 0:
             return x.copy()
         axes = (axis % x.ndim,) if self.opset >= 13 else tuple(range(axis % x.ndim, x.ndim))
-        values = x.astype(compute_dtype(x.dtype))
+        values = x.astype(widened_dtype(x.dtype))
         # Subtracting the max keeps exp() from overflowing; the result is unchanged.
         shifted = values - values.max(axis=axes, keepdims=True)
         return self.normalize(shifted, axes).astype(x.dtype)
