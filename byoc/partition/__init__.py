@@ -1,0 +1,1 @@
+"""The pattern language and the partitioner that assigns subgraphs to plugins."""

@@ -1,0 +1,2 @@
+"""The plugin API: pluggy hook specifications and plugin discovery (entry point group
+``byoc.plugins``)."""
