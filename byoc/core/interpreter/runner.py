@@ -7,6 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from byoc.core.interpreter.base import OpImpl, lookup
+from byoc.core.interpreter.integer_groups import plan_integer_groups
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.errors import ExecutionError, InputError, UnsupportedOpError, describe_node
 
@@ -51,10 +52,17 @@ def execute(impl: OpImpl, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
 
 
 class Interpreter:
-    """Runs a verified graph node by node. Node implementations are built once."""
+    """Runs a verified graph node by node. Node implementations are built once.
+
+    Quantized Conv/MatMul/Gemm groups run as the integer operations they stand for (see
+    :mod:`byoc.core.interpreter.integer_groups`); everything else runs node by node.
+    """
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
+        self._integer_groups = plan_integer_groups(graph)
+        self._replaced = {node.name for group in self._integer_groups.values()
+                          for node in group.replaced_nodes}
         self._impls = [
             make_impl(node, [graph.types.get(o) for o in node.outputs],
                       graph.opsets.get(node.domain or "", 0))
@@ -65,6 +73,12 @@ class Interpreter:
         env: dict[str, np.ndarray] = dict(self.graph.constants)
         env.update(check_feeds(self.graph, feeds))
         for node, impl in zip(self.graph.nodes, self._impls):
+            if node.name in self._replaced:
+                continue
+            integer_group = self._integer_groups.get(node.name)
+            if integer_group is not None:
+                env[node.outputs[0]] = integer_group.evaluate(env)
+                continue
             results = execute(impl, [env[name] if name else None for name in node.inputs])
             env.update((name, array) for name, array in zip(node.outputs, results) if name)
         return {name: env[name] for name in self.graph.outputs}
