@@ -109,3 +109,17 @@ def test_tampered_artifact_is_refused(model_file, tmp_path):
                 data = data[:-1] + bytes([data[-1] ^ 1])
             dst.writestr(info, data)
     assert_user_error(byoc_cli("run", tampered), "checksum mismatch")
+
+
+def test_npz_inputs_and_symbolic_dims_bound_on_the_command_line(tmp_path):
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])],
+                       [("x", TensorProto.FLOAT, ["batch", 4])],
+                       [("y", TensorProto.FLOAT, ["batch", 4])])
+    path = tmp_path / "dyn.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert_user_error(byoc_cli("run", path), "--input-shape x=Nx4")
+    np.savez(tmp_path / "in.npz", x=np.array([[-1, 2, -3, 4]] * 3, np.float32))
+    result = byoc_cli("run", path, "--input-shape", "x=3x4", "--input", tmp_path / "in.npz",
+                      "--output", tmp_path / "out.npz")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["y"], [[0, 2, 0, 4]] * 3)
