@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import helper
 
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.core.ir import Node
+from core.node_harness import run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -16,24 +15,9 @@ OPSET = 21
 
 
 def run_both(op_type: str, inputs: list[np.ndarray | None], n_outputs: int = 1, **attrs):
-    """Run one node on onnxruntime and on byoc's interpreter; return both lists of outputs."""
-    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
-    outputs = [f"out{i}" for i in range(n_outputs)]
-    node = helper.make_node(op_type, names, outputs, **attrs)
-    graph = helper.make_graph(
-        [node], op_type,
-        [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype),
-                                       value.shape)
-         for name, value in zip(names, inputs) if name],
-        # Outputs untyped: onnxruntime's shape inference fills them in.
-        [onnx.ValueInfoProto(name=name) for name in outputs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              ir_version=10)
-    session = ort.InferenceSession(model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    expected = session.run(None, {n: v for n, v in zip(names, inputs) if n})
-    ours = evaluate_node(Node(op_type, names, outputs, attrs), inputs, opset=OPSET)
-    return ours, expected
+    """Run one node on byoc's interpreter and on onnxruntime; return both lists of outputs."""
+    expected = run_onnxruntime(op_type, inputs, OPSET, n_outputs, **attrs)
+    return run_reference(op_type, inputs, OPSET, n_outputs, **attrs), expected
 
 
 def check(ours, expected, exact: bool = False):

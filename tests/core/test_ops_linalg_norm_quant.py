@@ -4,46 +4,19 @@ models; integer results must match exactly."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
-from byoc.core.interpreter.runner import evaluate_node
-from byoc.core.ir import Node
 from byoc.errors import ExecutionError
+from core.node_harness import run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 
 
-def run_byoc(op_type: str, inputs: list[np.ndarray | None], opset: int, n_outputs: int = 1,
-             **attrs) -> list[np.ndarray]:
-    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
-    node = Node(op_type, names, [f"out{i}" for i in range(n_outputs)], attrs)
-    return evaluate_node(node, inputs, opset=opset)
-
-
-def run_ort(op_type: str, inputs: list[np.ndarray | None], opset: int, n_outputs: int = 1,
-            **attrs) -> list[np.ndarray]:
-    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
-    outputs = [f"out{i}" for i in range(n_outputs)]
-    graph = helper.make_graph(
-        [helper.make_node(op_type, names, outputs, **attrs)], op_type,
-        [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype),
-                                       value.shape)
-         for name, value in zip(names, inputs) if name],
-        # Outputs untyped: onnxruntime's shape inference fills them in.
-        [onnx.ValueInfoProto(name=name) for name in outputs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=10)
-    session = ort.InferenceSession(model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, {n: v for n, v in zip(names, inputs) if n})
-
-
 def check(op_type: str, inputs: list[np.ndarray | None], opset: int = 21, n_outputs: int = 1,
           exact: bool = False, rtol: float = 1e-5, **attrs) -> None:
-    ours = run_byoc(op_type, inputs, opset, n_outputs, **attrs)
-    expected = run_ort(op_type, inputs, opset, n_outputs, **attrs)
+    ours = run_reference(op_type, inputs, opset, n_outputs, **attrs)
+    expected = run_onnxruntime(op_type, inputs, opset, n_outputs, **attrs)
     assert len(ours) == len(expected)
     for got, want in zip(ours, expected):
         assert got.dtype == want.dtype and got.shape == want.shape
@@ -82,7 +55,7 @@ def test_gemm(rng, trans_a, trans_b, c_shape):
 
 def test_gemm_beta_zero_ignores_c(rng):
     c = np.full((3, 5), np.inf, np.float32)
-    (y,) = run_byoc("Gemm", [floats(rng, 3, 4), floats(rng, 4, 5), c], 13, beta=0.0)
+    (y,) = run_reference("Gemm", [floats(rng, 3, 4), floats(rng, 4, 5), c], 13, beta=0.0)
     assert np.isfinite(y).all()
 
 
@@ -110,7 +83,7 @@ def test_matmul_integer_per_row_zero_point(rng):
     """onnxruntime only takes a per-tensor zero point for A; check against the formula."""
     a, b = integers(rng, np.uint8, 5, 16), integers(rng, np.int8, 16, 3)
     a_zero_point, b_zero_point = integers(rng, np.uint8, 5), integers(rng, np.int8, 3)
-    (y,) = run_byoc("MatMulInteger", [a, b, a_zero_point, b_zero_point], 13)
+    (y,) = run_reference("MatMulInteger", [a, b, a_zero_point, b_zero_point], 13)
     want = ((a.astype(np.int64) - a_zero_point[:, None]) @ (b.astype(np.int64) - b_zero_point))
     assert y.dtype == np.int32
     np.testing.assert_array_equal(y, want)
@@ -137,8 +110,8 @@ def test_qlinear_matmul_per_row_a(rng):
     a_zero_point = integers(rng, np.uint8, 4)
     b_scale, b_zero_point = np.array(0.05, np.float32), np.array(0, np.int8)
     y_scale, y_zero_point = np.array(0.5, np.float32), np.array(128, np.uint8)
-    (y,) = run_byoc("QLinearMatMul", [a, a_scale, a_zero_point, b, b_scale, b_zero_point,
-                                      y_scale, y_zero_point], 21)
+    (y,) = run_reference("QLinearMatMul", [a, a_scale, a_zero_point, b, b_scale, b_zero_point,
+                                           y_scale, y_zero_point], 21)
     acc = (a.astype(np.int64) - a_zero_point[:, None]) @ b.astype(np.int64)
     multiplier = (a_scale[:, None] * b_scale / y_scale).astype(np.float32)
     want = np.clip(np.rint(acc.astype(np.float32) * multiplier) + 128, 0, 255).astype(np.uint8)
@@ -151,7 +124,7 @@ def test_qlinear_matmul_rejects_a_per_column_y_scale(rng):
     inputs = [a, scale, zero_point, b, scale, zero_point, np.full(3, 0.1, np.float32),
               zero_point]
     with pytest.raises(ExecutionError, match="y_scale must hold one value"):
-        run_byoc("QLinearMatMul", inputs, 21)
+        run_reference("QLinearMatMul", inputs, 21)
 
 
 # -- normalizations and softmax ---------------------------------------------------------------
@@ -170,9 +143,9 @@ def test_batch_normalization(rng, opset, dtype):
 def test_batch_normalization_training_is_refused(rng):
     inputs = [floats(rng, 2, 3, 4)] + [np.ones(3, np.float32)] * 4
     with pytest.raises(ExecutionError, match="training mode"):
-        run_byoc("BatchNormalization", inputs, 15, training_mode=1)
+        run_reference("BatchNormalization", inputs, 15, training_mode=1)
     with pytest.raises(ExecutionError, match="training mode"):
-        run_byoc("BatchNormalization", inputs, 9, n_outputs=5)
+        run_reference("BatchNormalization", inputs, 9, n_outputs=5)
 
 
 def test_instance_normalization(rng):
@@ -212,7 +185,7 @@ def test_softmax(rng, op_type, opset, axis):
 def test_quantize_rounds_half_to_even_and_saturates(dtype, expected):
     x = np.array([-2.5, -0.5, 0.5, 1.5, 2.5, 3.5, -1.5, -2.5, 300, -300, 1e9], np.float32)
     inputs = [x, np.array(1.0, np.float32), np.array(0, dtype)]
-    (y,) = run_byoc("QuantizeLinear", inputs, 21)
+    (y,) = run_reference("QuantizeLinear", inputs, 21)
     assert y.dtype == dtype
     np.testing.assert_array_equal(y, np.array(expected, dtype))
     check("QuantizeLinear", inputs, exact=True)
@@ -228,7 +201,7 @@ def test_quantize_ties_with_zero_points_match_onnxruntime(opset):
 
 
 def test_quantize_default_zero_point_is_uint8(rng):
-    (y,) = run_byoc("QuantizeLinear", [floats(rng, 10) * 100, np.array(0.5, np.float32)], 13)
+    (y,) = run_reference("QuantizeLinear", [floats(rng, 10) * 100, np.array(0.5, np.float32)], 13)
     assert y.dtype == np.uint8
     check("QuantizeLinear", [floats(rng, 10) * 100, np.array(0.5, np.float32)], 13, exact=True)
 
@@ -264,8 +237,8 @@ def test_quantize_and_dequantize_blocked(rng, axis, block_size):
 
 def test_quantize_to_unsupported_type_is_refused(rng):
     with pytest.raises(ExecutionError, match="QuantizeLinear to INT4 is not supported"):
-        run_byoc("QuantizeLinear", [floats(rng, 4), np.array(1.0, np.float32)], 21,
-                 output_dtype=TensorProto.INT4)
+        run_reference("QuantizeLinear", [floats(rng, 4), np.array(1.0, np.float32)], 21,
+                      output_dtype=TensorProto.INT4)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32])

@@ -7,48 +7,23 @@ turned into inputs (axes, split, pads, starts...) are checked in both forms.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import helper, numpy_helper
 
-from byoc.core.interpreter.runner import evaluate_node
-from byoc.core.ir import Node
+from core.node_harness import run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 
 BIG = np.iinfo(np.int64).max
 
 
-def run_both(op_type: str, inputs: list[np.ndarray | None], opset: int, n_outputs: int = 1,
-             **attrs):
-    """Run one node on onnxruntime and on byoc's interpreter; return both lists of outputs.
+def check(op_type: str, inputs: list[np.ndarray | None], opset: int, n_outputs: int = 1,
+          exact: bool = True, **attrs):
+    """Compare byoc's interpreter with onnxruntime on one node.
 
     Tensor attributes are given as numpy arrays (byoc's IR keeps them so).
     """
-    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
-    outputs = [f"out{i}" for i in range(n_outputs)]
-    onnx_attrs = {key: numpy_helper.from_array(value) if isinstance(value, np.ndarray) else value
-                  for key, value in attrs.items()}
-    node = helper.make_node(op_type, names, outputs, **onnx_attrs)
-    graph = helper.make_graph(
-        [node], op_type,
-        [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype),
-                                       value.shape)
-         for name, value in zip(names, inputs) if name],
-        # Outputs untyped: onnxruntime's shape inference fills them in.
-        [onnx.ValueInfoProto(name=name) for name in outputs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=10)
-    session = ort.InferenceSession(model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    expected = session.run(None, {n: v for n, v in zip(names, inputs) if n})
-    ours = evaluate_node(Node(op_type, names, outputs, attrs), inputs, opset=opset)
-    return ours, expected
-
-
-def check(op_type: str, inputs: list[np.ndarray | None], opset: int, n_outputs: int = 1,
-          exact: bool = True, **attrs):
-    ours, expected = run_both(op_type, inputs, opset, n_outputs, **attrs)
+    expected = run_onnxruntime(op_type, inputs, opset, n_outputs, **attrs)
+    ours = run_reference(op_type, inputs, opset, n_outputs, **attrs)
     assert len(ours) == len(expected)
     for got, want in zip(ours, expected):
         assert got.dtype == want.dtype and got.shape == want.shape
@@ -196,7 +171,8 @@ def test_dropout_at_inference(x):
 def test_old_dropout_mask_keeps_everything(x, opset, mask_dtype):
     """onnxruntime fills the mask of opsets 7-11 with zeros; the spec (and opset 12 on, in both
     onnxruntime and the ONNX reference) marks kept elements true, and inference keeps all."""
-    (y, mask), (want_y, want_mask) = run_both("Dropout", [x], opset, n_outputs=2, ratio=0.3)
+    want_y, want_mask = run_onnxruntime("Dropout", [x], opset, n_outputs=2, ratio=0.3)
+    y, mask = run_reference("Dropout", [x], opset, n_outputs=2, ratio=0.3)
     np.testing.assert_array_equal(y, want_y)
     assert mask.dtype == want_mask.dtype == mask_dtype and mask.shape == x.shape
     assert mask.all()
@@ -334,7 +310,8 @@ def test_resize_antialias(image):
 def test_resize_integer_image_rounds_and_keeps_dtype():
     """byoc rounds to nearest like the ONNX reference; onnxruntime's uint8 path truncates."""
     data = np.random.default_rng(5).integers(0, 256, (1, 1, 4, 5)).astype(np.uint8)
-    (ours,), (want,) = run_both("Resize", [data, None, scales(1, 1, 1.5, 2.0)], 13,
-                                mode="linear")
+    inputs = [data, None, scales(1, 1, 1.5, 2.0)]
+    (want,) = run_onnxruntime("Resize", inputs, 13, mode="linear")
+    (ours,) = run_reference("Resize", inputs, 13, mode="linear")
     assert ours.dtype == np.uint8 and ours.shape == want.shape == (1, 1, 6, 10)
     assert np.abs(ours.astype(int) - want).max() <= 1
