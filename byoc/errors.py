@@ -40,6 +40,10 @@ class ExecutionError(ByocError):
     """A node failed while running."""
 
 
+class PluginError(ByocError):
+    """A plugin could not be found, loaded or validated, or broke the plugin API."""
+
+
 def describe_node(node) -> str:
     """How error messages name a node: its name, op type and domain."""
     domain = node.domain or "ai.onnx"

@@ -247,9 +247,9 @@ class _Importer:
         inputs_known = all(not v or v in self.known for v in proto.input)
         computed = None
         if inputs_known and self._cheap_to_evaluate(proto):
-            computed = self._evaluate(node, label, opset)
+            computed = self._evaluate(node, opset)
         if node.op_type == "Shape" and not computed:
-            computed = self._evaluate_shape(node, label, opset)
+            computed = self._evaluate_shape(node, opset)
         inferred = self._onnx_infer(proto, label, opset)
         types: list[TensorType] = []
         for i, out in enumerate(proto.output):
@@ -276,7 +276,7 @@ class _Importer:
     def _cheap_to_evaluate(self, proto: onnx.NodeProto) -> bool:
         return all(not v or self.known[v].size <= KNOWN_VALUE_LIMIT for v in proto.input)
 
-    def _evaluate(self, node: Node, label: str, opset: int) -> list[np.ndarray]:
+    def _evaluate(self, node: Node, opset: int) -> list[np.ndarray]:
         return self._evaluate_with(node, [self.known[v] if v else None for v in node.inputs],
                                    opset)
 
@@ -286,7 +286,7 @@ class _Importer:
         except ByocError as exc:
             raise ModelImportError(f"{self.origin}: {exc}") from None
 
-    def _evaluate_shape(self, node: Node, label: str, opset: int) -> list[np.ndarray]:
+    def _evaluate_shape(self, node: Node, opset: int) -> list[np.ndarray]:
         ttype = self.graph.types[node.inputs[0]]
         # Shape reads only its input's shape, so a zero-strided view stands in for the data.
         stand_in = np.broadcast_to(np.zeros((), ttype.dtype), ttype.shape)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from byoc.core.dtypes import onnx_type_name, to_numpy
-from byoc.core.interpreter.base import OpImpl, register
-from byoc.core.interpreter.base import widened_dtype
+from byoc.core.interpreter.base import OpImpl, register, widened_dtype
 
 
 def per_channel(param: np.ndarray, rank: int, dtype: np.dtype) -> np.ndarray:
