@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops = commands.add_parser("ops", help="list the ONNX ops byoc supports")
     ops.set_defaults(handler=_ops)
+
+    plugins = commands.add_parser(
+        "plugins", help="list the installed accelerator plugins",
+        description="List the plugins found in the entry point group byoc.plugins, with their "
+                    "version, origin, device and pattern names.")
+    plugins.set_defaults(handler=_plugins)
     return parser
 
 
@@ -114,6 +120,29 @@ def _ops(args: argparse.Namespace) -> None:
 
     for domain, op_type in sorted(registered_ops()):
         print(f"{domain or 'ai.onnx'}::{op_type}")
+
+
+def _plugins(args: argparse.Namespace) -> None:
+    from byoc.plugins.manager import ENTRY_POINT_GROUP, PluginManager
+
+    manager = PluginManager()
+    manager.load_entry_points()
+    loaded = manager.plugins()
+    if not loaded:
+        print(f"no plugins installed (pip packages with an entry point in the group "
+              f"{ENTRY_POINT_GROUP})")
+        return
+    for plugin in loaded:
+        info = plugin.info
+        patterns = manager.call(plugin.name, "byoc_partition_patterns") or []
+        print(f"{plugin.name} {info.version} (from {plugin.origin})")
+        print(f"  device:      {info.device}")
+        if info.description:
+            print(f"  description: {info.description}")
+        if info.preferred_layout:
+            print(f"  layout:      {info.preferred_layout}")
+        names = [str(getattr(p, "name", repr(p))) for p in patterns]
+        print(f"  patterns:    {', '.join(names) if names else '(none)'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

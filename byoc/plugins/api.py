@@ -1,0 +1,169 @@
+"""The data a plugin exchanges with byoc through its hooks.
+
+These are the types named in :mod:`byoc.plugins.hookspecs`: what a plugin says about itself
+(:class:`PluginInfo`), the piece of graph it is asked to compile (:class:`Partition`), what its
+code generator hands back to be stored in an artifact (:class:`Payload`), and what it must
+provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+from byoc.core.ir import Graph, Node, TensorType
+from byoc.errors import PluginError, VerificationError
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What a plugin says about itself (returned by ``byoc_plugin_info``).
+
+    ``name`` is the plugin's short name (as used on the command line), ``version`` its
+    version string, ``device`` what it drives (e.g. ``"NPU v2 (simulated)"``), ``description``
+    one line for ``byoc plugins``. ``preferred_layout`` is the tensor layout its kernels want
+    (e.g. ``"NHWC"``), or None when it takes the graph's layout as it is.
+    """
+
+    name: str
+    version: str
+    device: str
+    description: str
+    preferred_layout: str | None = None
+
+
+@dataclass(frozen=True)
+class PartitionSignature:
+    """The typed interface of a compiled partition: its name and its input and output values
+    (in call order) with their types. This is all a runtime gets besides the payload, so an
+    artifact can be run without the graph it was compiled from."""
+
+    name: str
+    inputs: dict[str, TensorType]
+    outputs: dict[str, TensorType]
+
+
+@dataclass
+class Partition:
+    """A subgraph assigned to one plugin.
+
+    ``name`` is unique within the model, ``plugin`` the name of the plugin it is assigned to,
+    ``nodes`` the graph's nodes it covers (in topological order), ``inputs`` the non-constant
+    values it reads from outside (graph inputs or other nodes' outputs), ``outputs`` the values
+    it defines that are read outside it (or are graph outputs), and ``types`` the types of
+    every value its nodes read or define.
+    """
+
+    name: str
+    plugin: str
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    types: dict[str, TensorType] = field(default_factory=dict)
+
+    def signature(self) -> PartitionSignature:
+        """The partition's typed interface (what a runtime is created for)."""
+        missing = [v for v in [*self.inputs, *self.outputs] if v not in self.types]
+        if missing:
+            raise VerificationError(f"partition {self.name!r} has no type for "
+                                    f"{', '.join(repr(v) for v in missing)}")
+        return PartitionSignature(self.name, {v: self.types[v] for v in self.inputs},
+                                  {v: self.types[v] for v in self.outputs})
+
+    def subgraph(self, constants: Mapping[str, np.ndarray] | None = None) -> Graph:
+        """A stand-alone, verified :class:`Graph` made of exactly this partition's nodes.
+
+        The partition's ``inputs`` become the graph's inputs and its ``outputs`` the graph's
+        outputs. Any other value the nodes read must be a constant: it is looked up in
+        ``constants`` (the model's constants, as passed to ``byoc_lower_partition``) and
+        copied into the subgraph. Nodes are copied, so rewriting the subgraph leaves the
+        model's graph alone. Raises VerificationError if a value the nodes read is neither an
+        input, a constant nor defined by one of the nodes, or if the result is malformed.
+        """
+        from byoc.core.verify import verify
+
+        constants = constants or {}
+        nodes = [Node(n.op_type, list(n.inputs), list(n.outputs), dict(n.attrs), n.name,
+                      n.domain) for n in self.nodes]
+        defined = set(self.inputs) | {out for n in nodes for out in n.outputs if out}
+        graph_constants: dict[str, np.ndarray] = {}
+        for node in nodes:
+            for value in node.present_inputs:
+                if value in defined or value in graph_constants:
+                    continue
+                if value not in constants:
+                    raise VerificationError(
+                        f"partition {self.name!r}: node {node.name!r} ({node.op_type}) reads "
+                        f"{value!r}, which is not a partition input, a constant or defined by "
+                        f"a node of the partition")
+                graph_constants[value] = np.asarray(constants[value])
+        types = {}
+        for value in [*self.inputs, *defined]:
+            if value in self.types:
+                types[value] = self.types[value]
+        for value, array in graph_constants.items():
+            types[value] = self.types.get(value, TensorType.of(array))
+        graph = Graph(name=self.name, nodes=nodes, inputs=list(self.inputs),
+                      outputs=list(self.outputs), types=types, constants=graph_constants)
+        verify(graph)
+        return graph
+
+
+@dataclass
+class Payload:
+    """What a plugin's code generator produces for one partition, stored in the artifact.
+
+    ``data`` is opaque bytes only the plugin's runtime reads (a binary, a command stream,
+    serialized weights). ``metadata`` is plain data written as YAML next to it: dicts with
+    string keys, lists, strings, ints, floats, bools and None (no numpy values).
+    """
+
+    data: bytes
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, (bytearray, memoryview)):
+            self.data = bytes(self.data)
+        if not isinstance(self.data, bytes):
+            raise PluginError(f"Payload.data must be bytes, not {type(self.data).__name__}")
+        _check_plain(self.metadata, "metadata")
+
+
+def _check_plain(value: Any, path: str) -> None:
+    if value is None or type(value) in (str, int, float, bool):
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise PluginError(f"Payload {path} has a non-string key {key!r}; metadata "
+                                  f"must be plain YAML data")
+            _check_plain(item, f"{path}.{key}")
+        return
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{path}[{i}]")
+        return
+    raise PluginError(f"Payload {path} holds a {type(value).__name__} ({value!r:.60}); metadata "
+                      f"must be plain YAML data (dict, list, str, int, float, bool, None) — "
+                      f"convert numpy values with .tolist() or int()/float()")
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Runs one compiled partition (returned by ``byoc_runtime_create``).
+
+    ``run`` takes the partition's inputs by name (arrays of the signature's types) and returns
+    its outputs by name. A runtime may also define ``counters(self) -> dict[str, int | float]``
+    returning performance counters of the runs so far (e.g. cycles, bytes moved); use
+    :func:`runtime_counters` to read them, which gives ``{}`` for runtimes without counters.
+    """
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def runtime_counters(runtime: Runtime) -> dict[str, int | float]:
+    """The runtime's performance counters, or ``{}`` if it does not define ``counters``."""
+    counters = getattr(runtime, "counters", None)
+    return dict(counters()) if callable(counters) else {}

@@ -1,0 +1,175 @@
+"""Every hook a byoc plugin can implement, declared in one place with pluggy.
+
+This module is the manual of the plugin API: each hook's docstring says when byoc calls it,
+what each argument is, what it returns and how results combine.
+
+How hooks are called
+--------------------
+byoc drives each plugin separately: the partitioner asks *each* plugin for its patterns and
+costs, and each partition is lowered, code-generated and run by *the one plugin it is assigned
+to*. So every hook is called for one specific plugin, through
+:meth:`byoc.plugins.manager.PluginManager.call`, which uses pluggy's ``subset_hook_caller`` to
+leave every other plugin out of the call. All hooks are therefore declared
+``firstresult=True``: the result of a call is that plugin's return value, or None when the
+plugin does not implement the hook (or returns None). No hook collects results across plugins.
+
+Hooks are called with keyword arguments only. An implementation may accept fewer arguments than
+the spec (pluggy passes only those it names), which is how hooks evolve: new arguments are
+added, never removed or renamed. An implementation must be marked with
+:data:`byoc.plugins.hookimpl` and its name must be one of the hooks below; the plugin manager
+refuses a plugin with an unknown hook name or an argument the spec does not have.
+
+Writing a plugin
+----------------
+A plugin is a module or an object (a class is instantiated with no arguments) published in
+the entry point group ``byoc.plugins`` of its pip package::
+
+    [project.entry-points."byoc.plugins"]
+    npu = "byoc_npu.plugin"
+
+and it must implement :func:`byoc_plugin_info`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from byoc.core.ir import Graph, Node
+    from byoc.partition.patterns import Pattern
+    from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo, Runtime
+
+PROJECT = "byoc"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- plugin ---------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_plugin_info() -> PluginInfo:
+    """Describe the plugin. Required: a plugin without it is refused at registration.
+
+    Called once when the plugin is registered (the result is kept as ``LoadedPlugin.info``
+    and shown by ``byoc plugins``), so it must be cheap and must not touch the device.
+
+    :returns: A :class:`byoc.plugins.api.PluginInfo` with the plugin's name, version, the
+        device it drives, a one-line description and its preferred tensor layout (or None).
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+# -- partition ------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_partition_patterns() -> list[Pattern]:
+    """Return the graph patterns this plugin can compile.
+
+    Called by the partitioner once per compilation, before it looks at the graph. Each
+    pattern names a subgraph shape (e.g. Conv followed by Relu) the plugin can offload; nodes
+    no plugin's pattern matches stay on the host.
+
+    :returns: A list of :class:`byoc.partition.patterns.Pattern` objects (empty or None if
+        the plugin offloads nothing). Pattern names must be unique within the plugin; they
+        are passed back as ``pattern_name`` to :func:`byoc_partition_cost`.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+@hookspec(firstresult=True)
+def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> float | None:
+    """Estimate the cost of running one match of one of this plugin's patterns.
+
+    Called by the partitioner for each match of the plugin's patterns, to choose between
+    overlapping matches (of this and other plugins) and against running on the host.
+    Optional: a plugin without a cost model simply does not implement it.
+
+    :param pattern_name: The name of the plugin's pattern that matched.
+    :param nodes: The matched nodes of ``graph``, in topological order. Do not modify them.
+    :param graph: The whole graph, for types (``graph.type_of``), constants and context.
+        Do not modify it.
+    :returns: The estimated cost as a float in the plugin's unit of time (e.g. cycles; lower
+        is better), or None when the plugin has no model for this match (the partitioner then
+        uses its default).
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+# -- lower ----------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_lower_partition(partition: Partition, graph: Graph,
+                         constants: dict[str, np.ndarray]) -> Any:
+    """Lower a partition assigned to this plugin to the plugin's own representation.
+
+    Called once for each partition the partitioner assigned to this plugin, after
+    partitioning and before :func:`byoc_codegen_partition`. ``partition.subgraph(constants)``
+    gives the partition as a stand-alone graph to work on.
+
+    :param partition: The :class:`byoc.plugins.api.Partition` to lower: its nodes, inputs,
+        outputs and their types.
+    :param graph: The whole partitioned graph the partition's nodes belong to. Do not modify.
+    :param constants: The model's constants by value name (weights the nodes read).
+        Do not modify the arrays.
+    :returns: The plugin's lowered form of the partition, any object (an IR, a schedule, a
+        list of commands); byoc passes it unchanged as ``lowered`` to
+        :func:`byoc_codegen_partition`. Raise a :class:`byoc.errors.PluginError` (or another
+        ``ByocError``) naming the node if the partition cannot be lowered.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+# -- codegen --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_codegen_partition(partition: Partition, lowered: Any) -> Payload:
+    """Generate the code (or binary, or command stream) for one lowered partition.
+
+    Called once per partition, right after :func:`byoc_lower_partition` returned ``lowered``
+    for it. The payload is stored in the compiled artifact, so it must hold everything the
+    runtime needs: nothing else of the model is kept for the plugin.
+
+    :param partition: The same :class:`byoc.plugins.api.Partition` that was lowered.
+    :param lowered: What this plugin's :func:`byoc_lower_partition` returned for it.
+    :returns: A :class:`byoc.plugins.api.Payload`: ``data`` (bytes only the plugin's runtime
+        reads) and ``metadata`` (plain YAML-safe data, shown when inspecting an artifact).
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+# -- runtime --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_runtime_create(payload: Payload, partition: PartitionSignature) -> Runtime:
+    """Create something that runs one compiled partition.
+
+    Called when a compiled model is loaded or compiled in-process, once per partition of this
+    plugin, before the first run. It may be called in a later process than codegen (after the
+    artifact was saved and loaded), so it gets only the payload and the partition's typed
+    interface, not the graph.
+
+    :param payload: The :class:`byoc.plugins.api.Payload` this plugin's
+        :func:`byoc_codegen_partition` produced for the partition (as stored in the artifact).
+    :param partition: The partition's :class:`byoc.plugins.api.PartitionSignature`: its name
+        and its inputs and outputs with their types.
+    :returns: A :class:`byoc.plugins.api.Runtime`: an object whose ``run(inputs)`` takes the
+        partition's inputs by name and returns its outputs by name, and which may define
+        ``counters()`` returning performance counters.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
