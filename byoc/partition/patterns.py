@@ -22,6 +22,8 @@ The int8 constructors (QDQ groups, QLinear ops) live in :mod:`byoc.partition.int
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
@@ -89,11 +91,12 @@ def _node_name(node: Node) -> str:
     return f"{node.op_type} node {node.name!r}"
 
 
-class Matcher:
+class Matcher(ABC):
     """Base class. ``match_value`` returns None on success or the reason it failed."""
 
+    @abstractmethod
     def match_value(self, value: str, st: _State) -> str | None:
-        raise NotImplementedError
+        """None when ``value`` matches, else why not."""
 
     def match_node(self, node: Node, st: _State) -> str | None:
         """Match with ``node`` as the root; only op-like matchers can be roots."""

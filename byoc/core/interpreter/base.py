@@ -11,6 +11,7 @@ both forms.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,7 +21,7 @@ from byoc.core.ir import Node, TensorType
 _REGISTRY: dict[tuple[str, str], type["OpImpl"]] = {}
 
 
-class OpImpl:
+class OpImpl(ABC):
     """Reference semantics of one ONNX operator.
 
     Instances are made per node, so ``run`` can read ``self.node`` (for example the number of
@@ -36,8 +37,9 @@ class OpImpl:
         self.output_types = output_types
         self.opset = opset
 
+    @abstractmethod
     def run(self, *inputs: np.ndarray | None, **attrs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
-        raise NotImplementedError(f"{type(self).__name__} does not define run()")
+        """The op's outputs for ``inputs`` and the node's attributes."""
 
 
 def register(*op_types: str, domain: str = ""):

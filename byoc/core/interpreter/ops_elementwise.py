@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import math
 
 import numpy as np
@@ -23,8 +25,9 @@ class Unary(OpImpl):
     def run(self, x, **attrs):
         return np.asarray(self.apply(x, **attrs)).astype(x.dtype, copy=False)
 
+    @abstractmethod
     def apply(self, x, **attrs):
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
 
 def _unary(op_type: str, formula):

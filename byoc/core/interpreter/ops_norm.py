@@ -3,6 +3,8 @@ Softmax/LogSoftmax."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
 from byoc.core.dtypes import onnx_type_name, to_numpy
@@ -110,8 +112,9 @@ class SoftmaxFamily(OpImpl):
         shifted = values - values.max(axis=axes, keepdims=True)
         return self.normalize(shifted, axes).astype(x.dtype)
 
+    @abstractmethod
     def normalize(self, shifted: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
 
 @register("Softmax")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
 from byoc.core.interpreter.base import OpImpl, register
@@ -28,8 +30,9 @@ class Reduce(OpImpl):
             result = self.reduce(data, axis, bool(keepdims))
         return np.asarray(result).astype(data.dtype, copy=False)
 
+    @abstractmethod
     def reduce(self, data: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
 
 @register("ReduceSum")
