@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -12,7 +12,8 @@ from byoc.core.importer import import_model as _import
 from byoc.core.ir import Graph
 from byoc.core.passes import optimize
 from byoc.core.verify import verify
-from byoc.errors import ByocError
+from byoc.pipeline import HOST_PLUGIN, CompileOptions, compile_graph
+from byoc.plugins.manager import PluginManager
 
 
 def import_model(model: ModelSource,
@@ -29,22 +30,24 @@ def import_model(model: ModelSource,
 def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             constant_inputs: Mapping[str, np.ndarray] | None = None,
-            **options: Any) -> CompiledModel:
-    """Compile a model. Until accelerator plugins are selected, it runs on the reference
-    interpreter after the core clean-up passes.
+            strict: bool = False, min_partition_size: int = 1,
+            pins: Mapping[str, str] | None = None, host: str = HOST_PLUGIN,
+            manager: PluginManager | None = None) -> CompiledModel:
+    """Compile a model for the given plugins (in priority order; the host plugin takes the
+    rest).
 
-    ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values.
+    ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values;
+    ``strict`` turns every fallback to the host into an error; ``min_partition_size`` sends
+    smaller accelerator partitions to the host; ``pins`` maps node names or op types to the
+    plugin that must run them. ``manager`` defaults to every installed plugin.
     """
-    if plugins:
-        raise ByocError(f"plugins {', '.join(plugins)} requested, but this byoc has no plugin "
-                        f"support yet; compile without plugins")
-    if options:
-        raise ByocError(f"unknown compile option(s): {', '.join(sorted(options))}")
     graph = (model.copy() if isinstance(model, Graph)
              else _import(model, input_shapes, constant_inputs))
     verify(graph)
-    optimize(graph)
-    return CompiledModel(graph)
+    options = CompileOptions(plugins=tuple(plugins), strict=strict,
+                             min_partition_size=min_partition_size, pins=dict(pins or {}),
+                             host=host)
+    return compile_graph(graph, options, manager)
 
 
 __all__ = ["compile", "import_model", "load"]

@@ -28,3 +28,14 @@ def to_onnx(dtype: np.dtype) -> int:
 def onnx_type_name(onnx_type: int) -> str:
     return TensorProto.DataType.Name(onnx_type) if onnx_type in TensorProto.DataType.values() \
         else str(onnx_type)
+
+
+def from_name(name: str) -> np.dtype:
+    """The supported numpy dtype called ``name`` (as in ``np.dtype(...).name``).
+
+    Used when reading type names from files, so only byoc's own dtypes are accepted (never
+    object or structured dtypes)."""
+    for dtype in _TO_ONNX:
+        if dtype.name == name:
+            return dtype
+    raise ValueError(f"unsupported dtype name {name!r}")

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from byoc.core import dtypes
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.errors import ArtifactError
 
@@ -57,7 +58,7 @@ def _type_to_dict(ttype: TensorType) -> dict[str, Any]:
 
 
 def _type_from_dict(data: dict[str, Any]) -> TensorType:
-    return TensorType(np.dtype(str(data["dtype"])), tuple(int(d) for d in data["shape"]))
+    return TensorType(dtypes.from_name(str(data["dtype"])), tuple(int(d) for d in data["shape"]))
 
 
 def _attr_to_data(value: Any, store: StoreArray) -> Any:

@@ -78,6 +78,9 @@ class NodeExplanation:
     plugin: str
     pattern: str | None
     reasons: dict[str, list[str]] = field(default_factory=dict)
+    # Plugins whose patterns reached this node but did not end up taking it (a check or the
+    # guard declined, a pin, an overlap, a partition too small): what --strict looks at.
+    considered_by: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         taken = f"{self.plugin} ({self.pattern})" if self.pattern else self.plugin
@@ -211,8 +214,9 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
         not_taken = {c.plugin: reasons[id(node)].get(c.plugin) or
                      [f"no {c.plugin} pattern matches this {node.op_type} node"]
                      for c in sorted(claims, key=lambda c: c.priority) if c.plugin != assigned}
-        explanations[node.name] = NodeExplanation(node.name, node.op_type, assigned,
-                                                  patterns[node.name], not_taken)
+        explanations[node.name] = NodeExplanation(
+            node.name, node.op_type, assigned, patterns[node.name], not_taken,
+            [plugin for plugin in reasons[id(node)] if plugin != assigned])
     plan = PartitionPlan(partitions, explanations, patterns)
     _check_cover(graph, plan)
     plan.check_acyclic()
@@ -390,7 +394,7 @@ def _make_partition(graph: Graph, name: str, plugin: str, nodes: list[Node],
     outputs = [v for v in defined if v in read_outside or v in graph.outputs]
     used = dict.fromkeys([*(v for n in nodes for v in n.present_inputs), *defined])
     types = {v: graph.types[v] for v in used if v in graph.types}
-    return Partition(name, plugin, nodes, inputs, outputs, types)
+    return Partition(name, plugin, nodes, inputs, outputs, types, dict(graph.opsets))
 
 
 def _check_cover(graph: Graph, plan: PartitionPlan) -> None:

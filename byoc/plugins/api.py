@@ -52,8 +52,9 @@ class Partition:
     ``name`` is unique within the model, ``plugin`` the name of the plugin it is assigned to,
     ``nodes`` the graph's nodes it covers (in topological order), ``inputs`` the non-constant
     values it reads from outside (graph inputs or other nodes' outputs), ``outputs`` the values
-    it defines that are read outside it (or are graph outputs), and ``types`` the types of
-    every value its nodes read or define.
+    it defines that are read outside it (or are graph outputs), ``types`` the types of every
+    value its nodes read or define, and ``opsets`` the model's opset imports (the nodes'
+    semantics depend on them).
     """
 
     name: str
@@ -62,6 +63,7 @@ class Partition:
     inputs: list[str]
     outputs: list[str]
     types: dict[str, TensorType] = field(default_factory=dict)
+    opsets: dict[str, int] = field(default_factory=dict)
 
     def signature(self) -> PartitionSignature:
         """The partition's typed interface (what a runtime is created for)."""
@@ -106,7 +108,8 @@ class Partition:
         for value, array in graph_constants.items():
             types[value] = self.types.get(value, TensorType.of(array))
         graph = Graph(name=self.name, nodes=nodes, inputs=list(self.inputs),
-                      outputs=list(self.outputs), types=types, constants=graph_constants)
+                      outputs=list(self.outputs), types=types, constants=graph_constants,
+                      opsets=dict(self.opsets))
         verify(graph)
         return graph
 
@@ -117,11 +120,14 @@ class Payload:
 
     ``data`` is opaque bytes only the plugin's runtime reads (a binary, a command stream,
     serialized weights). ``metadata`` is plain data written as YAML next to it: dicts with
-    string keys, lists, strings, ints, floats, bools and None (no numpy values).
+    string keys, lists, strings, ints, floats, bools and None (no numpy values). ``arrays``
+    holds named numpy arrays (weights, packed constants) that byoc stores as .npy files in the
+    artifact and hands back unchanged with the payload.
     """
 
     data: bytes
     metadata: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, (bytearray, memoryview)):
@@ -129,6 +135,10 @@ class Payload:
         if not isinstance(self.data, bytes):
             raise PluginError(f"Payload.data must be bytes, not {type(self.data).__name__}")
         _check_plain(self.metadata, "metadata")
+        for key, array in self.arrays.items():
+            if type(key) is not str or not isinstance(array, np.ndarray) or array.dtype.hasobject:
+                raise PluginError(f"Payload.arrays[{key!r}] must be a numeric numpy array "
+                                  f"under a string key")
 
 
 def _check_plain(value: Any, path: str) -> None:

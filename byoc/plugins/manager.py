@@ -184,6 +184,12 @@ class PluginManager:
                 f"{impl_sig}. Expected signature: {hook_signature(hook)} (an implementation "
                 f"may take fewer of these arguments, but no others)") from exc
 
+    def unregister(self, name: str) -> None:
+        """Remove the plugin registered as ``name`` (embedding code and tests)."""
+        loaded = self.get(name)
+        self._pm.unregister(loaded.object)
+        del self._plugins[name]
+
     # -- queries -----------------------------------------------------------------------------
 
     def plugins(self) -> list[LoadedPlugin]:
@@ -241,3 +247,16 @@ def _origin_of(ep: Any) -> str:
         return f"entry point {ep.name} = {ep.value}"
     name = getattr(dist, "name", None) or dist.metadata["Name"]
     return f"{name} {dist.version}"
+
+
+_default: PluginManager | None = None
+
+
+def default_manager() -> PluginManager:
+    """The process-wide plugin manager, with every installed plugin loaded on first use."""
+    global _default
+    if _default is None:
+        manager = PluginManager()
+        manager.load_entry_points()
+        _default = manager
+    return _default

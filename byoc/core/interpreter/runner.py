@@ -86,18 +86,22 @@ class Interpreter:
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Check user inputs against the graph's signature; never converts silently."""
-    runtime_inputs = [name for name in graph.inputs if name not in graph.constants]
-    unknown = sorted(set(feeds) - set(graph.inputs))
+    return check_signature({name: graph.types[name] for name in graph.inputs}, feeds)
+
+
+def check_signature(signature: Mapping[str, TensorType],
+                    feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check inputs against a signature (names, dtypes, shapes); never converts silently."""
+    unknown = sorted(set(feeds) - set(signature))
     if unknown:
         raise InputError(f"unknown input(s) {', '.join(unknown)}; the model's inputs are "
-                         f"{', '.join(runtime_inputs)}")
-    missing = [name for name in runtime_inputs if name not in feeds]
+                         f"{', '.join(signature)}")
+    missing = [name for name in signature if name not in feeds]
     if missing:
         raise InputError(f"missing input(s) {', '.join(missing)}; give a value for each")
     checked = {}
-    for name, value in feeds.items():
-        array = np.asarray(value)
-        expected = graph.types[name]
+    for name, expected in signature.items():
+        array = np.asarray(feeds[name])
         if array.dtype != expected.dtype:
             raise InputError(f"input {name!r} has dtype {array.dtype}, the model expects "
                              f"{expected.dtype}")

@@ -1,0 +1,126 @@
+"""The compile pipeline: import -> core passes -> partition -> lower and codegen per partition.
+
+Plugins are called only through their hooks (:mod:`byoc.plugins.hookspecs`). The host plugin
+is always present, as the last resort: it takes every node no selected plugin takes, and every
+partition whose plugin fails to lower or generate code for it. Such a fallback is a warning
+naming the plugin, the partition and the error; under ``strict`` it is an error, and so is a
+node that a selected plugin's pattern reached but that ends up on the host anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from byoc.compiled import CompiledModel, CompiledPartition
+from byoc.core.ir import Graph, Node
+from byoc.core.passes import optimize
+from byoc.errors import ByocError, PluginError
+from byoc.partition.partitioner import PartitionPlan, PluginClaims, partition_graph
+from byoc.plugins.api import Partition, Payload
+from byoc.plugins.manager import PluginManager, default_manager
+
+HOST_PLUGIN = "reference"
+
+
+class FallbackWarning(UserWarning):
+    """A partition went back to the host because its plugin could not compile it."""
+
+
+@dataclass
+class CompileOptions:
+    """What ``byoc.compile`` and ``byoc compile`` let a user choose."""
+
+    plugins: Sequence[str] = ()
+    strict: bool = False
+    min_partition_size: int = 1
+    pins: Mapping[str, str] = field(default_factory=dict)
+    host: str = HOST_PLUGIN
+
+
+def compile_graph(graph: Graph, options: CompileOptions,
+                  manager: PluginManager | None = None) -> CompiledModel:
+    """Optimize ``graph`` in place, partition it and compile every partition."""
+    manager = manager or default_manager()
+    plugins = _selected(options, manager)
+    optimize(graph)
+    claims = [PluginClaims(name, priority,
+                           manager.call(name, "byoc_partition_patterns") or [],
+                           _cost_function(manager, name, graph))
+              for priority, name in enumerate(plugins)]
+    plan = partition_graph(graph, claims, host=options.host,
+                           min_partition_size=options.min_partition_size,
+                           pins=dict(options.pins))
+    if options.strict:
+        _check_strict(plan, options.host)
+    parts, fallbacks = [], []
+    for partition in plan.partitions:
+        try:
+            parts.append(_compile_partition(manager, partition, graph))
+        except ByocError as exc:
+            if partition.plugin == options.host or options.strict:
+                raise
+            message = (f"plugin {partition.plugin!r} could not compile partition "
+                       f"{partition.name!r} ({len(partition.nodes)} nodes); it runs on the host "
+                       f"({options.host}) instead. The error: {exc}")
+            warnings.warn(message, FallbackWarning, stacklevel=2)
+            fallbacks.append(message)
+            host_partition = dataclasses.replace(partition, plugin=options.host)
+            parts.append(_compile_partition(manager, host_partition, graph))
+    return CompiledModel(graph, parts, plan=plan, fallbacks=fallbacks)
+
+
+def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
+    names = []
+    for name in options.plugins:
+        manager.get(name)  # a PluginError listing the installed plugins if unknown
+        if name not in names and name != options.host:
+            names.append(name)
+    manager.get(options.host)
+    return names
+
+
+def _cost_function(manager: PluginManager, plugin: str, graph: Graph):
+    def cost(pattern_name: str, nodes: list[Node]) -> float | None:
+        return manager.call(plugin, "byoc_partition_cost", pattern_name=pattern_name,
+                            nodes=nodes, graph=graph)
+    return cost
+
+
+def _compile_partition(manager: PluginManager, partition: Partition,
+                       graph: Graph) -> CompiledPartition:
+    plugin = manager.get(partition.plugin)
+    lowered = manager.call(partition.plugin, "byoc_lower_partition", partition=partition,
+                           graph=graph, constants=graph.constants)
+    payload = manager.call(partition.plugin, "byoc_codegen_partition", partition=partition,
+                           lowered=lowered)
+    if not isinstance(payload, Payload):
+        raise PluginError(f"plugin {partition.plugin!r}: byoc_codegen_partition returned "
+                          f"{type(payload).__name__} for partition {partition.name!r}, "
+                          f"expected a byoc.plugins.api.Payload")
+    signature = partition.signature()
+    runtime = manager.call(partition.plugin, "byoc_runtime_create", payload=payload,
+                           partition=signature)
+    if runtime is None or not callable(getattr(runtime, "run", None)):
+        raise PluginError(f"plugin {partition.plugin!r}: byoc_runtime_create gave no runtime "
+                          f"with a run() method for partition {partition.name!r}")
+    ops: dict[str, int] = {}
+    for node in partition.nodes:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return CompiledPartition(signature, partition.plugin, plugin.info.version, payload, runtime,
+                             dict(sorted(ops.items())))
+
+
+def _check_strict(plan: PartitionPlan, host: str) -> None:
+    stranded = [e for e in plan.explanations.values()
+                if e.plugin == host and e.considered_by]
+    if stranded:
+        lines = "; ".join(f"node {e.node!r} ({e.op}): " + " / ".join(
+            f"{p}: {', '.join(e.reasons.get(p, []))}" for p in e.considered_by)
+            for e in stranded[:5])
+        more = f" (and {len(stranded) - 5} more)" if len(stranded) > 5 else ""
+        raise ByocError(f"--strict: {len(stranded)} node(s) a selected plugin matched would run "
+                        f"on the host: {lines}{more}. Drop --strict to allow the fallback, or "
+                        f"change the model or the plugin")
