@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +18,10 @@ import numpy as np
 
 import byoc
 from byoc.errors import ByocError, InputError
-from byoc.inputs import describe_array, load_inputs, parse_shape_bindings, random_inputs
+from byoc.inputs import (describe_array, load_inputs, parse_pins, parse_shape_bindings,
+                         random_inputs)
+from byoc.pipeline import FallbackWarning
+from byoc.summary import format_profile, format_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an input array (repeatable); an .npz gives inputs by key")
     run.add_argument("--seed", type=int, default=0, help="seed for generated inputs (0)")
     run.add_argument("--output", metavar="FILE.npz", help="write the outputs to an .npz file")
+    run.add_argument("--profile", action="store_true",
+                     help="time each partition and show its plugin's counters")
     _add_shape_option(run)
     run.set_defaults(handler=_run)
 
@@ -52,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("model", help="ONNX model file")
     compile_.add_argument("-o", "--output", metavar="OUT.byoc",
                           help="artifact to write (default: MODEL with suffix .byoc)")
+    compile_.add_argument("--plugins", default="", metavar="A,B",
+                          help="accelerator plugins in priority order; the host takes the rest")
+    compile_.add_argument("--strict", action="store_true",
+                          help="fail instead of falling back to the host when a selected "
+                               "plugin matched a node it then cannot run")
+    compile_.add_argument("--min-partition-size", type=int, default=1, metavar="N",
+                          help="accelerator partitions smaller than N nodes go to the host")
+    compile_.add_argument("--pin", action="append", default=[], metavar="NODE_OR_OP=PLUGIN",
+                          help="only PLUGIN may run this node (or every node of this op type)")
+    compile_.add_argument("--report", metavar="REPORT.html",
+                          help="write an HTML partition report (graph coloured by plugin)")
+    compile_.add_argument("--emit-onnx", metavar="PARTITIONED.onnx",
+                          help="write the partitioned model as ONNX, one node per partition")
     _add_shape_option(compile_)
     compile_.set_defaults(handler=_compile)
 
@@ -90,7 +109,10 @@ def _run(args: argparse.Namespace) -> None:
     given = load_inputs(args.input)
     generated = random_inputs({n: t for n, t in model.inputs.items() if n not in given},
                               seed=args.seed)
-    outputs = model.run({**given, **generated})
+    if args.profile:
+        outputs, profile = model.profile({**given, **generated})
+    else:
+        outputs, profile = model.run({**given, **generated}), None
     for name, array in generated.items():
         print(f"input  {name}: {describe_array(array)} (generated, seed {args.seed})")
     for name in given:
@@ -103,16 +125,34 @@ def _run(args: argparse.Namespace) -> None:
         except OSError as exc:
             raise InputError(f"cannot write outputs to {args.output}: {exc.strerror}") from None
         print(f"wrote {args.output}")
+    if profile is not None:
+        print(format_profile(profile))
 
 
 def _compile(args: argparse.Namespace) -> None:
-    model = byoc.compile(args.model, input_shapes=parse_shape_bindings(args.input_shape))
+    plugins = [p.strip() for p in args.plugins.split(",") if p.strip()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FallbackWarning)
+        model = byoc.compile(args.model, plugins=plugins,
+                             input_shapes=parse_shape_bindings(args.input_shape),
+                             strict=args.strict, min_partition_size=args.min_partition_size,
+                             pins=parse_pins(args.pin))
+    for warning in caught:
+        print(f"byoc: warning: {textwrap.fill(str(warning.message), 100)}", file=sys.stderr)
     out = args.output or str(Path(args.model).with_suffix(".byoc"))
     model.save(out)
-    counts = model.graph.op_counts()
-    print(f"compiled {args.model}: {len(model.graph.nodes)} nodes "
-          f"({', '.join(f'{op} {n}' for op, n in counts.items())})")
+    print(format_summary(model))
     print(f"wrote {out}")
+    if args.report:
+        from byoc.report import write_html_report
+
+        write_html_report(args.report, model.graph, model.plan, title=Path(args.model).name)
+        print(f"wrote {args.report}")
+    if args.emit_onnx:
+        from byoc.report import write_partitioned_onnx
+
+        write_partitioned_onnx(args.emit_onnx, model.graph, model.plan)
+        print(f"wrote {args.emit_onnx}")
 
 
 def _ops(args: argparse.Namespace) -> None:

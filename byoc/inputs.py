@@ -28,6 +28,17 @@ def parse_shape_bindings(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return bindings
 
 
+def parse_pins(specs: Sequence[str]) -> dict[str, str]:
+    """``["Conv=npu", "fc=reference"]`` -> ``{"Conv": "npu", "fc": "reference"}``."""
+    pins = {}
+    for spec in specs:
+        target, sep, plugin = spec.rpartition("=")
+        if not sep or not target or not plugin:
+            raise InputError(f"--pin {spec!r}: expected NODE_OR_OP=PLUGIN, e.g. Conv=npu")
+        pins[target] = plugin
+    return pins
+
+
 def load_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
     """Read ``NAME=FILE.npy`` and ``FILE.npz`` specs; never unpickles."""
     arrays: dict[str, np.ndarray] = {}

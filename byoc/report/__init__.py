@@ -1,0 +1,13 @@
+"""Outputs of a partition plan for people and viewers.
+
+- :func:`write_html_report`: one self-contained HTML page with the partitions, a legend and
+  the graph drawn as SVG, every node explaining where it went and why.
+- :func:`export_partitioned_onnx` / :func:`write_partitioned_onnx`: the partition graph as an
+  ONNX model, one ``byoc.partition`` node per partition, for Netron and friends.
+"""
+
+from byoc.report.html import render_html_report, write_html_report
+from byoc.report.onnx_export import export_partitioned_onnx, write_partitioned_onnx
+
+__all__ = ["export_partitioned_onnx", "render_html_report", "write_html_report",
+           "write_partitioned_onnx"]

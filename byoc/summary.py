@@ -1,0 +1,45 @@
+"""Plain-text tables for the command line: the partition summary and the run profile."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from byoc.compiled import CompiledModel, PartitionProfile
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def format_summary(model: CompiledModel) -> str:
+    """One row per partition: plugin, node and op counts, boundary tensors."""
+    rows = []
+    for part in model.parts:
+        ops = ", ".join(f"{op} {n}" for op, n in part.ops.items())
+        rows.append([part.signature.name, part.plugin, str(sum(part.ops.values())), ops,
+                     _boundary(part.signature.inputs), _boundary(part.signature.outputs)])
+    by_plugin: dict[str, int] = {}
+    for part in model.parts:
+        by_plugin[part.plugin] = by_plugin.get(part.plugin, 0) + sum(part.ops.values())
+    total = sum(by_plugin.values())
+    shares = ", ".join(f"{plugin} {n}/{total} nodes" for plugin, n in by_plugin.items())
+    header = f"{model.name}: {len(model.parts)} partitions ({shares})"
+    return header + "\n" + table(["partition", "plugin", "nodes", "ops", "inputs", "outputs"],
+                                 rows)
+
+
+def format_profile(profile: Sequence[PartitionProfile]) -> str:
+    total = sum(p.seconds for p in profile) or 1.0
+    rows = [[p.partition, p.plugin, f"{p.seconds * 1e3:.3f}", f"{100 * p.seconds / total:.1f}%",
+             ", ".join(f"{k}={v}" for k, v in p.counters.items())] for p in profile]
+    return table(["partition", "plugin", "ms", "share", "counters"], rows)
+
+
+def _boundary(values) -> str:
+    text = ", ".join(f"{name}:{ttype}" for name, ttype in values.items())
+    return text if len(text) <= 60 else text[:57] + "..."
