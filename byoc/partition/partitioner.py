@@ -27,10 +27,11 @@ The rules, all of them, in the order they are applied:
    cost, graph order that told the two apart>)").
 4. **Regions.** Each accepted candidate starts as one group; each node no candidate took is a
    group of its own for the host. Groups of the same plugin joined by a dataflow edge are
-   merged, visiting edges in graph order until nothing changes, but only when the merge
-   creates no cycle between groups: two groups may not merge when a path leaves one of them
-   and reaches the other through a third group. Plugin groups are merged first, then host
-   groups, with the same rule.
+   merged, visiting edges in graph order, and so are groups of the same plugin that read
+   from or feed the same group (siblings, such as the two branches of a residual block),
+   until nothing changes; but only when the merge creates no cycle between groups: two
+   groups may not merge when a path leaves one of them and reaches the other through a third
+   group. Plugin groups are merged first, then host groups, with the same rule.
 5. **Minimum size.** A non-host region with fewer than ``min_partition_size`` nodes goes back to
    the host ("partition too small (N < min)"), and host regions are merged again (rule 4).
 6. **Output.** The regions become :class:`~byoc.plugins.api.Partition` objects named
@@ -322,6 +323,40 @@ class _Groups:
                     self._merge(succ, a, b)
                     merged_into[b] = a
                     changed = True
+            changed = self._merge_siblings(succ, eligible) or changed
+
+    def _merge_siblings(self, succ: dict[int, set[int]],
+                        eligible: Callable[[str], bool]) -> bool:
+        """Merge same-plugin groups that read from or feed the same group (e.g. the two convs
+        of a residual block's main and shortcut branches) when neither reaches the other."""
+        pred: dict[int, set[int]] = {gid: set() for gid in succ}
+        for a, targets in succ.items():
+            for b in targets:
+                pred[b].add(a)
+        first = {gid: min(self.index[id(n)] for n in nodes) for gid, nodes in self.members.items()}
+        for hub in sorted(succ, key=first.get):
+            for neighbours in (succ.get(hub, set()), pred.get(hub, set())):
+                ordered = sorted(neighbours, key=first.get)
+                for i, a in enumerate(ordered):
+                    for b in ordered[i + 1:]:
+                        if (self.plugin[a] == self.plugin[b] and eligible(self.plugin[a])
+                                and not self._reaches(succ, a, b)
+                                and not self._reaches(succ, b, a)):
+                            self._merge(succ, a, b)
+                            return True
+        return False
+
+    @staticmethod
+    def _reaches(succ: dict[int, set[int]], a: int, b: int) -> bool:
+        stack, seen = [a], {a}
+        while stack:
+            for nxt in succ[stack.pop()]:
+                if nxt == b:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
 
     def _edges_in_graph_order(self, succ: dict[int, set[int]]) -> list[tuple[int, int]]:
         first = {gid: min(self.index[id(n)] for n in nodes) for gid, nodes in self.members.items()}

@@ -266,3 +266,23 @@ def test_random_graphs_partition_consistently(case):
             pinned = pins.get(node.name, pins.get(node.op_type))
             assert pinned is None or partition.plugin in (pinned, "cpu")
         partition.subgraph(graph.constants)  # each partition can be cut out and verified
+
+
+def test_sibling_regions_of_one_plugin_merge_when_no_path_joins_them():
+    # Two branches read x and meet in a host Add: like a residual block's conv and shortcut.
+    graph = build([("left", "Relu", ["x"]), ("right", "Relu", ["x"]),
+                   ("join", "Add", ["left", "right"])])
+    plan = partition_graph(graph, [ops("npu", 0, "Relu")])
+    assert layout(plan) == [("npu", ["left", "right"]), ("cpu", ["join"])]
+    assert_consistent(graph, plan)
+
+
+def test_siblings_stay_apart_when_one_reaches_the_other():
+    # left feeds mid (host) which feeds right: merging left and right would make a cycle.
+    graph = build([("left", "Relu", ["x"]), ("mid", "Mul", ["left", "c"]),
+                   ("right", "Relu", ["mid"]), ("join", "Add", ["left", "right"])],
+                  constants={"c": [2.0, 2.0]})
+    plan = partition_graph(graph, [ops("npu", 0, "Relu")])
+    assert layout(plan) == [("npu", ["left"]), ("cpu", ["mid"]), ("npu", ["right"]),
+                            ("cpu", ["join"])]
+    assert_consistent(graph, plan)
