@@ -28,7 +28,8 @@ def format_summary(model: CompiledModel) -> str:
         by_plugin[part.plugin] = by_plugin.get(part.plugin, 0) + sum(part.ops.values())
     total = sum(by_plugin.values())
     shares = ", ".join(f"{plugin} {n}/{total} nodes" for plugin, n in by_plugin.items())
-    header = f"{model.name}: {len(model.parts)} partitions ({shares})"
+    count = f"{len(model.parts)} partition{'s' if len(model.parts) != 1 else ''}"
+    header = f"{model.name}: {count} ({shares})"
     return header + "\n" + table(["partition", "plugin", "nodes", "ops", "inputs", "outputs"],
                                  rows)
 

@@ -124,8 +124,8 @@ def test_failing_codegen_falls_back_with_a_warning_or_fails_under_strict(zoo_dir
     try:
         path = zoo_dir / "cnn.onnx"
         feeds = zoo.sample_inputs(path)
-        with pytest.warns(FallbackWarning, match="plugin 'brokenconv' could not compile "
-                                                 "partition 'p0_brokenconv'.*register alloc"):
+        with pytest.warns(FallbackWarning, match=r"plugin 'brokenconv' could not compile "
+                                                 r"partition 'p\d+_brokenconv'.*register al"):
             model = byoc.compile(path, plugins=["brokenconv"])
         assert {p.plugin for p in model.parts} == {"reference"}
         assert_same_outputs(model.run(feeds), byoc.compile(path).run(feeds), exact=True)
