@@ -340,43 +340,34 @@ class _Groups:
                 for i, a in enumerate(ordered):
                     for b in ordered[i + 1:]:
                         if (self.plugin[a] == self.plugin[b] and eligible(self.plugin[a])
-                                and not self._reaches(succ, a, b)
-                                and not self._reaches(succ, b, a)):
+                                and not self._reaches(succ, [a], b)
+                                and not self._reaches(succ, [b], a)):
                             self._merge(succ, a, b)
                             return True
         return False
 
     @staticmethod
-    def _reaches(succ: dict[int, set[int]], a: int, b: int) -> bool:
-        stack, seen = [a], {a}
+    def _reaches(succ: dict[int, set[int]], starts: list[int], target: int) -> bool:
+        """Whether ``target`` is reachable from any of ``starts`` (or is one of them)."""
+        stack, seen = list(starts), set(starts)
         while stack:
-            for nxt in succ[stack.pop()]:
-                if nxt == b:
-                    return True
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
+            node = stack.pop()
+            if node == target:
+                return True
+            for nxt in succ[node] - seen:
+                seen.add(nxt)
+                stack.append(nxt)
         return False
-
     def _edges_in_graph_order(self, succ: dict[int, set[int]]) -> list[tuple[int, int]]:
         first = {gid: min(self.index[id(n)] for n in nodes) for gid, nodes in self.members.items()}
         return sorted(((a, b) for a in succ for b in succ[a]),
                       key=lambda edge: (first[edge[0]], first[edge[1]]))
 
-    @staticmethod
-    def _path_through_third(succ: dict[int, set[int]], a: int, b: int) -> bool:
+    @classmethod
+    def _path_through_third(cls, succ: dict[int, set[int]], a: int, b: int) -> bool:
         """Whether some path a -> k -> ... -> b with k != b exists (merging would then make
         the group a+b both before and after k)."""
-        stack = [k for k in succ[a] if k != b]
-        seen = set(stack)
-        while stack:
-            for nxt in succ[stack.pop()]:
-                if nxt == b:
-                    return True
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
-        return False
+        return cls._reaches(succ, [k for k in succ[a] if k != b], b)
 
     def _merge(self, succ: dict[int, set[int]], a: int, b: int) -> None:
         """Fold group b into group a, keeping ``succ`` up to date."""
