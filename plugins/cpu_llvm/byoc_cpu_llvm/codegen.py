@@ -1,0 +1,147 @@
+"""Emitting kernels with llvmlite's IR builder: types, loops, vectors, math intrinsics.
+
+Every kernel is a function ``void k(ptr buffers, i64 tid, i64 nthreads)``: ``buffers`` is the
+partition's table of buffer pointers (see :mod:`byoc_cpu_llvm.program`), ``tid`` and
+``nthreads`` say which share of the work this thread does. Shapes are constants baked into
+the IR, so LLVM sees fixed trip counts and strides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import numpy as np
+from llvmlite import ir
+
+F32 = ir.FloatType()
+F64 = ir.DoubleType()
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I16 = ir.IntType(16)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+KERNEL_TYPE = ir.FunctionType(VOID, [PTR, I64, I64])
+
+LLVM_TYPES = {
+    np.dtype(np.float32): F32, np.dtype(np.float64): F64, np.dtype(np.bool_): I8,
+    np.dtype(np.int8): I8, np.dtype(np.uint8): I8, np.dtype(np.int16): I16,
+    np.dtype(np.uint16): I16, np.dtype(np.int32): I32, np.dtype(np.uint32): I32,
+    np.dtype(np.int64): I64, np.dtype(np.uint64): I64,
+}
+
+
+def llvm_type(dtype: np.dtype) -> ir.Type:
+    return LLVM_TYPES[np.dtype(dtype)]
+
+
+def const_i64(value: int) -> ir.Constant:
+    return ir.Constant(I64, int(value))
+
+
+class KernelBuilder:
+    """An IR builder positioned in a fresh kernel function, with loop and vector helpers."""
+
+    def __init__(self, module: ir.Module, name: str) -> None:
+        self.module = module
+        self.function = ir.Function(module, KERNEL_TYPE, name)
+        self.function.attributes.add("nounwind")
+        self.buffers, self.tid, self.nthreads = self.function.args
+        for arg in (self.buffers,):
+            arg.add_attribute("noalias")
+        self.b = ir.IRBuilder(self.function.append_basic_block("entry"))
+
+    # -- buffers -----------------------------------------------------------------------------
+
+    def buffer(self, index: int) -> ir.Value:
+        """The pointer held in slot ``index`` of the buffer table."""
+        slot = self.b.gep(self.buffers, [const_i64(index)], source_etype=PTR, inbounds=True)
+        return self.b.load(slot, typ=PTR)
+
+    def element(self, base: ir.Value, offset: ir.Value, elem: ir.Type) -> ir.Value:
+        """Pointer to element ``offset`` of an array of ``elem`` at ``base``."""
+        return self.b.gep(base, [offset], source_etype=elem, inbounds=True)
+
+    def load(self, base: ir.Value, offset: ir.Value, elem: ir.Type) -> ir.Value:
+        return self.b.load(self.element(base, offset, elem), typ=elem)
+
+    def store(self, value: ir.Value, base: ir.Value, offset: ir.Value) -> None:
+        self.b.store(value, self.element(base, offset, value.type))
+
+    # -- loops -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def loop(self, start, stop, step: int = 1, name: str = "i") -> Iterator[ir.Value]:
+        """``for (i = start; i < stop; i += step)`` around the body; yields ``i`` (i64)."""
+        start = const_i64(start) if isinstance(start, int) else start
+        stop = const_i64(stop) if isinstance(stop, int) else stop
+        pre = self.b.block
+        header = self.function.append_basic_block(f"{name}.header")
+        body = self.function.append_basic_block(f"{name}.body")
+        done = self.function.append_basic_block(f"{name}.done")
+        self.b.branch(header)
+        self.b.position_at_end(header)
+        index = self.b.phi(I64, name=name)
+        index.add_incoming(start, pre)
+        self.b.cbranch(self.b.icmp_signed("<", index, stop), body, done)
+        self.b.position_at_end(body)
+        yield index
+        following = self.b.add(index, const_i64(step), name=f"{name}.next")
+        index.add_incoming(following, self.b.block)
+        self.b.branch(header)
+        self.b.position_at_end(done)
+
+    def thread_share(self, total: int) -> tuple[ir.Value, ir.Value]:
+        """This thread's half-open slice ``[begin, end)`` of ``range(total)``, split evenly."""
+        b = self.b
+        total_v = const_i64(total)
+        begin = b.sdiv(b.mul(total_v, self.tid), self.nthreads)
+        end = b.sdiv(b.mul(total_v, b.add(self.tid, const_i64(1))), self.nthreads)
+        return begin, end
+
+    def finish(self) -> ir.Function:
+        self.b.ret_void()
+        return self.function
+
+    # -- math --------------------------------------------------------------------------------
+
+    def intrinsic(self, name: str, ret: ir.Type, args: Sequence[ir.Value]) -> ir.Value:
+        """Call LLVM intrinsic ``name`` overloaded on ``ret`` (e.g. llvm.fma.v16f32)."""
+        suffix = _type_suffix(ret)
+        full = f"{name}.{suffix}"
+        fn = self.module.globals.get(full)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, [a.type for a in args]), full)
+        return self.b.call(fn, args)
+
+    def libm(self, name: str, arg: ir.Value) -> ir.Value:
+        """Call a C math function on a float (``expf``, ``tanhf``, ``erff``...)."""
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(arg.type, [arg.type]), name)
+        return self.b.call(fn, [arg])
+
+    def fma(self, a: ir.Value, b: ir.Value, c: ir.Value) -> ir.Value:
+        """``a * b + c``, fused."""
+        return self.intrinsic("llvm.fma", a.type, [a, b, c])
+
+    def splat(self, value: ir.Value, lanes: int) -> ir.Value:
+        vec_type = ir.VectorType(value.type, lanes)
+        undef = ir.Constant(vec_type, ir.Undefined)
+        first = self.b.insert_element(undef, value, ir.Constant(I32, 0))
+        return self.b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(I32, lanes),
+                                                               [0] * lanes))
+
+
+def _type_suffix(t: ir.Type) -> str:
+    if isinstance(t, ir.VectorType):
+        return f"v{t.count}{_type_suffix(t.element)}"
+    if t == F32:
+        return "f32"
+    if t == F64:
+        return "f64"
+    if isinstance(t, ir.IntType):
+        return f"i{t.width}"
+    raise ValueError(f"no intrinsic suffix for {t}")

@@ -1,0 +1,85 @@
+"""Compiling LLVM IR to machine code for the host, with an on-disk object cache.
+
+``compile_ir`` parses, verifies and optimizes a module and emits an object file; objects are
+cached under ``$BYOC_CACHE_DIR`` (default ``~/.cache/byoc``) keyed by the sha256 of the IR
+text, the host CPU and features, and the llvmlite version, so compiling the same partition
+again only reads a file. ``load_object`` links an object into an MCJIT engine and hands out
+function addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import llvmlite.binding as llvm
+
+from byoc.errors import PluginError
+from byoc_cpu_llvm.target import host_target, new_target_machine, target_machine
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("BYOC_CACHE_DIR") or Path.home() / ".cache" / "byoc"
+    return Path(root) / "cpu_llvm"
+
+
+def object_key(ir_text: str) -> str:
+    digest = hashlib.sha256(ir_text.encode())
+    digest.update(host_target().key.encode())
+    return digest.hexdigest()
+
+
+def compile_ir(ir_text: str) -> bytes:
+    """Machine code (an object file) for ``ir_text``, from the cache when it is there."""
+    path = cache_dir() / f"{object_key(ir_text)}.o"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    obj = _compile(ir_text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+            tmp.write(obj)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass  # a read-only or full cache only costs the next compile its time
+    return obj
+
+
+def _compile(ir_text: str) -> bytes:
+    host = host_target()
+    try:
+        module = llvm.parse_assembly(ir_text)
+        module.verify()
+    except RuntimeError as exc:
+        raise PluginError(f"cpu_llvm generated invalid LLVM IR: {exc}") from exc
+    module.triple = host.triple
+    machine = target_machine()
+    module.data_layout = str(machine.target_data)
+    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    builder = llvm.create_pass_builder(machine, tuning)
+    builder.getModulePassManager().run(module, builder)
+    return machine.emit_object(module)
+
+
+class LoadedObject:
+    """Machine code linked into the process; keeps its engine alive."""
+
+    def __init__(self, obj: bytes) -> None:
+        host = host_target()
+        empty = llvm.parse_assembly(f'target triple = "{host.triple}"\n')
+        self._engine = llvm.create_mcjit_compiler(empty, new_target_machine())
+        self._object = llvm.ObjectFileRef.from_data(obj)
+        self._engine.add_object_file(self._object)
+        self._engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        address = self._engine.get_function_address(name)
+        if not address:
+            raise PluginError(f"cpu_llvm: the compiled code has no function {name!r}")
+        return address

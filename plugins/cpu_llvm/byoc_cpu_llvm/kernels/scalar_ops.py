@@ -1,0 +1,348 @@
+"""Elementwise operators as IR: ``y = f(x, ...)`` on one value or a vector of values.
+
+Each emitter takes the kernel builder, the op type, the operand values (LLVM scalars or vectors of one
+element type), the node's attributes and the numpy dtypes of operands and result, and
+returns the result value. They are the building blocks of the fused elementwise kernels and
+of the epilogues of Conv and Gemm.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from llvmlite import ir
+
+from byoc_cpu_llvm.codegen import KernelBuilder, llvm_type
+
+Emitter = Callable[[KernelBuilder, str, list[ir.Value], dict, list[np.dtype], np.dtype],
+                   ir.Value]
+EMITTERS: dict[str, Emitter] = {}
+
+
+def emitter(*op_types: str):
+    def register(fn: Emitter) -> Emitter:
+        for op in op_types:
+            EMITTERS[op] = fn
+        return fn
+    return register
+
+
+def const(value, like: ir.Value) -> ir.Value:
+    """A constant of ``like``'s type (a splat when ``like`` is a vector)."""
+    t = like.type
+    if isinstance(t, ir.VectorType):
+        return ir.Constant(t, [_scalar_const(value, t.element)] * t.count)
+    return _scalar_const(value, t)
+
+
+def _scalar_const(value, t: ir.Type) -> ir.Constant:
+    if isinstance(t, ir.IntType):
+        return ir.Constant(t, int(value))
+    return ir.Constant(t, float(value))
+
+
+def is_float(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)
+
+
+def is_signed(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.signedinteger)
+
+
+def lanewise(kb: KernelBuilder, fn: Callable[[ir.Value], ir.Value], x: ir.Value) -> ir.Value:
+    """Apply a scalar-only operation (a libm call) to each lane of a vector."""
+    if not isinstance(x.type, ir.VectorType):
+        return fn(x)
+    out = ir.Constant(x.type, ir.Undefined)
+    for lane in range(x.type.count):
+        index = ir.Constant(ir.IntType(32), lane)
+        out = kb.b.insert_element(out, fn(kb.b.extract_element(x, index)), index)
+    return out
+
+
+def libm(name: str) -> Callable[[KernelBuilder, ir.Value], ir.Value]:
+    def call(kb: KernelBuilder, x: ir.Value) -> ir.Value:
+        return lanewise(kb, lambda v: kb.libm(name + ("f" if v.type == ir.FloatType() else ""),
+                                              v), x)
+    return call
+
+
+exp, log, tanh, erf = libm("exp"), libm("log"), libm("tanh"), libm("erf")
+
+
+def fmax(kb, a, b):
+    return kb.intrinsic("llvm.maxnum", a.type, [a, b])
+
+
+def fmin(kb, a, b):
+    return kb.intrinsic("llvm.minnum", a.type, [a, b])
+
+
+def select(kb, cond, a, b):
+    return kb.b.select(cond, a, b)
+
+
+# -- arithmetic ------------------------------------------------------------------------------
+
+@emitter("Add", "Sub", "Mul", "Div")
+def _arith(kb, op, args, attrs, dtypes, out):
+    a, b = args
+    f = is_float(out)
+    if op == "Add":
+        return kb.b.fadd(a, b) if f else kb.b.add(a, b)
+    if op == "Sub":
+        return kb.b.fsub(a, b) if f else kb.b.sub(a, b)
+    if op == "Mul":
+        return kb.b.fmul(a, b) if f else kb.b.mul(a, b)
+    if f:
+        return kb.b.fdiv(a, b)
+    return kb.b.sdiv(a, b) if is_signed(out) else kb.b.udiv(a, b)
+
+
+@emitter("Relu")
+def _relu(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    if is_float(out):
+        return fmax(kb, x, const(0.0, x))
+    return select(kb, kb.b.icmp_signed(">", x, const(0, x)), x, const(0, x))
+
+
+@emitter("LeakyRelu")
+def _leaky(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    neg = kb.b.fmul(x, const(attrs.get("alpha", 0.01), x))
+    return select(kb, kb.b.fcmp_ordered(">=", x, const(0.0, x)), x, neg)
+
+
+@emitter("Clip")
+def _clip(kb, op, args, attrs, dtypes, out):
+    x, low, high = (args + [None, None])[:3]
+    low = low if low is not None else (const(attrs["min"], x) if "min" in attrs else None)
+    high = high if high is not None else (const(attrs["max"], x) if "max" in attrs else None)
+    if is_float(out):
+        y = fmax(kb, x, low) if low is not None else x
+        return fmin(kb, y, high) if high is not None else y
+    y = x
+    if low is not None:
+        y = select(kb, kb.b.icmp_signed("<", y, low), low, y)
+    if high is not None:
+        y = select(kb, kb.b.icmp_signed(">", y, high), high, y)
+    return y
+
+
+@emitter("Sigmoid")
+def _sigmoid(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    one = const(1.0, x)
+    return kb.b.fdiv(one, kb.b.fadd(one, exp(kb, kb.b.fneg(x))))
+
+
+@emitter("Tanh")
+def _tanh(kb, op, args, attrs, dtypes, out):
+    return tanh(kb, args[0])
+
+
+@emitter("Exp")
+def _exp(kb, op, args, attrs, dtypes, out):
+    return exp(kb, args[0])
+
+
+@emitter("Log")
+def _log(kb, op, args, attrs, dtypes, out):
+    return log(kb, args[0])
+
+
+@emitter("Erf")
+def _erf(kb, op, args, attrs, dtypes, out):
+    return erf(kb, args[0])
+
+
+@emitter("Sqrt")
+def _sqrt(kb, op, args, attrs, dtypes, out):
+    return kb.intrinsic("llvm.sqrt", args[0].type, [args[0]])
+
+
+@emitter("Abs")
+def _abs(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    if is_float(out):
+        return kb.intrinsic("llvm.fabs", x.type, [x])
+    if not is_signed(out):
+        return x
+    return select(kb, kb.b.icmp_signed("<", x, const(0, x)), kb.b.neg(x), x)
+
+
+@emitter("Neg")
+def _neg(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    return kb.b.fneg(x) if is_float(out) else kb.b.neg(x)
+
+
+@emitter("Reciprocal")
+def _reciprocal(kb, op, args, attrs, dtypes, out):
+    return kb.b.fdiv(const(1.0, args[0]), args[0])
+
+
+@emitter("Pow")
+def _pow(kb, op, args, attrs, dtypes, out):
+    base, exponent = args
+    return kb.intrinsic("llvm.pow", base.type, [base, exponent])
+
+
+@emitter("HardSigmoid")
+def _hard_sigmoid(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    y = kb.b.fadd(kb.b.fmul(x, const(attrs.get("alpha", 0.2), x)), const(attrs.get("beta", 0.5),
+                                                                         x))
+    return fmin(kb, fmax(kb, y, const(0.0, x)), const(1.0, x))
+
+
+@emitter("HardSwish")
+def _hard_swish(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    gate = kb.b.fadd(kb.b.fmul(x, const(1.0 / 6.0, x)), const(0.5, x))
+    gate = fmin(kb, fmax(kb, gate, const(0.0, x)), const(1.0, x))
+    return kb.b.fmul(x, gate)
+
+
+@emitter("Softplus")
+def _softplus(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    # log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)), which cannot overflow.
+    magnitude = kb.intrinsic("llvm.fabs", x.type, [x])
+    tail = log(kb, kb.b.fadd(const(1.0, x), exp(kb, kb.b.fneg(magnitude))))
+    return kb.b.fadd(fmax(kb, x, const(0.0, x)), tail)
+
+
+def _elu_core(kb, x, alpha):
+    negative = kb.b.fmul(const(alpha, x), kb.b.fsub(exp(kb, fmin(kb, x, const(0.0, x))),
+                                                     const(1.0, x)))
+    return select(kb, kb.b.fcmp_ordered(">", x, const(0.0, x)), x, negative)
+
+
+@emitter("Elu")
+def _elu(kb, op, args, attrs, dtypes, out):
+    return _elu_core(kb, args[0], attrs.get("alpha", 1.0))
+
+
+@emitter("Selu")
+def _selu(kb, op, args, attrs, dtypes, out):
+    x = args[0]
+    core = _elu_core(kb, x, attrs.get("alpha", 1.67326319217681884765625))
+    return kb.b.fmul(core, const(attrs.get("gamma", 1.05070102214813232421875), x))
+
+
+@emitter("Gelu")
+def _gelu(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    half = kb.b.fmul(x, const(0.5, x))
+    if attrs.get("approximate", "none") == "tanh":
+        cube = kb.b.fmul(kb.b.fmul(x, x), x)
+        inner = kb.b.fmul(const(np.sqrt(2 / np.pi), x),
+                          kb.b.fadd(x, kb.b.fmul(const(0.044715, x), cube)))
+        return kb.b.fmul(half, kb.b.fadd(const(1.0, x), tanh(kb, inner)))
+    scaled = kb.b.fmul(x, const(1 / np.sqrt(2), x))
+    return kb.b.fmul(half, kb.b.fadd(const(1.0, x), erf(kb, scaled)))
+
+
+@emitter("PRelu")
+def _prelu(kb, op, args, attrs, dtypes, out):
+    x, slope = args
+    return select(kb, kb.b.fcmp_ordered(">=", x, const(0.0, x)), x, kb.b.fmul(x, slope))
+
+
+@emitter("Min", "Max", "Sum", "Mean")
+def _variadic(kb, op, args, attrs, dtypes, out):
+    f = is_float(out)
+    acc = args[0]
+    for other in args[1:]:
+        if op == "Min":
+            acc = fmin(kb, acc, other) if f else select(
+                kb, kb.b.icmp_signed("<", other, acc) if is_signed(out)
+                else kb.b.icmp_unsigned("<", other, acc), other, acc)
+        elif op == "Max":
+            acc = fmax(kb, acc, other) if f else select(
+                kb, kb.b.icmp_signed(">", other, acc) if is_signed(out)
+                else kb.b.icmp_unsigned(">", other, acc), other, acc)
+        else:
+            acc = kb.b.fadd(acc, other) if f else kb.b.add(acc, other)
+    if op == "Mean":
+        acc = kb.b.fdiv(acc, const(float(len(args)), acc))
+    return acc
+
+
+# -- comparisons and logic (bool is stored as one byte, 0 or 1) ------------------------------
+
+_PREDICATES = {"Equal": "==", "Less": "<", "Greater": ">", "LessOrEqual": "<=",
+               "GreaterOrEqual": ">="}
+
+
+@emitter(*_PREDICATES)
+def _compare(kb, op, args, attrs, dtypes, out):
+    a, b = args
+    predicate = _PREDICATES[op]
+    if is_float(dtypes[0]):
+        flag = kb.b.fcmp_ordered(predicate, a, b)
+    elif is_signed(dtypes[0]):
+        flag = kb.b.icmp_signed(predicate, a, b)
+    else:
+        flag = kb.b.icmp_unsigned(predicate, a, b)
+    return kb.b.zext(flag, _like(flag, llvm_type(np.dtype(bool))))
+
+
+def _truth(kb, x):
+    return kb.b.icmp_unsigned("!=", x, const(0, x))
+
+
+@emitter("Not")
+def _not(kb, op, args, attrs, dtypes, out):
+    flag = kb.b.not_(_truth(kb, args[0]))
+    return kb.b.zext(flag, args[0].type)
+
+
+@emitter("And", "Or", "Xor")
+def _logic(kb, op, args, attrs, dtypes, out):
+    a, b = (_truth(kb, v) for v in args)
+    op = {"And": kb.b.and_, "Or": kb.b.or_, "Xor": kb.b.xor}[op]
+    return kb.b.zext(op(a, b), args[0].type)
+
+
+@emitter("Where")
+def _where(kb, op, args, attrs, dtypes, out):
+    condition, a, b = args
+    return select(kb, _truth(kb, condition), a, b)
+
+
+@emitter("Cast")
+def _cast(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    src, dst = dtypes[0], out
+    target = _like(x, llvm_type(dst))
+    if dst == np.bool_:
+        flag = (kb.b.fcmp_unordered("!=", x, const(0.0, x)) if is_float(src)
+                else kb.b.icmp_unsigned("!=", x, const(0, x)))
+        return kb.b.zext(flag, target)
+    if is_float(src) and is_float(dst):
+        if src.itemsize == dst.itemsize:
+            return x
+        return kb.b.fpext(x, target) if dst.itemsize > src.itemsize else kb.b.fptrunc(x, target)
+    if is_float(src):
+        return kb.b.fptosi(x, target) if is_signed(dst) else kb.b.fptoui(x, target)
+    if is_float(dst):
+        return kb.b.sitofp(x, target) if is_signed(src) else kb.b.uitofp(x, target)
+    if dst.itemsize == src.itemsize:
+        return x
+    if dst.itemsize < src.itemsize:
+        return kb.b.trunc(x, target)
+    return kb.b.sext(x, target) if is_signed(src) else kb.b.zext(x, target)
+
+
+def _like(value: ir.Value, element: ir.Type) -> ir.Type:
+    """``element``, or a vector of it as wide as ``value``."""
+    if isinstance(value.type, ir.VectorType):
+        return ir.VectorType(element, value.type.count)
+    return element
+
+
+__all__ = ["EMITTERS", "const", "emitter"]

@@ -1,0 +1,63 @@
+"""The cpu_llvm plugin's hooks: patterns, lowering, codegen and runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from byoc.core.interpreter import registered_ops
+from byoc.core.ir import Graph
+from byoc.partition.patterns import Accept, Decline, make_op_pattern
+from byoc.plugins import hookimpl
+from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
+from byoc_cpu_llvm import __version__
+from byoc_cpu_llvm.jit import compile_ir
+from byoc_cpu_llvm.kernels import supports
+from byoc_cpu_llvm.lower import ALIASING_OPS, lower_partition
+from byoc_cpu_llvm.runtime import CpuRuntime, check_signature_types
+from byoc_cpu_llvm.target import host_target
+
+NAME = "cpu_llvm"
+
+
+@hookimpl
+def byoc_plugin_info() -> PluginInfo:
+    host = host_target()
+    return PluginInfo(name=NAME, version=__version__,
+                      device=f"host CPU ({host.cpu}, {host.vector_bits}-bit vectors)",
+                      description="LLVM IR generated with llvmlite, JIT-compiled for this CPU")
+
+
+def _check(match, graph: Graph):
+    node = match.root
+    if node.op_type in ALIASING_OPS:
+        return Accept()
+    reason = supports(node, graph)
+    return Accept() if reason is None else Decline(reason)
+
+
+@hookimpl
+def byoc_partition_patterns() -> list:
+    """One pattern per ONNX op byoc supports; the check declines what has no kernel yet."""
+    ops = sorted(op for domain, op in registered_ops() if not domain)
+    return [make_op_pattern(f"{NAME}.{op.lower()}", op, check=_check) for op in ops]
+
+
+@hookimpl
+def byoc_lower_partition(partition: Partition, graph: Graph,
+                         constants: dict[str, np.ndarray]) -> Any:
+    return lower_partition(partition, graph, constants)
+
+
+@hookimpl
+def byoc_codegen_partition(partition: Partition, lowered: Any) -> Payload:
+    ir_text, meta, arrays = lowered
+    compile_ir(ir_text)  # compile now: errors surface at compile time, and the cache fills
+    return Payload(ir_text.encode(), meta, arrays)
+
+
+@hookimpl
+def byoc_runtime_create(payload: Payload, partition: PartitionSignature) -> CpuRuntime:
+    check_signature_types(partition, payload.metadata["buffers"])
+    return CpuRuntime(payload, partition)

@@ -1,0 +1,173 @@
+"""A partition as one LLVM module: its buffer table, its kernels, and the entry point.
+
+The compiled form of a partition is a list of buffers and a list of kernels. Buffer 0 is the
+barrier state; the others hold the partition's inputs, outputs, intermediate values,
+constants (as the kernels want them laid out, e.g. pre-packed weights) and per-thread scratch
+space. Some buffers alias another (a Reshape shares its input's memory). The module's entry
+point ``byoc_run(buffers, tid, nthreads)`` is run by every thread: it calls the kernels in
+order, each doing its share of the work, with a barrier after each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.ir import Graph, TensorType
+from byoc_cpu_llvm.codegen import I64, KERNEL_TYPE, PTR, KernelBuilder, const_i64
+from byoc_cpu_llvm.target import host_target
+
+ENTRY = "byoc_run"
+BARRIER_SLOT = 0
+
+
+@dataclass
+class BufferSpec:
+    """One slot of the buffer table. ``kind`` is input, output, temp, constant, scratch or
+    barrier; ``alias`` names the slot whose memory this one shares; scratch buffers hold
+    ``elements`` per thread."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    kind: str
+    alias: int | None = None
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class ProgramBuilder:
+    """Collects buffers and kernels while a partition is lowered."""
+
+    def __init__(self, name: str, graph: Graph, inputs: list[str], outputs: list[str]) -> None:
+        self.graph = graph
+        self.module = ir.Module(name=name)
+        self.module.triple = host_target().triple
+        self.buffers: list[BufferSpec] = [BufferSpec("barrier", "int64", [2], "barrier")]
+        self.slots: dict[str, int] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.steps: list[str] = []
+        self._names: set[str] = set()
+        for value in inputs:
+            self._add(value, graph.types[value], "input")
+        for value in outputs:
+            self._add(value, graph.types[value], "output")
+
+    def _add(self, name: str, ttype: TensorType, kind: str, alias: int | None = None) -> int:
+        self.buffers.append(BufferSpec(name, ttype.dtype.name, list(ttype.shape), kind, alias))
+        self.slots[name] = len(self.buffers) - 1
+        return self.slots[name]
+
+    def value(self, name: str) -> int:
+        """The slot of a graph value: a partition input or output, a constant of the graph
+        (stored as it is), or an intermediate value (a temp buffer, made on first use)."""
+        if name in self.slots:
+            return self.slots[name]
+        if self.graph.is_constant(name):
+            return self.constant(name, self.graph.constants[name])
+        return self._add(name, self.graph.types[name], "temp")
+
+    def constant(self, key: str, array: np.ndarray) -> int:
+        """A slot holding ``array`` (e.g. weights packed the way a kernel reads them)."""
+        if key in self.slots:
+            return self.slots[key]
+        array = np.ascontiguousarray(array)
+        self.arrays[key] = array
+        return self._add(key, TensorType.of(array), "constant")
+
+    def scratch(self, key: str, dtype: np.dtype, elements: int) -> int:
+        """A per-thread scratch buffer of ``elements`` values; a kernel's thread ``tid``
+        uses elements ``[tid * elements, (tid + 1) * elements)``."""
+        return self._add(key, TensorType(np.dtype(dtype), (int(elements),)), "scratch")
+
+    def alias(self, name: str, of: str) -> None:
+        """Let value ``name`` share the memory of value ``of`` (same bytes, other shape).
+        A partition output cannot alias (it has its own buffer): use :meth:`copy`."""
+        self._add(name, self.graph.types[name], "alias", alias=self.value(of))
+
+    def copy(self, name: str, of: str) -> None:
+        """A step copying the bytes of value ``of`` into value ``name``."""
+        self.steps.append(self._copy_kernel(self.value(of), self.value(name)))
+
+    def kernel(self, hint: str) -> KernelBuilder:
+        """A new kernel function, run as the next step of the program."""
+        name = self._unique(hint)
+        self.steps.append(name)
+        return KernelBuilder(self.module, name)
+
+    def _unique(self, hint: str) -> str:
+        base = "k_" + "".join(ch if ch.isalnum() else "_" for ch in hint)
+        name, i = base, 1
+        while name in self._names:
+            name, i = f"{base}_{i}", i + 1
+        self._names.add(name)
+        return name
+
+    def _copy_kernel(self, src: int, dst: int) -> str:
+        spec = self.buffers[src]
+        nbytes = spec.elements * np.dtype(spec.dtype).itemsize
+        k = KernelBuilder(self.module, self._unique(f"copy_{spec.name}"))
+        begin, end = k.thread_share(nbytes)
+        with k.loop(begin, end) as i:
+            byte = k.load(k.buffer(src), i, ir.IntType(8))
+            k.store(byte, k.buffer(dst), i)
+        k.finish()
+        return k.function.name
+
+    def finish(self) -> tuple[str, dict]:
+        """The module's IR text and the metadata the runtime needs to run it."""
+        self._emit_entry()
+        meta = {"entry": ENTRY, "buffers": [asdict(b) for b in self.buffers],
+                "steps": list(self.steps)}
+        return str(self.module), meta
+
+    def _emit_entry(self) -> None:
+        barrier = _emit_barrier(self.module)
+        entry = ir.Function(self.module, KERNEL_TYPE, ENTRY)
+        buffers, tid, nthreads = entry.args
+        b = ir.IRBuilder(entry.append_basic_block("entry"))
+        state = b.load(b.gep(buffers, [const_i64(BARRIER_SLOT)], source_etype=PTR), typ=PTR)
+        for step in self.steps:
+            b.call(self.module.globals[step], [buffers, tid, nthreads])
+            b.call(barrier, [state, nthreads])
+        b.ret_void()
+
+
+def _emit_barrier(module: ir.Module) -> ir.Function:
+    """``barrier(state, nthreads)``: a sense-reversing spin barrier over ``state`` = {count,
+    generation}. The last thread to arrive resets the count and bumps the generation; the
+    others spin (with ``pause``) until the generation changes."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64]), "byoc_barrier")
+    fn.attributes.add("noinline")
+    state, nthreads = fn.args
+    entry = fn.append_basic_block("entry")
+    last = fn.append_basic_block("last")
+    spin = fn.append_basic_block("spin")
+    done = fn.append_basic_block("done")
+    b = ir.IRBuilder(entry)
+    count_ptr = state
+    gen_ptr = b.gep(state, [const_i64(1)], source_etype=I64)
+    single = b.icmp_signed("<=", nthreads, const_i64(1))
+    body = fn.append_basic_block("body")
+    b.cbranch(single, done, body)
+    b.position_at_end(body)
+    generation = b.load_atomic(gen_ptr, "acquire", 8, typ=I64)
+    arrived = b.add(b.atomic_rmw("add", count_ptr, const_i64(1), "acq_rel"), const_i64(1))
+    b.cbranch(b.icmp_signed("==", arrived, nthreads), last, spin)
+    b.position_at_end(last)
+    b.atomic_rmw("xchg", count_ptr, const_i64(0), "monotonic")  # (store_atomic needs typed pointers)
+    b.atomic_rmw("add", gen_ptr, const_i64(1), "release")
+    b.branch(done)
+    b.position_at_end(spin)
+    if module.triple.startswith(("x86_64", "i686")):
+        pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+        b.call(pause, [])
+    now = b.load_atomic(gen_ptr, "acquire", 8, typ=I64)
+    b.cbranch(b.icmp_signed("==", now, generation), spin, done)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn

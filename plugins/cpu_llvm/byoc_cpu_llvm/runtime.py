@@ -1,0 +1,103 @@
+"""Running a compiled partition: buffers, pointer table, and the threads that call it."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from byoc.core.ir import TensorType
+from byoc.errors import PluginError
+from byoc.plugins.api import PartitionSignature, Payload
+from byoc_cpu_llvm.jit import LoadedObject, compile_ir
+
+_ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+
+
+def default_threads() -> int:
+    """All cores this process may run on, unless BYOC_THREADS says otherwise."""
+    configured = os.environ.get("BYOC_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+class CpuRuntime:
+    """Runs one partition's machine code. Buffers are allocated once; inputs are passed by
+    pointer (no copy); outputs are copied out so later runs cannot overwrite them."""
+
+    def __init__(self, payload: Payload, signature: PartitionSignature,
+                 threads: int | None = None) -> None:
+        meta = payload.metadata
+        self.signature = signature
+        self.threads = threads or default_threads()
+        self._object = LoadedObject(compile_ir(payload.data.decode()))
+        self._entry = _ENTRY_TYPE(self._object.address(meta["entry"]))
+        self._specs = meta["buffers"]
+        self._table = (ctypes.c_void_p * len(self._specs))()
+        self._arrays: list[np.ndarray | None] = [None] * len(self._specs)
+        self._inputs: dict[str, int] = {}
+        self._outputs: dict[str, int] = {}
+        for slot, spec in enumerate(self._specs):
+            kind, dtype = spec["kind"], np.dtype(spec["dtype"])
+            if kind == "input":
+                self._inputs[spec["name"]] = slot
+            elif kind == "constant":
+                self._keep(slot, np.ascontiguousarray(payload.arrays[spec["name"]]))
+            elif kind == "scratch":
+                self._keep(slot, np.zeros(_elements(spec) * self.threads, dtype))
+            elif kind in ("temp", "output", "barrier"):
+                self._keep(slot, np.zeros(spec["shape"], dtype))
+            if kind == "output":
+                self._outputs[spec["name"]] = slot
+        self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
+        self._run_count = 0
+
+    def _keep(self, slot: int, array: np.ndarray) -> None:
+        self._arrays[slot] = array
+        self._table[slot] = array.ctypes.data
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        held = []
+        for name, slot in self._inputs.items():
+            array = np.ascontiguousarray(inputs[name])
+            held.append(array)
+            self._table[slot] = array.ctypes.data
+        for slot, spec in enumerate(self._specs):
+            if spec["kind"] == "alias":
+                self._table[slot] = self._table[spec["alias"]]
+        self._arrays[0][:] = 0  # barrier state
+        table = ctypes.addressof(self._table)
+        if self._pool is None:
+            self._entry(table, 0, 1)
+        else:
+            futures = [self._pool.submit(self._entry, table, tid, self.threads)
+                       for tid in range(1, self.threads)]
+            self._entry(table, 0, self.threads)
+            for future in futures:
+                future.result()
+        self._run_count += 1
+        return {name: self._arrays[slot].copy() for name, slot in self._outputs.items()}
+
+    def counters(self) -> dict[str, int]:
+        return {"runs": self._run_count, "threads": self.threads}
+
+    def __del__(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False)
+
+
+def _elements(spec: dict) -> int:
+    return int(np.prod(spec["shape"], dtype=np.int64))
+
+
+def check_signature_types(signature: PartitionSignature, buffers: list[dict]) -> None:
+    """The payload's input and output buffers must match the partition's signature."""
+    declared = {b["name"]: TensorType(np.dtype(b["dtype"]), tuple(b["shape"]))
+                for b in buffers if b["kind"] in ("input", "output")}
+    for name, ttype in {**signature.inputs, **signature.outputs}.items():
+        if declared.get(name) != ttype:
+            raise PluginError(f"cpu_llvm payload for {signature.name!r} declares "
+                              f"{declared.get(name)} for {name!r}, the signature says {ttype}")
