@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             constant_inputs: Mapping[str, np.ndarray] | None = None,
             strict: bool = False, min_partition_size: int = 1,
             pins: Mapping[str, str] | None = None, host: str = HOST_PLUGIN,
+            plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
             manager: PluginManager | None = None) -> CompiledModel:
     """Compile a model for the given plugins (in priority order; the host plugin takes the
     rest).
@@ -39,14 +40,16 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values;
     ``strict`` turns every fallback to the host into an error; ``min_partition_size`` sends
     smaller accelerator partitions to the host; ``pins`` maps node names or op types to the
-    plugin that must run them. ``manager`` defaults to every installed plugin.
+    plugin that must run them; ``plugin_options`` gives plugins their run-time options by
+    plugin name (``{"cpu_llvm": {"threads": 2}}``). ``manager`` defaults to every installed
+    plugin.
     """
     graph = (model.copy() if isinstance(model, Graph)
              else _import(model, input_shapes, constant_inputs))
     verify(graph)
     options = CompileOptions(plugins=tuple(plugins), strict=strict,
                              min_partition_size=min_partition_size, pins=dict(pins or {}),
-                             host=host)
+                             host=host, plugin_options=dict(plugin_options or {}))
     return compile_graph(graph, options, manager)
 
 

@@ -18,8 +18,8 @@ import numpy as np
 
 import byoc
 from byoc.errors import ByocError, InputError
-from byoc.inputs import (describe_array, load_inputs, parse_pins, parse_shape_bindings,
-                         random_inputs)
+from byoc.inputs import (describe_array, load_inputs, parse_pins, parse_plugin_options,
+                         parse_shape_bindings, random_inputs)
 from byoc.pipeline import FallbackWarning
 from byoc.summary import format_profile, format_summary
 
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", metavar="FILE.npz", help="write the outputs to an .npz file")
     run.add_argument("--profile", action="store_true",
                      help="time each partition and show its plugin's counters")
+    _add_plugin_option(run)
     _add_shape_option(run)
     run.set_defaults(handler=_run)
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write an HTML partition report (graph coloured by plugin)")
     compile_.add_argument("--emit-onnx", metavar="PARTITIONED.onnx",
                           help="write the partitioned model as ONNX, one node per partition")
+    _add_plugin_option(compile_)
     _add_shape_option(compile_)
     compile_.set_defaults(handler=_compile)
 
@@ -83,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "version, origin, device and pattern names.")
     plugins.set_defaults(handler=_plugins)
     return parser
+
+
+def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin-option", action="append", default=[],
+                        metavar="PLUGIN.KEY=VALUE",
+                        help="a plugin's run-time option, e.g. cpu_llvm.threads=2 (repeatable)")
 
 
 def _add_shape_option(parser: argparse.ArgumentParser) -> None:
@@ -103,9 +111,10 @@ def _run(args: argparse.Namespace) -> None:
         if args.input_shape:
             raise InputError("--input-shape applies to ONNX models; a compiled artifact has "
                              "fixed shapes")
-        model = byoc.load(args.model)
+        model = byoc.load(args.model, plugin_options=parse_plugin_options(args.plugin_option))
     else:
-        model = byoc.compile(args.model, input_shapes=parse_shape_bindings(args.input_shape))
+        model = byoc.compile(args.model, input_shapes=parse_shape_bindings(args.input_shape),
+                             plugin_options=parse_plugin_options(args.plugin_option))
     given = load_inputs(args.input)
     generated = random_inputs({n: t for n, t in model.inputs.items() if n not in given},
                               seed=args.seed)
@@ -136,7 +145,8 @@ def _compile(args: argparse.Namespace) -> None:
         model = byoc.compile(args.model, plugins=plugins,
                              input_shapes=parse_shape_bindings(args.input_shape),
                              strict=args.strict, min_partition_size=args.min_partition_size,
-                             pins=parse_pins(args.pin))
+                             pins=parse_pins(args.pin),
+                             plugin_options=parse_plugin_options(args.plugin_option))
     for warning in caught:
         print(f"byoc: warning: {textwrap.fill(str(warning.message), 100)}", file=sys.stderr)
     out = args.output or str(Path(args.model).with_suffix(".byoc"))

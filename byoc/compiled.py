@@ -145,12 +145,15 @@ class CompiledModel:
         artifact.write(path, manifest, entries)
 
 
-def load(path: str | Path, manager: PluginManager | None = None) -> CompiledModel:
+def load(path: str | Path, manager: PluginManager | None = None,
+         plugin_options: Mapping[str, Mapping[str, Any]] | None = None) -> CompiledModel:
     """Load a model saved by :meth:`CompiledModel.save`.
 
     Checks the format version and every checksum, and that each plugin the artifact needs is
     installed at a compatible version, before any plugin code sees the payloads.
+    ``plugin_options`` gives plugins their run-time options, by plugin name.
     """
+    plugin_options = plugin_options or {}
     manager = manager or default_manager()
     manifest, entries = artifact.read(path)
     try:
@@ -162,7 +165,8 @@ def load(path: str | Path, manager: PluginManager | None = None) -> CompiledMode
             signature = PartitionSignature(str(spec["name"]), _types(spec["inputs"]),
                                            _types(spec["outputs"]))
             runtime = manager.call(spec["plugin"], "byoc_runtime_create", payload=payload,
-                                   partition=signature)
+                                   partition=signature,
+                                   options=dict(plugin_options.get(spec["plugin"], {})))
             parts.append(CompiledPartition(signature, spec["plugin"], spec["plugin_version"],
                                            payload, runtime, dict(spec["ops"])))
         constants = {key: _array(path, entries, file)

@@ -39,6 +39,19 @@ def parse_pins(specs: Sequence[str]) -> dict[str, str]:
     return pins
 
 
+def parse_plugin_options(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["cpu_llvm.threads=2"]`` -> ``{"cpu_llvm": {"threads": "2"}}``."""
+    options: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        plugin, dot, name = key.partition(".")
+        if not sep or not dot or not plugin or not name:
+            raise InputError(f"--plugin-option {spec!r}: expected PLUGIN.KEY=VALUE, e.g. "
+                             f"cpu_llvm.threads=2")
+        options.setdefault(plugin, {})[name] = value
+    return options
+
+
 def load_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
     """Read ``NAME=FILE.npy`` and ``FILE.npz`` specs; never unpickles."""
     arrays: dict[str, np.ndarray] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from byoc.compiled import CompiledModel, CompiledPartition
 from byoc.core.ir import Graph, Node
@@ -38,6 +38,7 @@ class CompileOptions:
     min_partition_size: int = 1
     pins: Mapping[str, str] = field(default_factory=dict)
     host: str = HOST_PLUGIN
+    plugin_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def compile_graph(graph: Graph, options: CompileOptions,
@@ -58,7 +59,7 @@ def compile_graph(graph: Graph, options: CompileOptions,
     parts, fallbacks = [], []
     for partition in plan.partitions:
         try:
-            parts.append(_compile_partition(manager, partition, graph))
+            parts.append(_compile_partition(manager, partition, graph, options))
         except ByocError as exc:
             if partition.plugin == options.host or options.strict:
                 raise
@@ -68,11 +69,13 @@ def compile_graph(graph: Graph, options: CompileOptions,
             warnings.warn(message, FallbackWarning, stacklevel=2)
             fallbacks.append(message)
             host_partition = dataclasses.replace(partition, plugin=options.host)
-            parts.append(_compile_partition(manager, host_partition, graph))
+            parts.append(_compile_partition(manager, host_partition, graph, options))
     return CompiledModel(graph, parts, plan=plan, fallbacks=fallbacks)
 
 
 def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
+    for name in options.plugin_options:
+        manager.get(name)  # options for a plugin that is not installed are a mistake
     names = []
     for name in options.plugins:
         manager.get(name)  # a PluginError listing the installed plugins if unknown
@@ -89,8 +92,8 @@ def _cost_function(manager: PluginManager, plugin: str, graph: Graph):
     return cost
 
 
-def _compile_partition(manager: PluginManager, partition: Partition,
-                       graph: Graph) -> CompiledPartition:
+def _compile_partition(manager: PluginManager, partition: Partition, graph: Graph,
+                       options: CompileOptions) -> CompiledPartition:
     plugin = manager.get(partition.plugin)
     lowered = manager.call(partition.plugin, "byoc_lower_partition", partition=partition,
                            graph=graph, constants=graph.constants)
@@ -102,7 +105,8 @@ def _compile_partition(manager: PluginManager, partition: Partition,
                           f"expected a byoc.plugins.api.Payload")
     signature = partition.signature()
     runtime = manager.call(partition.plugin, "byoc_runtime_create", payload=payload,
-                           partition=signature)
+                           partition=signature,
+                           options=dict(options.plugin_options.get(partition.plugin, {})))
     if runtime is None or not callable(getattr(runtime, "run", None)):
         raise PluginError(f"plugin {partition.plugin!r}: byoc_runtime_create gave no runtime "
                           f"with a run() method for partition {partition.name!r}")

@@ -155,7 +155,8 @@ def byoc_codegen_partition(partition: Partition, lowered: Any) -> Payload:
 
 
 @hookspec(firstresult=True)
-def byoc_runtime_create(payload: Payload, partition: PartitionSignature) -> Runtime:
+def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
+                        options: dict[str, Any]) -> Runtime:
     """Create something that runs one compiled partition.
 
     Called when a compiled model is loaded or compiled in-process, once per partition of this
@@ -167,6 +168,10 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature) -> Runt
         :func:`byoc_codegen_partition` produced for the partition (as stored in the artifact).
     :param partition: The partition's :class:`byoc.plugins.api.PartitionSignature`: its name
         and its inputs and outputs with their types.
+    :param options: This plugin's run-time options as the user gave them (``plugin_options=
+        {"cpu_llvm": {"threads": 2}}`` in Python, ``--plugin-option cpu_llvm.threads=2`` on
+        the command line; values from the command line arrive as strings). Empty when none
+        were given. A plugin should reject an option it does not know with a PluginError.
     :returns: A :class:`byoc.plugins.api.Runtime`: an object whose ``run(inputs)`` takes the
         partition's inputs by name and returns its outputs by name, and which may define
         ``counters()`` returning performance counters.

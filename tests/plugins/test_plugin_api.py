@@ -108,7 +108,8 @@ def test_register_and_call_hooks():
     signature = partition.signature()
     assert signature == PartitionSignature("p0", {"x": graph.types["x"]},
                                            {"a": graph.types["a"]})
-    runtime = pm.call("tiny", "byoc_runtime_create", payload=payload, partition=signature)
+    runtime = pm.call("tiny", "byoc_runtime_create", payload=payload, partition=signature,
+                      options={})
     out = runtime.run({"x": np.zeros((2, 3), np.float32)})
     assert np.array_equal(out["a"], np.ones((2, 3), np.float32))
     assert runtime_counters(runtime) == {"runs": 1}

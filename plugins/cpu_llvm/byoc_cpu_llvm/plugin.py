@@ -8,6 +8,7 @@ import numpy as np
 
 from byoc.core.interpreter import registered_ops
 from byoc.core.ir import Graph
+from byoc.errors import PluginError
 from byoc.partition.patterns import Accept, Decline, make_op_pattern
 from byoc.plugins import hookimpl
 from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
@@ -57,7 +58,24 @@ def byoc_codegen_partition(partition: Partition, lowered: Any) -> Payload:
     return Payload(ir_text.encode(), meta, arrays)
 
 
+OPTIONS = {"threads": "worker threads per partition (default: all cores)"}
+
+
 @hookimpl
-def byoc_runtime_create(payload: Payload, partition: PartitionSignature) -> CpuRuntime:
+def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
+                        options: dict[str, Any]) -> CpuRuntime:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        known = "; ".join(f"{k}: {v}" for k, v in OPTIONS.items())
+        raise PluginError(f"cpu_llvm has no option {', '.join(unknown)}; its options are: "
+                          f"{known}")
+    threads = options.get("threads")
+    try:
+        threads = None if threads is None else int(threads)
+    except ValueError:
+        threads = 0
+    if threads is not None and threads < 1:
+        raise PluginError(f"cpu_llvm option threads={options['threads']!r}: give a positive "
+                          f"number of threads")
     check_signature_types(partition, payload.metadata["buffers"])
-    return CpuRuntime(payload, partition)
+    return CpuRuntime(payload, partition, threads)
