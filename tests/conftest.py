@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from byoc.testing import make_model
 
 
 ZOO_PATH = Path(__file__).resolve().parents[1] / "examples" / "zoo.py"
@@ -32,19 +34,6 @@ def zoo_dir(tmp_path_factory) -> Path:
     out_dir = tmp_path_factory.mktemp("zoo")
     zoo.build_all(out_dir)
     return out_dir
-
-
-def make_model(nodes, inputs, outputs, initializers=None, opset=17, name="test"):
-    """Build a checked ONNX model. ``inputs``/``outputs`` are (name, elem_type, shape)."""
-    graph = helper.make_graph(
-        nodes, name,
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(a), n)
-                     for n, a in (initializers or {}).items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
 
 
 @pytest.fixture
