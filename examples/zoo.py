@@ -5,11 +5,16 @@ Every model is built with onnx.helper from seeded numpy weights, at opset 17, an
 their float parents made by onnxruntime's quantizer, calibrated on seeded random inputs.
 Building the same model twice gives byte-identical files.
 
+Two of them, ``resnet50`` and ``vgg19``, are benchmark-size (224x224, the real architectures,
+random weights; vgg19's file is about 575 MB) and are left out of ``build_all()`` and of the
+script's default set, which the tests build; ``benchmarks/cpu_llvm.py`` builds them.
+
 As a script::
 
     python examples/zoo.py [--out DIR] [--only NAME,...]
 
 builds the missing models into DIR (default examples/build/) and prints each file it writes.
+Without ``--only`` it builds ``DEFAULT_MODELS`` (every model but the benchmark-size ones).
 """
 
 from __future__ import annotations
@@ -147,6 +152,31 @@ def basic_block(g: GraphBuilder, scope: str, x: str, c_in: int, c_out: int, stri
     return g.op("Relu", [g.op("Add", [y, shortcut], scope)], scope)
 
 
+def bottleneck_block(g: GraphBuilder, scope: str, x: str, c_in: int, width: int,
+                     stride: int) -> str:
+    """ResNet v1 Bottleneck: 1x1 (width, carrying the stride), 3x3 (width), 1x1 (4 * width),
+    plus a 1x1 projection shortcut where the shape changes, then Relu."""
+    c_out = 4 * width
+    y = conv_bn(g, f"{scope}.conv1", x, c_in, width, 1, stride)
+    y = conv_bn(g, f"{scope}.conv2", y, width, width, 3)
+    y = conv_bn(g, f"{scope}.conv3", y, width, c_out, 1, relu=False,
+                bn_scale_range=RESIDUAL_BN_SCALE_RANGE)
+    if stride == 1 and c_in == c_out:
+        shortcut = x
+    else:
+        shortcut = conv_bn(g, f"{scope}.downsample", x, c_in, c_out, 1, stride, relu=False)
+    return g.op("Relu", [g.op("Add", [y, shortcut], scope)], scope)
+
+
+def conv_relu(g: GraphBuilder, scope: str, x: str, c_in: int, c_out: int) -> str:
+    """3x3 Conv with bias (He init, "same" padding) + Relu, as in VGG (no BatchNormalization)."""
+    fan_in = c_in * 9
+    weight = g.normal(f"{scope}.weight", (c_out, c_in, 3, 3), std=np.sqrt(2.0 / fan_in))
+    bias = g.normal(f"{scope}.bias", (c_out,), std=0.1)
+    y = g.op("Conv", [x, weight, bias], scope, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    return g.op("Relu", [y], scope)
+
+
 def classifier_head(g: GraphBuilder, x: str, channels: int, classes: int) -> str:
     """GlobalAveragePool, Flatten, Gemm: the tail shared by the convolutional models."""
     x = g.op("GlobalAveragePool", [x], "avgpool")
@@ -253,6 +283,43 @@ def resnet18() -> onnx.ModelProto:
     return g.model([1, 3, 224, 224], classifier_head(g, x, 512, 1000), [1, 1000])
 
 
+def resnet50() -> onnx.ModelProto:
+    """ResNet-50 v1 (He et al. 2015: the stride sits on each stage's first 1x1 conv; v1.5, as in
+    torchvision, moves it to the 3x3): bottleneck stages of 3, 4, 6, 3 blocks, 1000 classes."""
+    g = GraphBuilder("resnet50")
+    x = conv_bn(g, "conv1", INPUT_NAME, 3, 64, 7, stride=2)
+    x = g.op("MaxPool", [x], "maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    c_in = 64
+    for stage, (width, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), start=1):
+        for index in range(blocks):
+            stride = 2 if stage > 1 and index == 0 else 1
+            x = bottleneck_block(g, f"layer{stage}.{index}", x, c_in, width, stride)
+            c_in = 4 * width
+    return g.model([1, 3, 224, 224], classifier_head(g, x, 2048, 1000), [1, 1000])
+
+
+def vgg19() -> onnx.ModelProto:
+    """VGG-19 (configuration E): 16 3x3 convs with Relu in five stages, each closed by a 2x2 max
+    pool, then Flatten and fully connected 25088-4096-4096-1000 (no dropout at inference).
+
+    The real classifier is kept: its weights are 548 MB of the file's ~575 MB, still well under
+    protobuf's 2 GB limit, so the model is one self-contained file like the others.
+    """
+    g = GraphBuilder("vgg19")
+    x, c_in = INPUT_NAME, 3
+    for stage, (c_out, convs) in enumerate(((64, 2), (128, 2), (256, 4), (512, 4), (512, 4)),
+                                           start=1):
+        for index in range(1, convs + 1):
+            x = conv_relu(g, f"features.{stage}.conv{index}", x, c_in, c_out)
+            c_in = c_out
+        x = g.op("MaxPool", [x], f"features.{stage}.pool", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.op("Flatten", [x], "flatten")
+    x = dense(g, "classifier.fc1", x, 512 * 7 * 7, 4096, relu=True)
+    x = dense(g, "classifier.fc2", x, 4096, 4096, relu=True)
+    x = dense(g, "classifier.fc3", x, 4096, 1000, relu=False)
+    return g.model([1, 3, 224, 224], x, [1, 1000])
+
+
 def transformer() -> onnx.ModelProto:
     """One pre-LayerNorm encoder block: seq 16, d_model 64, 4 heads, FFN width 256."""
     g = GraphBuilder("transformer")
@@ -330,7 +397,13 @@ MODELS: dict[str, Builder] = {
     "transformer": transformer,
     "cnn_int8": Int8Variant("cnn", calibration_samples=8),
     "resnet18_int8": Int8Variant("resnet18", calibration_samples=4),
+    "resnet50": resnet50,
+    "vgg19": vgg19,
 }
+# Benchmark-size models: slow to build and big on disk (vgg19 ~575 MB), so build_all() and the
+# script's default set (what the tests build) leave them out; build them by name.
+BENCHMARK_MODELS: tuple[str, ...] = ("resnet50", "vgg19")
+DEFAULT_MODELS: tuple[str, ...] = tuple(name for name in MODELS if name not in BENCHMARK_MODELS)
 
 
 # Building
@@ -360,7 +433,8 @@ def build(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
 
 
 def build_all(out_dir: str | Path = DEFAULT_OUT_DIR) -> list[Path]:
-    return [build(name, out_dir) for name in MODELS]
+    """Build every model of ``DEFAULT_MODELS`` (all but the benchmark-size ones)."""
+    return [build(name, out_dir) for name in DEFAULT_MODELS]
 
 
 def _save_atomically(model: onnx.ModelProto, path: Path) -> None:
@@ -403,9 +477,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR,
                         help="directory for the .onnx files (default: %(default)s)")
     parser.add_argument("--only", metavar="NAME,...",
-                        help=f"comma-separated models to build (default: {','.join(MODELS)})")
+                        help=f"comma-separated models to build (default: "
+                             f"{','.join(DEFAULT_MODELS)}; also: {','.join(BENCHMARK_MODELS)})")
     args = parser.parse_args(argv)
-    names = args.only.split(",") if args.only else list(MODELS)
+    names = args.only.split(",") if args.only else list(DEFAULT_MODELS)
     unknown = [name for name in names if name not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
