@@ -346,3 +346,73 @@ def _like(value: ir.Value, element: ir.Type) -> ir.Type:
 
 
 __all__ = ["EMITTERS", "const", "emitter"]
+
+
+# -- rounding, sign, trigonometry, softsign ---------------------------------------------------
+
+_ROUNDING = {"Floor": "llvm.floor", "Ceil": "llvm.ceil", "Round": "llvm.roundeven"}
+
+
+@emitter(*_ROUNDING)
+def _rounding(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    if not is_float(out):
+        return x
+    # Round is numpy's round: halves go to the even neighbour.
+    return kb.intrinsic(_ROUNDING[op], x.type, [x])
+
+
+@emitter("Sign")
+def _sign(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    one, zero = const(1, x), const(0, x)
+    if is_float(out):
+        # numpy: 1 above zero, -1 below, +0 for either zero, NaN stays NaN.
+        minus = const(-1.0, x)
+        y = select(kb, kb.b.fcmp_unordered("uno", x, x), x, zero)
+        y = select(kb, kb.b.fcmp_ordered("<", x, zero), minus, y)
+        return select(kb, kb.b.fcmp_ordered(">", x, zero), one, y)
+    if not is_signed(out):
+        return select(kb, kb.b.icmp_unsigned("!=", x, zero), one, zero)
+    y = select(kb, kb.b.icmp_signed("<", x, zero), const(-1, x), zero)
+    return select(kb, kb.b.icmp_signed(">", x, zero), one, y)
+
+
+def _in_double(kb, name, x):
+    """libm's double ``name`` of each lane, rounded back to float32 when ``x`` is float32:
+    correctly rounded in practice (numpy's own float32 sin/cos are not, so float32 results
+    may differ from the reference in the last bit)."""
+    def one(v):
+        if v.type == ir.DoubleType():
+            return kb.libm(name, v)
+        return kb.b.fptrunc(kb.libm(name, kb.b.fpext(v, ir.DoubleType())), v.type)
+    return lanewise(kb, one, x)
+
+
+def _via_double(kb, fn, x, dtype):
+    """``fn`` on integer ``x`` computed in float64 and truncated back, as numpy does."""
+    wide = ir.DoubleType() if not isinstance(x.type, ir.VectorType) else \
+        ir.VectorType(ir.DoubleType(), x.type.count)
+    signed = is_signed(dtype)
+    value = kb.b.sitofp(x, wide) if signed else kb.b.uitofp(x, wide)
+    value = fn(value)
+    return kb.b.fptosi(value, x.type) if signed else kb.b.fptoui(value, x.type)
+
+
+@emitter("Sin", "Cos")
+def _trig(kb, op, args, attrs, dtypes, out):
+    if not is_float(out):
+        return _via_double(kb, lambda v: _in_double(kb, op.lower(), v), args[0], out)
+    return _in_double(kb, op.lower(), args[0])
+
+
+def _softsign_float(kb, x):
+    magnitude = kb.intrinsic("llvm.fabs", x.type, [x])
+    return kb.b.fdiv(x, kb.b.fadd(const(1.0, x), magnitude))
+
+
+@emitter("Softsign")
+def _softsign(kb, op, args, attrs, dtypes, out):
+    if not is_float(out):
+        return _via_double(kb, lambda v: _softsign_float(kb, v), args[0], out)
+    return _softsign_float(kb, args[0])
