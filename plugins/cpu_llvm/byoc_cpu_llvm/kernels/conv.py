@@ -1,0 +1,264 @@
+"""2-D float32 convolution (NCHW): any kernel, stride, padding, dilation and groups.
+
+Per (image, group) a convolution is the product ``W[Mg, Cg*KH*KW] @ cols[Cg*KH*KW, OH*OW]``
+run by the blocked GEMM driver (:mod:`~byoc_cpu_llvm.kernels.gemm`): the weights are packed
+at compile time, the columns (im2col) are built per (K block, N block) into per-thread
+scratch, one input row segment at a time (zero padding outside the image), and packed into
+panels. 1x1 stride-1 unpadded convolutions pack the input rows directly. Convolutions with one
+input channel per group (depthwise) use a direct kernel that accumulates whole output rows.
+The bias and the fused epilogue nodes run on each tile while it is in cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.interpreter import window as win
+from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.codegen import F32, I64, const_i64
+from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step
+from byoc_cpu_llvm.kernels.gemm import (
+    NC_PANELS,
+    NRV,
+    GemmPlan,
+    choose_mr,
+    emit_gemm,
+    k_block,
+    lanes,
+    pack_a,
+    pack_rows,
+    smax,
+    smin,
+)
+
+
+def check_conv(node: Node, graph: Graph) -> str | None:
+    for value in node.present_inputs + node.outputs[:1]:
+        if graph.types[value].dtype != np.float32:
+            return "cpu_llvm Conv handles float32 only"
+    if len(graph.types[node.inputs[0]].shape) != 4:
+        return "cpu_llvm Conv handles 2-D (NCHW) convolutions only"
+    if not graph.is_constant(node.inputs[1]):
+        return "cpu_llvm Conv needs constant weights"
+    return None
+
+
+class _Geometry:
+    def __init__(self, node: Node, graph: Graph):
+        x_shape = graph.types[node.inputs[0]].shape
+        w_shape = graph.types[node.inputs[1]].shape
+        attrs = node.attrs
+        self.n, self.c, self.h, self.w = x_shape
+        self.m = w_shape[0]
+        self.kh, self.kw = w_shape[2:]
+        self.groups = int(attrs.get("group", 1))
+        window = win.plan((self.h, self.w), (self.kh, self.kw), strides=attrs.get("strides"),
+                          dilations=attrs.get("dilations"), pads=attrs.get("pads"),
+                          auto_pad=attrs.get("auto_pad", "NOTSET"))
+        self.sh, self.sw = window.strides
+        self.dh, self.dw = window.dilations
+        self.pt, self.pl = window.pads_begin
+        self.oh, self.ow = window.out_shape
+        self.cg = self.c // self.groups
+        self.mg = self.m // self.groups
+        self.k = self.cg * self.kh * self.kw
+        self.cols = self.oh * self.ow
+        self.pointwise = (self.kh == self.kw == 1 and self.sh == self.sw == 1
+                          and self.pt == self.pl == 0 and self.oh == self.h
+                          and self.ow == self.w)
+
+    def ow_ranges(self) -> np.ndarray:
+        """For each kernel column: the output columns [lo, hi) whose tap is inside the input."""
+        table = []
+        for kw in range(self.kw):
+            off = kw * self.dw - self.pl
+            lo = min(self.ow, max(0, -(off // self.sw)))
+            hi = min(self.ow, max(lo, -((off - self.w) // self.sw)))
+            table += [lo, hi]
+        return np.asarray(table, np.int64)
+
+
+@lowering("Conv", check=check_conv)
+def lower_conv(program, group) -> None:
+    graph = program.graph
+    node = group.head
+    geo = _Geometry(node, graph)
+    out_shape = (geo.n, geo.m, geo.oh, geo.ow)
+    epi = Epilogue(out_shape, 1, [2, 3])
+    if len(node.inputs) > 2 and node.inputs[2]:
+        bias = epi.operand(program, node.inputs[2], [0, 1, 0, 0])
+        epi.add_step(add_scaled_step(1.0), [None, bias])
+    epi.add_nodes(program, group)
+    if geo.cg == 1 and geo.mg < 4:
+        _lower_direct(program, group, geo, epi)
+    else:
+        _lower_gemm(program, group, geo, epi)
+
+
+def _lower_gemm(program, group, geo: _Geometry, epi: Epilogue) -> None:
+    graph = program.graph
+    node = group.head
+    tag = node.name or "conv"
+    L = lanes()
+    nr = NRV * L
+    mr = choose_mr(geo.mg)
+    mtiles = -(-geo.mg // mr)
+    weights = np.asarray(graph.constants[node.inputs[1]], np.float32)
+    packed = pack_a(weights.reshape(geo.groups, geo.mg, geo.k), mr)
+    a_slot = program.constant(f"{tag}__{node.inputs[1]}__apack", packed)
+    x_slot = program.value(node.inputs[0])
+    out_slot = program.value(group.output)
+    kc_max = k_block(geo.k)
+    b_scratch = program.scratch(f"{tag}__bscr", np.float32, kc_max * NC_PANELS * nr)
+    ranges_slot = row_scratch = None
+    if not geo.pointwise:
+        ranges_slot = program.constant(f"{tag}__owranges", geo.ow_ranges())
+        row_scratch = program.scratch(f"{tag}__rowbuf", np.float32, NC_PANELS * nr)
+
+    kb = program.kernel(tag)
+    b = kb.b
+    out = kb.buffer(out_slot)
+    x = kb.buffer(x_slot)
+    a_base = kb.buffer(a_slot)
+    ranges = kb.buffer(ranges_slot) if ranges_slot is not None else None
+    rowbuf = (kb.element(kb.buffer(row_scratch), b.mul(kb.tid, const_i64(NC_PANELS * nr)), F32)
+              if row_scratch is not None else None)
+    hw = geo.h * geo.w
+
+    def split(batch):
+        return b.sdiv(batch, const_i64(geo.groups)), b.srem(batch, const_i64(geo.groups))
+
+    def a_ptr(kb_, batch, mt, k0):
+        _, g = split(batch)
+        off = b.add(b.mul(b.add(b.mul(g, const_i64(mtiles)), mt), const_i64(geo.k * mr)),
+                    b.mul(k0, const_i64(mr)))
+        return kb.element(a_base, off, F32)
+
+    def c_info(kb_, batch):
+        n, g = split(batch)
+        row_base = b.mul(g, const_i64(geo.mg))
+        off = b.mul(b.add(b.mul(n, const_i64(geo.m)), row_base), const_i64(geo.cols))
+        return kb.element(out, off, F32), {0: n}, row_base
+
+    def channel_plane(batch, k):
+        n, g = split(batch)
+        channel = b.add(b.add(b.mul(n, const_i64(geo.c)), b.mul(g, const_i64(geo.cg))), k)
+        return b.mul(channel, const_i64(hw))
+
+    def b_pack(kb_, batch, k0, kc, col0, ncols, dest, stride):
+        if geo.pointwise:
+            def row(kk):
+                off = b.add(channel_plane(batch, b.add(k0, kk)), col0)
+                return kb.element(x, off, F32)
+        else:
+            def row(kk):
+                _fill_row(kb, geo, x, ranges, rowbuf, batch, b.add(k0, kk), col0, ncols,
+                          channel_plane)
+                return rowbuf
+        pack_rows(kb_, row, kc, ncols, dest, stride)
+
+    plan = GemmPlan(m=geo.mg, n=geo.cols, k=geo.k, batches=geo.n * geo.groups, mr=mr,
+                    a_ptr=a_ptr, c_info=c_info, epilogue=epi, b_pack=b_pack,
+                    b_scratch=b_scratch)
+    emit_gemm(program, kb, plan, out)
+    kb.finish()
+
+
+def _fill_row(kb, geo: _Geometry, x, ranges, rowbuf, batch, k, col0, ncols, channel_plane):
+    """Write row ``k`` of the im2col matrix, columns [col0, col0 + ncols), to ``rowbuf``."""
+    b = kb.b
+    taps = geo.kh * geo.kw
+    c = b.sdiv(k, const_i64(taps))
+    tap = b.srem(k, const_i64(taps))
+    kh = b.sdiv(tap, const_i64(geo.kw))
+    kw = b.srem(tap, const_i64(geo.kw))
+    plane = channel_plane(batch, c)
+    lo_kw = kb.load(ranges, b.mul(kw, const_i64(2)), I64)
+    hi_kw = kb.load(ranges, b.add(b.mul(kw, const_i64(2)), const_i64(1)), I64)
+    off_w = b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl))
+    off_h = b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt))
+    ow_n = const_i64(geo.ow)
+    end = b.add(col0, ncols)
+    oh_first = b.sdiv(col0, ow_n)
+    oh_end = b.add(b.sdiv(b.sub(end, const_i64(1)), ow_n), const_i64(1))
+    zero = ir.Constant(F32, 0.0)
+    with kb.loop(oh_first, oh_end, name="oh") as oh:
+        start = b.mul(oh, ow_n)
+        seg_lo = b.sub(smax(b, col0, start), start)
+        seg_hi = b.sub(smin(b, end, b.add(start, ow_n)), start)
+        shift = b.sub(start, col0)          # rowbuf index of output column 0 of this row
+        ih = b.add(b.mul(oh, const_i64(geo.sh)), off_h)
+        valid = b.icmp_unsigned("<", ih, const_i64(geo.h))
+        lo = smin(b, smax(b, seg_lo, lo_kw), seg_hi)
+        hi = smax(b, lo, smin(b, seg_hi, hi_kw))
+        lo = b.select(valid, lo, seg_hi)
+        hi = b.select(valid, hi, seg_hi)
+        with kb.loop(seg_lo, lo, name="z0") as ow:
+            kb.store(zero, rowbuf, b.add(shift, ow))
+        src_row = b.add(plane, b.add(b.mul(ih, const_i64(geo.w)), off_w))
+        with kb.loop(lo, hi, name="cp") as ow:
+            value = kb.load(x, b.add(src_row, b.mul(ow, const_i64(geo.sw))), F32)
+            kb.store(value, rowbuf, b.add(shift, ow))
+        with kb.loop(hi, seg_hi, name="z1") as ow:
+            kb.store(zero, rowbuf, b.add(shift, ow))
+
+
+def _lower_direct(program, group, geo: _Geometry, epi: Epilogue) -> None:
+    """One input channel per group: accumulate each output row over the taps in memory."""
+    graph = program.graph
+    node = group.head
+    tag = node.name or "conv"
+    L = lanes()
+    nr = NRV * L
+    weights = np.asarray(graph.constants[node.inputs[1]], np.float32).reshape(geo.m, -1)
+    w_slot = program.constant(f"{tag}__{node.inputs[1]}__direct", weights)
+    ranges_slot = program.constant(f"{tag}__owranges", geo.ow_ranges())
+    x_slot = program.value(node.inputs[0])
+    out_slot = program.value(group.output)
+
+    kb = program.kernel(tag)
+    b = kb.b
+    out, x = kb.buffer(out_slot), kb.buffer(x_slot)
+    w_base, ranges = kb.buffer(w_slot), kb.buffer(ranges_slot)
+    epi.bind(kb)
+    zero = ir.Constant(F32, 0.0)
+    begin, end = kb.thread_share(geo.n * geo.m)
+    with kb.loop(begin, end, name="plane") as plane:
+        n = b.sdiv(plane, const_i64(geo.m))
+        m = b.srem(plane, const_i64(geo.m))
+        channel = b.add(b.mul(n, const_i64(geo.c)), b.sdiv(m, const_i64(geo.mg)))
+        x_plane = b.mul(channel, const_i64(geo.h * geo.w))
+        o_plane = b.mul(plane, const_i64(geo.cols))
+        with kb.loop(0, geo.oh, name="oh") as oh:
+            o_row = b.add(o_plane, b.mul(oh, const_i64(geo.ow)))
+            with kb.loop(0, geo.ow, name="z") as ow:
+                kb.store(zero, out, b.add(o_row, ow))
+            with kb.loop(0, geo.kh, name="kh") as kh:
+                ih = b.add(b.mul(oh, const_i64(geo.sh)),
+                           b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt)))
+                with b.if_then(b.icmp_unsigned("<", ih, const_i64(geo.h))):
+                    x_row = b.add(x_plane, b.mul(ih, const_i64(geo.w)))
+                    with kb.loop(0, geo.kw, name="kw") as kw:
+                        tap = b.add(b.mul(kh, const_i64(geo.kw)), kw)
+                        wv = kb.load(w_base, b.add(b.mul(m, const_i64(geo.kh * geo.kw)), tap),
+                                     F32)
+                        lo = kb.load(ranges, b.mul(kw, const_i64(2)), I64)
+                        hi = kb.load(ranges, b.add(b.mul(kw, const_i64(2)), const_i64(1)), I64)
+                        off = b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl))
+                        with kb.loop(lo, hi, name="ow") as ow:
+                            xv = kb.load(x, b.add(x_row, b.add(b.mul(ow, const_i64(geo.sw)),
+                                                               off)), F32)
+                            slot = b.add(o_row, ow)
+                            acc = kb.load(out, slot, F32)
+                            kb.store(kb.fma(wv, xv, acc), out, slot)
+        if not epi.empty:
+            with kb.loop(0, -(-geo.cols // nr), name="ec") as chunk:
+                col0 = b.mul(chunk, const_i64(nr))
+                cols = smin(b, const_i64(nr), b.sub(const_i64(geo.cols), col0))
+                epi.apply_tile(kb, out, {0: n}, m, const_i64(1), col0, cols, L, nr)
+    kb.finish()
+
+
+__all__ = ["check_conv", "lower_conv"]

@@ -1,0 +1,168 @@
+"""The register-blocked float32 GEMM micro-kernel, and masked vector helpers.
+
+``uk_<MR>x<NRV>(a, b, ldb, c, ldc, kc, accumulate, rows, cols)`` computes one MR x NR tile
+(NR = NRV vectors of ``lanes`` floats) of ``C (+)= A @ B``: ``a`` is a packed sliver of A
+(``kc`` groups of MR values, one per row), ``b`` a panel of B (``kc`` rows of NR values,
+``ldb`` floats apart), ``c`` the tile's top-left element in a row-major C with rows ``ldc``
+floats apart. The MR x NRV accumulators live in vector registers; each step of the k loop
+broadcasts MR scalars of A and does MR x NRV fused multiply-adds. Only the first ``rows``
+rows and ``cols`` columns of C are read (when ``accumulate`` is non-zero) and written, with
+masked loads and stores, so edge tiles need no copies. One function per (MR, NRV, lanes) is
+shared by all the kernels of a module.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from byoc_cpu_llvm.codegen import F32, I1, I32, I64, PTR, VOID, KernelBuilder, const_i64
+
+UKERNEL_ARGS = [PTR, PTR, I64, PTR, I64, I64, I64, I64, I64]
+
+
+def vec_type(lanes: int, elem: ir.Type = F32) -> ir.VectorType:
+    return ir.VectorType(elem, lanes)
+
+
+def _masked_fn(module: ir.Module, kind: str, vt: ir.VectorType) -> ir.Function:
+    suffix = f"v{vt.count}{'f32' if vt.element == F32 else _int_suffix(vt.element)}"
+    mask_t = ir.VectorType(I1, vt.count)
+    if kind == "load":
+        name = f"llvm.masked.load.{suffix}.p0"
+        fnty = ir.FunctionType(vt, [PTR, I32, mask_t, vt])
+    else:
+        name = f"llvm.masked.store.{suffix}.p0"
+        fnty = ir.FunctionType(VOID, [vt, PTR, I32, mask_t])
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, fnty, name)
+    return fn
+
+
+def _int_suffix(t: ir.Type) -> str:
+    if isinstance(t, ir.IntType):
+        return f"i{t.width}"
+    if isinstance(t, ir.DoubleType):
+        return "f64"
+    raise ValueError(t)
+
+
+def masked_load(b: ir.IRBuilder, module: ir.Module, ptr: ir.Value, mask: ir.Value,
+                vt: ir.VectorType) -> ir.Value:
+    """Load a vector of ``vt`` from ``ptr``; masked-off lanes read as zero."""
+    fn = _masked_fn(module, "load", vt)
+    return b.call(fn, [ptr, ir.Constant(I32, 4), mask, ir.Constant(vt, None)])
+
+
+def masked_store(b: ir.IRBuilder, module: ir.Module, value: ir.Value, ptr: ir.Value,
+                 mask: ir.Value) -> None:
+    fn = _masked_fn(module, "store", value.type)
+    b.call(fn, [value, ptr, ir.Constant(I32, 4), mask])
+
+
+def lane_mask(b: ir.IRBuilder, count: ir.Value, lanes: int) -> ir.Value:
+    """``<lanes x i1>`` with the first ``count`` lanes set (count may be <= 0 or > lanes)."""
+    iota = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
+    splat = _splat(b, count, lanes)
+    return b.icmp_signed("<", iota, splat)
+
+
+def _splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
+    vt = ir.VectorType(value.type, lanes)
+    undef = ir.Constant(vt, ir.Undefined)
+    first = b.insert_element(undef, value, ir.Constant(I32, 0))
+    return b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+
+def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
+    return _splat(b, value, lanes)
+
+
+def ukernel(module: ir.Module, mr: int, nrv: int, lanes: int) -> ir.Function:
+    """The module's micro-kernel for MR x (NRV * lanes) tiles (emitted on first use)."""
+    name = f"byoc_uk_{mr}x{nrv}x{lanes}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn = ir.Function(module, ir.FunctionType(VOID, UKERNEL_ARGS), name)
+    fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")
+    a, bp, ldb, c, ldc, kc, accumulate, rows, cols = fn.args
+    for arg in (a, bp, c):
+        arg.add_attribute("noalias")
+    vt = vec_type(lanes)
+    entry = fn.append_basic_block("entry")
+    header = fn.append_basic_block("k.header")
+    body = fn.append_basic_block("k.body")
+    done = fn.append_basic_block("k.done")
+    b = ir.IRBuilder(entry)
+    keep = b.icmp_signed("!=", accumulate, const_i64(0))
+    col_masks = [lane_mask(b, b.sub(cols, const_i64(v * lanes)), lanes) for v in range(nrv)]
+    no_mask = ir.Constant(ir.VectorType(I1, lanes), None)
+    masks, c_ptrs = [], []
+    for i in range(mr):
+        row_ok = b.icmp_signed(">", rows, const_i64(i))
+        row_c = b.gep(c, [b.mul(ldc, const_i64(i))], source_etype=F32, inbounds=True)
+        for v in range(nrv):
+            mask = b.select(row_ok, col_masks[v], no_mask)
+            masks.append(mask)
+            c_ptrs.append(b.gep(row_c, [const_i64(v * lanes)], source_etype=F32, inbounds=True))
+    inits = []
+    for mask, ptr in zip(masks, c_ptrs):
+        load_mask = b.select(keep, mask, no_mask)
+        inits.append(masked_load(b, module, ptr, load_mask, vt))
+    b.branch(header)
+
+    b.position_at_end(header)
+    k = b.phi(I64, name="k")
+    k.add_incoming(const_i64(0), entry)
+    pa = b.phi(PTR, name="pa")
+    pa.add_incoming(a, entry)
+    pb = b.phi(PTR, name="pb")
+    pb.add_incoming(bp, entry)
+    accs = []
+    for idx, init in enumerate(inits):
+        phi = b.phi(vt, name=f"acc{idx}")
+        phi.add_incoming(init, entry)
+        accs.append(phi)
+    b.cbranch(b.icmp_signed("<", k, kc), body, done)
+
+    b.position_at_end(body)
+    bvecs = []
+    for v in range(nrv):
+        ptr = b.gep(pb, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
+        bvecs.append(b.load(ptr, typ=vt, align=4))
+    fma = module.globals.get(f"llvm.fma.v{lanes}f32")
+    if fma is None:
+        fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
+    new_accs = []
+    for i in range(mr):
+        scalar = b.load(b.gep(pa, [const_i64(i)], source_etype=F32, inbounds=True), typ=F32,
+                        align=4)
+        bcast = _splat(b, scalar, lanes)
+        for v in range(nrv):
+            new_accs.append(b.call(fma, [bcast, bvecs[v], accs[i * nrv + v]]))
+    next_k = b.add(k, const_i64(1))
+    next_pa = b.gep(pa, [const_i64(mr)], source_etype=F32, inbounds=True)
+    next_pb = b.gep(pb, [ldb], source_etype=F32, inbounds=True)
+    k.add_incoming(next_k, body)
+    pa.add_incoming(next_pa, body)
+    pb.add_incoming(next_pb, body)
+    for phi, value in zip(accs, new_accs):
+        phi.add_incoming(value, body)
+    b.branch(header)
+
+    b.position_at_end(done)
+    for acc, mask, ptr in zip(accs, masks, c_ptrs):
+        masked_store(b, module, acc, ptr, mask)
+    b.ret_void()
+    return fn
+
+
+def call_ukernel(kb: KernelBuilder, mr: int, nrv: int, lanes: int, args: list) -> None:
+    fn = ukernel(kb.module, mr, nrv, lanes)
+    kb.b.call(fn, [const_i64(a) if isinstance(a, int) else a for a in args])
+
+
+__all__ = ["call_ukernel", "lane_mask", "masked_load", "masked_store", "splat", "ukernel",
+           "vec_type"]
