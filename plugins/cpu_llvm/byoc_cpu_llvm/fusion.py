@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.kernels import ACCEPTS_EPILOGUE
 from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS
 
 COMMUTATIVE = {"Add", "Mul", "Min", "Max", "Sum", "Mean", "Equal", "And", "Or", "Xor"}
-# Heads whose kernels know how to apply an epilogue to their results.
-EPILOGUE_HEADS = set(EMITTERS) | {"Conv", "Gemm", "MatMul"}
 
 
 @dataclass
@@ -63,7 +62,7 @@ def _joins(node: Node, group: Group, graph: Graph, readers: dict[str, int],
     result = group.output
     if node.op_type not in EMITTERS or node.op_type == "Cast" or node.domain:
         return False
-    if group.head.op_type not in EPILOGUE_HEADS or len(node.outputs) != 1:
+    if group.head.op_type not in ACCEPTS_EPILOGUE or len(node.outputs) != 1:
         return False
     if result in keep or readers.get(result) != 1 or result not in node.inputs:
         return False

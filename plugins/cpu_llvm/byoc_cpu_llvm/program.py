@@ -21,6 +21,8 @@ from byoc_cpu_llvm.target import host_target
 
 ENTRY = "byoc_run"
 BARRIER_SLOT = 0
+# A waiting thread spins this many times before it starts yielding its core.
+SPINS_BEFORE_YIELD = 4000
 
 
 @dataclass
@@ -138,36 +140,45 @@ class ProgramBuilder:
 
 
 def _emit_barrier(module: ir.Module) -> ir.Function:
-    """``barrier(state, nthreads)``: a sense-reversing spin barrier over ``state`` = {count,
-    generation}. The last thread to arrive resets the count and bumps the generation; the
-    others spin (with ``pause``) until the generation changes."""
+    """``barrier(state, nthreads)``: a spin barrier over ``state`` = {count, generation}. The
+    last thread to arrive resets the count and bumps the generation; the others wait until
+    the generation changes, spinning (with ``pause``) for a while and then yielding the CPU
+    (``sched_yield``) so a waiting thread never starves the one it waits for on a busy
+    machine."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64]), "byoc_barrier")
     fn.attributes.add("noinline")
     state, nthreads = fn.args
-    entry = fn.append_basic_block("entry")
-    last = fn.append_basic_block("last")
-    spin = fn.append_basic_block("spin")
-    done = fn.append_basic_block("done")
+    entry, body, last, spin, relax, wait_more, done = (
+        fn.append_basic_block(name) for name in
+        ("entry", "body", "last", "spin", "relax", "wait_more", "done"))
     b = ir.IRBuilder(entry)
     count_ptr = state
     gen_ptr = b.gep(state, [const_i64(1)], source_etype=I64)
-    single = b.icmp_signed("<=", nthreads, const_i64(1))
-    body = fn.append_basic_block("body")
-    b.cbranch(single, done, body)
+    b.cbranch(b.icmp_signed("<=", nthreads, const_i64(1)), done, body)
     b.position_at_end(body)
     generation = b.load_atomic(gen_ptr, "acquire", 8, typ=I64)
     arrived = b.add(b.atomic_rmw("add", count_ptr, const_i64(1), "acq_rel"), const_i64(1))
     b.cbranch(b.icmp_signed("==", arrived, nthreads), last, spin)
     b.position_at_end(last)
-    b.atomic_rmw("xchg", count_ptr, const_i64(0), "monotonic")  # (store_atomic needs typed pointers)
+    b.atomic_rmw("xchg", count_ptr, const_i64(0), "monotonic")  # (store_atomic needs typed ptrs)
     b.atomic_rmw("add", gen_ptr, const_i64(1), "release")
     b.branch(done)
     b.position_at_end(spin)
+    spins = b.phi(I64, name="spins")
+    spins.add_incoming(const_i64(0), body)
+    now = b.load_atomic(gen_ptr, "acquire", 8, typ=I64)
+    b.cbranch(b.icmp_signed("!=", now, generation), done, relax)
+    b.position_at_end(relax)
     if module.triple.startswith(("x86_64", "i686")):
         pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
         b.call(pause, [])
-    now = b.load_atomic(gen_ptr, "acquire", 8, typ=I64)
-    b.cbranch(b.icmp_signed("==", now, generation), spin, done)
+    b.branch(wait_more)
+    b.position_at_end(wait_more)
+    yield_ = ir.Function(module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+    with b.if_then(b.icmp_signed(">=", spins, const_i64(SPINS_BEFORE_YIELD))):
+        b.call(yield_, [])
+    spins.add_incoming(b.add(spins, const_i64(1)), b.block)
+    b.branch(spin)
     b.position_at_end(done)
     b.ret_void()
     return fn

@@ -17,11 +17,14 @@ Lowering = Callable[..., None]
 Check = Callable[[Node, Graph], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}
 CHECKS: dict[str, Check] = {}
+# Heads whose kernels apply a fused elementwise epilogue to their results.
+ACCEPTS_EPILOGUE: set[str] = set()
 
 
-def lowering(*op_types: str, check: Check | None = None):
+def lowering(*op_types: str, check: Check | None = None, epilogue: bool = False):
     """Register ``lower(program, group)`` for groups headed by ``op_types``; ``check``
-    tells for one node whether the lowering handles it (None) or why not."""
+    tells for one node whether the lowering handles it (None) or why not; ``epilogue`` says
+    the kernel applies the group's elementwise epilogue (so fusion may give it one)."""
     def register(fn: Lowering) -> Lowering:
         for op in op_types:
             if op in LOWERINGS:
@@ -29,6 +32,8 @@ def lowering(*op_types: str, check: Check | None = None):
             LOWERINGS[op] = fn
             if check is not None:
                 CHECKS[op] = check
+            if epilogue:
+                ACCEPTS_EPILOGUE.add(op)
         return fn
     return register
 

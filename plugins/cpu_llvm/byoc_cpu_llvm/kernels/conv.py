@@ -80,7 +80,7 @@ class _Geometry:
         return np.asarray(table, np.int64)
 
 
-@lowering("Conv", check=check_conv)
+@lowering("Conv", check=check_conv, epilogue=True)
 def lower_conv(program, group) -> None:
     graph = program.graph
     node = group.head

@@ -44,7 +44,7 @@ def strides_for(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[int]
     return strides[::-1]
 
 
-@lowering(*EMITTERS, check=check)
+@lowering(*EMITTERS, check=check, epilogue=True)
 def lower_elementwise(program, group) -> None:
     graph = program.graph
     out_name = group.output

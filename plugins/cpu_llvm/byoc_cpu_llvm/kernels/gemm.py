@@ -312,7 +312,7 @@ class _Operand:
                       if self.constant else None)
 
 
-@lowering("Gemm", check=check_gemm)
+@lowering("Gemm", check=check_gemm, epilogue=True)
 def lower_gemm(program, group) -> None:
     node = group.head
     graph = program.graph
@@ -335,7 +335,7 @@ def lower_gemm(program, group) -> None:
                    bool(trans_a), bool(trans_b), out_shape)
 
 
-@lowering("MatMul", check=check_matmul)
+@lowering("MatMul", check=check_matmul, epilogue=True)
 def lower_matmul(program, group) -> None:
     node = group.head
     graph = program.graph

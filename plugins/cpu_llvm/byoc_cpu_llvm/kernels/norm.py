@@ -1,0 +1,328 @@
+"""Normalizations: BatchNormalization (inference), InstanceNormalization,
+LayerNormalization and LRN.
+
+Each follows the reference's arithmetic step by step (same operations in the same order, no
+fused multiply-adds), so only the order of the long sums (mean, variance) differs from it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.codegen import const_i64, llvm_type
+from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.elementwise import strides_for
+from byoc_cpu_llvm.kernels.reduce import (
+    FLOATS,
+    Epilogue,
+    Var,
+    empty_dims,
+    horizontal,
+    lanes_for,
+    reduce_run,
+)
+
+SPAN = 4096  # spatial elements one BatchNormalization work item covers
+
+
+def _common(node: Node, graph: Graph, params: list[str]) -> str | None:
+    x_type = graph.types[node.inputs[0]]
+    if x_type.dtype not in FLOATS:
+        return f"cpu_llvm {node.op_type} does not handle {x_type.dtype}"
+    if len(x_type.shape) < 2:
+        return f"{node.op_type} takes an (N, C, ...) input of rank 2 or more"
+    for value in params:
+        if value and graph.types[value].dtype != x_type.dtype:
+            return (f"cpu_llvm {node.op_type} needs its parameters in the input's dtype "
+                    f"({x_type.dtype})")
+    return empty_dims(node, graph)
+
+
+def _per_channel(node: Node, graph: Graph, params: list[str]) -> str | None:
+    channels = graph.types[node.inputs[0]].shape[1]
+    for value in params:
+        if graph.types[value].size != channels:
+            return f"{node.op_type} parameter {value!r} must hold one value per channel"
+    return None
+
+
+def _sum_run(kb, base, start, length, dtype) -> ir.Value:
+    """The sum of ``length`` contiguous values (vector accumulators, then the lanes)."""
+    elem = llvm_type(dtype)
+    lanes = lanes_for(dtype)
+    vec = None
+    if length >= lanes:
+        vec_type = ir.VectorType(elem, lanes)
+        vec = Var(kb, vec_type, ir.Constant(vec_type, [0.0] * lanes), name="vsum")
+    scalar = Var(kb, elem, ir.Constant(elem, 0.0), name="sum")
+    reduce_run(kb, "sum", base, start, length, dtype, vec, scalar)
+    total = scalar.get()
+    if vec is not None:
+        total = kb.b.fadd(horizontal(kb, "sum", vec.get(), dtype), total)
+    return total
+
+
+def _variance_sum(kb, base, start, length, mean, dtype) -> ir.Value:
+    """``sum((x - mean)^2)`` over a contiguous run (a reassociable loop LLVM vectorizes)."""
+    elem = llvm_type(dtype)
+    b = kb.b
+    acc = Var(kb, elem, ir.Constant(elem, 0.0), name="sq")
+    with kb.loop(0, length, name="v") as i:
+        centered = b.fsub(kb.load(base, b.add(start, i), elem), mean)
+        acc.set(b.fadd(acc.get(), b.fmul(centered, centered), flags=("reassoc",)))
+    return acc.get()
+
+
+def _sqrt(kb, x):
+    return kb.intrinsic("llvm.sqrt", x.type, [x])
+
+
+# -- BatchNormalization --------------------------------------------------------------------------
+
+def check_batchnorm(node: Node, graph: Graph) -> str | None:
+    if node.attrs.get("training_mode", 0) or len([o for o in node.outputs if o]) > 1:
+        return "cpu_llvm BatchNormalization runs in inference mode only"
+    return (_common(node, graph, node.inputs[1:5])
+            or _per_channel(node, graph, node.inputs[1:5]))
+
+
+@lowering("BatchNormalization", check=check_batchnorm, epilogue=True)
+def lower_batchnorm(program, group) -> None:
+    graph = program.graph
+    node = group.head
+    x_type = graph.types[node.inputs[0]]
+    dtype = x_type.dtype
+    elem = llvm_type(dtype)
+    channels = x_type.shape[1]
+    spatial = int(np.prod(x_type.shape[2:], dtype=np.int64))
+    planes = x_type.shape[0] * channels
+    chunks = -(-spatial // SPAN)
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    slots = [program.value(v) for v in node.inputs[:5]]
+    out_slot = program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, scale, bias, mean, var = (kb.buffer(s) for s in slots)
+    dst = kb.buffer(out_slot)
+    b = kb.b
+    epsilon = ir.Constant(elem, float(np.asarray(node.attrs.get("epsilon", 1e-5), dtype)))
+    begin, end = kb.thread_share(planes * chunks)
+    with kb.loop(begin, end, name="item") as item:
+        plane = b.udiv(item, const_i64(chunks))
+        channel = b.urem(plane, const_i64(channels))
+        lo = b.mul(b.urem(item, const_i64(chunks)), const_i64(SPAN))
+        hi_full = b.add(lo, const_i64(SPAN))
+        hi = b.select(b.icmp_signed("<", hi_full, const_i64(spatial)), hi_full,
+                      const_i64(spatial))
+        m = kb.load(mean, channel, elem)
+        inv_std = b.fdiv(ir.Constant(elem, 1.0),
+                         _sqrt(kb, b.fadd(kb.load(var, channel, elem), epsilon)))
+        s, t = kb.load(scale, channel, elem), kb.load(bias, channel, elem)
+        base = b.mul(plane, const_i64(spatial))
+        with kb.loop(lo, hi, name="i") as i:
+            at = b.add(base, i)
+            y = b.fadd(b.fmul(b.fmul(b.fsub(kb.load(src, at, elem), m), inv_std), s), t)
+            kb.store(epilogue.apply(kb, y, at), dst, at)
+    kb.finish()
+
+
+# -- InstanceNormalization -----------------------------------------------------------------------
+
+def check_instancenorm(node: Node, graph: Graph) -> str | None:
+    return (_common(node, graph, node.inputs[1:3])
+            or _per_channel(node, graph, node.inputs[1:3]))
+
+
+@lowering("InstanceNormalization", check=check_instancenorm, epilogue=True)
+def lower_instancenorm(program, group) -> None:
+    graph = program.graph
+    node = group.head
+    x_type = graph.types[node.inputs[0]]
+    dtype = x_type.dtype
+    elem = llvm_type(dtype)
+    channels = x_type.shape[1]
+    spatial = int(np.prod(x_type.shape[2:], dtype=np.int64))
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    slots = [program.value(v) for v in node.inputs[:3]]
+    out_slot = program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, scale, bias = (kb.buffer(s) for s in slots)
+    dst = kb.buffer(out_slot)
+    b = kb.b
+    epsilon = ir.Constant(elem, float(np.asarray(node.attrs.get("epsilon", 1e-5), dtype)))
+    count = ir.Constant(elem, float(spatial))
+    begin, end = kb.thread_share(x_type.shape[0] * channels)
+    with kb.loop(begin, end, name="plane") as plane:
+        channel = b.urem(plane, const_i64(channels))
+        base = b.mul(plane, const_i64(spatial))
+        mean = b.fdiv(_sum_run(kb, src, base, spatial, dtype), count)
+        var = b.fdiv(_variance_sum(kb, src, base, spatial, mean, dtype), count)
+        denominator = _sqrt(kb, b.fadd(var, epsilon))
+        s, t = kb.load(scale, channel, elem), kb.load(bias, channel, elem)
+        with kb.loop(0, spatial, name="i") as i:
+            at = b.add(base, i)
+            normalized = b.fdiv(b.fsub(kb.load(src, at, elem), mean), denominator)
+            y = b.fadd(b.fmul(normalized, s), t)
+            kb.store(epilogue.apply(kb, y, at), dst, at)
+    kb.finish()
+
+
+# -- LayerNormalization --------------------------------------------------------------------------
+
+def _layer_axis(node: Node, graph: Graph) -> int:
+    rank = len(graph.types[node.inputs[0]].shape)
+    axis = node.attrs.get("axis", -1)
+    if not -rank <= axis < rank:
+        raise ValueError(f"LayerNormalization axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def _param_stride(shape, x_shape, axis: int) -> int | None:
+    """1 when a Scale/B of ``shape`` is laid out like the normalized dims (element j of a
+    row), 0 when it is one value, None for other broadcasts."""
+    if len(shape) > len(x_shape):
+        return None
+    strides = strides_for(shape, x_shape)
+    if not any(strides):
+        return 0
+    inner = strides_for(x_shape[axis:], x_shape[axis:])
+    wanted = [0] * axis + inner
+    relevant = [d for d, n in enumerate(x_shape) if n != 1]
+    if all(strides[d] == wanted[d] for d in relevant):
+        return 1
+    return None
+
+
+def check_layernorm(node: Node, graph: Graph) -> str | None:
+    x_type = graph.types[node.inputs[0]]
+    if x_type.dtype != np.float32:
+        return f"cpu_llvm LayerNormalization handles float32 only, not {x_type.dtype}"
+    if node.attrs.get("stash_type", 1) != 1:
+        return "cpu_llvm LayerNormalization supports stash_type FLOAT (1) only"
+    if not x_type.shape:
+        return "LayerNormalization needs an input of rank 1 or more"
+    reason = empty_dims(node, graph)
+    if reason:
+        return reason
+    try:
+        axis = _layer_axis(node, graph)
+    except ValueError as error:
+        return str(error)
+    for value in node.inputs[1:3]:
+        if value and graph.types[value].dtype != x_type.dtype:
+            return "cpu_llvm LayerNormalization needs Scale and B in the input's dtype"
+        if value and _param_stride(graph.types[value].shape, x_type.shape, axis) is None:
+            return (f"cpu_llvm LayerNormalization needs {value!r} shaped like the normalized "
+                    f"dims (or one value)")
+    return None
+
+
+@lowering("LayerNormalization", check=check_layernorm, epilogue=True)
+def lower_layernorm(program, group) -> None:
+    graph = program.graph
+    node = group.head
+    x_type = graph.types[node.inputs[0]]
+    dtype = x_type.dtype
+    elem = llvm_type(dtype)
+    axis = _layer_axis(node, graph)
+    length = int(np.prod(x_type.shape[axis:], dtype=np.int64))
+    rows = int(np.prod(x_type.shape[:axis], dtype=np.int64))
+    params = [(v, _param_stride(graph.types[v].shape, x_type.shape, axis)) if v else None
+              for v in (node.inputs[1:3] + ["", ""])[:2]]
+    stats = [(o if o else None) for o in (node.outputs[1:3] + ["", ""])[:2]]
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    in_slot = program.value(node.inputs[0])
+    param_slots = [program.value(p[0]) if p else None for p in params]
+    stat_slots = [program.value(o) if o else None for o in stats]
+    out_slot = program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    param_bases = [kb.buffer(s) if s is not None else None for s in param_slots]
+    stat_bases = [kb.buffer(s) if s is not None else None for s in stat_slots]
+    b = kb.b
+    epsilon = ir.Constant(elem, float(np.float32(node.attrs.get("epsilon", 1e-5))))
+    count = ir.Constant(elem, float(length))
+    begin, end = kb.thread_share(rows)
+    with kb.loop(begin, end, name="row") as row:
+        base = b.mul(row, const_i64(length))
+        mean = b.fdiv(_sum_run(kb, src, base, length, dtype), count)
+        var = b.fdiv(_variance_sum(kb, src, base, length, mean, dtype), count)
+        inv_std = b.fdiv(ir.Constant(elem, 1.0), _sqrt(kb, b.fadd(var, epsilon)))
+        for value, out in zip((mean, inv_std), stat_bases):
+            if out is not None:
+                kb.store(value, out, row)
+        with kb.loop(0, length, name="j") as j:
+            at = b.add(base, j)
+            y = b.fmul(b.fsub(kb.load(src, at, elem), mean), inv_std)
+            for param, pbase, op in zip(params, param_bases, (b.fmul, b.fadd)):
+                if param is not None:
+                    offset = j if param[1] else const_i64(0)
+                    y = op(y, kb.load(pbase, offset, elem))
+            kb.store(epilogue.apply(kb, y, at), dst, at)
+    kb.finish()
+
+
+# -- LRN -----------------------------------------------------------------------------------------
+
+def check_lrn(node: Node, graph: Graph) -> str | None:
+    size = node.attrs.get("size")
+    if size is None or size < 1:
+        return "LRN needs a positive size attribute"
+    return _common(node, graph, [])
+
+
+@lowering("LRN", check=check_lrn, epilogue=True)
+def lower_lrn(program, group) -> None:
+    """The output buffer first accumulates the squares over the channel window (ascending
+    channels, as the reference sums), then becomes ``x / (bias + alpha/size * sum)^beta``."""
+    graph = program.graph
+    node = group.head
+    x_type = graph.types[node.inputs[0]]
+    dtype = x_type.dtype
+    elem = llvm_type(dtype)
+    channels = x_type.shape[1]
+    spatial = int(np.prod(x_type.shape[2:], dtype=np.int64))
+    size = int(node.attrs["size"])
+    before, after = (size - 1) // 2, size // 2
+    alpha = float(np.asarray(node.attrs.get("alpha", 0.0001) / size, dtype))
+    beta = float(np.asarray(node.attrs.get("beta", 0.75), dtype))
+    bias = float(np.asarray(node.attrs.get("bias", 1.0), dtype))
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    b = kb.b
+    begin, end = kb.thread_share(x_type.shape[0] * channels)
+    with kb.loop(begin, end, name="plane") as plane:
+        channel = b.urem(plane, const_i64(channels))
+        batch_base = b.mul(b.sub(plane, channel), const_i64(spatial))
+        base = b.mul(plane, const_i64(spatial))
+        first = b.sub(channel, const_i64(before))
+        first = b.select(b.icmp_signed("<", first, const_i64(0)), const_i64(0), first)
+        last = b.add(channel, const_i64(after + 1))
+        last = b.select(b.icmp_signed(">", last, const_i64(channels)), const_i64(channels),
+                        last)
+        with kb.loop(0, spatial, name="i") as i:
+            kb.store(ir.Constant(elem, 0.0), dst, b.add(base, i))
+        with kb.loop(first, last, name="c") as c:
+            source = b.add(batch_base, b.mul(c, const_i64(spatial)))
+            with kb.loop(0, spatial, name="i") as i:
+                x = kb.load(src, b.add(source, i), elem)
+                at = b.add(base, i)
+                kb.store(b.fadd(kb.load(dst, at, elem), b.fmul(x, x)), dst, at)
+        with kb.loop(0, spatial, name="i") as i:
+            at = b.add(base, i)
+            scale = b.fadd(ir.Constant(elem, bias),
+                           b.fmul(ir.Constant(elem, alpha), kb.load(dst, at, elem)))
+            power = kb.intrinsic("llvm.pow", elem, [scale, ir.Constant(elem, beta)])
+            y = b.fdiv(kb.load(src, at, elem), power)
+            kb.store(epilogue.apply(kb, y, at), dst, at)
+    kb.finish()
+
+
+__all__ = ["lower_batchnorm", "lower_instancenorm", "lower_layernorm", "lower_lrn"]

@@ -1,0 +1,236 @@
+"""Pooling: MaxPool and AveragePool over 1-D or 2-D windows (NCW / NCHW), and the global
+pools over any number of spatial axes.
+
+The window geometry is resolved at compile time. Threads split the output rows (N*C*OH).
+For each row the range of valid kernel rows comes from a constant table, and the output
+columns fall in three parts: the interior, whose windows lie inside the input across the
+width, is computed without any bounds check, ``lanes`` outputs at a time (for a stride above
+one, a contiguous load and a shuffle pick every stride-th value); the few border columns at
+either end are unrolled with their valid kernel columns known at compile time. Every sum
+runs in the reference's tap order, so AveragePool matches it bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.interpreter import window as win
+from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.codegen import I64, const_i64, llvm_type
+from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.reduce import (
+    FLOATS,
+    INTS,
+    Epilogue,
+    Var,
+    emit_reduction,
+    empty_dims,
+    is_float,
+    lanes_for,
+    splat,
+    strided_vload,
+    vstore,
+)
+from byoc_cpu_llvm.kernels.scalar_ops import const
+
+MAX_VECTOR_STRIDE = 4
+MAX_BORDER_TAPS = 4096
+
+
+def _window(node: Node, graph: Graph) -> win.Window:
+    shape = graph.types[node.inputs[0]].shape
+    a = node.attrs
+    return win.plan(shape[2:], a.get("kernel_shape"), strides=a.get("strides"),
+                    dilations=a.get("dilations"), pads=a.get("pads"),
+                    auto_pad=a.get("auto_pad", "NOTSET"), ceil_mode=a.get("ceil_mode", 0))
+
+
+def _axis(n: int, w: win.Window, axis: int, include_pad: bool):
+    """Per output position along one axis: the valid kernel taps, and how many positions
+    the average divides by."""
+    k, s, d = w.kernel[axis], w.strides[axis], w.dilations[axis]
+    pb, pe = w.pads_begin[axis], w.pads_end[axis]
+    lo, hi = (-pb, n + pe) if include_pad else (0, n)
+    taps, counts = [], []
+    for o in range(w.out_shape[axis]):
+        positions = [o * s - pb + t * d for t in range(k)]
+        taps.append([t for t, p in enumerate(positions) if 0 <= p < n])
+        counts.append(sum(1 for p in positions if lo <= p < hi))
+    return taps, counts
+
+
+def _geometry(node: Node, graph: Graph):
+    """(H, W, window along h as (k, s, d, pb), along w likewise, OH, OW, h taps/counts,
+    w taps/counts) with a 1-D pool seen as a 2-D one of height 1."""
+    shape = graph.types[node.inputs[0]].shape
+    w = _window(node, graph)
+    include = bool(node.attrs.get("count_include_pad", 0))
+    spatial = list(shape[2:])
+    params = [(w.kernel[i], w.strides[i], w.dilations[i], w.pads_begin[i])
+              for i in range(len(spatial))]
+    axes = [_axis(n, w, i, include) for i, n in enumerate(spatial)]
+    outs = list(w.out_shape)
+    if len(spatial) == 1:
+        spatial, params, outs = [1] + spatial, [(1, 1, 1, 0)] + params, [1] + outs
+        axes = [([[0]], [1])] + axes
+    return spatial, params, outs, axes
+
+
+def check_pool(node: Node, graph: Graph) -> str | None:
+    op = node.op_type
+    shape = graph.types[node.inputs[0]].shape
+    dtype = graph.types[node.inputs[0]].dtype
+    if op == "MaxPool" and len([o for o in node.outputs if o]) > 1:
+        return "cpu_llvm MaxPool does not produce the optional Indices output"
+    if dtype not in (FLOATS | INTS if op == "MaxPool" else FLOATS):
+        return f"cpu_llvm {op} does not handle {dtype}"
+    if len(shape) not in (3, 4):
+        return f"cpu_llvm {op} handles 1-D and 2-D windows only (input rank {len(shape)})"
+    if not node.attrs.get("kernel_shape"):
+        return f"{op} needs a kernel_shape attribute"
+    try:
+        _, params, outs, axes = _geometry(node, graph)
+    except ValueError as error:
+        return str(error)
+    if tuple(graph.types[node.outputs[0]].shape[2:]) != tuple(outs[-len(shape) + 2:]):
+        return f"{op} output shape does not match its window geometry"
+    if op == "MaxPool" and any(not valid for per_output, _ in axes for valid in per_output):
+        return "cpu_llvm MaxPool declines windows that hold no input element at all"
+    w_taps = axes[1][0]
+    border = sum(len(t) for t in w_taps if len(t) != params[1][0])
+    if border > MAX_BORDER_TAPS:
+        return f"cpu_llvm {op}: the window is too wide for its input ({border} border taps)"
+    return empty_dims(node, graph)
+
+
+def _table(kb, values, elem: ir.Type, name: str) -> ir.GlobalVariable:
+    array_type = ir.ArrayType(elem, len(values))
+    table = ir.GlobalVariable(kb.module, array_type, f"{kb.function.name}_{name}")
+    table.global_constant = True
+    table.linkage = "internal"
+    table.initializer = ir.Constant(array_type, [ir.Constant(elem, v) for v in values])
+    return table
+
+
+@lowering("MaxPool", "AveragePool", check=check_pool, epilogue=True)
+def lower_pool(program, group) -> None:
+    graph = program.graph
+    node = group.head
+    is_max = node.op_type == "MaxPool"
+    x_type = graph.types[node.inputs[0]]
+    dtype = x_type.dtype
+    elem = llvm_type(dtype)
+    (H, W), params, (OH, OW), (h_axis, w_axis) = _geometry(node, graph)
+    (_, sh, dh, ph), (KW, sw, dw, pw) = params
+    h_taps, h_counts = h_axis
+    w_taps, w_counts = w_axis
+    planes = x_type.shape[0] * x_type.shape[1]
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
+
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    b = kb.b
+    kh_lo_table = _table(kb, [t[0] if t else 0 for t in h_taps], I64, "khlo")
+    kh_hi_table = _table(kb, [t[-1] + 1 if t else 0 for t in h_taps], I64, "khhi")
+    count_table = None if is_max else _table(kb, [float(c) for c in h_counts], elem, "count")
+
+    def from_table(table, index, typ):
+        ptr = b.gep(table, [const_i64(0), index], inbounds=True)
+        return b.load(ptr, typ=typ)
+
+    begin, end = kb.thread_share(planes * OH)
+    with kb.loop(begin, end, name="row") as row:
+        plane = b.udiv(row, const_i64(OH))
+        oh = b.urem(row, const_i64(OH))
+        in_plane = b.mul(plane, const_i64(H * W))
+        out_row = b.mul(row, const_i64(OW))
+        kh_lo = from_table(kh_lo_table, oh, I64)
+        kh_hi = from_table(kh_hi_table, oh, I64)
+        ih0 = b.sub(b.mul(oh, const_i64(sh)), const_i64(ph))
+        count_h = None if is_max else from_table(count_table, oh, elem)
+
+        def row_offset(kh):
+            return b.add(in_plane, b.mul(b.add(ih0, b.mul(kh, const_i64(dh))), const_i64(W)))
+
+        def point(ow, lanes, taps, count_w):
+            """Outputs ``ow .. ow + lanes - 1`` of this row, reading kernel columns
+            ``taps`` (all valid for these outputs)."""
+            col0 = b.sub(b.mul(ow, const_i64(sw)), const_i64(pw))
+            vec_elem = ir.VectorType(elem, lanes) if lanes > 1 else elem
+
+            def tap(kh, t):
+                offset = b.add(b.add(row_offset(kh), col0), const_i64(t * dw))
+                return strided_vload(kb, src, offset, elem, lanes, sw)
+
+            if is_max:  # the first valid tap, then only a strictly greater value, wins
+                acc = Var(kb, vec_elem, tap(kh_lo, taps[0]), name="best")
+            else:
+                acc = Var(kb, vec_elem, const(0, ir.Constant(vec_elem, None)), name="total")
+            with kb.loop(kh_lo, kh_hi, name="kh") as kh:
+                for t in taps:
+                    x = tap(kh, t)
+                    current = acc.get()
+                    if is_max:
+                        acc.set(b.select(_greater(b, x, current, dtype), x, current))
+                    else:
+                        acc.set(b.fadd(current, x))
+            result = acc.get()
+            if not is_max:
+                divisor = b.fmul(count_h, ir.Constant(elem, float(count_w)))
+                result = b.fdiv(result, splat(kb, divisor, lanes))
+            at = b.add(out_row, ow)
+            vstore(kb, epilogue.apply(kb, result, at), dst, at)
+
+        interior = [ow for ow in range(OW) if len(w_taps[ow]) == KW]
+        lo, hi = (interior[0], interior[-1] + 1) if interior else (OW, OW)
+        for ow in list(range(lo)) + list(range(hi, OW)):
+            if w_taps[ow]:
+                point(const_i64(ow), 1, w_taps[ow], w_counts[ow])
+            else:  # (AveragePool only) no input in the window: 0 / count
+                point(const_i64(ow), 1, [], w_counts[ow])
+        lanes = lanes_for(dtype) if sw <= MAX_VECTOR_STRIDE else 1
+        vectors = (hi - lo) // lanes if lanes > 1 else 0
+        all_taps = list(range(KW))
+        if vectors:
+            with kb.loop(0, vectors, name="vec") as i:
+                point(b.add(const_i64(lo), b.mul(i, const_i64(lanes))), lanes, all_taps, KW)
+        if lo + vectors * lanes < hi:
+            with kb.loop(lo + vectors * lanes, hi, name="ow") as ow:
+                point(ow, 1, all_taps, KW)
+    kb.finish()
+
+
+def _greater(b, x, y, dtype):
+    if is_float(dtype):
+        return b.fcmp_ordered(">", x, y)
+    if np.issubdtype(dtype, np.signedinteger):
+        return b.icmp_signed(">", x, y)
+    return b.icmp_unsigned(">", x, y)
+
+
+def check_global(node: Node, graph: Graph) -> str | None:
+    shape = graph.types[node.inputs[0]].shape
+    dtype = graph.types[node.inputs[0]].dtype
+    allowed = FLOATS | INTS if node.op_type == "GlobalMaxPool" else FLOATS
+    if dtype not in allowed:
+        return f"cpu_llvm {node.op_type} does not handle {dtype}"
+    if len(shape) < 3:
+        return f"{node.op_type} needs an N x C x D1 x ... input"
+    return empty_dims(node, graph)
+
+
+@lowering("GlobalAveragePool", "GlobalMaxPool", check=check_global, epilogue=True)
+def lower_global_pool(program, group) -> None:
+    node = group.head
+    shape = program.graph.types[node.inputs[0]].shape
+    axes = tuple(range(2, len(shape)))
+    if node.op_type == "GlobalMaxPool":
+        emit_reduction(program, group, "max", None, shape, axes)
+    else:
+        emit_reduction(program, group, "sum", "mean", shape, axes)
+
+
+__all__ = ["lower_global_pool", "lower_pool"]

@@ -1,0 +1,501 @@
+"""Reductions (ReduceSum/Mean/Max/Min/Prod/L2) and ArgMax, plus helpers shared by the pool,
+softmax and normalization kernels (accumulator variables, vector loads, the fused epilogue).
+
+A reduction is planned on the input's shape with its size-1 dims dropped and neighbouring
+dims of the same kind (reduced or kept) merged into one. When the innermost group is reduced
+each output element sums a contiguous run: threads split the outputs, and the run is read
+with explicit vector accumulators. When the innermost group is kept, threads split rows of
+the output into chunks and accumulate into the output in place, so the inner loop is a plain
+elementwise loop over contiguous memory that LLVM vectorizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.codegen import (
+    F32,
+    F64,
+    I32,
+    I64,
+    KernelBuilder,
+    const_i64,
+    llvm_type,
+)
+from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.elementwise import strides_for
+from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS, const
+from byoc_cpu_llvm.target import host_target
+
+FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
+INTS = {np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
+                              np.int64, np.uint64)}
+REDUCE_OPS = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2")
+# Heads in this package that apply a fused elementwise epilogue to their results.
+CHUNK = 512  # elements of the kept inner dim one work item covers
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+def lanes_for(dtype: np.dtype) -> int:
+    """How many values of ``dtype`` fill one host vector register."""
+    return max(1, host_target().vector_bits // (8 * np.dtype(dtype).itemsize))
+
+
+def is_float(dtype) -> bool:
+    return np.issubdtype(np.dtype(dtype), np.floating)
+
+
+def is_signed(dtype) -> bool:
+    return np.issubdtype(np.dtype(dtype), np.signedinteger)
+
+
+class Var:
+    """A mutable value (an ``alloca`` in the entry block, promoted to registers by LLVM)."""
+
+    def __init__(self, kb: KernelBuilder, typ: ir.Type, init: ir.Value | None = None,
+                 name: str = "v") -> None:
+        entry = kb.function.entry_basic_block
+        self.kb, self.typ = kb, typ
+        if kb.b.block is entry:
+            self.ptr = kb.b.alloca(typ, name=name)
+        else:  # (kb.b is elsewhere, so inserting ahead of its position cannot shift it)
+            builder = ir.IRBuilder(entry)
+            builder.position_at_start(entry)
+            self.ptr = builder.alloca(typ, name=name)
+        if init is not None:
+            self.set(init)
+
+    def get(self) -> ir.Value:
+        return self.kb.b.load(self.ptr, typ=self.typ)
+
+    def set(self, value: ir.Value) -> None:
+        self.kb.b.store(value, self.ptr)
+
+
+def vload(kb: KernelBuilder, base: ir.Value, offset: ir.Value, elem: ir.Type,
+          lanes: int) -> ir.Value:
+    """``lanes`` consecutive values from element ``offset`` (a scalar when ``lanes`` is 1)."""
+    ptr = kb.element(base, offset, elem)
+    if lanes == 1:
+        return kb.b.load(ptr, typ=elem)
+    return kb.b.load(ptr, typ=ir.VectorType(elem, lanes), align=elem_bytes(elem))
+
+
+def vstore(kb: KernelBuilder, value: ir.Value, base: ir.Value, offset: ir.Value) -> None:
+    elem = value.type.element if isinstance(value.type, ir.VectorType) else value.type
+    ptr = kb.element(base, offset, elem)
+    if isinstance(value.type, ir.VectorType):
+        kb.b.store(value, ptr, align=elem_bytes(elem))
+    else:
+        kb.b.store(value, ptr)
+
+
+def elem_bytes(elem: ir.Type) -> int:
+    if elem == F32:
+        return 4
+    if elem == F64:
+        return 8
+    return elem.width // 8
+
+
+def strided_vload(kb: KernelBuilder, base: ir.Value, offset: ir.Value, elem: ir.Type,
+                  lanes: int, stride: int) -> ir.Value:
+    """``lanes`` values ``stride`` apart from element ``offset``: one contiguous load of the
+    span they cover, then a shuffle picking every ``stride``-th value (no over-read)."""
+    if lanes == 1 or stride == 1:
+        return vload(kb, base, offset, elem, lanes)
+    span = vload(kb, base, offset, elem, (lanes - 1) * stride + 1)
+    mask = ir.Constant(ir.VectorType(I32, lanes), [i * stride for i in range(lanes)])
+    return kb.b.shuffle_vector(span, ir.Constant(span.type, ir.Undefined), mask)
+
+
+def splat(kb: KernelBuilder, value: ir.Value, lanes: int) -> ir.Value:
+    return value if lanes == 1 else kb.splat(value, lanes)
+
+
+def greater(kb: KernelBuilder, a: ir.Value, b: ir.Value, dtype) -> ir.Value:
+    """``a > b`` (false when either is NaN)."""
+    if is_float(dtype):
+        return kb.b.fcmp_ordered(">", a, b)
+    return kb.b.icmp_signed(">", a, b) if is_signed(dtype) else kb.b.icmp_unsigned(">", a, b)
+
+
+def combine(kb: KernelBuilder, kind: str, acc: ir.Value, x: ir.Value, dtype) -> ir.Value:
+    """One step of a reduction: ``sum``, ``prod``, ``sumsq`` (acc + x*x), or NaN-propagating
+    ``max``/``min`` (as numpy's max and min)."""
+    b = kb.b
+    f = is_float(dtype)
+    if kind == "sum":
+        return b.fadd(acc, x, flags=("reassoc",)) if f else b.add(acc, x)
+    if kind == "sumsq":
+        return b.fadd(acc, b.fmul(x, x), flags=("reassoc",)) if f else b.add(acc, b.mul(x, x))
+    if kind == "prod":
+        return b.fmul(acc, x, flags=("reassoc",)) if f else b.mul(acc, x)
+    if f:
+        # Take x when it beats acc or is NaN, unless acc already is NaN.
+        beats = b.fcmp_unordered(">" if kind == "max" else "<", x, acc)
+        take = b.and_(beats, b.fcmp_ordered("ord", acc, acc))
+        return b.select(take, x, acc)
+    if kind == "max":
+        return b.select(greater(kb, x, acc, dtype), x, acc)
+    return b.select(greater(kb, acc, x, dtype), x, acc)
+
+
+def identity(kind: str, dtype) -> float | int:
+    dtype = np.dtype(dtype)
+    if kind in ("sum", "sumsq"):
+        return 0
+    if kind == "prod":
+        return 1
+    if is_float(dtype):
+        return -np.inf if kind == "max" else np.inf
+    info = np.iinfo(dtype)
+    value = int(info.min if kind == "max" else info.max)
+    # LLVM integer constants are written signed (two's complement).
+    bits = 8 * dtype.itemsize
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def horizontal(kb: KernelBuilder, kind: str, vec: ir.Value, dtype) -> ir.Value:
+    """Reduce the lanes of ``vec`` to one value."""
+    if not isinstance(vec.type, ir.VectorType):
+        return vec
+    acc = kb.b.extract_element(vec, ir.Constant(I32, 0))
+    for lane in range(1, vec.type.count):
+        acc = combine(kb, kind if kind != "sumsq" else "sum", acc,
+                      kb.b.extract_element(vec, ir.Constant(I32, lane)), dtype)
+    return acc
+
+
+def reduce_run(kb: KernelBuilder, kind: str, base: ir.Value, start: ir.Value, length: int,
+               dtype, vec_acc: Var | None, scalar_acc: Var) -> None:
+    """Fold ``length`` contiguous values from ``start`` into the accumulators: whole vectors
+    into ``vec_acc`` (when given), the rest into ``scalar_acc``."""
+    elem = llvm_type(dtype)
+    b = kb.b
+    done = 0
+    if vec_acc is not None:
+        lanes = vec_acc.typ.count
+        whole = length // lanes * lanes
+        if whole:
+            with kb.loop(0, whole, lanes, name="v") as i:
+                x = vload(kb, base, b.add(start, i), elem, lanes)
+                vec_acc.set(combine(kb, kind, vec_acc.get(), x, dtype))
+        done = whole
+    if done < length:
+        with kb.loop(done, length, name="s") as i:
+            x = kb.load(base, b.add(start, i), elem)
+            scalar_acc.set(combine(kb, kind, scalar_acc.get(), x, dtype))
+
+
+def unravel(kb: KernelBuilder, index: ir.Value, sizes: list[int]) -> list[ir.Value]:
+    """The coordinates of ``index`` in a row-major array of ``sizes``."""
+    coords = []
+    for size in reversed(sizes):
+        coords.append(kb.b.urem(index, const_i64(size)) if size != 1 else const_i64(0))
+        index = kb.b.udiv(index, const_i64(size)) if size != 1 else index
+    return coords[::-1]
+
+
+def dot(kb: KernelBuilder, coords: list[ir.Value], strides: list[int]) -> ir.Value:
+    offset = const_i64(0)
+    for coord, stride in zip(coords, strides):
+        if stride:
+            offset = kb.b.add(offset, kb.b.mul(coord, const_i64(stride)))
+    return offset
+
+
+def _is_running(group, node: Node, value: str) -> bool:
+    position = group.nodes.index(node)
+    return position > 0 and value == group.nodes[position - 1].outputs[0]
+
+
+class Epilogue:
+    """The elementwise nodes fused after a group's head, applied to each result before it is
+    stored. Their other operands broadcast to the output's shape; a vector result holds
+    consecutive elements of one innermost row."""
+
+    def __init__(self, program, group, shape: tuple[int, ...]) -> None:
+        self.group, self.graph = group, program.graph
+        self.shape = tuple(shape) or (1,)
+        self.operands: dict[str, tuple[int, list[int]]] = {}
+        for node in group.epilogue:
+            for value in node.present_inputs:
+                if value not in self.operands and not _is_running(group, node, value):
+                    vshape = self.graph.types[value].shape
+                    self.operands[value] = (program.value(value), strides_for(vshape,
+                                                                              self.shape))
+        self.bases: dict[str, ir.Value] = {}
+
+    def bind(self, kb: KernelBuilder) -> None:
+        """Load the operands' buffer pointers (call right after the kernel is made)."""
+        self.bases = {value: kb.buffer(slot) for value, (slot, _) in self.operands.items()}
+
+    def apply(self, kb: KernelBuilder, result: ir.Value, flat: ir.Value) -> ir.Value:
+        """``result`` (element ``flat`` of the head's output, or lanes from there) after the
+        epilogue."""
+        if not self.group.epilogue:
+            return result
+        lanes = result.type.count if isinstance(result.type, ir.VectorType) else 1
+        contiguous = strides_for(self.shape, self.shape)
+        coords = None
+        loaded = {}
+        for value, (_, strides) in self.operands.items():
+            elem = llvm_type(self.graph.types[value].dtype)
+            if strides == contiguous:
+                offset = flat
+            elif not any(strides):
+                offset = const_i64(0)
+            else:
+                if coords is None:
+                    coords = unravel(kb, flat, list(self.shape))
+                offset = dot(kb, coords, strides)
+            if strides[-1]:
+                loaded[value] = vload(kb, self.bases[value], offset, elem, lanes)
+            else:
+                loaded[value] = splat(kb, kb.load(self.bases[value], offset, elem), lanes)
+        for node in self.group.epilogue:
+            args = [result if _is_running(self.group, node, v) else loaded[v]
+                    for v in node.present_inputs]
+            dtypes = [self.graph.types[v].dtype for v in node.present_inputs]
+            result = EMITTERS[node.op_type](kb, node.op_type, args, node.attrs, dtypes,
+                                            self.graph.types[node.outputs[0]].dtype)
+        return result
+
+
+def head_dtype(node: Node, graph: Graph) -> np.dtype:
+    return graph.types[node.inputs[0]].dtype
+
+
+def empty_dims(node: Node, graph: Graph) -> str | None:
+    for value in node.present_inputs[:1] + node.outputs[:1]:
+        if 0 in graph.types[value].shape:
+            return f"{node.op_type} on an empty tensor is not supported by cpu_llvm"
+    return None
+
+
+# -- generic reduction ---------------------------------------------------------------------------
+
+def plan_groups(shape, axes) -> list[list]:
+    """``shape`` without its size-1 dims, neighbouring dims of one kind merged:
+    ``[[size, reduced], ...]``, with at least one kept and one reduced group."""
+    groups: list[list] = []
+    for dim, size in enumerate(shape):
+        if size == 1:
+            continue
+        reduced = dim in axes
+        if groups and groups[-1][1] == reduced:
+            groups[-1][0] *= size
+        else:
+            groups.append([size, reduced])
+    if not any(reduced for _, reduced in groups):
+        groups.append([1, True])
+    if all(reduced for _, reduced in groups):
+        groups.insert(0, [1, False])
+    return groups
+
+
+def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes) -> None:
+    """A kernel folding ``group.head``'s first input over ``axes`` with ``kind`` (see
+    :func:`combine`); ``finish`` is None, ``mean`` (divide by the count) or ``sqrt``."""
+    graph = program.graph
+    node = group.head
+    dtype = graph.types[node.inputs[0]].dtype
+    elem = llvm_type(dtype)
+    out_shape = graph.types[group.output].shape
+    groups = plan_groups(in_shape, set(axes))
+    strides, step = [], 1
+    for size, _ in reversed(groups):
+        strides.append(step)
+        step *= size
+    strides = strides[::-1]
+    count = int(np.prod([s for s, red in groups if red], dtype=np.int64))
+    kept = [(s, st) for (s, red), st in zip(groups, strides) if not red]
+    reduced = [(s, st) for (s, red), st in zip(groups, strides) if red]
+    epilogue = Epilogue(program, group, out_shape)
+    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    b = kb.b
+    init = const(identity(kind, dtype), ir.Constant(elem, None))
+
+    def finished(value, flat):
+        if finish == "mean":
+            value = b.fdiv(value, const(float(count), value))
+        elif finish == "sqrt":
+            value = kb.intrinsic("llvm.sqrt", value.type, [value])
+        return epilogue.apply(kb, value, flat)
+
+    def nest(levels, offset, body):
+        """Loops over the reduced groups in ``levels``, calling body(offset) innermost."""
+        if not levels:
+            body(offset)
+            return
+        size, stride = levels[0]
+        with kb.loop(0, size, name="r") as r:
+            nest(levels[1:], b.add(offset, b.mul(r, const_i64(stride))), body)
+
+    if groups[-1][1]:
+        # Innermost group reduced: each output folds contiguous runs.
+        outputs = int(np.prod([s for s, _ in kept], dtype=np.int64))
+        run = groups[-1][0]
+        lanes = lanes_for(dtype)
+        vec_type = ir.VectorType(elem, lanes)
+        begin, end = kb.thread_share(outputs)
+        vec_acc = Var(kb, vec_type, name="vacc") if run >= lanes else None
+        scalar_acc = Var(kb, elem, name="acc")
+        with kb.loop(begin, end, name="o") as o:
+            base = dot(kb, unravel(kb, o, [s for s, _ in kept]), [st for _, st in kept])
+            scalar_acc.set(init)
+            if vec_acc is not None:
+                vec_acc.set(ir.Constant(vec_type, [init] * lanes))
+            nest(reduced[:-1], base,
+                 lambda off: reduce_run(kb, kind, src, off, run, dtype, vec_acc, scalar_acc))
+            total = scalar_acc.get()
+            if vec_acc is not None:
+                total = combine(kb, "sum" if kind == "sumsq" else kind,
+                                horizontal(kb, kind, vec_acc.get(), dtype), total, dtype)
+            vstore(kb, finished(total, o), dst, o)
+    else:
+        # Innermost group kept: accumulate chunks of output rows in place.
+        inner = groups[-1][0]
+        rows_sizes = [s for s, _ in kept[:-1]]
+        rows_strides = [st for _, st in kept[:-1]]
+        chunks = -(-inner // CHUNK)
+        rows = int(np.prod(rows_sizes, dtype=np.int64))
+        begin, end = kb.thread_share(rows * chunks)
+        with kb.loop(begin, end, name="item") as item:
+            row = b.udiv(item, const_i64(chunks))
+            lo = b.mul(b.urem(item, const_i64(chunks)), const_i64(CHUNK))
+            hi_full = b.add(lo, const_i64(CHUNK))
+            hi = b.select(b.icmp_signed("<", hi_full, const_i64(inner)), hi_full,
+                          const_i64(inner))
+            in_base = dot(kb, unravel(kb, row, rows_sizes), rows_strides)
+            out_base = b.mul(row, const_i64(inner))
+            with kb.loop(lo, hi, name="k") as k:
+                kb.store(init, dst, b.add(out_base, k))
+
+            def body(offset):
+                with kb.loop(lo, hi, name="k") as k:
+                    at = b.add(out_base, k)
+                    x = kb.load(src, b.add(offset, k), elem)
+                    kb.store(combine(kb, kind, kb.load(dst, at, elem), x, dtype), dst, at)
+
+            nest(reduced, in_base, body)
+            if finish is not None or group.epilogue:
+                with kb.loop(lo, hi, name="k") as k:
+                    at = b.add(out_base, k)
+                    kb.store(finished(kb.load(dst, at, elem), at), dst, at)
+    kb.finish()
+
+
+# -- ReduceX -------------------------------------------------------------------------------------
+
+_KINDS = {"ReduceSum": ("sum", None), "ReduceMean": ("sum", "mean"),
+          "ReduceMax": ("max", None), "ReduceMin": ("min", None),
+          "ReduceProd": ("prod", None), "ReduceL2": ("sumsq", "sqrt")}
+
+
+def reduce_axes(node: Node, graph: Graph) -> tuple[int, ...] | str:
+    """The normalized axes a ReduceX node reduces, or why they cannot be known."""
+    rank = len(graph.types[node.inputs[0]].shape)
+    if len(node.inputs) > 1 and node.inputs[1]:
+        if not graph.is_constant(node.inputs[1]):
+            return f"{node.op_type} with computed (non-constant) axes is not supported by cpu_llvm"
+        chosen = np.asarray(graph.constants[node.inputs[1]], np.int64).reshape(-1).tolist()
+    else:
+        chosen = list(node.attrs.get("axes") or [])
+    if not chosen and not node.attrs.get("noop_with_empty_axes", 0):
+        chosen = list(range(rank))
+    axes = set()
+    for axis in chosen:
+        if not -rank <= axis < rank:
+            return f"{node.op_type} axis {axis} is out of range for rank {rank}"
+        axes.add(axis % rank)
+    return tuple(sorted(axes))
+
+
+def check_reduce(node: Node, graph: Graph) -> str | None:
+    dtype = head_dtype(node, graph)
+    if dtype not in FLOATS | INTS:
+        return f"cpu_llvm {node.op_type} does not handle {dtype}"
+    if dtype in INTS and node.op_type in ("ReduceMean", "ReduceL2"):
+        return (f"cpu_llvm {node.op_type} handles float inputs only (integer inputs are "
+                f"reduced in float64 by the reference)")
+    axes = reduce_axes(node, graph)
+    if isinstance(axes, str):
+        return axes
+    return empty_dims(node, graph)
+
+
+@lowering(*REDUCE_OPS, check=check_reduce, epilogue=True)
+def lower_reduce(program, group) -> None:
+    node = group.head
+    kind, finish = _KINDS[node.op_type]
+    shape = program.graph.types[node.inputs[0]].shape
+    emit_reduction(program, group, kind, finish, shape, reduce_axes(node, program.graph))
+
+
+# -- ArgMax --------------------------------------------------------------------------------------
+
+def check_argmax(node: Node, graph: Graph) -> str | None:
+    dtype = head_dtype(node, graph)
+    if dtype not in FLOATS | INTS:
+        return f"cpu_llvm ArgMax does not handle {dtype}"
+    rank = len(graph.types[node.inputs[0]].shape)
+    if not -rank <= node.attrs.get("axis", 0) < rank:
+        return f"ArgMax axis {node.attrs.get('axis')} is out of range for rank {rank}"
+    return empty_dims(node, graph)
+
+
+@lowering("ArgMax", check=check_argmax, epilogue=True)
+def lower_argmax(program, group) -> None:
+    """Each output scans its run along the axis (stride = the size of the dims after it)."""
+    graph = program.graph
+    node = group.head
+    dtype = graph.types[node.inputs[0]].dtype
+    elem = llvm_type(dtype)
+    shape = graph.types[node.inputs[0]].shape
+    axis = node.attrs.get("axis", 0) % len(shape)
+    last = bool(node.attrs.get("select_last_index", 0))
+    length = shape[axis]
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    outputs = int(np.prod(shape, dtype=np.int64)) // length
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    b = kb.b
+    best, where = Var(kb, elem, name="best"), Var(kb, I64, name="where")
+    begin, end = kb.thread_share(outputs)
+    with kb.loop(begin, end, name="o") as o:
+        base = b.add(b.mul(b.udiv(o, const_i64(inner)), const_i64(inner * length)),
+                     b.urem(o, const_i64(inner)))
+        best.set(kb.load(src, base, elem))
+        where.set(const_i64(0))
+        with kb.loop(1, length, name="r") as r:
+            x = kb.load(src, b.add(base, b.mul(r, const_i64(inner))), elem)
+            current = best.get()
+            if is_float(dtype):
+                if last:  # a NaN always wins (the last one); else the last maximum
+                    take = b.or_(b.fcmp_unordered("uno", x, x), b.fcmp_ordered(">=", x, current))
+                else:  # the first NaN, else the first maximum
+                    take = b.and_(b.fcmp_ordered("ord", current, current),
+                                  b.fcmp_unordered(">", x, current))
+            else:
+                op = ">=" if last else ">"
+                take = (b.icmp_signed(op, x, current) if is_signed(dtype)
+                        else b.icmp_unsigned(op, x, current))
+            best.set(b.select(take, x, current))
+            where.set(b.select(take, r, where.get()))
+        kb.store(epilogue.apply(kb, where.get(), o), dst, o)
+    kb.finish()
+
+
+__all__ = ["Epilogue", "Var", "combine", "emit_reduction", "lanes_for",
+           "strided_vload", "vload", "vstore"]

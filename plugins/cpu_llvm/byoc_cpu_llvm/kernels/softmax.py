@@ -1,0 +1,158 @@
+"""Softmax and LogSoftmax, numerically stable: ``exp(x - max)`` normalized by its sum.
+
+The input is seen as ``outer x length x inner`` around the normalized axis (before opset 13,
+everything from ``axis`` on is one axis of ``length``). When ``inner`` is 1 each row is
+contiguous: threads split the rows, and a row takes three passes (max with vector
+accumulators; exp and sum; scale). Otherwise threads split ``outer`` x chunks of ``inner``,
+keep a per-thread scratch row of maxima and sums, and every pass runs along ``inner``
+(contiguous), which LLVM vectorizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.codegen import const_i64, llvm_type
+from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.reduce import (
+    CHUNK,
+    FLOATS,
+    Epilogue,
+    Var,
+    combine,
+    empty_dims,
+    horizontal,
+    lanes_for,
+    reduce_run,
+)
+from byoc_cpu_llvm.kernels.scalar_ops import exp, log
+
+
+
+def _layout(node: Node, graph: Graph) -> tuple[int, int, int]:
+    """``(outer, length, inner)`` around the normalized axis."""
+    shape = graph.types[node.inputs[0]].shape
+    opset = graph.opsets.get("", 0)
+    modern = opset >= 13
+    axis = node.attrs.get("axis", -1 if modern else 1)
+    rank = len(shape)
+    if not -rank <= axis < rank:
+        raise ValueError(f"{node.op_type} axis {axis} is out of range for rank {rank}")
+    axis %= rank
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    if modern:
+        return outer, shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return outer, int(np.prod(shape[axis:], dtype=np.int64)), 1
+
+
+def check_softmax(node: Node, graph: Graph) -> str | None:
+    dtype = graph.types[node.inputs[0]].dtype
+    if dtype not in FLOATS:
+        return f"cpu_llvm {node.op_type} does not handle {dtype}"
+    if not graph.types[node.inputs[0]].shape:
+        return f"cpu_llvm {node.op_type} needs an input of rank 1 or more"
+    try:
+        _layout(node, graph)
+    except ValueError as error:
+        return str(error)
+    return empty_dims(node, graph)
+
+
+@lowering("Softmax", "LogSoftmax", check=check_softmax, epilogue=True)
+def lower_softmax(program, group) -> None:
+    graph = program.graph
+    node = group.head
+    is_log = node.op_type == "LogSoftmax"
+    dtype = graph.types[node.inputs[0]].dtype
+    elem = llvm_type(dtype)
+    outer, length, inner = _layout(node, graph)
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
+    scratch_slot = None
+    if inner > 1:
+        scratch_slot = program.scratch(f"{group.output}.softmax_scratch", dtype, 2 * CHUNK)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    b = kb.b
+    zero = ir.Constant(elem, 0.0)
+
+    def finish(x, at, maximum, total):
+        """The output at ``at`` from input ``x`` (log) or the stored exp (softmax)."""
+        if is_log:
+            value = b.fsub(b.fsub(x, maximum), total)
+        else:
+            value = b.fdiv(x, total)
+        kb.store(epilogue.apply(kb, value, at), dst, at)
+
+    if inner == 1:
+        lanes = lanes_for(dtype)
+        vec_type = ir.VectorType(elem, lanes)
+        vec_max = Var(kb, vec_type, name="vmax") if length >= lanes else None
+        row_max, total = Var(kb, elem, name="max"), Var(kb, elem, name="sum")
+        begin, end = kb.thread_share(outer)
+        with kb.loop(begin, end, name="row") as row:
+            start = b.mul(row, const_i64(length))
+            row_max.set(ir.Constant(elem, float("-inf")))
+            if vec_max is not None:
+                vec_max.set(ir.Constant(vec_type, [float("-inf")] * lanes))
+            reduce_run(kb, "max", src, start, length, dtype, vec_max, row_max)
+            maximum = row_max.get()
+            if vec_max is not None:
+                maximum = combine(kb, "max", horizontal(kb, "max", vec_max.get(), dtype),
+                                  maximum, dtype)
+            total.set(zero)
+            with kb.loop(0, length, name="j") as j:
+                at = b.add(start, j)
+                e = exp(kb, b.fsub(kb.load(src, at, elem), maximum))
+                if not is_log:
+                    kb.store(e, dst, at)
+                total.set(b.fadd(total.get(), e, flags=("reassoc",)))
+            norm = log(kb, total.get()) if is_log else total.get()
+            with kb.loop(0, length, name="j") as j:
+                at = b.add(start, j)
+                finish(kb.load(src if is_log else dst, at, elem), at, maximum, norm)
+    else:
+        chunks = -(-inner // CHUNK)
+        scratch = kb.element(kb.buffer(scratch_slot), b.mul(kb.tid, const_i64(2 * CHUNK)),
+                             elem)
+        maxima = scratch
+        sums = kb.element(scratch, const_i64(CHUNK), elem)
+        begin, end = kb.thread_share(outer * chunks)
+        with kb.loop(begin, end, name="item") as item:
+            o = b.udiv(item, const_i64(chunks))
+            lo = b.mul(b.urem(item, const_i64(chunks)), const_i64(CHUNK))
+            hi_full = b.add(lo, const_i64(CHUNK))
+            hi = b.select(b.icmp_signed("<", hi_full, const_i64(inner)), hi_full,
+                          const_i64(inner))
+            count = b.sub(hi, lo)
+            base = b.add(b.mul(o, const_i64(length * inner)), lo)
+
+            def at(r, k):
+                return b.add(base, b.add(b.mul(r, const_i64(inner)), k))
+
+            with kb.loop(0, count, name="k") as k:
+                kb.store(kb.load(src, at(const_i64(0), k), elem), maxima, k)
+                kb.store(zero, sums, k)
+            with kb.loop(1, length, name="r") as r, kb.loop(0, count, name="k") as k:
+                current = kb.load(maxima, k, elem)
+                kb.store(combine(kb, "max", current, kb.load(src, at(r, k), elem), dtype),
+                         maxima, k)
+            with kb.loop(0, length, name="r") as r, kb.loop(0, count, name="k") as k:
+                e = exp(kb, b.fsub(kb.load(src, at(r, k), elem), kb.load(maxima, k, elem)))
+                if not is_log:
+                    kb.store(e, dst, at(r, k))
+                kb.store(b.fadd(kb.load(sums, k, elem), e), sums, k)
+            if is_log:
+                with kb.loop(0, count, name="k") as k:
+                    kb.store(log(kb, kb.load(sums, k, elem)), sums, k)
+            with kb.loop(0, length, name="r") as r, kb.loop(0, count, name="k") as k:
+                where = at(r, k)
+                finish(kb.load(src if is_log else dst, where, elem), where,
+                       kb.load(maxima, k, elem), kb.load(sums, k, elem))
+    kb.finish()
+
+
+__all__ = ["lower_softmax"]
