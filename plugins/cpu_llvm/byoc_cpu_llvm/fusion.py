@@ -62,6 +62,8 @@ def _joins(node: Node, group: Group, graph: Graph, readers: dict[str, int],
     result = group.output
     if node.op_type not in EMITTERS or node.op_type == "Cast" or node.domain:
         return False
+    if "" in node.inputs:  # epilogues take operands by position; omitted ones have none
+        return False
     if group.head.op_type not in ACCEPTS_EPILOGUE or len(node.outputs) != 1:
         return False
     if result in keep or readers.get(result) != 1 or result not in node.inputs:

@@ -24,7 +24,7 @@ def lower_partition(partition: Partition, graph: Graph,
     outputs = set(partition.outputs)
     compute, copies, keep = [], [], set(outputs)
     for node in partition.nodes:
-        if node.op_type in ALIASING_OPS and not node.domain and _plain_alias(node, graph):
+        if node.op_type in ALIASING_OPS and not node.domain and not alias_refusal(node, graph):
             keep.add(node.inputs[0])
             if node.outputs[0] in outputs:
                 copies.append(node)
@@ -48,8 +48,15 @@ def lower_partition(partition: Partition, graph: Graph,
     return ir_text, meta, program.arrays
 
 
-def _plain_alias(node, graph: Graph) -> bool:
-    """Reshape-like nodes alias their input when the bytes stay the same (Dropout only
-    without a used mask output)."""
-    extra = [o for o in node.outputs[1:] if o]
-    return not extra and graph.types[node.inputs[0]].size == graph.types[node.outputs[0]].size
+def alias_refusal(node, graph: Graph) -> str | None:
+    """Why a Reshape-like node cannot simply alias its input, or None when it can: the bytes
+    must stay the same, and a Dropout must be in inference mode with no mask output."""
+    if [o for o in node.outputs[1:] if o]:
+        return f"{node.op_type} with a second output is not an alias"
+    if node.op_type == "Dropout" and len(node.inputs) > 2 and node.inputs[2]:
+        training = node.inputs[2]
+        if not graph.is_constant(training) or bool(graph.constants[training]):
+            return "Dropout in training mode (or with a run-time training_mode) is not supported"
+    if graph.types[node.inputs[0]].size != graph.types[node.outputs[0]].size:
+        return f"{node.op_type} changes the element count"
+    return None

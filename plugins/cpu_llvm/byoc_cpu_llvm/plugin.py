@@ -15,7 +15,7 @@ from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
 from byoc_cpu_llvm import __version__
 from byoc_cpu_llvm.jit import compile_ir
 from byoc_cpu_llvm.kernels import supports
-from byoc_cpu_llvm.lower import ALIASING_OPS, lower_partition
+from byoc_cpu_llvm.lower import ALIASING_OPS, alias_refusal, lower_partition
 from byoc_cpu_llvm.runtime import CpuRuntime, check_signature_types
 from byoc_cpu_llvm.target import host_target
 
@@ -33,8 +33,9 @@ def byoc_plugin_info() -> PluginInfo:
 def _check(match, graph: Graph):
     node = match.root
     if node.op_type in ALIASING_OPS:
-        return Accept()
-    reason = supports(node, graph)
+        reason = alias_refusal(node, graph)
+    else:
+        reason = supports(node, graph)
     return Accept() if reason is None else Decline(reason)
 
 

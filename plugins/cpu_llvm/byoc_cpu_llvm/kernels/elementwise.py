@@ -87,9 +87,10 @@ def lower_elementwise(program, group) -> None:
                                         llvm_type(graph.types[value].dtype))
             result = None
             for node in group.nodes:
-                args = [result if _is_running(group, node, v) else loaded[v]
-                        for v in node.present_inputs]
-                dtypes = [graph.types[v].dtype for v in node.present_inputs]
+                # Omitted optional inputs (Clip without min) stay in place as None.
+                args = [None if not v else result if _is_running(group, node, v)
+                        else loaded[v] for v in node.inputs]
+                dtypes = [graph.types[v].dtype if v else None for v in node.inputs]
                 result = EMITTERS[node.op_type](kb, node.op_type, args, node.attrs, dtypes,
                                                 graph.types[node.outputs[0]].dtype)
             kb.store(result, out_base, b.add(b.mul(row, const_i64(inner)), col))
