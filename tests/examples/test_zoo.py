@@ -22,6 +22,8 @@ OUTPUT_SHAPES = {
     "transformer": (1, 16, 64),
     "cnn_int8": (1, 10),
     "resnet18_int8": (1, 1000),
+    "resnet50": (1, 1000),
+    "vgg19": (1, 1000),
 }
 INT8_MODELS = [name for name, builder in zoo.MODELS.items() if isinstance(builder, zoo.Int8Variant)]
 
@@ -40,7 +42,32 @@ def test_every_model_has_an_expected_output_shape():
     assert set(OUTPUT_SHAPES) == set(zoo.MODELS)
 
 
-@pytest.mark.parametrize("name", zoo.MODELS)
+def test_default_models_are_all_but_the_benchmark_size_ones():
+    assert set(zoo.BENCHMARK_MODELS) <= set(zoo.MODELS)
+    assert set(zoo.DEFAULT_MODELS) == set(zoo.MODELS) - set(zoo.BENCHMARK_MODELS)
+
+
+def test_resnet50_graph_is_resnet50_v1(monkeypatch):
+    # All-zero weights skip the random draws: the graph, checked and shape-inferred by
+    # GraphBuilder.model, is what is tested here, in about a second.
+    def zeros(self, name, shape, *args, **kwargs):
+        return self.constant(name, np.zeros(shape, np.float32))
+
+    monkeypatch.setattr(zoo.GraphBuilder, "normal", zeros)
+    monkeypatch.setattr(zoo.GraphBuilder, "uniform", zeros)
+    model = zoo.resnet50()
+    ops = [node.op_type for node in model.graph.node]
+    assert (ops.count("Conv"), ops.count("BatchNormalization"), ops.count("Add")) == (53, 53, 16)
+    assert ops.count("Gemm") == 1
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    dims = [dim.dim_value for dim in inferred.graph.output[0].type.tensor_type.shape.dim]
+    assert tuple(dims) == OUTPUT_SHAPES["resnet50"]
+    parameters = sum(int(np.prod(tensor.dims)) for tensor in model.graph.initializer
+                     if "running" not in tensor.name)
+    assert parameters == 25_557_032  # ResNet-50's parameter count, BN scale and bias included
+
+
+@pytest.mark.parametrize("name", zoo.DEFAULT_MODELS)
 def test_model_is_valid_opset17_named_after_itself(zoo_dir, name):
     model = load(zoo_dir, name)
     onnx.checker.check_model(model, full_check=True)
@@ -49,7 +76,7 @@ def test_model_is_valid_opset17_named_after_itself(zoo_dir, name):
     assert [value.name for value in model.graph.input] == ["input"]
 
 
-@pytest.mark.parametrize("name", zoo.MODELS)
+@pytest.mark.parametrize("name", zoo.DEFAULT_MODELS)
 def test_model_runs_on_onnxruntime(zoo_dir, name):
     path = zoo_dir / f"{name}.onnx"
     output = run(path, zoo.sample_inputs(path))
