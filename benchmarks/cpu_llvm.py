@@ -5,8 +5,9 @@ For each model and thread count, in one process on the same machine:
 - latency of ``byoc.compile(model, plugins=["cpu_llvm"], plugin_options={"cpu_llvm":
   {"threads": N}})`` and of an onnxruntime CPUExecutionProvider session (all graph
   optimizations, ``intra_op_num_threads=N``, ``inter_op_num_threads=1``): warm-up runs, then
-  ``--runs`` runs of each, byoc and onnxruntime interleaved so that a noisy shared machine
-  slows both alike; the median is reported;
+  ``--runs`` runs of each, byoc and onnxruntime timed in alternating blocks so that a noisy
+  shared machine slows both alike (blocks, with a pause between them, because onnxruntime's
+  worker threads spin after each run and would take byoc's cores); the median is reported;
 - the model's FLOPs (2 * MACs of Conv, Gemm and MatMul in byoc's optimized IR), the achieved
   GFLOP/s of both, and their fraction of the machine's fp32 peak, measured in the same run as
   the GFLOP/s of a numpy float32 2048x2048 matmul (median of 5) at the same thread count;
@@ -49,7 +50,7 @@ import numpy as np
 import onnxruntime as ort
 
 import byoc
-from byoc.core.ir import Graph
+from byoc.core.flops import graph_flops
 from byoc.pipeline import FallbackWarning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,24 +70,6 @@ def load_zoo():
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
-
-
-def model_flops(graph: Graph) -> int:
-    """2 * multiply-accumulates of the Conv, Gemm and MatMul nodes of a typed graph."""
-    flops = 0
-    for node in graph.nodes:
-        out = graph.types[node.outputs[0]].shape
-        if node.op_type == "Conv":
-            weight = graph.types[node.inputs[1]].shape  # [C_out, C_in / group, k...]
-            flops += 2 * int(np.prod(out)) * int(np.prod(weight[1:]))
-        elif node.op_type == "Gemm":
-            a = graph.types[node.inputs[0]].shape
-            k = a[0] if node.attrs.get("transA", 0) else a[1]
-            flops += 2 * int(np.prod(out)) * k
-        elif node.op_type == "MatMul":
-            a = graph.types[node.inputs[0]].shape
-            flops += 2 * int(np.prod(out)) * a[-1]
-    return flops
 
 
 # Threads and peak
@@ -152,20 +135,29 @@ def ops_by_plugin(model: byoc.CompiledModel) -> dict[str, Counter]:
     return ops
 
 
-def time_interleaved(first: Callable[[], object], second: Callable[[], object],
-                     warmup: int, runs: int) -> tuple[float, float]:
-    """Median seconds of ``first`` and of ``second``, run alternately (each goes first every
-    other round, so neither always runs right after the other)."""
+def time_alternating(first: Callable[[], object], second: Callable[[], object],
+                     warmup: int, runs: int, block: int = 5,
+                     settle: float = 0.2) -> tuple[float, float]:
+    """Median seconds of ``first`` and of ``second``, timed in alternating blocks of
+    ``block`` runs (each block after one untimed run), with a pause of ``settle`` seconds
+    between blocks. Blocks rather than single alternating runs because onnxruntime's worker
+    threads keep spinning for a while after each run: right after an onnxruntime run they
+    occupy the cores byoc's threads would use (and the pause lets them go idle)."""
     for _ in range(warmup):
         first()
         second()
     times: dict[int, list[float]] = {0: [], 1: []}
-    for round_ in range(runs):
+    round_ = 0
+    while min(len(t) for t in times.values()) < runs:
         order = ((0, first), (1, second)) if round_ % 2 == 0 else ((1, second), (0, first))
         for which, fn in order:
-            start = time.perf_counter()
+            time.sleep(settle)
             fn()
-            times[which].append(time.perf_counter() - start)
+            for _ in range(min(block, runs - len(times[which]))):
+                start = time.perf_counter()
+                fn()
+                times[which].append(time.perf_counter() - start)
+        round_ += 1
     return statistics.median(times[0]), statistics.median(times[1])
 
 
@@ -207,8 +199,8 @@ def measure_model(name: str, path: Path, flops: int, threads: int, feeds: dict[s
     expected = session.run(None, feeds)[0]
     actual = compiled.run(feeds)[output_name]
     max_rel_diff = float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30))
-    byoc_s, ort_s = time_interleaved(lambda: compiled.run(feeds), lambda: session.run(None, feeds),
-                                     warmup, runs)
+    byoc_s, ort_s = time_alternating(lambda: compiled.run(feeds),
+                                     lambda: session.run(None, feeds), warmup, runs)
     return Result(name, threads, flops, byoc_s, ort_s, ops_by_plugin(compiled), fallbacks,
                   max_rel_diff)
 
@@ -337,8 +329,10 @@ def header(run: Run, command: str) -> list[str]:
         ("fp32 peak: numpy float32 2048x2048 matmul, median of 5, measured in this run before "
          "and after each thread count's models (the higher of the two counts, so that a "
          f"moment of load on the machine does not lower it): {peaks}"),
-        ("Latency: median of the timed runs after the warm-up, byoc and onnxruntime "
-         "interleaved; onnxruntime is the CPUExecutionProvider with all graph optimizations, "
+        ("Latency: median of the timed runs after the warm-up, byoc and onnxruntime timed in "
+         "alternating blocks of 5 runs with a 0.2 s pause between blocks (onnxruntime's "
+         "worker threads spin for a while after each run and would otherwise take byoc's "
+         "cores); onnxruntime is the CPUExecutionProvider with all graph optimizations, "
          "intra_op_num_threads = threads, inter_op_num_threads = 1. byoc/ORT > 1 means byoc "
          "is slower."),
         ("MFLOP: 2 * MACs of Conv, Gemm and MatMul in byoc's optimized IR. % of peak is of "
@@ -423,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         sys.exit(f"unknown model(s) {', '.join(unknown)}; the zoo has {', '.join(zoo.MODELS)}")
     paths = {name: zoo.build(name, args.zoo_dir) for name in args.models}
-    flops = {name: model_flops(byoc.import_model(path, optimize_graph=True))
+    flops = {name: graph_flops(byoc.import_model(path, optimize_graph=True))
              for name, path in paths.items()}
     run = Run(threads=args.threads, load_averages=[os.getloadavg()])
     # Compiles for the latency runs use a private object cache, leaving the user's alone.

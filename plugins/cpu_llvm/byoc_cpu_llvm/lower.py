@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from byoc.core.flops import graph_flops
 from byoc.core.ir import Graph
 from byoc.errors import PluginError
 from byoc.plugins.api import Partition
 from byoc_cpu_llvm.fusion import Group, plan_groups
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
+from byoc_cpu_llvm.kernels.qgemm import QdqLayer, lower_qdq_layer, partition_qdq_layers
 from byoc_cpu_llvm.program import ProgramBuilder
 
 # Ops that only reinterpret their input's memory: their output aliases the input.
@@ -23,7 +25,14 @@ def lower_partition(partition: Partition, graph: Graph,
     position = {id(node): i for i, node in enumerate(partition.nodes)}
     outputs = set(partition.outputs)
     compute, copies, keep = [], [], set(outputs)
+    # QDQ groups (DequantizeLinear -> Conv/MatMul/Gemm -> [Relu] -> QuantizeLinear) that the
+    # reference evaluates as integer operations become one integer kernel each, placed at their
+    # QuantizeLinear; the nodes that kernel replaces are not lowered one by one.
+    layers, absorbed = partition_qdq_layers(partition, graph)
+    keep.update(layer.x_quant for layer in layers)  # their kernels read it from memory
     for node in partition.nodes:
+        if id(node) in absorbed:
+            continue
         if node.op_type in ALIASING_OPS and not node.domain and not alias_refusal(node, graph):
             keep.add(node.inputs[0])
             if node.outputs[0] in outputs:
@@ -39,13 +48,24 @@ def lower_partition(partition: Partition, graph: Graph,
     steps = [(max(position[id(n)] for n in group.nodes), group)
              for group in plan_groups(compute, graph, keep)]
     steps += [(position[id(node)], node) for node in copies]
+    steps += [(position[id(layer.igroup.group.quantize)], layer) for layer in layers]
     for _, step in sorted(steps, key=lambda item: item[0]):
         if isinstance(step, Group):
             LOWERINGS[step.head.op_type](program, step)
+        elif isinstance(step, QdqLayer):
+            lower_qdq_layer(program, step)
         else:
             program.copy(step.outputs[0], step.inputs[0])
     ir_text, meta = program.finish()
+    meta["work"] = estimated_work(partition, graph)
     return ir_text, meta, program.arrays
+
+
+def estimated_work(partition: Partition, graph: Graph) -> int:
+    """A rough count of a partition's operations per run: the flops of its matrix products
+    plus one per element it writes (the runtime runs small partitions on one thread)."""
+    written = sum(graph.types[o].size for n in partition.nodes for o in n.outputs if o)
+    return graph_flops(graph, partition.nodes) + written
 
 
 def alias_refusal(node, graph: Graph) -> str | None:

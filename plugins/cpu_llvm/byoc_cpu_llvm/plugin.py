@@ -9,14 +9,16 @@ import numpy as np
 from byoc.core.interpreter import registered_ops
 from byoc.core.ir import Graph
 from byoc.errors import PluginError
+from byoc.partition.int8_patterns import make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, make_op_pattern
 from byoc.plugins import hookimpl
 from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
 from byoc_cpu_llvm import __version__
 from byoc_cpu_llvm.jit import compile_ir
 from byoc_cpu_llvm.kernels import supports
+from byoc_cpu_llvm.kernels.qgemm import integer_group_refusal, integer_plans, qdq_refusal
 from byoc_cpu_llvm.lower import ALIASING_OPS, alias_refusal, lower_partition
-from byoc_cpu_llvm.runtime import CpuRuntime, check_signature_types
+from byoc_cpu_llvm.runtime import MIN_WORK_PER_EXTRA_THREAD, CpuRuntime, check_signature_types
 from byoc_cpu_llvm.target import host_target
 
 NAME = "cpu_llvm"
@@ -35,7 +37,19 @@ def _check(match, graph: Graph):
     if node.op_type in ALIASING_OPS:
         reason = alias_refusal(node, graph)
     else:
-        reason = supports(node, graph)
+        reason = supports(node, graph) or integer_group_refusal(node, graph)
+    return Accept() if reason is None else Decline(reason)
+
+
+def _check_qdq(match, graph: Graph):
+    """Take exactly the QDQ groups the reference evaluates as integer operations (see
+    byoc.core.interpreter.integer_groups) and that the integer kernels handle."""
+    plan = integer_plans(graph).get(match.captured["quantize"].name)
+    if plan is None or plan.group.op is not match.captured["op"]:
+        return Decline("the reference gives this group float semantics (it is not in the "
+                       "integer form: per-tensor input/output, constant weights, int32 bias "
+                       "with scale x_scale * w_scale, Relu or no activation)")
+    reason = qdq_refusal(graph, plan)
     return Accept() if reason is None else Decline(reason)
 
 
@@ -43,7 +57,11 @@ def _check(match, graph: Graph):
 def byoc_partition_patterns() -> list:
     """One pattern per ONNX op byoc supports; the check declines what has no kernel yet."""
     ops = sorted(op for domain, op in registered_ops() if not domain)
-    return [make_op_pattern(f"{NAME}.{op.lower()}", op, check=_check) for op in ops]
+    # Int8 layers in QDQ form, as one integer kernel each (larger matches win over the
+    # single-op patterns).
+    qdq = [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=_check_qdq),
+           make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=_check_qdq)]
+    return qdq + [make_op_pattern(f"{NAME}.{op.lower()}", op, check=_check) for op in ops]
 
 
 @hookimpl
@@ -59,7 +77,12 @@ def byoc_codegen_partition(partition: Partition, lowered: Any) -> Payload:
     return Payload(ir_text.encode(), meta, arrays)
 
 
-OPTIONS = {"threads": "worker threads per partition (default: all cores)"}
+OPTIONS = {
+    "threads": "at most this many threads per partition (default: all cores)",
+    "min_work_per_thread": ("operations per run each thread must have before a partition "
+                            f"uses it (default {MIN_WORK_PER_EXTRA_THREAD}; 0 always uses "
+                            "every thread)"),
+}
 
 
 @hookimpl
@@ -70,13 +93,21 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
         known = "; ".join(f"{k}: {v}" for k, v in OPTIONS.items())
         raise PluginError(f"cpu_llvm has no option {', '.join(unknown)}; its options are: "
                           f"{known}")
-    threads = options.get("threads")
-    try:
-        threads = None if threads is None else int(threads)
-    except ValueError:
-        threads = 0
-    if threads is not None and threads < 1:
-        raise PluginError(f"cpu_llvm option threads={options['threads']!r}: give a positive "
-                          f"number of threads")
+    threads = _integer_option(options, "threads", minimum=1)
+    min_work = _integer_option(options, "min_work_per_thread", minimum=0)
     check_signature_types(partition, payload.metadata["buffers"])
-    return CpuRuntime(payload, partition, threads)
+    return CpuRuntime(payload, partition, threads,
+                      MIN_WORK_PER_EXTRA_THREAD if min_work is None else min_work)
+
+
+def _integer_option(options: dict[str, Any], name: str, minimum: int) -> int | None:
+    if name not in options:
+        return None
+    try:
+        value = int(options[name])
+    except (TypeError, ValueError):
+        value = minimum - 1
+    if value < minimum:
+        raise PluginError(f"cpu_llvm option {name}={options[name]!r}: give a whole number of "
+                          f"at least {minimum}")
+    return value

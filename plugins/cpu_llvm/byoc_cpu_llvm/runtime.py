@@ -14,6 +14,9 @@ from byoc.plugins.api import PartitionSignature, Payload
 from byoc_cpu_llvm.jit import LoadedObject, compile_ir
 
 _ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+# Each thread a partition uses must have this much work per run (see lower.estimated_work;
+# about 0.1 ms on one core): below it, waking a thread costs more than it saves.
+MIN_WORK_PER_EXTRA_THREAD = 20_000_000
 
 
 def default_threads() -> int:
@@ -29,10 +32,14 @@ class CpuRuntime:
     pointer (no copy); outputs are copied out so later runs cannot overwrite them."""
 
     def __init__(self, payload: Payload, signature: PartitionSignature,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None,
+                 min_work_per_thread: int = MIN_WORK_PER_EXTRA_THREAD) -> None:
         meta = payload.metadata
         self.signature = signature
         self.threads = threads or default_threads()
+        if min_work_per_thread:
+            work = int(meta.get("work", min_work_per_thread))
+            self.threads = max(1, min(self.threads, work // min_work_per_thread))
         self._object = LoadedObject(compile_ir(payload.data.decode()))
         self._entry = _ENTRY_TYPE(self._object.address(meta["entry"]))
         self._specs = meta["buffers"]

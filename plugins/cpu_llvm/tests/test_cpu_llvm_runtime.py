@@ -42,7 +42,7 @@ def cache(tmp_path, monkeypatch):
 def test_fused_chain_matches_the_reference(cache, threads):
     model = chain_model()
     compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                            plugin_options={"cpu_llvm": {"threads": threads}})
+                            plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
     assert {p.plugin for p in compiled.parts} == {"cpu_llvm"}
     assert all(p.runtime.counters()["threads"] == threads for p in compiled.parts)
     reference = byoc.compile(model).run(feeds())
@@ -69,17 +69,28 @@ def test_second_compile_reads_the_object_cache(cache, monkeypatch):
 def test_artifact_round_trip(cache, tmp_path):
     compiled = byoc.compile(chain_model(), plugins=["cpu_llvm"])
     compiled.save(tmp_path / "m.byoc")
-    loaded = byoc.load(tmp_path / "m.byoc", plugin_options={"cpu_llvm": {"threads": 2}})
+    loaded = byoc.load(tmp_path / "m.byoc", plugin_options={"cpu_llvm": {"threads": 2, "min_work_per_thread": 0}})
     for key, value in compiled.run(feeds(3)).items():
         np.testing.assert_array_equal(loaded.run(feeds(3))[key], value)
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"threads": 0}, "positive number of threads"),
-    ({"threads": "many"}, "positive number of threads"),
+    ({"threads": 0}, "whole number of at least 1"),
+    ({"threads": "many"}, "whole number of at least 1"),
+    ({"min_work_per_thread": -1}, "at least 0"),
     ({"thread": 2}, "no option thread"),
 ])
 def test_bad_options_are_refused_by_name(cache, options, message):
     with pytest.raises(ByocError, match=message):
         byoc.compile(chain_model(), plugins=["cpu_llvm"], plugin_options={"cpu_llvm": options},
                      strict=True)
+
+
+def test_small_partitions_stay_on_one_thread_unless_told(cache):
+    model = chain_model()
+    small = byoc.compile(model, plugins=["cpu_llvm"],
+                         plugin_options={"cpu_llvm": {"threads": 2}})
+    assert all(p.runtime.counters()["threads"] == 1 for p in small.parts)
+    forced = byoc.compile(model, plugins=["cpu_llvm"],
+                          plugin_options={"cpu_llvm": {"threads": 2, "min_work_per_thread": 0}})
+    assert all(p.runtime.counters()["threads"] == 2 for p in forced.parts)

@@ -39,7 +39,7 @@ def build(nodes, feeds, outputs, initializers=None, opset=17):
 
 def run_both(model, feeds, threads, exact=True):
     ours = byoc.compile(model, plugins=["cpu_llvm"],
-                        plugin_options={"cpu_llvm": {"threads": threads}})
+                        plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
     assert ours.parts and all(p.plugin == "cpu_llvm" for p in ours.parts), \
         [p.plugin for p in ours.parts]
     expected = byoc.compile(model).run(feeds)
@@ -353,7 +353,7 @@ def _run_partition(node, types, feeds, threads):
                   opsets={"": 17})
     part = Partition("p", "cpu_llvm", [node], list(feeds), list(node.outputs), types, {"": 17})
     payload = plugin.byoc_codegen_partition(part, plugin.byoc_lower_partition(part, graph, {}))
-    runtime = plugin.byoc_runtime_create(payload, part.signature(), {"threads": threads})
+    runtime = plugin.byoc_runtime_create(payload, part.signature(), {"threads": threads, "min_work_per_thread": 0})
     return runtime.run(feeds)
 
 
@@ -378,7 +378,7 @@ def test_constant_of_shape(threads, value):
     node = helper.make_node("ConstantOfShape", ["shape"], ["y"], **attrs)
     model = build([node], {}, ["y"], {"shape": np.array([300, 250], np.int64)})
     compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                            plugin_options={"cpu_llvm": {"threads": threads}})
+                            plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
     assert [p.plugin for p in compiled.parts] == ["cpu_llvm"]
     np.testing.assert_array_equal(compiled.run({})["y"], byoc.compile(model).run({})["y"])
     assert compiled.run({})["y"].dtype == byoc.compile(model).run({})["y"].dtype
@@ -393,7 +393,7 @@ def test_range(threads, start, limit, delta, dtype):
     node = helper.make_node("Range", ["s", "l", "d"], ["y"])
     model = build([node], {}, ["y"], inits)
     compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                            plugin_options={"cpu_llvm": {"threads": threads}})
+                            plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
     assert [p.plugin for p in compiled.parts] == ["cpu_llvm"]
     np.testing.assert_array_equal(compiled.run({})["y"], byoc.compile(model).run({})["y"])
 

@@ -35,7 +35,7 @@ def build(nodes, feeds, outputs, initializers=None, opset=17):
 
 def run_both(model, feeds, threads, exact=False, rtol=1e-5, atol=1e-6):
     ours = byoc.compile(model, plugins=["cpu_llvm"],
-                        plugin_options={"cpu_llvm": {"threads": threads}})
+                        plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
     assert ours.parts and all(p.plugin == "cpu_llvm" for p in ours.parts), \
         [(p.plugin, p.ops) for p in ours.parts]
     expected = byoc.compile(model).run(feeds)
