@@ -16,7 +16,7 @@ import numpy as np
 from byoc.core.interpreter.base import OpImpl, register
 from byoc.core.interpreter.ops_shape import int_list, normalize_axis
 
-_NEAREST: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+NEAREST_MODES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "round_prefer_floor": lambda x: np.ceil(x - 0.5),
     "round_prefer_ceil": lambda x: np.floor(x + 0.5),
     "floor": np.floor,
@@ -24,7 +24,7 @@ _NEAREST: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _source_coordinates(mode: str, out_len: int, in_len: int, scale: float,
+def source_coordinates(mode: str, out_len: int, in_len: int, scale: float,
                         roi: tuple[float, float]) -> np.ndarray:
     """The source coordinate of each output position along one axis.
 
@@ -72,7 +72,7 @@ def _cubic_kernel(distance: np.ndarray, a: float) -> np.ndarray:
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
 
 
-def _taps(source: np.ndarray, in_len: int, scale: float, mode: str, cubic_a: float,
+def taps(source: np.ndarray, in_len: int, scale: float, mode: str, cubic_a: float,
           antialias: bool, exclude_outside: bool) -> tuple[np.ndarray, np.ndarray]:
     """Input indices and weights, both (out_len, taps), for linear or cubic interpolation.
 
@@ -120,12 +120,12 @@ def interpolate(x: np.ndarray, axes: list[int], scales: list[float], out_lens: l
         cropping = coordinate_mode == "tf_crop_and_resize" and axis_roi != (0.0, 1.0)
         if scale == 1 and out_len == in_len and not cropping:
             continue
-        source = _source_coordinates(coordinate_mode, out_len, in_len, scale, axis_roi)
+        source = source_coordinates(coordinate_mode, out_len, in_len, scale, axis_roi)
         if mode == "nearest":
             index = np.clip(nearest(source, scale), 0, in_len - 1).astype(np.intp)
             result = np.take(result, index, axis=axis)
         else:
-            index, weights = _taps(source, in_len, scale, mode, cubic_a, antialias,
+            index, weights = taps(source, in_len, scale, mode, cubic_a, antialias,
                                    exclude_outside)
             gathered = np.take(result, index, axis=axis)
             result = (gathered * _along(weights, axis, gathered.ndim)).sum(axis=axis + 1)
@@ -139,18 +139,18 @@ def interpolate(x: np.ndarray, axes: list[int], scales: list[float], out_lens: l
     return result.astype(dtype, copy=False)
 
 
-def _scaled_length(length: int, scale: float) -> int:
+def scaled_length(length: int, scale: float) -> int:
     """``floor(length * scale)`` in float32, the scales' own precision: 10 x 0.7 is then 7, as
     in onnxruntime, where float64 would give 6.99999988 and floor it to 6."""
     return math.floor(np.float32(length) * np.float32(scale))
 
 
-def _present(values: np.ndarray | None) -> np.ndarray | None:
+def present(values: np.ndarray | None) -> np.ndarray | None:
     """Opsets 11-12 pass an empty tensor for an unused roi or scales input."""
     return values if values is not None and values.size else None
 
 
-def _legacy_nearest(source: np.ndarray, scale: float) -> np.ndarray:
+def legacy_nearest(source: np.ndarray, scale: float) -> np.ndarray:
     # Upsample and Resize-10 name no rounding rule; onnxruntime truncates when upscaling and
     # rounds up when downscaling, and the ONNX reference repeats elements for integer scales.
     return np.floor(source) if scale >= 1 else np.ceil(source)
@@ -161,9 +161,9 @@ def _legacy_resize(x: np.ndarray, scales: np.ndarray, mode: str) -> np.ndarray:
     factors = np.asarray(scales, dtype=np.float64).reshape(-1).tolist()
     if len(factors) != x.ndim:
         raise ValueError(f"{len(factors)} scales for a tensor of rank {x.ndim}")
-    out_lens = [_scaled_length(n, s) for n, s in zip(x.shape, factors)]
+    out_lens = [scaled_length(n, s) for n, s in zip(x.shape, factors)]
     return interpolate(x, list(range(x.ndim)), factors, out_lens,
-                       mode=mode, coordinate_mode="asymmetric", nearest=_legacy_nearest)
+                       mode=mode, coordinate_mode="asymmetric", nearest=legacy_nearest)
 
 
 @register("Resize")
@@ -178,26 +178,26 @@ class Resize(OpImpl):
         if self.opset < 11:
             return _legacy_resize(x, inputs[0], mode)
         roi, scales, sizes = (list(inputs) + [None] * 3)[:3]
-        roi, scales, sizes = _present(roi), _present(scales), _present(sizes)
+        roi, scales, sizes = present(roi), present(scales), present(sizes)
         axes = [normalize_axis(a, x.ndim) for a in axes] if axes else list(range(x.ndim))
         in_lens = [x.shape[a] for a in axes]
         if scales is not None:
             factors = np.asarray(scales, dtype=np.float64).reshape(-1).tolist()
             if len(factors) != len(axes):
                 raise ValueError(f"Resize has {len(factors)} scales for {len(axes)} axes")
-            out_lens = [_scaled_length(n, s) for n, s in zip(in_lens, factors)]
+            out_lens = [scaled_length(n, s) for n, s in zip(in_lens, factors)]
         elif sizes is not None:
             out_lens = int_list(sizes)
             if len(out_lens) != len(axes):
                 raise ValueError(f"Resize has {len(out_lens)} sizes for {len(axes)} axes")
             factors = [o / n for o, n in zip(out_lens, in_lens)]
             if keep_aspect_ratio_policy != "stretch":
-                factors, out_lens = _keep_aspect(factors, in_lens, keep_aspect_ratio_policy)
+                factors, out_lens = keep_aspect(factors, in_lens, keep_aspect_ratio_policy)
         else:
             raise ValueError("Resize needs either scales or sizes")
-        if nearest_mode not in _NEAREST:
+        if nearest_mode not in NEAREST_MODES:
             raise ValueError(f"Resize nearest_mode {nearest_mode!r} is not supported")
-        pick = _NEAREST[nearest_mode]
+        pick = NEAREST_MODES[nearest_mode]
         if roi is not None:
             bounds = np.asarray(roi, dtype=np.float64).reshape(-1).tolist()
             roi = list(zip(bounds[:len(axes)], bounds[len(axes):]))
@@ -211,7 +211,7 @@ class Resize(OpImpl):
                            extrapolation_value=extrapolation_value)
 
 
-def _keep_aspect(factors: list[float], in_lens: list[int],
+def keep_aspect(factors: list[float], in_lens: list[int],
                  policy: str) -> tuple[list[float], list[int]]:
     """One scale for all resized axes: the smallest (not_larger) or largest (not_smaller)."""
     if policy == "not_larger":

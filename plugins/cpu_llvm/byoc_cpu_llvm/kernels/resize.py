@@ -22,13 +22,13 @@ import numpy as np
 from llvmlite import ir
 
 from byoc.core.interpreter.ops_resize import (
-    _NEAREST,
-    _keep_aspect,
-    _legacy_nearest,
-    _present,
-    _scaled_length,
-    _source_coordinates,
-    _taps,
+    NEAREST_MODES,
+    keep_aspect,
+    legacy_nearest,
+    present,
+    scaled_length,
+    source_coordinates,
+    taps,
 )
 from byoc.core.interpreter.ops_shape import int_list, normalize_axis
 from byoc.core.ir import Graph, Node
@@ -95,15 +95,15 @@ def _plan(node: Node, graph: Graph) -> _Plan:
         if len(factors) != x.rank:
             raise ValueError(f"{len(factors)} scales for a tensor of rank {x.rank}")
         axes = list(range(x.rank))
-        out_lens = [_scaled_length(n, s) for n, s in zip(x.shape, factors)]
-        coordinate_mode, nearest, exclude = "asymmetric", _legacy_nearest, False
+        out_lens = [scaled_length(n, s) for n, s in zip(x.shape, factors)]
+        coordinate_mode, nearest, exclude = "asymmetric", legacy_nearest, False
         antialias = False
     else:
         coordinate_mode = _text(attrs.get("coordinate_transformation_mode", "half_pixel"))
         if coordinate_mode == "tf_crop_and_resize":
             raise ValueError("coordinate mode tf_crop_and_resize is not supported")
-        scales = _present(_constant(graph, node, 2))
-        sizes = _present(_constant(graph, node, 3))
+        scales = present(_constant(graph, node, 2))
+        sizes = present(_constant(graph, node, 3))
         axes = [normalize_axis(a, x.rank) for a in attrs["axes"]] if attrs.get("axes") \
             else list(range(x.rank))
         in_lens = [x.shape[a] for a in axes]
@@ -111,7 +111,7 @@ def _plan(node: Node, graph: Graph) -> _Plan:
             factors = np.asarray(scales, dtype=np.float64).reshape(-1).tolist()
             if len(factors) != len(axes):
                 raise ValueError(f"{len(factors)} scales for {len(axes)} axes")
-            out_lens = [_scaled_length(n, s) for n, s in zip(in_lens, factors)]
+            out_lens = [scaled_length(n, s) for n, s in zip(in_lens, factors)]
         elif sizes is not None:
             out_lens = int_list(sizes)
             if len(out_lens) != len(axes):
@@ -119,13 +119,13 @@ def _plan(node: Node, graph: Graph) -> _Plan:
             factors = [o / n for o, n in zip(out_lens, in_lens)]
             policy = _text(attrs.get("keep_aspect_ratio_policy", "stretch"))
             if policy != "stretch":
-                factors, out_lens = _keep_aspect(factors, in_lens, policy)
+                factors, out_lens = keep_aspect(factors, in_lens, policy)
         else:
             raise ValueError("it has neither scales nor sizes")
         nearest_mode = _text(attrs.get("nearest_mode", "round_prefer_floor"))
-        if nearest_mode not in _NEAREST:
+        if nearest_mode not in NEAREST_MODES:
             raise ValueError(f"nearest_mode {nearest_mode!r} is not supported")
-        pick = _NEAREST[nearest_mode]
+        pick = NEAREST_MODES[nearest_mode]
 
         def nearest(source, scale, pick=pick):
             return pick(source)
@@ -163,7 +163,7 @@ def check(node: Node, graph: Graph) -> str | None:
 
 
 def _coordinates(plan: _Plan, axis: _Axis) -> np.ndarray:
-    return _source_coordinates(plan.coordinate_mode, axis.out_len, axis.in_len, axis.scale,
+    return source_coordinates(plan.coordinate_mode, axis.out_len, axis.in_len, axis.scale,
                                (0.0, 1.0))
 
 
@@ -200,11 +200,11 @@ def _lower_linear(program, node, plan, x, out, strides, src, dst) -> None:
     src_base, dst_base = kb.buffer(src), kb.buffer(dst)
     tables = {}
     for a in plan.axes:
-        index, weights = _taps(_coordinates(plan, a), a.in_len, a.scale, "linear", -0.75,
+        index, weights = taps(_coordinates(plan, a), a.in_len, a.scale, "linear", -0.75,
                                False, plan.exclude_outside)
-        taps = index.shape[1]
+        tap_count = index.shape[1]
         tables[a.axis] = (global_table(kb, index.astype(np.int64) * strides[a.axis]),
-                          global_table(kb, weights.astype(np.float64), F64), taps)
+                          global_table(kb, weights.astype(np.float64), F64), tap_count)
     resized = {a.axis for a in plan.axes}
     order = [a.axis for a in plan.axes]
     rank = len(out.shape)
@@ -227,10 +227,10 @@ def _lower_linear(program, node, plan, x, out, strides, src, dst) -> None:
         if level < 0:
             return to_double(kb.load(src_base, offset, elem))
         axis = order[level]
-        index_table, weight_table, taps = tables[axis]
+        index_table, weight_table, tap_count = tables[axis]
         total = None
-        for t in range(taps):
-            slot = b.add(b.mul(coords[axis], const_i64(taps)), const_i64(t))
+        for t in range(tap_count):
+            slot = b.add(b.mul(coords[axis], const_i64(tap_count)), const_i64(t))
             contribution = kb.load(index_table, slot, I64)
             weight = kb.load(weight_table, slot, F64)
             term = b.fmul(blend(level - 1, b.add(offset, contribution), coords), weight)
