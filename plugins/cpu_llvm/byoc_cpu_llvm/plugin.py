@@ -16,9 +16,17 @@ from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
 from byoc_cpu_llvm import __version__
 from byoc_cpu_llvm.jit import compile_ir
 from byoc_cpu_llvm.kernels import supports
-from byoc_cpu_llvm.kernels.qgemm import integer_group_refusal, integer_plans, qdq_refusal
+from byoc_cpu_llvm.kernels.qgemm import (
+    integer_group_refusal,
+    integer_plans,
+    qdq_refusal,
+)
 from byoc_cpu_llvm.lower import ALIASING_OPS, alias_refusal, lower_partition
-from byoc_cpu_llvm.runtime import MIN_WORK_PER_EXTRA_THREAD, CpuRuntime, check_signature_types
+from byoc_cpu_llvm.runtime import (
+    MIN_WORK_PER_EXTRA_THREAD,
+    CpuRuntime,
+    check_signature_types,
+)
 from byoc_cpu_llvm.target import host_target
 
 NAME = "cpu_llvm"

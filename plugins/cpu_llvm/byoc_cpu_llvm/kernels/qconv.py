@@ -1,0 +1,245 @@
+"""Exact integer 2-D convolutions (NCHW): QLinearConv, ConvInteger and QDQ Conv groups.
+
+Per (image, group) the convolution is the product of the constant weights [Mg, Cg*KH*KW]
+and the im2col matrix of the input, run by the integer product driver of
+:mod:`~byoc_cpu_llvm.kernels.qgemm`. The im2col columns are packed straight into the
+driver's ``[K/4][NB][4]`` layout, one k row at a time; positions in the padding read the
+input's zero point (so they add nothing, as the reference's zero-padded ``x - x_zero``).
+Any stride, padding, dilation and group count; weights int8 or uint8, per tensor or per
+output channel zero points; activations int8 or uint8 with a per-tensor zero point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.interpreter import window as win
+from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.codegen import I8, I64, const_i64
+from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.qgemm import (
+    INT8_TYPES,
+    NB,
+    IntProduct,
+    emit_product,
+    overflow_refusal,
+)
+
+
+class ConvGeometry:
+    def __init__(self, node: Node, x_shape, w_shape):
+        attrs = node.attrs
+        self.n, self.c, self.h, self.w = x_shape
+        self.m = w_shape[0]
+        self.kh, self.kw = w_shape[2:]
+        self.groups = int(attrs.get("group", 1))
+        window = win.plan((self.h, self.w), (self.kh, self.kw), strides=attrs.get("strides"),
+                          dilations=attrs.get("dilations"), pads=attrs.get("pads"),
+                          auto_pad=attrs.get("auto_pad", "NOTSET"))
+        self.sh, self.sw = window.strides
+        self.dh, self.dw = window.dilations
+        self.pt, self.pl = window.pads_begin
+        self.oh, self.ow = window.out_shape
+        self.cg = self.c // self.groups
+        self.mg = self.m // self.groups
+        self.k = self.cg * self.kh * self.kw
+        self.cols = self.oh * self.ow
+
+
+def conv_refusal(graph: Graph, node: Node, x_name: str, weight: np.ndarray,
+                 bias: np.ndarray | None) -> str | None:
+    x_shape = graph.types[x_name].shape
+    if len(x_shape) != 4 or weight.ndim != 4:
+        return "cpu_llvm integer Conv handles 2-D (NCHW) convolutions only"
+    geo = ConvGeometry(node, x_shape, weight.shape)
+    if geo.cg * geo.groups != geo.c or geo.mg * geo.groups != geo.m or weight.shape[1] != geo.cg:
+        return "Conv channels do not match the groups"
+    return overflow_refusal(geo.k, bias)
+
+
+def ow_ranges(geo: ConvGeometry) -> np.ndarray:
+    """For each kernel column: the output columns [lo, hi) whose tap is inside the input."""
+    table = []
+    for kw in range(geo.kw):
+        off = kw * geo.dw - geo.pl
+        lo = min(geo.ow, max(0, -(off // geo.sw)))
+        hi = min(geo.ow, max(lo, -((off - geo.w) // geo.sw)))
+        table += [lo, hi]
+    return np.asarray(table, np.int64)
+
+
+def conv_pack(geo: ConvGeometry, x_zero: int, x_signed: bool, ranges_slot: int):
+    """``pack_b`` writing im2col columns of one (image, group) in the driver's layout: per k
+    row and output row, the padding runs get the zero point and the valid run is copied."""
+    flip = 0x80 if x_signed else 0
+    pad = ir.Constant(I8, (x_zero + flip) & 0xFF)
+    taps = geo.kh * geo.kw
+
+    def pack(kb, x, bi, c0, ncols, dest, k4):
+        b = kb.b
+        ranges = kb.buffer(ranges_slot)
+        image = b.sdiv(bi, const_i64(geo.groups))
+        g = b.srem(bi, const_i64(geo.groups))
+        first_channel = b.add(b.mul(image, const_i64(geo.c)), b.mul(g, const_i64(geo.cg)))
+        end = b.add(c0, ncols)
+        ow_n = const_i64(geo.ow)
+        oh_first = b.sdiv(c0, ow_n)
+        oh_end = b.add(b.sdiv(b.sub(end, const_i64(1)), ow_n), const_i64(1))
+        with kb.loop(0, geo.k, name="pk") as kk:
+            c = b.sdiv(kk, const_i64(taps))
+            tap = b.srem(kk, const_i64(taps))
+            kh = b.sdiv(tap, const_i64(geo.kw))
+            kw = b.srem(tap, const_i64(geo.kw))
+            plane = b.mul(b.add(first_channel, c), const_i64(geo.h * geo.w))
+            lo_kw = kb.load(ranges, b.mul(kw, const_i64(2)), I64)
+            hi_kw = kb.load(ranges, b.add(b.mul(kw, const_i64(2)), const_i64(1)), I64)
+            off_w = b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl))
+            off_h = b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt))
+            # dest byte of block column j: row + 4 * j
+            row = b.add(b.mul(b.lshr(kk, const_i64(2)), const_i64(NB * 4)),
+                        b.and_(kk, const_i64(3)))
+            with kb.loop(oh_first, oh_end, name="poh") as oh:
+                start = b.mul(oh, ow_n)
+                seg_lo = b.sub(_smax(b, c0, start), start)
+                seg_hi = b.sub(_smin(b, end, b.add(start, ow_n)), start)
+                at = b.add(row, b.mul(b.sub(start, c0), const_i64(4)))  # byte of ow = 0
+                ih = b.add(b.mul(oh, const_i64(geo.sh)), off_h)
+                valid = b.icmp_unsigned("<", ih, const_i64(geo.h))
+                lo = _smin(b, _smax(b, seg_lo, lo_kw), seg_hi)
+                hi = _smax(b, lo, _smin(b, seg_hi, hi_kw))
+                lo = b.select(valid, lo, seg_hi)
+                hi = b.select(valid, hi, seg_hi)
+                with kb.loop(seg_lo, lo, name="pz0") as ow:
+                    kb.store(pad, dest, b.add(at, b.mul(ow, const_i64(4))))
+                src = b.add(plane, b.add(b.mul(ih, const_i64(geo.w)), off_w))
+                with kb.loop(lo, hi, name="pcp") as ow:
+                    value = kb.load(x, b.add(src, b.mul(ow, const_i64(geo.sw))), I8)
+                    if flip:
+                        value = b.xor(value, ir.Constant(I8, flip))
+                    kb.store(value, dest, b.add(at, b.mul(ow, const_i64(4))))
+                with kb.loop(hi, seg_hi, name="pz1") as ow:
+                    kb.store(pad, dest, b.add(at, b.mul(ow, const_i64(4))))
+        with kb.loop(geo.k, k4 * 4, name="pz") as kk:
+            row = b.add(b.mul(b.lshr(kk, const_i64(2)), const_i64(NB * 4)),
+                        b.and_(kk, const_i64(3)))
+            with kb.loop(const_i64(0), ncols, name="pzj") as j:
+                kb.store(ir.Constant(I8, 0), dest, b.add(row, b.mul(j, const_i64(4))))
+    return pack
+
+
+def _smin(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _smax(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def lower_conv_product(program, tag: str, node: Node, x_name: str, out_name: str,
+                       weight: np.ndarray, w_zero: np.ndarray, x_zero: int, **requant) -> None:
+    graph = program.graph
+    x_type = graph.types[x_name]
+    geo = ConvGeometry(node, x_type.shape, weight.shape)
+    x_signed = x_type.dtype == np.int8
+    ranges_slot = program.constant(f"{tag}__qowranges", ow_ranges(geo))
+    for key in ("bias", "multiplier"):
+        if requant.get(key) is not None:
+            requant[key] = np.broadcast_to(requant[key], (geo.m,))
+    spec = IntProduct(weights=np.asarray(weight).reshape(geo.groups, geo.mg, geo.k)
+                      .astype(np.int64),
+                      w_unsigned=np.asarray(weight).dtype == np.uint8,
+                      w_zero=np.broadcast_to(np.asarray(w_zero, np.int64).ravel(), (geo.m,)),
+                      x_zero=int(x_zero), x_signed=x_signed, batches=geo.n * geo.groups,
+                      cols=geo.cols, out_image=geo.m * geo.cols, row_stride=geo.cols,
+                      col_stride=1, out_dtype=graph.types[out_name].dtype, **requant)
+    emit_product(program, spec, tag, program.value(x_name), program.value(out_name),
+                 conv_pack(geo, int(x_zero), x_signed, ranges_slot))
+
+
+def _params_refusal(node: Node, graph: Graph, names: list[str], m: int) -> str | None:
+    """Scales and zero points: constant; per tensor, except w's (index 1 in ``names``) may be
+    per output channel."""
+    for i, name in enumerate(names):
+        if not name:
+            continue
+        if not graph.is_constant(name):
+            return f"cpu_llvm {node.op_type} needs constant scales and zero points"
+        size = np.size(graph.constants[name])
+        if size != 1 and not (i == 1 and size == m):
+            return f"cpu_llvm {node.op_type}: a parameter is neither per tensor nor per channel"
+    return None
+
+
+def _conv_types(node: Node, graph: Graph, x: str, w: str) -> str | None:
+    if graph.types[x].dtype not in INT8_TYPES or graph.types[w].dtype not in INT8_TYPES:
+        return f"cpu_llvm {node.op_type} handles int8/uint8 data only"
+    if not graph.is_constant(w):
+        return f"cpu_llvm {node.op_type} needs constant weights"
+    return None
+
+
+def check_qlinear_conv(node: Node, graph: Graph) -> str | None:
+    i = list(node.inputs) + [""] * (9 - len(node.inputs))
+    reason = _conv_types(node, graph, i[0], i[3])
+    if reason:
+        return reason
+    if not i[7]:
+        return "cpu_llvm QLinearConv needs y_zero_point"
+    m = graph.types[i[3]].shape[0]
+    for pair in ([i[1], i[4], i[6]], [i[2], i[5], i[7]]):
+        reason = _params_refusal(node, graph, pair, m)
+        if reason:
+            return reason
+    if i[8] and not graph.is_constant(i[8]):
+        return "cpu_llvm QLinearConv needs a constant bias"
+    if graph.types[node.outputs[0]].dtype not in INT8_TYPES:
+        return "cpu_llvm QLinearConv outputs int8/uint8 only"
+    bias = graph.constants[i[8]] if i[8] else None
+    return conv_refusal(graph, node, i[0], graph.constants[i[3]], bias)
+
+
+def check_conv_integer(node: Node, graph: Graph) -> str | None:
+    i = list(node.inputs) + [""] * (4 - len(node.inputs))
+    reason = _conv_types(node, graph, i[0], i[1])
+    if reason:
+        return reason
+    reason = _params_refusal(node, graph, [i[2], i[3]], graph.types[i[1]].shape[0])
+    if reason:
+        return reason
+    weight = graph.constants[i[1]]
+    if len(graph.types[i[0]].shape) != 4 or weight.ndim != 4:
+        return "cpu_llvm ConvInteger handles 2-D (NCHW) convolutions only"
+    return None
+
+
+def _scalar(graph: Graph, name: str) -> int:
+    return int(np.asarray(graph.constants[name]).reshape(())) if name else 0
+
+
+@lowering("QLinearConv", check=check_qlinear_conv)
+def lower_qlinear_conv(program, group) -> None:
+    node = group.head
+    graph = program.graph
+    c = graph.constants
+    i = list(node.inputs) + [""] * (9 - len(node.inputs))
+    # The multiplier exactly as the reference forms it.
+    multiplier = (np.asarray(c[i[1]], np.float32) * np.asarray(c[i[4]], np.float32)
+                  / np.asarray(c[i[6]], np.float32)).astype(np.float32).ravel()
+    bias = np.asarray(c[i[8]]).astype(np.int64).ravel() if i[8] else None
+    lower_conv_product(program, node.name or "qlinearconv", node, i[0], node.outputs[0],
+                       c[i[3]], np.asarray(c[i[5]]).ravel(), _scalar(graph, i[2]),
+                       bias=bias, multiplier=multiplier, y_zero=_scalar(graph, i[7]))
+
+
+@lowering("ConvInteger", check=check_conv_integer)
+def lower_conv_integer(program, group) -> None:
+    node = group.head
+    graph = program.graph
+    i = list(node.inputs) + [""] * (4 - len(node.inputs))
+    w_zero = np.asarray(graph.constants[i[3]]).ravel() if i[3] else np.zeros(1, np.int64)
+    lower_conv_product(program, node.name or "convinteger", node, i[0], node.outputs[0],
+                       graph.constants[i[1]], w_zero, _scalar(graph, i[2]))
+
+
+__all__ = ["ConvGeometry", "conv_refusal", "lower_conv_product"]
