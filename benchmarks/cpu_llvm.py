@@ -55,7 +55,8 @@ from byoc.pipeline import FallbackWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO_PATH = ROOT / "examples" / "zoo.py"
-DEFAULT_MODELS = ("mlp", "cnn", "resnet18", "transformer", "resnet50", "vgg19")
+DEFAULT_MODELS = ("mlp", "cnn", "resnet18", "transformer", "cnn_int8", "resnet18_int8", "resnet50",
+                  "vgg19")
 PLUGIN = "cpu_llvm"
 HOST = "reference"
 PEAK_SIZE = 2048
