@@ -33,9 +33,11 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             strict: bool = False, min_partition_size: int = 1,
             pins: Mapping[str, str] | None = None, host: str = HOST_PLUGIN,
             plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
+            default_plugins: Sequence[str] | None = None,
             manager: PluginManager | None = None) -> CompiledModel:
-    """Compile a model for the given plugins (in priority order; the host plugin takes the
-    rest).
+    """Compile a model for the given plugins, in priority order. After them come the
+    ``default_plugins`` (by default cpu_llvm, the LLVM host backend, when it is installed;
+    ``()`` for none), and the reference host plugin takes whatever none of them takes.
 
     ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values;
     ``strict`` turns every fallback to the host into an error; ``min_partition_size`` sends
@@ -49,7 +51,8 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     verify(graph)
     options = CompileOptions(plugins=tuple(plugins), strict=strict,
                              min_partition_size=min_partition_size, pins=dict(pins or {}),
-                             host=host, plugin_options=dict(plugin_options or {}))
+                             host=host, plugin_options=dict(plugin_options or {}),
+                             default_plugins=default_plugins)
     return compile_graph(graph, options, manager)
 
 

@@ -23,6 +23,9 @@ from byoc.plugins.api import Partition, Payload
 from byoc.plugins.manager import PluginManager, default_manager
 
 HOST_PLUGIN = "reference"
+# Plugins that follow the selected ones, at the lowest priority, when they are installed: the
+# host backend takes every node it can; the reference host takes what remains.
+DEFAULT_PLUGINS = ("cpu_llvm",)
 
 
 class FallbackWarning(UserWarning):
@@ -39,6 +42,7 @@ class CompileOptions:
     pins: Mapping[str, str] = field(default_factory=dict)
     host: str = HOST_PLUGIN
     plugin_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    default_plugins: Sequence[str] | None = None  # None: DEFAULT_PLUGINS that are installed
 
 
 def compile_graph(graph: Graph, options: CompileOptions,
@@ -74,6 +78,7 @@ def compile_graph(graph: Graph, options: CompileOptions,
 
 
 def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
+    """The plugins in priority order: the user's, then the default ones (without the host)."""
     for name in options.plugin_options:
         manager.get(name)  # options for a plugin that is not installed are a mistake
     names = []
@@ -81,6 +86,14 @@ def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
         manager.get(name)  # a PluginError listing the installed plugins if unknown
         if name not in names and name != options.host:
             names.append(name)
+    installed = {p.name for p in manager.plugins()}
+    if options.default_plugins is None:
+        defaults = [name for name in DEFAULT_PLUGINS if name in installed]
+    else:
+        defaults = list(options.default_plugins)
+        for name in defaults:
+            manager.get(name)
+    names += [name for name in defaults if name not in names and name != options.host]
     manager.get(options.host)
     return names
 

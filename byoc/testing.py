@@ -11,6 +11,14 @@ from onnx import helper, numpy_helper
 ValueSpec = tuple[str, int, Sequence]
 
 
+def compile_reference(model, **options):
+    """``byoc.compile`` on the reference interpreter alone: the oracle to compare plugins
+    with (no default plugins, no accelerators)."""
+    import byoc
+
+    return byoc.compile(model, default_plugins=(), **options)
+
+
 def make_model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[ValueSpec],
                outputs: Sequence[ValueSpec],
                initializers: Mapping[str, np.ndarray] | None = None, opset: int = 17,

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 
 import byoc
+from byoc.testing import compile_reference
 from byoc.core.printer import format_graph
 from byoc.core.verify import verify
 from conftest import zoo
@@ -23,7 +24,7 @@ EXACT_SHARE = 0.99
 def reference_and_ort(zoo_dir, name, seed=0):
     path = zoo_dir / f"{name}.onnx"
     feeds = zoo.sample_inputs(path, seed=seed)
-    compiled = byoc.compile(path)
+    compiled = compile_reference(path)
     ours = compiled.run(feeds)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     theirs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
@@ -65,7 +66,7 @@ def test_int8_model_matches_onnxruntime_within_one_step(zoo_dir, name, seed):
 def test_int8_groups_survive_the_core_passes(zoo_dir):
     from byoc.core.qdq import find_qdq_groups
 
-    graph = byoc.compile(zoo_dir / "resnet18_int8.onnx").graph
+    graph = compile_reference(zoo_dir / "resnet18_int8.onnx").graph
     convs = [n for n in graph.nodes if n.op_type == "Conv"]
     grouped = {g.op.name for g in find_qdq_groups(graph)}
     assert len(convs) == 20 and all(c.name in grouped for c in convs)

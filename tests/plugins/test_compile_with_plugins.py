@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import byoc
+from byoc.testing import compile_reference
 from byoc.errors import ArtifactError, ByocError
 from byoc.pipeline import FallbackWarning
 from byoc.plugins import hookimpl
@@ -48,9 +49,9 @@ def test_zoo_compiles_in_every_plugin_order_and_matches_the_reference(toy_plugin
                                                                       name):
     path = zoo_dir / f"{name}.onnx"
     feeds = zoo.sample_inputs(path, seed=0)
-    reference = byoc.compile(path).run(feeds)
+    reference = compile_reference(path).run(feeds)
     for order in ORDERS:
-        model = byoc.compile(path, plugins=order)
+        model = byoc.compile(path, plugins=order, default_plugins=())
         plan = model.plan
         plan.check_acyclic()
         assert sorted(n.name for p in plan.partitions for n in p.nodes) == \
@@ -60,7 +61,8 @@ def test_zoo_compiles_in_every_plugin_order_and_matches_the_reference(toy_plugin
 
 
 def test_plugins_take_what_they_claim_with_explanations(toy_plugins, zoo_dir):
-    model = byoc.compile(zoo_dir / "resnet18.onnx", plugins=["convfuse", "adder"])
+    model = byoc.compile(zoo_dir / "resnet18.onnx", plugins=["convfuse", "adder"],
+                         default_plugins=())
     plugin_of = {n: e.plugin for n, e in model.plan.explanations.items()}
     convs = [n for n in model.graph.nodes if n.op_type == "Conv"]
     adds = [n for n in model.graph.nodes if n.op_type == "Add"]
@@ -80,18 +82,20 @@ def test_declines_carry_the_plugins_reason_and_strict_refuses_them(toy_plugins):
              helper.make_node("Relu", ["c"], ["y"], name="relu")]
     model = make_model(nodes, [("x", TensorProto.FLOAT, [1, 4, 5, 5])],
                        [("y", TensorProto.FLOAT, [1, 4, 5, 5])], init)
-    compiled = byoc.compile(model, plugins=["convfuse"])
+    compiled = byoc.compile(model, plugins=["convfuse"], default_plugins=())
     reasons = compiled.plan.explanations["grouped"].reasons["convfuse"]
     assert any("no grouped convolution (group=2)" in r for r in reasons)
     with pytest.raises(ByocError, match=r"--strict: .*node 'grouped'.*group=2"):
-        byoc.compile(model, plugins=["convfuse"], strict=True)
+        byoc.compile(model, plugins=["convfuse"], strict=True, default_plugins=())
 
 
 def test_min_partition_size_and_pins(toy_plugins, zoo_dir):
     path = zoo_dir / "cnn.onnx"
-    small = byoc.compile(path, plugins=["convfuse"], min_partition_size=3)
+    small = byoc.compile(path, plugins=["convfuse"], min_partition_size=3,
+                         default_plugins=())
     assert {p.plugin for p in small.plan.partitions} == {"reference"}
-    pinned = byoc.compile(path, plugins=["convfuse"], pins={"Conv": "reference"})
+    pinned = byoc.compile(path, plugins=["convfuse"], pins={"Conv": "reference"},
+                          default_plugins=())
     assert {p.plugin for p in pinned.plan.partitions} == {"reference"}
 
 
@@ -126,11 +130,11 @@ def test_failing_codegen_falls_back_with_a_warning_or_fails_under_strict(zoo_dir
         feeds = zoo.sample_inputs(path)
         with pytest.warns(FallbackWarning, match=r"plugin 'brokenconv' could not compile "
                                                  r"partition 'p\d+_brokenconv'.*register al"):
-            model = byoc.compile(path, plugins=["brokenconv"])
+            model = byoc.compile(path, plugins=["brokenconv"], default_plugins=())
         assert {p.plugin for p in model.parts} == {"reference"}
-        assert_same_outputs(model.run(feeds), byoc.compile(path).run(feeds), exact=True)
+        assert_same_outputs(model.run(feeds), compile_reference(path).run(feeds), exact=True)
         with pytest.raises(ByocError, match="brokenconv.*register allocation failed"):
-            byoc.compile(path, plugins=["brokenconv"], strict=True)
+            byoc.compile(path, plugins=["brokenconv"], strict=True, default_plugins=())
     finally:
         manager.unregister("brokenconv")
 
@@ -138,7 +142,7 @@ def test_failing_codegen_falls_back_with_a_warning_or_fails_under_strict(zoo_dir
 def test_artifact_round_trip_profile_and_refusals(toy_plugins, zoo_dir, tmp_path):
     path = zoo_dir / "cnn.onnx"
     feeds = zoo.sample_inputs(path)
-    model = byoc.compile(path, plugins=["convfuse", "adder"])
+    model = byoc.compile(path, plugins=["convfuse", "adder"], default_plugins=())
     artifact = tmp_path / "cnn.byoc"
     model.save(artifact)
     loaded = byoc.load(artifact)
@@ -162,7 +166,7 @@ def test_artifact_round_trip_profile_and_refusals(toy_plugins, zoo_dir, tmp_path
 
 
 def test_runtime_returning_a_wrong_shape_is_caught_at_the_boundary(toy_plugins, zoo_dir):
-    model = byoc.compile(zoo_dir / "cnn.onnx", plugins=["convfuse"])
+    model = byoc.compile(zoo_dir / "cnn.onnx", plugins=["convfuse"], default_plugins=())
     part = next(p for p in model.parts if p.plugin == "convfuse")
     part.runtime.run = lambda inputs: {n: np.zeros(1, np.float32)
                                        for n in part.signature.outputs}
@@ -202,8 +206,8 @@ def random_models(draw):
 def test_random_graphs_compile_to_the_reference_result(toy_plugins, model, order, seed):
     rng = np.random.default_rng(seed)
     feeds = {x: rng.standard_normal((2, 3)).astype(np.float32) for x in ("x0", "x1")}
-    compiled = byoc.compile(model, plugins=order)
+    compiled = byoc.compile(model, plugins=order, default_plugins=())
     compiled.plan.check_acyclic()
     names = [n.name for p in compiled.plan.partitions for n in p.nodes]
     assert sorted(names) == sorted(set(names)) == sorted(n.name for n in compiled.graph.nodes)
-    assert_same_outputs(compiled.run(feeds), byoc.compile(model).run(feeds), exact=True)
+    assert_same_outputs(compiled.run(feeds), compile_reference(model).run(feeds), exact=True)

@@ -7,6 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import byoc
+from byoc.testing import compile_reference
 
 THREADS = (1, 2)
 
@@ -24,7 +25,7 @@ def make_model(nodes, inputs, outputs, initializers=None):
 
 
 def check(model, feeds, rtol=1e-4):
-    reference = byoc.compile(model).run(feeds)
+    reference = compile_reference(model).run(feeds)
     for threads in THREADS:
         compiled = byoc.compile(model, plugins=["cpu_llvm"],
                                 plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})

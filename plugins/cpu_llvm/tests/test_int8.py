@@ -16,7 +16,7 @@ from onnx import TensorProto as T
 from onnx import helper
 
 import byoc
-from byoc.testing import make_model
+from byoc.testing import compile_reference, make_model
 
 TT = {np.dtype(np.uint8): T.UINT8, np.dtype(np.int8): T.INT8, np.dtype(np.int16): T.INT16,
       np.dtype(np.uint16): T.UINT16, np.dtype(np.int32): T.INT32}
@@ -30,7 +30,7 @@ def compiled_parts(model, threads=None):
 
 
 def check_exact(model, feeds, threads=(1, 2)):
-    reference = byoc.compile(model).run(feeds)
+    reference = compile_reference(model).run(feeds)
     for count in threads:
         compiled = compiled_parts(model, count)
         assert compiled.parts and all(p.plugin == "cpu_llvm" for p in compiled.parts)
@@ -269,7 +269,7 @@ def test_qdq_group_whose_input_dequantize_runs_elsewhere():
     float input and quantizes it back (exactly) before the integer product."""
     model, x_shape = qdq_model("Conv", shared_input=True)
     x = np.random.default_rng(6).uniform(-6, 6, x_shape).astype(np.float32)
-    reference = byoc.compile(model).run({"x": x})
+    reference = compile_reference(model).run({"x": x})
     compiled = byoc.compile(model, plugins=["cpu_llvm"], pins={"DequantizeLinear_1": "reference"})
     assert compiled.plan.patterns["layer"] == "cpu_llvm.qdq_conv"
     layer_part = compiled.plan.partition_of("layer")
@@ -304,7 +304,7 @@ def test_int8_zoo_models_are_exact(tmp_path, name):
     graph_input = model.graph.input[0]
     shape = [d.dim_value or 1 for d in graph_input.type.tensor_type.shape.dim]
     x = np.random.default_rng(0).uniform(-2, 2, shape).astype(np.float32)
-    reference = byoc.compile(model).run({graph_input.name: x})
+    reference = compile_reference(model).run({graph_input.name: x})
     compiled = byoc.compile(model, plugins=["cpu_llvm"])
     on_cpu_llvm = sum(sum(p.ops.values()) for p in compiled.parts if p.plugin == "cpu_llvm")
     total = sum(sum(p.ops.values()) for p in compiled.parts)
