@@ -148,9 +148,8 @@ def _emit_barrier(module: ir.Module) -> ir.Function:
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64]), "byoc_barrier")
     fn.attributes.add("noinline")
     state, nthreads = fn.args
-    entry, body, last, spin, relax, wait_more, done = (
-        fn.append_basic_block(name) for name in
-        ("entry", "body", "last", "spin", "relax", "wait_more", "done"))
+    entry, body, last, spin, relax, done = (
+        fn.append_basic_block(name) for name in ("entry", "body", "last", "spin", "relax", "done"))
     b = ir.IRBuilder(entry)
     count_ptr = state
     gen_ptr = b.gep(state, [const_i64(1)], source_etype=I64)
@@ -172,8 +171,6 @@ def _emit_barrier(module: ir.Module) -> ir.Function:
     if module.triple.startswith(("x86_64", "i686")):
         pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
         b.call(pause, [])
-    b.branch(wait_more)
-    b.position_at_end(wait_more)
     yield_ = ir.Function(module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
     with b.if_then(b.icmp_signed(">=", spins, const_i64(SPINS_BEFORE_YIELD))):
         b.call(yield_, [])
