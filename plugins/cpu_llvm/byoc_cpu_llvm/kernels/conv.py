@@ -1,4 +1,9 @@
-"""2-D float32 convolution (NCHW): any kernel, stride, padding, dilation and groups.
+"""Float32 convolution: any kernel, stride, padding, dilation and groups.
+
+2-D convolutions with constant weights take the packed GEMM path below. Run-time weights, and
+1-D or 3-D+ convolutions, take the direct path (:func:`float_gather`, shared with
+ConvTranspose and the integer convolutions): each output element sums its window straight
+from the input and weight buffers, one element at a time.
 
 Per (image, group) a convolution is the product ``W[Mg, Cg*KH*KW] @ cols[Cg*KH*KW, OH*OW]``
 run by the blocked GEMM driver (:mod:`~byoc_cpu_llvm.kernels.gemm`): the weights are packed
@@ -32,16 +37,19 @@ from byoc_cpu_llvm.kernels.gemm import (
     smax,
     smin,
 )
+from byoc_cpu_llvm.kernels.reduce import Epilogue as ReduceEpilogue
+from byoc_cpu_llvm.kernels.reduce import Var
 
 
 def check_conv(node: Node, graph: Graph) -> str | None:
     for value in node.present_inputs + node.outputs[:1]:
         if graph.types[value].dtype != np.float32:
             return "cpu_llvm Conv handles float32 only"
-    if len(graph.types[node.inputs[0]].shape) != 4:
-        return "cpu_llvm Conv handles 2-D (NCHW) convolutions only"
-    if not graph.is_constant(node.inputs[1]):
-        return "cpu_llvm Conv needs constant weights"
+    if _direct_only(node, graph):
+        bias = node.inputs[2] if len(node.inputs) > 2 else ""
+        if bias and graph.types[bias].size != graph.types[node.inputs[1]].shape[0]:
+            return "Conv bias must hold one value per output channel"
+        return conv_shape_refusal(node, graph, node.inputs[0], node.inputs[1], node.outputs[0])
     return None
 
 
@@ -84,6 +92,13 @@ class _Geometry:
 def lower_conv(program, group) -> None:
     graph = program.graph
     node = group.head
+    if _direct_only(node, graph):
+        geo = conv_gather_geometry(node, graph.types[node.inputs[0]].shape,
+                                   graph.types[node.inputs[1]].shape)
+        bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        float_gather(program, group, geo, node.inputs[0], node.inputs[1], bias,
+                     node.name or "conv")
+        return
     geo = _Geometry(node, graph)
     out_shape = (geo.n, geo.m, geo.oh, geo.ow)
     epi = Epilogue(out_shape, 1, [2, 3])
@@ -261,4 +276,164 @@ def _lower_direct(program, group, geo: _Geometry, epi: Epilogue) -> None:
     kb.finish()
 
 
-__all__ = ["check_conv", "lower_conv"]
+
+
+# -- the direct (gather) path: any rank, weights read as they are at run time ----------------
+
+
+class WindowGather:
+    """Geometry of a direct window sum over ``N x C x D1 x ... x Dr`` input: output element
+    ``(n, m, o)`` of group ``g = m // mg`` sums, over the group's ``cg`` input channels and
+    the ``kernel`` taps, ``x[n, g * cg + c, i(o, tap)] * w[...]``. For a convolution
+    ``i = o * s - pad + tap * d``; for a transposed one (``transpose``) ``i = q / s`` where
+    ``q = o + pad - tap * d`` must be a non-negative multiple of ``s``. Weights are read as
+    ``M x cg x taps`` (convolution) or ``C x mg x taps`` (transposed)."""
+
+    def __init__(self, x_shape, out_shape, kernel, strides, dilations, pads, groups: int,
+                 transpose: bool = False):
+        self.n, self.c = x_shape[:2]
+        self.in_shape = tuple(x_shape[2:])
+        self.m = out_shape[1]
+        self.out_spatial = tuple(out_shape[2:])
+        self.kernel, self.strides = tuple(kernel), tuple(strides)
+        self.dilations, self.pads = tuple(dilations), tuple(pads)
+        self.groups, self.transpose = groups, transpose
+        self.cg, self.mg = self.c // groups, self.m // groups
+        self.taps = int(np.prod(self.kernel, dtype=np.int64))
+        self.positions = int(np.prod(self.out_spatial, dtype=np.int64))
+        self.in_size = int(np.prod(self.in_shape, dtype=np.int64))
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.n, self.m) + self.out_spatial
+
+
+def _unravel(b, index, sizes):
+    coords = []
+    for size in reversed(sizes):
+        coords.append(b.urem(index, const_i64(size)))
+        index = b.udiv(index, const_i64(size))
+    return coords[::-1]
+
+
+def emit_gather(kb, geo: WindowGather, zero, term, store) -> None:
+    """Each thread's share of the output elements: ``acc = zero``, then for every input
+    channel of the group and every tap inside the input ``acc = term(acc, x_offset,
+    w_offset, m)``, then ``store(acc, flat, m)`` (``flat`` the output element's index)."""
+    b = kb.b
+    acc = Var(kb, zero.type, name="acc")
+    begin, end = kb.thread_share(geo.n * geo.m * geo.positions)
+    with kb.loop(begin, end, name="out") as flat:
+        p = b.urem(flat, const_i64(geo.positions))
+        nm = b.udiv(flat, const_i64(geo.positions))
+        m = b.urem(nm, const_i64(geo.m))
+        n = b.udiv(nm, const_i64(geo.m))
+        g = b.udiv(m, const_i64(geo.mg))
+        outs = _unravel(b, p, geo.out_spatial)
+        acc.set(zero)
+        first_channel = b.add(b.mul(n, const_i64(geo.c)), b.mul(g, const_i64(geo.cg)))
+        with kb.loop(0, geo.cg, name="ci") as c:
+            x_plane = b.mul(b.add(first_channel, c), const_i64(geo.in_size))
+            if geo.transpose:
+                w_row = b.add(b.mul(b.add(b.mul(g, const_i64(geo.cg)), c), const_i64(geo.mg)),
+                              b.sub(m, b.mul(g, const_i64(geo.mg))))
+            else:
+                w_row = b.add(b.mul(m, const_i64(geo.cg)), c)
+            w_base = b.mul(w_row, const_i64(geo.taps))
+            with kb.loop(0, geo.taps, name="tap") as t:
+                ks = _unravel(b, t, geo.kernel)
+                valid = ir.Constant(ir.IntType(1), 1)
+                x_off = x_plane
+                stride = geo.in_size
+                for o, k, s, d, pad, size in zip(outs, ks, geo.strides, geo.dilations,
+                                                 geo.pads, geo.in_shape):
+                    stride //= size
+                    if geo.transpose:
+                        q = b.sub(b.add(o, const_i64(pad)), b.mul(k, const_i64(d)))
+                        ok = b.icmp_signed(">=", q, const_i64(0))
+                        if s != 1:
+                            ok = b.and_(ok, b.icmp_signed("==", b.srem(q, const_i64(s)),
+                                                          const_i64(0)))
+                            q = b.sdiv(q, const_i64(s))
+                        i = q
+                        ok = b.and_(ok, b.icmp_signed("<", i, const_i64(size)))
+                    else:
+                        i = b.add(b.sub(b.mul(o, const_i64(s)), const_i64(pad)),
+                                  b.mul(k, const_i64(d)))
+                        ok = b.icmp_unsigned("<", i, const_i64(size))
+                    valid = b.and_(valid, ok)
+                    x_off = b.add(x_off, b.mul(i, const_i64(stride)))
+                with b.if_then(valid):
+                    acc.set(term(acc.get(), x_off, b.add(w_base, t), m))
+        store(acc.get(), flat, m)
+
+
+def float_gather(program, group, geo: WindowGather, x_name: str, w_name: str,
+                 bias_name: str | None, tag: str) -> None:
+    """A float32 direct window sum plus an optional per-channel bias, then the group's
+    epilogue; weights and bias are read from their buffers as they are (constant or not)."""
+    epilogue = ReduceEpilogue(program, group, geo.out_shape)
+    x_slot, w_slot = program.value(x_name), program.value(w_name)
+    bias_slot = program.value(bias_name) if bias_name else None
+    out_slot = program.value(group.output)
+    kb = program.kernel(tag)
+    epilogue.bind(kb)
+    x, w, out = kb.buffer(x_slot), kb.buffer(w_slot), kb.buffer(out_slot)
+    bias = kb.buffer(bias_slot) if bias_slot is not None else None
+    b = kb.b
+
+    def term(acc, x_off, w_off, m):
+        return kb.fma(kb.load(x, x_off, F32), kb.load(w, w_off, F32), acc)
+
+    def store(acc, flat, m):
+        if bias is not None:
+            acc = b.fadd(acc, kb.load(bias, m, F32))
+        kb.store(epilogue.apply(kb, acc, flat), out, flat)
+
+    emit_gather(kb, geo, ir.Constant(F32, 0.0), term, store)
+    kb.finish()
+
+
+def conv_gather_geometry(node: Node, x_shape, w_shape) -> WindowGather:
+    """The direct-path geometry of a Conv-like node (Conv, ConvInteger, QLinearConv)."""
+    attrs = node.attrs
+    window = win.plan(tuple(x_shape[2:]), tuple(w_shape[2:]), strides=attrs.get("strides"),
+                      dilations=attrs.get("dilations"), pads=attrs.get("pads"),
+                      auto_pad=attrs.get("auto_pad", "NOTSET"))
+    return WindowGather(x_shape, (x_shape[0], w_shape[0]) + tuple(window.out_shape),
+                        window.kernel, window.strides, window.dilations, window.pads_begin,
+                        int(attrs.get("group", 1)))
+
+
+def conv_shape_refusal(node: Node, graph: Graph, x_name: str, w_name: str,
+                       out_name: str) -> str | None:
+    """Why a Conv-like node's shapes do not fit the direct path, or None."""
+    x_shape, w_shape = graph.types[x_name].shape, graph.types[w_name].shape
+    if len(x_shape) < 3 or len(w_shape) != len(x_shape):
+        return f"{node.op_type} needs an N x C x D1 x ... input and weights of the same rank"
+    groups = int(node.attrs.get("group", 1))
+    if (groups < 1 or x_shape[1] % groups or w_shape[1] * groups != x_shape[1]
+            or w_shape[0] % groups):
+        return f"{node.op_type} channels do not match the groups"
+    kernel_shape = node.attrs.get("kernel_shape")
+    if kernel_shape and tuple(kernel_shape) != tuple(w_shape[2:]):
+        return f"{node.op_type} kernel_shape does not match the weights"
+    try:
+        geo = conv_gather_geometry(node, x_shape, w_shape)
+    except ValueError as error:
+        return str(error)
+    if tuple(graph.types[out_name].shape) != geo.out_shape:
+        return f"{node.op_type} output shape does not match its window geometry"
+    if 0 in geo.out_shape or 0 in x_shape:
+        return f"{node.op_type} on an empty tensor is not supported by cpu_llvm"
+    return None
+
+
+def _direct_only(node: Node, graph: Graph) -> bool:
+    """Whether a Conv takes the direct path (run-time weights, or not 2-D)."""
+    return (len(graph.types[node.inputs[0]].shape) != 4
+            or not graph.is_constant(node.inputs[1]))
+
+
+__all__ = ["WindowGather", "check_conv", "conv_gather_geometry", "conv_shape_refusal",
+           "emit_gather", "float_gather", "lower_conv"]

@@ -1,5 +1,6 @@
 """Pooling: MaxPool and AveragePool over 1-D or 2-D windows (NCW / NCHW), and the global
-pools over any number of spatial axes.
+pools over any number of spatial axes. Windows over other numbers of axes, and MaxPool with
+its Indices output, take a generic one-element-at-a-time kernel (:func:`_lower_generic`).
 
 The window geometry is resolved at compile time. Threads split the output rows (N*C*OH).
 For each row the range of valid kernel rows comes from a constant table, and the output
@@ -77,18 +78,34 @@ def _geometry(node: Node, graph: Graph):
     return spatial, params, outs, axes
 
 
+def _generic(node: Node, graph: Graph) -> bool:
+    """Whether a pool takes the generic path: windows over other than 1 or 2 axes, or a
+    MaxPool producing its Indices output."""
+    return (len(graph.types[node.inputs[0]].shape) not in (3, 4)
+            or (node.op_type == "MaxPool" and _wants_indices(node)))
+
+
+def _wants_indices(node: Node) -> bool:
+    return len(node.outputs) > 1 and bool(node.outputs[1])
+
+
 def check_pool(node: Node, graph: Graph) -> str | None:
     op = node.op_type
     shape = graph.types[node.inputs[0]].shape
     dtype = graph.types[node.inputs[0]].dtype
-    if op == "MaxPool" and len([o for o in node.outputs if o]) > 1:
-        return "cpu_llvm MaxPool does not produce the optional Indices output"
     if dtype not in (FLOATS | INTS if op == "MaxPool" else FLOATS):
         return f"cpu_llvm {op} does not handle {dtype}"
-    if len(shape) not in (3, 4):
-        return f"cpu_llvm {op} handles 1-D and 2-D windows only (input rank {len(shape)})"
-    if not node.attrs.get("kernel_shape"):
+    if len(shape) < 3:
+        return f"{op} needs an N x C x D1 x ... input"
+    kernel_shape = node.attrs.get("kernel_shape")
+    if not kernel_shape:
         return f"{op} needs a kernel_shape attribute"
+    if len(kernel_shape) != len(shape) - 2:
+        return f"{op} kernel_shape needs one value per spatial axis"
+    if op == "MaxPool" and node.attrs.get("storage_order", 0) not in (0, 1):
+        return "MaxPool storage_order must be 0 or 1"
+    if _generic(node, graph):
+        return _check_generic(node, graph)
     try:
         _, params, outs, axes = _geometry(node, graph)
     except ValueError as error:
@@ -101,6 +118,27 @@ def check_pool(node: Node, graph: Graph) -> str | None:
     border = sum(len(t) for t in w_taps if len(t) != params[1][0])
     if border > MAX_BORDER_TAPS:
         return f"cpu_llvm {op}: the window is too wide for its input ({border} border taps)"
+    return empty_dims(node, graph)
+
+
+def _check_generic(node: Node, graph: Graph) -> str | None:
+    op = node.op_type
+    shape = graph.types[node.inputs[0]].shape
+    try:
+        w = _window(node, graph)
+    except ValueError as error:
+        return str(error)
+    out_shape = tuple(shape[:2]) + tuple(w.out_shape)
+    if tuple(graph.types[node.outputs[0]].shape) != out_shape:
+        return f"{op} output shape does not match its window geometry"
+    if op == "MaxPool":
+        if _wants_indices(node):
+            indices = graph.types[node.outputs[1]]
+            if indices.dtype != np.int64 or tuple(indices.shape) != out_shape:
+                return "MaxPool Indices must be int64 and shaped like the output"
+        for axis, n in enumerate(shape[2:]):
+            if any(not taps for taps in _axis(n, w, axis, False)[0]):
+                return "cpu_llvm MaxPool declines windows that hold no input element at all"
     return empty_dims(node, graph)
 
 
@@ -117,6 +155,9 @@ def _table(kb, values, elem: ir.Type, name: str) -> ir.GlobalVariable:
 def lower_pool(program, group) -> None:
     graph = program.graph
     node = group.head
+    if _generic(node, graph):
+        _lower_generic(program, group)
+        return
     is_max = node.op_type == "MaxPool"
     x_type = graph.types[node.inputs[0]]
     dtype = x_type.dtype
@@ -200,6 +241,103 @@ def lower_pool(program, group) -> None:
         if lo + vectors * lanes < hi:
             with kb.loop(lo + vectors * lanes, hi, name="ow") as ow:
                 point(ow, 1, all_taps, KW)
+    kb.finish()
+
+
+def _lower_generic(program, group) -> None:
+    """One output element at a time over any number of spatial axes: the taps in row-major
+    order, skipping those outside the input; MaxPool keeps the first strictly greater value
+    (and the winning tap, for Indices), AveragePool divides the sum by the number of taps
+    inside the counted region (the input, or the input and its pads)."""
+    graph = program.graph
+    node = group.head
+    is_max = node.op_type == "MaxPool"
+    x_type = graph.types[node.inputs[0]]
+    dtype = x_type.dtype
+    elem = llvm_type(dtype)
+    w = _window(node, graph)
+    spatial = list(x_type.shape[2:])
+    outs = list(w.out_shape)
+    rank = len(spatial)
+    in_size = int(np.prod(spatial, dtype=np.int64))
+    positions = int(np.prod(outs, dtype=np.int64))
+    planes = x_type.shape[0] * x_type.shape[1]
+    taps = int(np.prod(w.kernel, dtype=np.int64))
+    include = bool(node.attrs.get("count_include_pad", 0))
+    indices = is_max and _wants_indices(node)
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
+    idx_slot = program.value(node.outputs[1]) if indices else None
+
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    idx_dst = kb.buffer(idx_slot) if indices else None
+    b = kb.b
+    acc = Var(kb, elem, name="acc")
+    seen = Var(kb, ir.IntType(1), name="seen")
+    winner = Var(kb, I64, name="winner")
+    count = Var(kb, I64, name="count")
+
+    def unravel_(index, sizes):
+        coords = []
+        for size in reversed(sizes):
+            coords.append(b.urem(index, const_i64(size)))
+            index = b.udiv(index, const_i64(size))
+        return coords[::-1]
+
+    def positions_of(o_coords, t):
+        return [b.add(b.sub(b.mul(o, const_i64(s)), const_i64(p)), b.mul(k, const_i64(d)))
+                for o, k, s, d, p in zip(o_coords, unravel_(t, list(w.kernel)), w.strides,
+                                         w.dilations, w.pads_begin)]
+
+    begin, end = kb.thread_share(planes * positions)
+    with kb.loop(begin, end, name="out") as flat:
+        plane = b.udiv(flat, const_i64(positions))
+        o_coords = unravel_(b.urem(flat, const_i64(positions)), outs)
+        in_plane = b.mul(plane, const_i64(in_size))
+        acc.set(ir.Constant(elem, None) if not is_max else ir.Constant(elem, 0))
+        seen.set(ir.Constant(ir.IntType(1), 0))
+        winner.set(const_i64(0))
+        count.set(const_i64(0))
+        with kb.loop(0, taps, name="tap") as t:
+            coords = positions_of(o_coords, t)
+            valid = ir.Constant(ir.IntType(1), 1)
+            counted = ir.Constant(ir.IntType(1), 1)
+            offset = in_plane
+            stride = in_size
+            for i, n, pb, pe in zip(coords, spatial, w.pads_begin, w.pads_end):
+                stride //= n
+                valid = b.and_(valid, b.icmp_unsigned("<", i, const_i64(n)))
+                if include:
+                    counted = b.and_(counted, b.and_(
+                        b.icmp_signed(">=", i, const_i64(-pb)),
+                        b.icmp_signed("<", i, const_i64(n + pe))))
+                offset = b.add(offset, b.mul(i, const_i64(stride)))
+            if not is_max:
+                count.set(b.add(count.get(), b.zext(counted if include else valid, I64)))
+            with b.if_then(valid):
+                x = kb.load(src, offset, elem)
+                current = acc.get()
+                if is_max:
+                    better = b.or_(b.not_(seen.get()), _greater(b, x, current, dtype))
+                    acc.set(b.select(better, x, current))
+                    winner.set(b.select(better, t, winner.get()))
+                    seen.set(ir.Constant(ir.IntType(1), 1))
+                else:
+                    acc.set(b.fadd(current, x))
+        result = acc.get()
+        if not is_max:
+            result = b.fdiv(result, b.uitofp(count.get(), elem))
+        kb.store(epilogue.apply(kb, result, flat), dst, flat)
+        if indices:
+            coords = positions_of(o_coords, winner.get())
+            order = range(rank) if node.attrs.get("storage_order", 0) == 0 else \
+                range(rank - 1, -1, -1)
+            within = const_i64(0)
+            for axis in order:
+                within = b.add(b.mul(within, const_i64(spatial[axis])), coords[axis])
+            kb.store(b.add(in_plane, within), idx_dst, flat)
     kb.finish()
 
 

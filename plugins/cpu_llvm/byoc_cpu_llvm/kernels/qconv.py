@@ -6,7 +6,9 @@ and the im2col matrix of the input, run by the integer product driver of
 driver's ``[K/4][NB][4]`` layout, one k row at a time; positions in the padding read the
 input's zero point (so they add nothing, as the reference's zero-padded ``x - x_zero``).
 Any stride, padding, dilation and group count; weights int8 or uint8, per tensor or per
-output channel zero points; activations int8 or uint8 with a per-tensor zero point.
+output channel zero points; activations int8 or uint8 with a per-tensor zero point. Run-time weights, scales, zero
+points or bias, and convolutions that are not 2-D, take an exact direct path instead
+(:func:`_lower_direct`, one int64 window sum per output element).
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from llvmlite import ir
 
 from byoc.core.interpreter import window as win
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import I8, I64, const_i64
+from byoc_cpu_llvm.codegen import F32, I8, I64, const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.conv import (
+    WindowGather,
+    conv_gather_geometry,
+    conv_shape_refusal,
+    emit_gather,
+)
 from byoc_cpu_llvm.kernels.qgemm import (
     INT8_TYPES,
     NB,
     IntProduct,
     emit_product,
+    emit_requantize,
     overflow_refusal,
 )
 
@@ -181,6 +190,9 @@ def _conv_types(node: Node, graph: Graph, x: str, w: str) -> str | None:
 
 def check_qlinear_conv(node: Node, graph: Graph) -> str | None:
     i = list(node.inputs) + [""] * (9 - len(node.inputs))
+    if _direct(graph, i[0], i[3], i[1:3] + i[4:9]):
+        return _direct_refusal(node, graph, i[0], i[3], i[2], i[5],
+                               scales=(i[1], i[4], i[6]), y_zero=i[7], bias=i[8])
     reason = _conv_types(node, graph, i[0], i[3])
     if reason:
         return reason
@@ -201,6 +213,8 @@ def check_qlinear_conv(node: Node, graph: Graph) -> str | None:
 
 def check_conv_integer(node: Node, graph: Graph) -> str | None:
     i = list(node.inputs) + [""] * (4 - len(node.inputs))
+    if _direct(graph, i[0], i[1], i[2:4]):
+        return _direct_refusal(node, graph, i[0], i[1], i[2], i[3])
     reason = _conv_types(node, graph, i[0], i[1])
     if reason:
         return reason
@@ -223,6 +237,10 @@ def lower_qlinear_conv(program, group) -> None:
     graph = program.graph
     c = graph.constants
     i = list(node.inputs) + [""] * (9 - len(node.inputs))
+    if _direct(graph, i[0], i[3], i[1:3] + i[4:9]):
+        _lower_direct(program, node, i[0], i[3], i[2], i[5], node.outputs[0],
+                      scales=(i[1], i[4], i[6]), y_zero=i[7], bias=i[8])
+        return
     # The multiplier exactly as the reference forms it.
     multiplier = (np.asarray(c[i[1]], np.float32) * np.asarray(c[i[4]], np.float32)
                   / np.asarray(c[i[6]], np.float32)).astype(np.float32).ravel()
@@ -237,9 +255,109 @@ def lower_conv_integer(program, group) -> None:
     node = group.head
     graph = program.graph
     i = list(node.inputs) + [""] * (4 - len(node.inputs))
+    if _direct(graph, i[0], i[1], i[2:4]):
+        _lower_direct(program, node, i[0], i[1], i[2], i[3], node.outputs[0])
+        return
     w_zero = np.asarray(graph.constants[i[3]]).ravel() if i[3] else np.zeros(1, np.int64)
     lower_conv_product(program, node.name or "convinteger", node, i[0], node.outputs[0],
                        graph.constants[i[1]], w_zero, _scalar(graph, i[2]))
+
+
+# -- the direct path: run-time weights or parameters, or 1-D / 3-D+ convolutions -------------
+
+
+def _direct(graph: Graph, x: str, w: str, params: list[str]) -> bool:
+    """Whether an integer convolution takes the direct path: weights or parameters only known
+    at run time, or a convolution that is not 2-D."""
+    return (len(graph.types[x].shape) != 4 or not graph.is_constant(w)
+            or any(p and not graph.is_constant(p) for p in params))
+
+
+def _size(graph: Graph, name: str) -> int:
+    return int(np.prod(graph.types[name].shape, dtype=np.int64))
+
+
+def _direct_refusal(node: Node, graph: Graph, x: str, w: str, x_zero: str, w_zero: str,
+                    scales=None, y_zero: str = "", bias: str = "") -> str | None:
+    op = node.op_type
+    if graph.types[x].dtype not in INT8_TYPES or graph.types[w].dtype not in INT8_TYPES:
+        return f"cpu_llvm {op} handles int8/uint8 data only"
+    reason = conv_shape_refusal(node, graph, x, w, node.outputs[0])
+    if reason:
+        return reason
+    m = graph.types[w].shape[0]
+    for name, per_channel in ((x_zero, False), (w_zero, True)):
+        if name and (graph.types[name].dtype not in INT8_TYPES
+                     or _size(graph, name) not in ((1, m) if per_channel else (1,))):
+            return f"cpu_llvm {op}: a zero point is neither per tensor nor per output channel"
+    if scales is None:
+        if graph.types[node.outputs[0]].dtype != np.int32:
+            return f"cpu_llvm {op} outputs int32 only"
+        return None
+    if not y_zero:
+        return f"cpu_llvm {op} needs y_zero_point"
+    if graph.types[y_zero].dtype not in INT8_TYPES or _size(graph, y_zero) != 1:
+        return f"cpu_llvm {op} needs a per-tensor int8/uint8 y_zero_point"
+    if graph.types[node.outputs[0]].dtype != graph.types[y_zero].dtype:
+        return f"cpu_llvm {op} output type differs from y_zero_point's"
+    for name, per_channel in zip(scales, (False, True, False)):
+        if (graph.types[name].dtype != np.float32
+                or _size(graph, name) not in ((1, m) if per_channel else (1,))):
+            return f"cpu_llvm {op}: a scale is not float32 per tensor (or per output channel)"
+    if bias and (graph.types[bias].dtype != np.int32 or _size(graph, bias) != m):
+        return f"cpu_llvm {op} needs an int32 bias with one value per output channel"
+    return None
+
+
+def _lower_direct(program, node: Node, x_name: str, w_name: str, x_zero: str, w_zero: str,
+                  out_name: str, scales=None, y_zero: str = "", bias: str = "") -> None:
+    """Exact int64 window sums of ``(x - x_zero) * (w - w_zero[m])`` read straight from the
+    buffers (constant or not); ConvInteger stores them as int32, QLinearConv adds the bias and
+    requantizes with ``x_scale * w_scale[m] / y_scale`` formed in float32 at run time."""
+    graph = program.graph
+    geo: WindowGather = conv_gather_geometry(node, graph.types[x_name].shape,
+                                             graph.types[w_name].shape)
+    names = {"x": x_name, "w": w_name, "xz": x_zero, "wz": w_zero, "out": out_name,
+             "yz": y_zero, "bias": bias}
+    if scales is not None:
+        names.update(xs=scales[0], ws=scales[1], ys=scales[2])
+    slots = {key: program.value(name) for key, name in names.items() if name}
+    kb = program.kernel(node.name or node.op_type.lower())
+    b = kb.b
+    bufs = {key: kb.buffer(slot) for key, slot in slots.items()}
+
+    def load_ext(key: str, index) -> ir.Value:
+        dtype = graph.types[names[key]].dtype
+        value = kb.load(bufs[key], index, llvm_type(dtype))
+        return b.sext(value, I64) if np.issubdtype(dtype, np.signedinteger) else \
+            b.zext(value, I64)
+
+    def per_channel(key: str, m) -> ir.Value:
+        return m if _size(graph, names[key]) != 1 else const_i64(0)
+
+    zero64 = const_i64(0)
+    xz = load_ext("xz", const_i64(0)) if x_zero else zero64
+
+    def term(acc, x_off, w_off, m):
+        wz = load_ext("wz", per_channel("wz", m)) if w_zero else zero64
+        product = b.mul(b.sub(load_ext("x", x_off), xz), b.sub(load_ext("w", w_off), wz))
+        return b.add(acc, product)
+
+    def store(acc, flat, m):
+        if scales is None:
+            kb.store(b.trunc(acc, ir.IntType(32)), bufs["out"], flat)
+            return
+        if bias:
+            acc = b.add(acc, b.sext(kb.load(bufs["bias"], m, ir.IntType(32)), I64))
+        multiplier = b.fdiv(b.fmul(kb.load(bufs["xs"], const_i64(0), F32),
+                                   kb.load(bufs["ws"], per_channel("ws", m), F32)),
+                            kb.load(bufs["ys"], const_i64(0), F32))
+        value = emit_requantize(kb, acc, multiplier, load_ext("yz", const_i64(0)),
+                                graph.types[out_name].dtype)
+        kb.store(value, bufs["out"], flat)
+
+    emit_gather(kb, geo, zero64, term, store)
+    kb.finish()
 
 
 __all__ = ["ConvGeometry", "conv_refusal", "lower_conv_product"]

@@ -49,6 +49,7 @@ from byoc_cpu_llvm.codegen import (
     VOID,
     KernelBuilder,
     const_i64,
+    llvm_type,
 )
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.target import host_target
@@ -431,11 +432,16 @@ def _matmul_refusal(node: Node, graph: Graph, a: str, b: str, a_params: list[str
 
 def check_matmul_integer(node: Node, graph: Graph) -> str | None:
     inputs = list(node.inputs) + [""] * (4 - len(node.inputs))
+    if _direct_matmul(graph, inputs[1], inputs[2:4]):
+        return _direct_matmul_refusal(node, graph, inputs[0], inputs[1], inputs[2], inputs[3])
     return _matmul_refusal(node, graph, inputs[0], inputs[1], [inputs[2]], [inputs[3]])
 
 
 def check_qlinear_matmul(node: Node, graph: Graph) -> str | None:
     i = node.inputs
+    if _direct_matmul(graph, i[3], [i[1], i[2]] + list(i[4:8])):
+        return _direct_matmul_refusal(node, graph, i[0], i[3], i[2], i[5],
+                                      scales=(i[1], i[4], i[6]), y_zero=i[7])
     reason = _matmul_refusal(node, graph, i[0], i[3], [i[1], i[2]], [i[4], i[5]])
     if reason:
         return reason
@@ -453,6 +459,9 @@ def lower_matmul_integer(program, group) -> None:
     node = group.head
     graph = program.graph
     inputs = list(node.inputs) + [""] * (4 - len(node.inputs))
+    if _direct_matmul(graph, inputs[1], inputs[2:4]):
+        _lower_direct_matmul(program, node, inputs[0], inputs[1], inputs[2], inputs[3])
+        return
     matrix = graph.constants[inputs[1]]
     w_zero = _const(graph, node, 3)
     lower_matrix_product(program, node.name or "matmulinteger", inputs[0], node.outputs[0],
@@ -466,6 +475,10 @@ def lower_qlinear_matmul(program, group) -> None:
     graph = program.graph
     i = node.inputs
     c = graph.constants
+    if _direct_matmul(graph, i[3], [i[1], i[2]] + list(i[4:8])):
+        _lower_direct_matmul(program, node, i[0], i[3], i[2], i[5],
+                             scales=(i[1], i[4], i[6]), y_zero=i[7])
+        return
     # The multiplier exactly as the reference forms it (in the scales' type).
     multiplier = (np.asarray(c[i[1]]).reshape(()) * np.asarray(c[i[4]]).reshape(-1)
                   / np.asarray(c[i[6]]).reshape(()))
@@ -474,6 +487,129 @@ def lower_qlinear_matmul(program, group) -> None:
     lower_matrix_product(program, node.name or "qlinearmatmul", i[0], node.outputs[0],
                          c[i[3]], c[i[5]], _scalar(graph, i[2]), multiplier=multiplier,
                          y_zero=int(_scalar(graph, i[7])))
+
+
+# -- the direct path: a run-time second operand (or run-time parameters) -----------------------
+
+
+def _direct_matmul(graph: Graph, b: str, params: list[str]) -> bool:
+    return not graph.is_constant(b) or any(p and not graph.is_constant(p) for p in params)
+
+
+def _elements(graph: Graph, name: str) -> int:
+    return int(np.prod(graph.types[name].shape, dtype=np.int64))
+
+
+def _direct_matmul_refusal(node: Node, graph: Graph, a: str, b: str, a_zero: str, b_zero: str,
+                           scales=None, y_zero: str = "") -> str | None:
+    op = node.op_type
+    a_type, b_type = graph.types[a], graph.types[b]
+    if a_type.dtype not in INT8_TYPES or b_type.dtype not in INT8_TYPES:
+        return f"cpu_llvm {op} handles int8/uint8 operands only"
+    if len(a_type.shape) < 2 or len(b_type.shape) < 2:
+        return f"cpu_llvm {op} with a run-time operand needs operands of rank 2 or more"
+    m, k = a_type.shape[-2:]
+    k2, n = b_type.shape[-2:]
+    if k != k2:
+        return f"{op} operands do not fit together"
+    try:
+        batch = np.broadcast_shapes(tuple(a_type.shape[:-2]), tuple(b_type.shape[:-2]))
+    except ValueError:
+        return f"{op} batch dimensions do not broadcast"
+    if tuple(graph.types[node.outputs[0]].shape) != tuple(batch) + (m, n):
+        return f"{op} output shape does not match its operands"
+    if 0 in graph.types[node.outputs[0]].shape or k == 0:
+        return f"{op} on an empty tensor is not supported by cpu_llvm"
+    a_params = [a_zero] + ([scales[0]] if scales else [])
+    b_params = [b_zero] + ([scales[1]] if scales else [])
+    for names, rows in ((a_params, m), (b_params, n)):
+        for name in names:
+            if name and (_elements(graph, name) != 1 and tuple(graph.types[name].shape)
+                         != (rows,)):
+                return f"cpu_llvm {op}: a parameter is neither per tensor nor a 1-D per " \
+                    "row (a) / per column (b) vector"
+    for name in (a_zero, b_zero, y_zero):
+        if name and graph.types[name].dtype not in INT8_TYPES:
+            return f"cpu_llvm {op} needs int8/uint8 zero points"
+    if scales is None:
+        if graph.types[node.outputs[0]].dtype != np.int32:
+            return f"cpu_llvm {op} outputs int32 only"
+        return None
+    if any(graph.types[name].dtype != np.float32 for name in scales):
+        return f"cpu_llvm {op} with a run-time operand handles float32 scales only"
+    if not y_zero or _elements(graph, y_zero) != 1 or _elements(graph, scales[2]) != 1:
+        return f"cpu_llvm {op} needs per-tensor y parameters"
+    if graph.types[node.outputs[0]].dtype != graph.types[y_zero].dtype:
+        return f"cpu_llvm {op} output type differs from y_zero_point's"
+    return None
+
+
+def _lower_direct_matmul(program, node: Node, a_name: str, b_name: str, a_zero: str,
+                         b_zero: str, scales=None, y_zero: str = "") -> None:
+    """One output element at a time: the exact sum over k of ``(a - a_zero[row]) *
+    (b - b_zero[col])``, wrapped to int32 as the reference does, then (QLinearMatMul)
+    requantized with ``a_scale * b_scale / y_scale`` formed in float32 at run time."""
+    from byoc_cpu_llvm.kernels.elementwise import strides_for
+
+    graph = program.graph
+    a_shape, b_shape = graph.types[a_name].shape, graph.types[b_name].shape
+    out_name = node.outputs[0]
+    out_shape = tuple(graph.types[out_name].shape)
+    m, k = a_shape[-2:]
+    n = b_shape[-1]
+    batch = out_shape[:-2]
+    a_strides = strides_for(tuple(a_shape[:-2]) + (1, 1), batch + (1, 1))[:-2]
+    b_strides = strides_for(tuple(b_shape[:-2]) + (1, 1), batch + (1, 1))[:-2]
+    names = {"a": a_name, "b": b_name, "az": a_zero, "bz": b_zero, "out": out_name,
+             "yz": y_zero}
+    if scales is not None:
+        names.update(as_=scales[0], bs=scales[1], ys=scales[2])
+    slots = {key: program.value(name) for key, name in names.items() if name}
+    kb = program.kernel(node.name or node.op_type.lower())
+    bld = kb.b
+    bufs = {key: kb.buffer(slot) for key, slot in slots.items()}
+
+    def load_ext(key: str, index) -> ir.Value:
+        dtype = graph.types[names[key]].dtype
+        value = kb.load(bufs[key], index, llvm_type(dtype))
+        return bld.sext(value, I64) if np.issubdtype(dtype, np.signedinteger) else \
+            bld.zext(value, I64)
+
+    def param_index(key: str, index) -> ir.Value:
+        return index if _elements(graph, names[key]) != 1 else const_i64(0)
+
+    acc = bld.alloca(I64, name="acc")
+    begin, end = kb.thread_share(int(np.prod(out_shape, dtype=np.int64)))
+    with kb.loop(begin, end, name="out") as flat:
+        col = bld.urem(flat, const_i64(n))
+        row = bld.urem(bld.udiv(flat, const_i64(n)), const_i64(m))
+        rest = bld.udiv(flat, const_i64(m * n))
+        a_off, b_off = const_i64(0), const_i64(0)
+        for axis in reversed(range(len(batch))):
+            coord = bld.urem(rest, const_i64(batch[axis]))
+            rest = bld.udiv(rest, const_i64(batch[axis]))
+            a_off = bld.add(a_off, bld.mul(coord, const_i64(a_strides[axis] * m * k)))
+            b_off = bld.add(b_off, bld.mul(coord, const_i64(b_strides[axis] * k * n)))
+        a_off = bld.add(a_off, bld.mul(row, const_i64(k)))
+        b_off = bld.add(b_off, col)
+        az = load_ext("az", param_index("az", row)) if a_zero else const_i64(0)
+        bz = load_ext("bz", param_index("bz", col)) if b_zero else const_i64(0)
+        bld.store(const_i64(0), acc)
+        with kb.loop(0, k, name="k") as kk:
+            x = bld.sub(load_ext("a", bld.add(a_off, kk)), az)
+            y = bld.sub(load_ext("b", bld.add(b_off, bld.mul(kk, const_i64(n)))), bz)
+            bld.store(bld.add(bld.load(acc, typ=I64), bld.mul(x, y)), acc)
+        total = bld.trunc(bld.load(acc, typ=I64), I32)
+        if scales is None:
+            kb.store(total, bufs["out"], flat)
+        else:
+            multiplier = bld.fdiv(bld.fmul(kb.load(bufs["as_"], param_index("as_", row), F32),
+                                           kb.load(bufs["bs"], param_index("bs", col), F32)),
+                                  kb.load(bufs["ys"], const_i64(0), F32))
+            value = emit_requantize(kb, bld.sext(total, I64), multiplier,
+                                    load_ext("yz", const_i64(0)), graph.types[out_name].dtype)
+            kb.store(value, bufs["out"], flat)
+    kb.finish()
 
 
 # -- QDQ groups -------------------------------------------------------------------------------
@@ -658,3 +794,19 @@ __all__ = [
     "qdq_layer",
     "qdq_refusal",
 ]
+
+
+def emit_requantize(kb, acc, multiplier, zero_point, out_dtype) -> ir.Value:
+    """One int64 accumulator ``acc`` requantized as the reference does it:
+    ``saturate(round_half_to_even(float32(acc) * multiplier) + zero_point)`` with the sum and
+    the saturation in float64; ``multiplier`` is an f32 value, ``zero_point`` an i64 one."""
+    b = kb.b
+    info = np.iinfo(out_dtype)
+    scaled = b.fmul(b.sitofp(acc, F32), multiplier)
+    rounded = b.fpext(kb.intrinsic("llvm.roundeven", F32, [scaled]), ir.DoubleType())
+    shifted = b.fadd(rounded, b.sitofp(zero_point, ir.DoubleType()))
+    low, high = ir.Constant(ir.DoubleType(), float(info.min)), \
+        ir.Constant(ir.DoubleType(), float(info.max))
+    clamped = kb.intrinsic("llvm.minnum", ir.DoubleType(),
+                           [kb.intrinsic("llvm.maxnum", ir.DoubleType(), [shifted, low]), high])
+    return b.trunc(b.fptosi(clamped, I64), llvm_type(out_dtype))
