@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from llvmlite import ir
 
+F16 = ir.HalfType()
 F32 = ir.FloatType()
 F64 = ir.DoubleType()
 I1 = ir.IntType(1)
@@ -26,7 +27,8 @@ VOID = ir.VoidType()
 KERNEL_TYPE = ir.FunctionType(VOID, [PTR, I64, I64])
 
 LLVM_TYPES = {
-    np.dtype(np.float32): F32, np.dtype(np.float64): F64, np.dtype(np.bool_): I8,
+    np.dtype(np.float16): F16, np.dtype(np.float32): F32, np.dtype(np.float64): F64,
+    np.dtype(np.bool_): I8,
     np.dtype(np.int8): I8, np.dtype(np.uint8): I8, np.dtype(np.int16): I16,
     np.dtype(np.uint16): I16, np.dtype(np.int32): I32, np.dtype(np.uint32): I32,
     np.dtype(np.int64): I64, np.dtype(np.uint64): I64,
@@ -138,6 +140,8 @@ class KernelBuilder:
 def _type_suffix(t: ir.Type) -> str:
     if isinstance(t, ir.VectorType):
         return f"v{t.count}{_type_suffix(t.element)}"
+    if t == F16:
+        return "f16"
     if t == F32:
         return "f32"
     if t == F64:

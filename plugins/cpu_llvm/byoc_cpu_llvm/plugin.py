@@ -44,6 +44,8 @@ def _check(match, graph: Graph):
     node = match.root
     if node.op_type in ALIASING_OPS:
         reason = alias_refusal(node, graph)
+        if reason is not None and node.op_type == "Dropout":
+            reason = supports(node, graph)  # a kernel copies it (and writes its mask)
     else:
         reason = supports(node, graph) or integer_group_refusal(node, graph)
     return Accept() if reason is None else Decline(reason)

@@ -13,8 +13,9 @@ from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS
+from byoc_cpu_llvm.target import host_target
 
-_FLOAT_ONLY = {"Sigmoid", "Tanh", "Exp", "Log", "Erf", "Sqrt", "Reciprocal", "Pow",
+_FLOAT_ONLY = {"Sigmoid", "Tanh", "Exp", "Log", "Erf", "Sqrt", "Reciprocal",
                "HardSigmoid", "HardSwish", "Softplus", "Elu", "Selu", "Gelu", "PRelu",
                "LeakyRelu"}
 _SUPPORTED_DTYPES = {np.dtype(t) for t in (np.float32, np.float64, np.int8, np.uint8,
@@ -22,15 +23,25 @@ _SUPPORTED_DTYPES = {np.dtype(t) for t in (np.float32, np.float64, np.int8, np.u
                                            np.int64, np.uint64, np.bool_)}
 
 
+_FLOAT16 = np.dtype(np.float16)
+
+
+def half_supported() -> bool:
+    """Whether the host converts float16 in hardware (x86 F16C, or any AArch64): otherwise
+    LLVM would call runtime helpers the JIT may not resolve."""
+    host = host_target()
+    return host.has("f16c") or host.triple.startswith(("aarch64", "arm64"))
+
+
 def check(node: Node, graph: Graph) -> str | None:
     dtypes = [graph.types[v].dtype for v in node.present_inputs + node.outputs[:1]]
     for dtype in dtypes:
-        if dtype not in _SUPPORTED_DTYPES:
+        if dtype == _FLOAT16 and not half_supported():
+            return "cpu_llvm handles float16 only on CPUs with float16 conversions (F16C)"
+        if dtype not in _SUPPORTED_DTYPES and dtype != _FLOAT16:
             return f"cpu_llvm elementwise kernels do not handle {dtype}"
     if node.op_type in _FLOAT_ONLY and not np.issubdtype(dtypes[0], np.floating):
         return f"{node.op_type} on {dtypes[0]} is not supported by cpu_llvm"
-    if node.op_type == "Pow" and dtypes[0] != dtypes[1]:
-        return "Pow with a base and exponent of different dtypes is not supported by cpu_llvm"
     return None
 
 

@@ -50,7 +50,8 @@ class Copy:
     """Copy into a region of ``shape`` of buffer ``dst`` (element strides ``dst_strides``
     from ``dst_offset``) from buffer ``src``. ``maps`` gives each output dim's contribution
     to the input offset: an int64 table (``-1``: outside the input) or an :class:`IndexDim`.
-    ``fill`` is the value (as a numpy scalar of the dtype) of elements outside the input."""
+    ``fill`` is the value (as a numpy scalar of the dtype) of elements outside the input, or
+    ``fill_slot`` the buffer whose first element (of the dtype) is, read at run time."""
 
     shape: tuple[int, ...]
     maps: list
@@ -61,6 +62,7 @@ class Copy:
     dst_offset: int = 0
     fill: object = None
     src_elements: int = 1
+    fill_slot: int | None = None
 
 
 @dataclass
@@ -242,6 +244,8 @@ def emit_copy(kb: KernelBuilder, copy: Copy) -> None:
     b = kb.b
     dst_base = kb.buffer(copy.dst)
     fill = None if copy.fill is None else ir.Constant(elem, _bits(copy.fill, copy.dtype))
+    if copy.fill_slot is not None:
+        fill = kb.load(kb.buffer(copy.fill_slot), const_i64(0), elem)
     if plan.all_outside:
         shape = [d.n for d in plan.dims]
 
@@ -523,7 +527,13 @@ def _pad_plan(node, graph):
         raise ValueError(f"mode {mode!r} is not constant, reflect, edge or wrap")
     pads_input = _constant(graph, node, 1)
     amounts = int_list(pads_input) if pads_input is not None else list(attrs["pads"])
-    constant_value = _constant(graph, node, 2)
+    value_name = node.inputs[2] if len(node.inputs) > 2 else ""
+    run_time_value = (mode == "constant" and bool(value_name)
+                      and not graph.is_constant(value_name)
+                      and _type(graph, value_name).size > 0)
+    if run_time_value and _type(graph, value_name).dtype != x.dtype:
+        raise ValueError("a run-time constant value of another dtype than the data's")
+    constant_value = None if run_time_value else _constant(graph, node, 2)
     axes_input = _constant(graph, node, 3)
     axes = int_list(axes_input) if axes_input is not None else list(range(x.rank))
     if len(amounts) != 2 * len(axes):
@@ -545,23 +555,27 @@ def _pad_plan(node, graph):
     if tuple(len(m) for m in maps) != out.shape:
         raise ValueError("the padded shape differs from the output's")
     fill = None
+    if run_time_value:
+        return maps, fill, value_name  # its first element, read by the kernel
     if mode == "constant":
         value = attrs.get("value", 0.0)
         if constant_value is not None and constant_value.size:
             value = constant_value.reshape(-1)[0]
         # As the reference: np.pad casts the fill value to the data's dtype.
         fill = np.pad(np.zeros(0, x.dtype), (1, 0), mode="constant", constant_values=value)[0]
-    return maps, fill
+    return maps, fill, None
 
 
 @lowering("Pad", check=_checked(_pad_plan))
 def lower_pad(program, group) -> None:
     node, graph = group.head, program.graph
     out = _type(graph, node.outputs[0])
-    maps, fill = _pad_plan(node, graph)
+    maps, fill, fill_value = _pad_plan(node, graph)
+    fill_slot = program.value(fill_value) if fill_value else None
     lower_copies(program, node, [Copy(out.shape, maps, _input(program, node, 0),
                                       program.value(node.outputs[0]), out.dtype, fill=fill,
-                                      src_elements=_type(graph, node.inputs[0]).size)])
+                                      src_elements=_type(graph, node.inputs[0]).size,
+                                      fill_slot=fill_slot)])
 
 
 def _gather_plan(node, graph):

@@ -306,6 +306,9 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
     dtype = graph.types[node.inputs[0]].dtype
     elem = llvm_type(dtype)
     out_shape = graph.types[group.output].shape
+    if 0 in tuple(in_shape):
+        emit_empty_reduction(program, group, kind, finish)
+        return
     groups = plan_groups(in_shape, set(axes))
     strides, step = [], 1
     for size, _ in reversed(groups):
@@ -393,6 +396,33 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
     kb.finish()
 
 
+def emit_empty_reduction(program, group, kind: str, finish: str | None) -> None:
+    """A reduction of an empty input, as numpy's: every output element (there may be none) is
+    ``kind``'s identity (0, 1, or the dtype's lowest/highest value for max/min, -inf/inf for
+    floats) after ``finish`` (a mean of nothing is 0/0 = NaN) and the epilogue."""
+    graph = program.graph
+    node = group.head
+    dtype = graph.types[node.inputs[0]].dtype
+    elem = llvm_type(dtype)
+    out_shape = graph.types[group.output].shape
+    total = int(np.prod(out_shape, dtype=np.int64))
+    epilogue = Epilogue(program, group, out_shape)
+    out_slot = program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    dst = kb.buffer(out_slot)
+    b = kb.b
+    begin, end = kb.thread_share(total)
+    with kb.loop(begin, end, name="o") as o:
+        value = const(identity(kind, dtype), ir.Constant(elem, None))
+        if finish == "mean":
+            value = b.fdiv(value, const(0.0, value))
+        elif finish == "sqrt":
+            value = kb.intrinsic("llvm.sqrt", value.type, [value])
+        kb.store(epilogue.apply(kb, value, o), dst, o)
+    kb.finish()
+
+
 # -- ReduceX -------------------------------------------------------------------------------------
 
 _KINDS = {"ReduceSum": ("sum", None), "ReduceMean": ("sum", "mean"),
@@ -427,9 +457,7 @@ def check_reduce(node: Node, graph: Graph) -> str | None:
         return (f"cpu_llvm {node.op_type} handles float inputs only (integer inputs are "
                 f"reduced in float64 by the reference)")
     axes = reduce_axes(node, graph)
-    if isinstance(axes, str):
-        return axes
-    return empty_dims(node, graph)
+    return axes if isinstance(axes, str) else None
 
 
 @lowering(*REDUCE_OPS, check=check_reduce, epilogue=True)

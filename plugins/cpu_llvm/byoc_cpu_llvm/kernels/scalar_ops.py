@@ -23,9 +23,29 @@ EMITTERS: dict[str, Emitter] = {}
 def emitter(*op_types: str):
     def register(fn: Emitter) -> Emitter:
         for op in op_types:
-            EMITTERS[op] = fn
+            EMITTERS[op] = fn if op == "Cast" else _half_via_float(fn)
         return fn
     return register
+
+
+F16_DTYPE = np.dtype(np.float16)
+F32_DTYPE = np.dtype(np.float32)
+
+
+def _half_via_float(fn: Emitter) -> Emitter:
+    """``fn`` with float16 operands and results computed as numpy does: each float16 operand
+    widened to float32, the op evaluated in float32, the result rounded once to float16."""
+    def emit(kb, op, args, attrs, dtypes, out):
+        if F16_DTYPE not in dtypes and out != F16_DTYPE:
+            return fn(kb, op, args, attrs, dtypes, out)
+        wide_args = [kb.b.fpext(a, _like(a, ir.FloatType())) if d == F16_DTYPE else a
+                     for a, d in zip(args, dtypes)]
+        wide_dtypes = [F32_DTYPE if d == F16_DTYPE else d for d in dtypes]
+        if out != F16_DTYPE:
+            return fn(kb, op, wide_args, attrs, wide_dtypes, out)
+        result = fn(kb, op, wide_args, attrs, wide_dtypes, F32_DTYPE)
+        return kb.b.fptrunc(result, _like(result, ir.HalfType()))
+    return emit
 
 
 def const(value, like: ir.Value) -> ir.Value:
@@ -186,8 +206,37 @@ def _reciprocal(kb, op, args, attrs, dtypes, out):
 
 @emitter("Pow")
 def _pow(kb, op, args, attrs, dtypes, out):
+    """As the reference: a float base takes the exponent converted to its dtype; an integer
+    base and the exponent (a float one truncated) are raised in int64, wrapping, and the
+    result is truncated to the base's dtype."""
     base, exponent = args
-    return kb.intrinsic("llvm.pow", base.type, [base, exponent])
+    if is_float(out):
+        exponent = _convert(kb, exponent, dtypes[1], out)
+        return kb.intrinsic("llvm.pow", base.type, [base, exponent])
+    wide = np.dtype(np.int64)
+    power = _int_power(kb, _convert(kb, base, dtypes[0], wide),
+                       _convert(kb, exponent, dtypes[1], wide))
+    return _convert(kb, power, wide, out)
+
+
+def _convert(kb, x, src: np.dtype, dst: np.dtype) -> ir.Value:
+    """``x`` of dtype ``src`` as numpy's ``astype(dst)`` (floats to integers truncate)."""
+    return _cast(kb, "Cast", [x], {}, [np.dtype(src)], np.dtype(dst))
+
+
+def _int_power(kb, base, exponent) -> ir.Value:
+    """``base ** exponent`` in int64 with wraparound, by squaring over all 64 exponent bits
+    (branch-free, so it works on vectors too). A negative exponent, which numpy refuses,
+    counts as its two's-complement bits."""
+    b = kb.b
+    result = const(1, base)
+    for bit in range(64):
+        odd = b.icmp_unsigned("!=", b.and_(exponent, const(1, exponent)), const(0, exponent))
+        result = select(kb, odd, b.mul(result, base), result)
+        if bit < 63:
+            base = b.mul(base, base)
+            exponent = b.lshr(exponent, const(1, exponent))
+    return result
 
 
 @emitter("HardSigmoid")

@@ -1,0 +1,77 @@
+"""Dropout where it cannot simply alias its input: with its mask output, or in training mode
+with a drop ratio of 0. As the reference, it is then the identity: the output is a copy of
+the input and the mask is all kept (bool from opset 10, the input's dtype before).
+
+Declined: training mode with a ratio that is not a constant 0 (the reference refuses random
+drops; a run-time training flag or ratio could ask for them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.codegen import LLVM_TYPES
+from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.scalar_ops import const
+
+
+def _optional(node: Node, index: int) -> str:
+    return node.inputs[index] if len(node.inputs) > index else ""
+
+
+def _drop_ratio(node: Node, graph: Graph) -> float | None:
+    """The constant drop ratio (the input's, else the attribute's, default 0.5), or None
+    when it is only known at run time."""
+    name = _optional(node, 1)
+    if not name:
+        return float(node.attrs.get("ratio", 0.5))
+    if not graph.is_constant(name):
+        return None
+    return float(np.asarray(graph.constants[name]).reshape(-1)[0])
+
+
+def check_dropout(node: Node, graph: Graph) -> str | None:
+    training = _optional(node, 2)
+    if training:
+        ratio = _drop_ratio(node, graph)
+        always_off = graph.is_constant(training) and not bool(graph.constants[training])
+        if not always_off and ratio != 0.0:
+            return ("cpu_llvm Dropout in training mode (or with a run-time training_mode) needs "
+                    "a constant drop ratio of 0")
+    dtype = graph.types[node.inputs[0]].dtype
+    if dtype not in LLVM_TYPES:
+        return f"cpu_llvm Dropout does not handle {dtype}"
+    return None
+
+
+@lowering("Dropout", check=check_dropout)
+def lower_dropout(program, group) -> None:
+    node = group.head
+    graph = program.graph
+    x_type = graph.types[node.inputs[0]]
+    bits = ir.IntType(8 * x_type.dtype.itemsize)  # copies the bits as they are
+    x_slot = program.value(node.inputs[0])
+    y_slot = program.value(node.outputs[0]) if node.outputs[0] else None
+    mask = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1] else ""
+    mask_slot = program.value(mask) if mask else None
+    if mask:
+        mask_dtype = graph.types[mask].dtype
+        mask_type = LLVM_TYPES[mask_dtype]
+        one = const(1, ir.Constant(mask_type, None))  # 1, 1.0 or true
+
+    kb = program.kernel(node.name or "dropout")
+    x = kb.buffer(x_slot)
+    y = kb.buffer(y_slot) if y_slot is not None else None
+    mask_base = kb.buffer(mask_slot) if mask_slot is not None else None
+    begin, end = kb.thread_share(x_type.size)
+    with kb.loop(begin, end) as i:
+        if y is not None:
+            kb.store(kb.load(x, i, bits), y, i)
+        if mask_base is not None:
+            kb.store(one, mask_base, i)
+    kb.finish()
+
+
+__all__ = ["check_dropout", "lower_dropout"]
