@@ -81,6 +81,10 @@ class ProgramBuilder:
         self.arrays[key] = array
         return self._add(key, TensorType.of(array), "constant")
 
+    def temp(self, key: str, ttype: TensorType) -> int:
+        """A buffer for a kernel's intermediate results (not a graph value)."""
+        return self._add(key, ttype, "temp")
+
     def scratch(self, key: str, dtype: np.dtype, elements: int) -> int:
         """A per-thread scratch buffer of ``elements`` values; a kernel's thread ``tid``
         uses elements ``[tid * elements, (tid + 1) * elements)``."""

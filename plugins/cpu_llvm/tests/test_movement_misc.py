@@ -324,24 +324,6 @@ def test_resize_opset10_and_upsample():
             run_both(build([node], {"x": x}, ["y"], scales, opset=opset), {"x": x}, 2)
 
 
-@pytest.mark.parametrize("attrs, reason", [
-    ({"mode": "cubic"}, "mode 'cubic'"),
-    ({"mode": "linear", "antialias": 1}, "antialiased"),
-])
-def test_resize_declines(attrs, reason):
-    from byoc_cpu_llvm.kernels import supports
-
-    from byoc.core.importer import import_model
-    x = rand((1, 1, 4, 4))
-    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], **attrs)
-    model = build([node], {"x": x}, ["y"], {"scales": np.array([1, 1, 0.5, 0.5], np.float32)},
-                  opset=18)
-    graph = import_model(model)
-    assert reason in supports(graph.nodes[0], graph)
-    compiled = byoc.compile(model, plugins=["cpu_llvm"])
-    assert all(p.plugin != "cpu_llvm" for p in compiled.parts)
-
-
 # -- Shape, ConstantOfShape, Range ---------------------------------------------------------------
 
 def _run_partition(node, types, feeds, threads):

@@ -14,7 +14,7 @@ from llvmlite import ir
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import I64, LLVM_TYPES, const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.movement import _bits, _int_type, global_table, movable
+from byoc_cpu_llvm.kernels.movement import bit_pattern, int_type_of, global_table, movable
 
 
 def _shape_values(node: Node, graph: Graph) -> list[int]:
@@ -68,7 +68,7 @@ def _check_constant_of_shape(node: Node, graph: Graph) -> str | None:
 def lower_constant_of_shape(program, group) -> None:
     node, graph = group.head, program.graph
     out = graph.types[node.outputs[0]]
-    fill = ir.Constant(_int_type(out.dtype), _bits(_fill_value(node, graph), out.dtype))
+    fill = ir.Constant(int_type_of(out.dtype), bit_pattern(_fill_value(node, graph), out.dtype))
     dst = program.value(node.outputs[0])
     kb = program.kernel(node.name or node.op_type)
     begin, end = kb.thread_share(out.size)

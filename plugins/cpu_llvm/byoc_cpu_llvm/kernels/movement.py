@@ -140,11 +140,11 @@ def _plan(copy: Copy) -> _Plan:
     return plan
 
 
-def _int_type(dtype: np.dtype) -> ir.IntType:
+def int_type_of(dtype: np.dtype) -> ir.IntType:
     return ir.IntType(np.dtype(dtype).itemsize * 8)
 
 
-def _bits(value, dtype: np.dtype) -> int:
+def bit_pattern(value, dtype: np.dtype) -> int:
     """The bit pattern of ``value`` (already of ``dtype``) as an unsigned integer."""
     dtype = np.dtype(dtype)
     return int(np.asarray(value, dtype=dtype).reshape(1).view(f"u{dtype.itemsize}")[0])
@@ -218,7 +218,7 @@ class _Contributions:
                 return value, b.icmp_signed(">=", value, const_i64(0))
             return value, None
         index = dim.index
-        raw = kb.load(self.index_bases[id(dim)], coord, _int_type(index.dtype))
+        raw = kb.load(self.index_bases[id(dim)], coord, int_type_of(index.dtype))
         value = b.sext(raw, I64) if raw.type.width < 64 else raw
         length = const_i64(index.length)
         value = b.select(b.icmp_signed("<", value, const_i64(0)), b.add(value, length), value)
@@ -240,10 +240,10 @@ def emit_copy(kb: KernelBuilder, copy: Copy) -> None:
     plan = _plan(copy)
     if plan.empty:
         return
-    elem = _int_type(copy.dtype)
+    elem = int_type_of(copy.dtype)
     b = kb.b
     dst_base = kb.buffer(copy.dst)
-    fill = None if copy.fill is None else ir.Constant(elem, _bits(copy.fill, copy.dtype))
+    fill = None if copy.fill is None else ir.Constant(elem, bit_pattern(copy.fill, copy.dtype))
     if copy.fill_slot is not None:
         fill = kb.load(kb.buffer(copy.fill_slot), const_i64(0), elem)
     if plan.all_outside:
