@@ -53,10 +53,12 @@ def check_conv(node: Node, graph: Graph) -> str | None:
     return None
 
 
-class _Geometry:
-    def __init__(self, node: Node, graph: Graph):
-        x_shape = graph.types[node.inputs[0]].shape
-        w_shape = graph.types[node.inputs[1]].shape
+class ConvGeometry:
+    """The sizes of a 2-D NCHW convolution, its window (strides, dilations, pads) and the
+    matrix product it becomes per (image, group): M = output channels per group, K = input
+    channels per group x kernel taps, N = output positions."""
+
+    def __init__(self, node: Node, x_shape, w_shape):
         attrs = node.attrs
         self.n, self.c, self.h, self.w = x_shape
         self.m = w_shape[0]
@@ -73,9 +75,12 @@ class _Geometry:
         self.mg = self.m // self.groups
         self.k = self.cg * self.kh * self.kw
         self.cols = self.oh * self.ow
-        self.pointwise = (self.kh == self.kw == 1 and self.sh == self.sw == 1
-                          and self.pt == self.pl == 0 and self.oh == self.h
-                          and self.ow == self.w)
+
+    @property
+    def pointwise(self) -> bool:
+        """A 1x1, stride-1, unpadded convolution: its input already is the column matrix."""
+        return (self.kh == self.kw == 1 and self.sh == self.sw == 1 and self.pt == self.pl == 0
+                and self.oh == self.h and self.ow == self.w)
 
     def ow_ranges(self) -> np.ndarray:
         """For each kernel column: the output columns [lo, hi) whose tap is inside the input."""
@@ -99,7 +104,8 @@ def lower_conv(program, group) -> None:
         float_gather(program, group, geo, node.inputs[0], node.inputs[1], bias,
                      node.name or "conv")
         return
-    geo = _Geometry(node, graph)
+    geo = ConvGeometry(node, graph.types[node.inputs[0]].shape,
+                       graph.types[node.inputs[1]].shape)
     out_shape = (geo.n, geo.m, geo.oh, geo.ow)
     epi = Epilogue(out_shape, 1, [2, 3])
     if len(node.inputs) > 2 and node.inputs[2]:
@@ -112,7 +118,7 @@ def lower_conv(program, group) -> None:
         _lower_gemm(program, group, geo, epi)
 
 
-def _lower_gemm(program, group, geo: _Geometry, epi: Epilogue) -> None:
+def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     graph = program.graph
     node = group.head
     tag = node.name or "conv"
@@ -181,7 +187,7 @@ def _lower_gemm(program, group, geo: _Geometry, epi: Epilogue) -> None:
     kb.finish()
 
 
-def _fill_row(kb, geo: _Geometry, x, ranges, rowbuf, batch, k, col0, ncols, channel_plane):
+def _fill_row(kb, geo: ConvGeometry, x, ranges, rowbuf, batch, k, col0, ncols, channel_plane):
     """Write row ``k`` of the im2col matrix, columns [col0, col0 + ncols), to ``rowbuf``."""
     b = kb.b
     taps = geo.kh * geo.kw
@@ -220,7 +226,7 @@ def _fill_row(kb, geo: _Geometry, x, ranges, rowbuf, batch, k, col0, ncols, chan
             kb.store(zero, rowbuf, b.add(shift, ow))
 
 
-def _lower_direct(program, group, geo: _Geometry, epi: Epilogue) -> None:
+def _lower_direct(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     """One input channel per group: accumulate each output row over the taps in memory."""
     graph = program.graph
     node = group.head

@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from byoc.core.interpreter import window as win
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import F32, I8, I64, const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.conv import (
+    ConvGeometry,
     WindowGather,
     conv_gather_geometry,
     conv_shape_refusal,
@@ -34,26 +34,6 @@ from byoc_cpu_llvm.kernels.qgemm import (
     emit_requantize,
     overflow_refusal,
 )
-
-
-class ConvGeometry:
-    def __init__(self, node: Node, x_shape, w_shape):
-        attrs = node.attrs
-        self.n, self.c, self.h, self.w = x_shape
-        self.m = w_shape[0]
-        self.kh, self.kw = w_shape[2:]
-        self.groups = int(attrs.get("group", 1))
-        window = win.plan((self.h, self.w), (self.kh, self.kw), strides=attrs.get("strides"),
-                          dilations=attrs.get("dilations"), pads=attrs.get("pads"),
-                          auto_pad=attrs.get("auto_pad", "NOTSET"))
-        self.sh, self.sw = window.strides
-        self.dh, self.dw = window.dilations
-        self.pt, self.pl = window.pads_begin
-        self.oh, self.ow = window.out_shape
-        self.cg = self.c // self.groups
-        self.mg = self.m // self.groups
-        self.k = self.cg * self.kh * self.kw
-        self.cols = self.oh * self.ow
 
 
 def conv_refusal(graph: Graph, node: Node, x_name: str, weight: np.ndarray,
