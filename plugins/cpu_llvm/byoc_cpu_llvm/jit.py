@@ -9,6 +9,7 @@ function addresses.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -34,18 +35,16 @@ def object_key(ir_text: str) -> str:
 def compile_ir(ir_text: str) -> bytes:
     """Machine code (an object file) for ``ir_text``, from the cache when it is there."""
     path = cache_dir() / f"{object_key(ir_text)}.o"
-    try:
-        return path.read_bytes()
-    except OSError:
-        pass
+    if path.is_file():
+        with contextlib.suppress(OSError):
+            return path.read_bytes()
     obj = _compile(ir_text)
-    try:
+    # A read-only or full cache only costs the next compile its time.
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
             tmp.write(obj)
         os.replace(tmp.name, path)
-    except OSError:
-        pass  # a read-only or full cache only costs the next compile its time
     return obj
 
 
