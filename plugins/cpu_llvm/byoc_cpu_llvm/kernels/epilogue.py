@@ -61,7 +61,7 @@ class Epilogue:
         self.col_dims = [self.out_shape[a] for a in self.col_axes]
         self.operands: dict[str, Operand] = {}
         self.steps: list[Step] = []
-        self._bases: dict[str, ir.Value] = {}
+        self.bases: dict[str, ir.Value] = {}
 
     # -- building ----------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ class Epilogue:
 
     def bind(self, kb: KernelBuilder) -> None:
         """Load the operands' base pointers (once, at the top of the kernel)."""
-        self._bases = {name: kb.buffer(op.slot) for name, op in self.operands.items()}
+        self.bases = {name: kb.buffer(op.slot) for name, op in self.operands.items()}
 
     def apply_tile(self, kb: KernelBuilder, out: ir.Value, batch: dict[int, ir.Value],
                    row0: ir.Value, rows: ir.Value, col0: ir.Value, cols: ir.Value,
@@ -153,7 +153,7 @@ class Epilogue:
         scalars = {}
         for name, op in self.operands.items():
             if op.kind == "row":
-                value = kb.load(self._bases[name], op_row[name], llvm_type(op.dtype))
+                value = kb.load(self.bases[name], op_row[name], llvm_type(op.dtype))
                 scalars[name] = splat(b, value, lanes)
         for v in range(width // lanes):
             start = b.add(col0, const_i64(v * lanes))
@@ -163,11 +163,11 @@ class Epilogue:
             loaded = dict(scalars)
             for name, op in self.operands.items():
                 if op.kind == "vector":
-                    optr = kb.element(self._bases[name], b.add(op_row[name], start),
+                    optr = kb.element(self.bases[name], b.add(op_row[name], start),
                                       llvm_type(op.dtype))
                     loaded[name] = masked_load(b, kb.module, optr, mask,
                                                ir.VectorType(llvm_type(op.dtype), lanes))
-            running = self._run_steps(kb, running, loaded)
+            running = self.run_steps(kb, running, loaded)
             masked_store(b, kb.module, running, ptr, mask)
 
     def _scalar_row(self, kb, out, out_row, op_row, col0, cols) -> None:
@@ -186,11 +186,11 @@ class Epilogue:
                                               b.mul(coord, const_i64(op.strides[axis])))
             ptr = kb.element(out, b.add(out_row, col), F32)
             running = b.load(ptr, typ=F32)
-            loaded = {name: kb.load(self._bases[name], offsets[name], llvm_type(op.dtype))
+            loaded = {name: kb.load(self.bases[name], offsets[name], llvm_type(op.dtype))
                       for name, op in self.operands.items()}
-            b.store(self._run_steps(kb, running, loaded), ptr)
+            b.store(self.run_steps(kb, running, loaded), ptr)
 
-    def _run_steps(self, kb, running, loaded) -> ir.Value:
+    def run_steps(self, kb, running, loaded) -> ir.Value:
         for step in self.steps:
             args = [running if name is None else loaded[name] for name in step.args]
             running = step.fn(kb, args)

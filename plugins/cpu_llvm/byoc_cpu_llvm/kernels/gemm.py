@@ -1,4 +1,5 @@
-"""Blocked float32 matrix products: the shared GEMM driver, and the Gemm and MatMul lowerings.
+"""Blocked float32 matrix products: the shared GEMM driver, and the Gemm and MatMul lowerings
+(plus a plain dot-product MatMul for float16 and float64).
 
 A kernel computes ``batches`` independent products ``C[M, N] = A[M, K] @ B[K, N]`` (row-major
 C, rows ``N`` apart) in MR x NR tiles with the shared micro-kernel (see
@@ -19,9 +20,9 @@ import numpy as np
 from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I64, KernelBuilder, const_i64
+from byoc_cpu_llvm.codegen import F32, F64, I64, KernelBuilder, const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.elementwise import strides_for
+from byoc_cpu_llvm.kernels.elementwise import half_supported, strides_for
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step, scale_step
 from byoc_cpu_llvm.kernels.microkernel import (
     call_ukernel,
@@ -290,10 +291,24 @@ def check_gemm(node: Node, graph: Graph) -> str | None:
     return None
 
 
+_WIDE_MATMUL = {np.dtype(np.float16), np.dtype(np.float64)}
+
+
+def _matmul_dtype(node: Node, graph: Graph) -> np.dtype | None:
+    """The common dtype of MatMul's operands and result, or None when they differ."""
+    dtypes = {np.dtype(graph.types[v].dtype) for v in node.present_inputs + node.outputs[:1]}
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
 def check_matmul(node: Node, graph: Graph) -> str | None:
-    reason = _float32_only(node, graph)
-    if reason:
-        return reason
+    dtype = _matmul_dtype(node, graph)
+    if dtype in _WIDE_MATMUL:
+        if dtype == np.float16 and not half_supported():
+            return "cpu_llvm handles float16 only on CPUs with float16 conversions (F16C)"
+    else:
+        reason = _float32_only(node, graph)
+        if reason:
+            return reason
     a, b = (graph.types[v].shape for v in node.inputs[:2])
     if len(a) < 1 or len(b) < 1:
         return "MatMul needs operands of rank 1 or more"
@@ -354,8 +369,82 @@ def lower_matmul(program, group) -> None:
     for name, strides in epi_shape_fix.items():
         epi.operand(program, name, strides)
     epi.add_nodes(program, group)
+    if _matmul_dtype(node, graph) in _WIDE_MATMUL:
+        _lower_dot_product(program, group, epi, a_name, b_name, batch, [a2[:-2], b2[:-2]],
+                           m, n, k)
+        return
     _lower_product(program, group, epi, a_name, b_name, batch, [a2[:-2], b2[:-2]], m, n, k,
                    False, False, full_shape, a2, b2)
+
+
+def _lower_dot_product(program, group, epi: Epilogue, a_name, b_name, batch, op_batches,
+                       m, n, k) -> None:
+    """A plain MatMul for float16 and float64: each output element is a dot product
+    accumulated in float64 and rounded once to the output dtype (as the reference does), then
+    put through the epilogue one element at a time. Threads split the output rows."""
+    elem = llvm_type(program.graph.types[group.head.outputs[0]].dtype)
+    batches = int(np.prod(batch, dtype=np.int64)) if batch else 1
+    a_bstrides = _batch_strides(op_batches[0], batch, m * k)
+    b_bstrides = _batch_strides(op_batches[1], batch, k * n)
+    out_slot = program.value(group.output)
+    a_slot, b_slot = program.value(a_name), program.value(b_name)
+    kb = program.kernel(group.head.name or group.head.op_type)
+    b = kb.b
+    acc = b.alloca(F64, name="acc")
+    out = kb.buffer(out_slot)
+    a_base, b_base = kb.buffer(a_slot), kb.buffer(b_slot)
+    epi.bind(kb)
+    rank = len(batch) + 2
+
+    def widen(value):
+        return value if value.type == F64 else b.fpext(value, F64)
+
+    begin, end = kb.thread_share(batches * m)
+    with kb.loop(begin, end, name="row") as row:
+        batch_idx = b.sdiv(row, const_i64(m))
+        i = b.srem(row, const_i64(m))
+        coords, rem = [], batch_idx
+        for dim in reversed(batch):
+            coords.append(b.srem(rem, const_i64(dim)))
+            rem = b.sdiv(rem, const_i64(dim))
+        coords = coords[::-1]
+
+        def offset(strides):
+            off = const_i64(0)
+            for coord, stride in zip(coords, strides):
+                if stride:
+                    off = b.add(off, b.mul(coord, const_i64(stride)))
+            return off
+
+        a_row = b.add(offset(a_bstrides), b.mul(i, const_i64(k)))
+        b_mat = offset(b_bstrides)
+        op_row = {}
+        for name, op in epi.operands.items():
+            off = offset(op.strides[:rank - 2])
+            if op.strides[rank - 2]:
+                off = b.add(off, b.mul(i, const_i64(op.strides[rank - 2])))
+            op_row[name] = off
+        out_row = b.mul(row, const_i64(n))
+        with kb.loop(const_i64(0), const_i64(n), name="col") as j:
+            b.store(ir.Constant(F64, 0.0), acc)
+            with kb.loop(const_i64(0), const_i64(k), name="dot") as kk:
+                x = widen(kb.load(a_base, b.add(a_row, kk), elem))
+                y = widen(kb.load(b_base, b.add(b_mat, b.add(b.mul(kk, const_i64(n)), j)),
+                                  elem))
+                b.store(b.fadd(b.load(acc, typ=F64), b.fmul(x, y)), acc)
+            result = b.load(acc, typ=F64)
+            if elem != F64:
+                result = b.fptrunc(result, elem)
+            if not epi.empty:
+                loaded = {}
+                for name, op in epi.operands.items():
+                    off = op_row[name]
+                    if op.strides[rank - 1]:
+                        off = b.add(off, b.mul(j, const_i64(op.strides[rank - 1])))
+                    loaded[name] = kb.load(epi.bases[name], off, llvm_type(op.dtype))
+                result = epi.run_steps(kb, result, loaded)
+            kb.store(result, out, b.add(out_row, j))
+    kb.finish()
 
 
 def _reshaped_operands(program, group, out_shape, a_rank, b_rank) -> dict[str, list[int]]:
