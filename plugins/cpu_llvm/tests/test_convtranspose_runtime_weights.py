@@ -76,11 +76,14 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("runtime", [True, False])
-@pytest.mark.parametrize("x_shape,w_shape,attrs", CONV_CASES)
+# Run-time weights in any rank, and constant weights where the input is not 2-D (2-D constant
+# weights take the packed path, tested in test_conv_gemm.py).
+DIRECT_CONV_CASES = [(*case, runtime) for case in CONV_CASES for runtime in (True, False)
+                     if runtime or len(case[0]) != 4]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attrs,runtime", DIRECT_CONV_CASES)
 def test_conv_direct(x_shape, w_shape, attrs, runtime):
-    if not runtime and len(x_shape) == 4:
-        pytest.skip("2-D constant weights take the packed path (tested elsewhere)")
     rng = np.random.default_rng(0)
     x, w, bias = floats(rng, *x_shape), floats(rng, *w_shape), floats(rng, w_shape[0])
     feeds = {"x": x, "w": w, "b": bias} if runtime else {"x": x}

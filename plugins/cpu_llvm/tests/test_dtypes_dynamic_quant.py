@@ -161,15 +161,19 @@ def test_pow_integer_base_exact(base, exponent, threads):
 
 # -- reductions over empty tensors ----------------------------------------------------------
 
+# Integer ReduceMean/ReduceL2 are left out: cpu_llvm declines them (the reference reduces
+# them in float64).
+EMPTY_REDUCTIONS = [(op, dtype) for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+                                           "ReduceProd", "ReduceL2")
+                    for dtype in (np.float32, np.float64, np.int32, np.uint32)
+                    if np.dtype(dtype).kind == "f" or op not in ("ReduceMean", "ReduceL2")]
+
+
 @pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
-                                "ReduceProd", "ReduceL2"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint32])
+@pytest.mark.parametrize("op,dtype", EMPTY_REDUCTIONS)
 @pytest.mark.parametrize("shape,axes,keepdims", [((2, 0, 4), [1], 1), ((2, 0, 4), [1], 0),
                                                  ((0, 3), [0, 1], 0), ((2, 0, 4), [2], 1)])
 def test_reduce_empty(op, dtype, shape, axes, keepdims, threads):
-    if np.dtype(dtype).kind in "iu" and op in ("ReduceMean", "ReduceL2"):
-        pytest.skip("integer ReduceMean/ReduceL2 decline (the reference reduces in float64)")
     feeds = {"x": np.zeros(shape, dtype)}
     out_shape = [1 if (d in axes) else n for d, n in enumerate(shape)
                  if keepdims or d not in axes]
