@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
 import byoc
+from byoc.core.dtypes import to_onnx
 from byoc.testing import compile_reference, make_model
 
 THREADS = [1, 3]
-ONNX = {np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.float32): TensorProto.FLOAT,
-        np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.int8): TensorProto.INT8,
-        np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int16): TensorProto.INT16,
-        np.dtype(np.uint16): TensorProto.UINT16, np.dtype(np.int32): TensorProto.INT32,
-        np.dtype(np.uint32): TensorProto.UINT32, np.dtype(np.int64): TensorProto.INT64,
-        np.dtype(np.uint64): TensorProto.UINT64, np.dtype(np.bool_): TensorProto.BOOL}
 
 
 @pytest.fixture(autouse=True)
@@ -27,8 +22,8 @@ def cache(tmp_path, monkeypatch):
 
 def model_of(nodes, feeds, outputs, initializers=None, opset=17):
     """``outputs`` maps names to (dtype, shape)."""
-    return make_model(nodes, [(n, ONNX[a.dtype], list(a.shape)) for n, a in feeds.items()],
-                      [(n, ONNX[np.dtype(d)], list(s)) for n, (d, s) in outputs.items()],
+    return make_model(nodes, [(n, to_onnx(a.dtype), list(a.shape)) for n, a in feeds.items()],
+                      [(n, to_onnx(d), list(s)) for n, (d, s) in outputs.items()],
                       initializers=initializers, opset=opset)
 
 
@@ -121,7 +116,7 @@ def test_float16_cast(src, dst, threads):
     elif np.dtype(src) == np.float16 and np.issubdtype(dst, np.integer):
         x = RNG.uniform(-1000, 1000, (4, 9))
     feeds = {"x": x.astype(src)}
-    to = ONNX[np.dtype(dst)]
+    to = to_onnx(dst)
     model = model_of([helper.make_node("Cast", ["x"], ["y"], to=to)], feeds,
                      {"y": (dst, (4, 9))})
     with np.errstate(all="ignore"):

@@ -9,14 +9,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import byoc
+from byoc.core.dtypes import to_onnx
 from byoc.testing import compile_reference
 
 THREADS = [1, 2]
-_ONNX_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
-               np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int32): TensorProto.INT32,
-               np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8,
-               np.dtype(np.int16): TensorProto.INT16, np.dtype(np.uint16): TensorProto.UINT16,
-               np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.float16): TensorProto.FLOAT16}
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +24,7 @@ def build(nodes, feeds, outputs, initializers=None, opset=17):
     """A model of ``nodes`` reading ``feeds`` (graph inputs), output types inferred by ONNX."""
     graph = helper.make_graph(
         nodes, "t",
-        [helper.make_tensor_value_info(n, _ONNX_TYPES[a.dtype], list(a.shape))
+        [helper.make_tensor_value_info(n, to_onnx(a.dtype), list(a.shape))
          for n, a in feeds.items()],
         [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
         initializer=[numpy_helper.from_array(np.asarray(a), n)
