@@ -69,6 +69,13 @@ class KernelBuilder:
     def load(self, base: ir.Value, offset: ir.Value, elem: ir.Type) -> ir.Value:
         return self.b.load(self.element(base, offset, elem), typ=elem)
 
+    def load_i64(self, base: ir.Value, offset: ir.Value, dtype: np.dtype) -> ir.Value:
+        """Load an integer of ``dtype`` and widen it to i64 (sign- or zero-extended)."""
+        value = self.load(base, offset, llvm_type(dtype))
+        if np.issubdtype(np.dtype(dtype), np.signedinteger):
+            return self.b.sext(value, I64)
+        return self.b.zext(value, I64)
+
     def store(self, value: ir.Value, base: ir.Value, offset: ir.Value) -> None:
         self.b.store(value, self.element(base, offset, value.type))
 

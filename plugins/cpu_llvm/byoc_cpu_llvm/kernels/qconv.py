@@ -17,7 +17,7 @@ import numpy as np
 from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I8, I64, const_i64, llvm_type
+from byoc_cpu_llvm.codegen import F32, I8, I64, const_i64
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.conv import (
     ConvGeometry,
@@ -307,10 +307,7 @@ def _lower_direct(program, node: Node, x_name: str, w_name: str, x_zero: str, w_
     bufs = {key: kb.buffer(slot) for key, slot in slots.items()}
 
     def load_ext(key: str, index) -> ir.Value:
-        dtype = graph.types[names[key]].dtype
-        value = kb.load(bufs[key], index, llvm_type(dtype))
-        return b.sext(value, I64) if np.issubdtype(dtype, np.signedinteger) else \
-            b.zext(value, I64)
+        return kb.load_i64(bufs[key], index, graph.types[names[key]].dtype)
 
     def per_channel(key: str, m) -> ir.Value:
         return m if _size(graph, names[key]) != 1 else const_i64(0)

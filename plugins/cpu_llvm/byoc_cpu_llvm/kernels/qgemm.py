@@ -570,10 +570,7 @@ def _lower_direct_matmul(program, node: Node, a_name: str, b_name: str, a_zero: 
     bufs = {key: kb.buffer(slot) for key, slot in slots.items()}
 
     def load_ext(key: str, index) -> ir.Value:
-        dtype = graph.types[names[key]].dtype
-        value = kb.load(bufs[key], index, llvm_type(dtype))
-        return bld.sext(value, I64) if np.issubdtype(dtype, np.signedinteger) else \
-            bld.zext(value, I64)
+        return kb.load_i64(bufs[key], index, graph.types[names[key]].dtype)
 
     def param_index(key: str, index) -> ir.Value:
         return index if _elements(graph, names[key]) != 1 else const_i64(0)
