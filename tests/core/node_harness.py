@@ -47,3 +47,15 @@ def run_reference(op_type: str, inputs: list[np.ndarray | None], opset: int,
     """Evaluate the same node on byoc's reference interpreter."""
     names, outputs = _names(inputs, n_outputs)
     return evaluate_node(Node(op_type, names, outputs, attrs), inputs, opset=opset)
+
+
+def assert_same_outputs(ours: list[np.ndarray], expected: list[np.ndarray], exact: bool,
+                        rtol: float, atol: float) -> None:
+    """Same number of outputs, same dtypes and shapes, and equal (or close) values."""
+    assert len(ours) == len(expected)
+    for got, want in zip(ours, expected):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        if exact:
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)

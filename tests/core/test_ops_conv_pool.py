@@ -7,7 +7,7 @@ import pytest
 
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.core.ir import Node
-from core.node_harness import run_onnxruntime, run_reference
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -21,13 +21,7 @@ def run_both(op_type: str, inputs: list[np.ndarray | None], n_outputs: int = 1, 
 
 
 def check(ours, expected, exact: bool = False):
-    assert len(ours) == len(expected)
-    for got, want in zip(ours, expected):
-        assert got.dtype == want.dtype and got.shape == want.shape
-        if exact:
-            np.testing.assert_array_equal(got, want)
-        else:
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert_same_outputs(ours, expected, exact, rtol=1e-4, atol=1e-5)
 
 
 def floats(rng, *shape):

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto
 
 from byoc.errors import ExecutionError
-from core.node_harness import run_onnxruntime, run_reference
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -17,13 +17,7 @@ def check(op_type: str, inputs: list[np.ndarray | None], opset: int = 21, n_outp
           exact: bool = False, rtol: float = 1e-5, **attrs) -> None:
     ours = run_reference(op_type, inputs, opset, n_outputs, **attrs)
     expected = run_onnxruntime(op_type, inputs, opset, n_outputs, **attrs)
-    assert len(ours) == len(expected)
-    for got, want in zip(ours, expected):
-        assert got.dtype == want.dtype and got.shape == want.shape
-        if exact:
-            np.testing.assert_array_equal(got, want)
-        else:
-            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+    assert_same_outputs(ours, expected, exact, rtol=rtol, atol=rtol)
 
 
 def floats(rng, *shape, dtype=np.float32):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.node_harness import run_onnxruntime, run_reference
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -24,13 +24,7 @@ def check(op_type: str, inputs: list[np.ndarray | None], opset: int, n_outputs: 
     """
     expected = run_onnxruntime(op_type, inputs, opset, n_outputs, **attrs)
     ours = run_reference(op_type, inputs, opset, n_outputs, **attrs)
-    assert len(ours) == len(expected)
-    for got, want in zip(ours, expected):
-        assert got.dtype == want.dtype and got.shape == want.shape
-        if exact:
-            np.testing.assert_array_equal(got, want)
-        else:
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert_same_outputs(ours, expected, exact, rtol=1e-5, atol=1e-5)
 
 
 def ints(*values):
