@@ -7,6 +7,8 @@ fused multiply-adds), so only the order of the long sums (mean, variance) differ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from llvmlite import ir
 
@@ -88,26 +90,45 @@ def check_batchnorm(node: Node, graph: Graph) -> str | None:
             or _per_channel(node, graph, node.inputs[1:5]))
 
 
-@lowering("BatchNormalization", check=check_batchnorm, epilogue=True)
-def lower_batchnorm(program, group) -> None:
+@dataclass
+class _ChannelLayout:
+    """Layout of an N x C x spatial input and the node's epsilon, as kernels use them."""
+
+    dtype: np.dtype
+    elem: ir.Type
+    batch: int
+    channels: int
+    spatial: int
+    epsilon: ir.Constant
+
+
+def _per_channel_kernel(program, group, n_inputs: int):
+    """The common start of the per-channel normalization kernels: the input's layout, the
+    bound epilogue, the kernel, its first ``n_inputs`` input buffers and the output buffer."""
     graph = program.graph
     node = group.head
     x_type = graph.types[node.inputs[0]]
-    dtype = x_type.dtype
-    elem = llvm_type(dtype)
-    channels = x_type.shape[1]
-    spatial = int(np.prod(x_type.shape[2:], dtype=np.int64))
-    planes = x_type.shape[0] * channels
-    chunks = -(-spatial // SPAN)
     epilogue = Epilogue(program, group, graph.types[group.output].shape)
-    slots = [program.value(v) for v in node.inputs[:5]]
+    slots = [program.value(v) for v in node.inputs[:n_inputs]]
     out_slot = program.value(group.output)
     kb = program.kernel(node.name or node.op_type)
     epilogue.bind(kb)
-    src, scale, bias, mean, var = (kb.buffer(s) for s in slots)
-    dst = kb.buffer(out_slot)
+    layout = _ChannelLayout(x_type.dtype, llvm_type(x_type.dtype), x_type.shape[0],
+                            x_type.shape[1], int(np.prod(x_type.shape[2:], dtype=np.int64)),
+                            ir.Constant(llvm_type(x_type.dtype), float(np.asarray(
+                                node.attrs.get("epsilon", 1e-5), x_type.dtype))))
+    return kb, epilogue, layout, [kb.buffer(s) for s in slots], kb.buffer(out_slot)
+
+
+@lowering("BatchNormalization", check=check_batchnorm, epilogue=True)
+def lower_batchnorm(program, group) -> None:
+    kb, epilogue, layout, (src, scale, bias, mean, var), dst = _per_channel_kernel(
+        program, group, 5)
+    elem, channels, spatial, epsilon = layout.elem, layout.channels, layout.spatial, \
+        layout.epsilon
+    planes = layout.batch * channels
+    chunks = -(-spatial // SPAN)
     b = kb.b
-    epsilon = ir.Constant(elem, float(np.asarray(node.attrs.get("epsilon", 1e-5), dtype)))
     begin, end = kb.thread_share(planes * chunks)
     with kb.loop(begin, end, name="item") as item:
         plane = b.udiv(item, const_i64(chunks))
@@ -137,24 +158,12 @@ def check_instancenorm(node: Node, graph: Graph) -> str | None:
 
 @lowering("InstanceNormalization", check=check_instancenorm, epilogue=True)
 def lower_instancenorm(program, group) -> None:
-    graph = program.graph
-    node = group.head
-    x_type = graph.types[node.inputs[0]]
-    dtype = x_type.dtype
-    elem = llvm_type(dtype)
-    channels = x_type.shape[1]
-    spatial = int(np.prod(x_type.shape[2:], dtype=np.int64))
-    epilogue = Epilogue(program, group, graph.types[group.output].shape)
-    slots = [program.value(v) for v in node.inputs[:3]]
-    out_slot = program.value(group.output)
-    kb = program.kernel(node.name or node.op_type)
-    epilogue.bind(kb)
-    src, scale, bias = (kb.buffer(s) for s in slots)
-    dst = kb.buffer(out_slot)
+    kb, epilogue, layout, (src, scale, bias), dst = _per_channel_kernel(program, group, 3)
+    dtype, elem, channels, spatial, epsilon = (layout.dtype, layout.elem, layout.channels,
+                                               layout.spatial, layout.epsilon)
     b = kb.b
-    epsilon = ir.Constant(elem, float(np.asarray(node.attrs.get("epsilon", 1e-5), dtype)))
     count = ir.Constant(elem, float(spatial))
-    begin, end = kb.thread_share(x_type.shape[0] * channels)
+    begin, end = kb.thread_share(layout.batch * channels)
     with kb.loop(begin, end, name="plane") as plane:
         channel = b.urem(plane, const_i64(channels))
         base = b.mul(plane, const_i64(spatial))
