@@ -6,6 +6,9 @@ constants (as the kernels want them laid out, e.g. pre-packed weights) and per-t
 space. Some buffers alias another (a Reshape shares its input's memory). The module's entry
 point ``byoc_run(buffers, tid, nthreads)`` is run by every thread: it calls the kernels in
 order, each doing its share of the work, with a barrier after each.
+
+A kernel that meets input it cannot handle at run time (a value only known then) stores a
+fault code in the status buffer; the runtime raises the fault's message after the run.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ SPINS_BEFORE_YIELD = 4000
 
 @dataclass
 class BufferSpec:
-    """One slot of the buffer table. ``kind`` is input, output, temp, constant, scratch or
-    barrier; ``alias`` names the slot whose memory this one shares; scratch buffers hold
+    """One slot of the buffer table. ``kind`` is input, output, temp, constant, scratch,
+    barrier or status; ``alias`` names the slot whose memory this one shares; scratch buffers hold
     ``elements`` per thread."""
 
     name: str
@@ -53,6 +56,7 @@ class ProgramBuilder:
         self.slots: dict[str, int] = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.steps: list[str] = []
+        self.faults: list[str] = []
         self._names: set[str] = set()
         for value in inputs:
             self._add(value, graph.types[value], "input")
@@ -89,6 +93,14 @@ class ProgramBuilder:
         """A per-thread scratch buffer of ``elements`` values; a kernel's thread ``tid``
         uses elements ``[tid * elements, (tid + 1) * elements)``."""
         return self._add(key, TensorType(np.dtype(dtype), (int(elements),)), "scratch")
+
+    def fault(self, message: str) -> tuple[int, int]:
+        """(status slot, code) for a run-time fault: a kernel that stores ``code`` (an int32)
+        into the status buffer makes the run fail with ``message``."""
+        if "status" not in self.slots:
+            self._add("status", TensorType(np.dtype(np.int32), (1,)), "status")
+        self.faults.append(message)
+        return self.slots["status"], len(self.faults)
 
     def alias(self, name: str, of: str) -> None:
         """Let value ``name`` share the memory of value ``of`` (same bytes, other shape).
@@ -128,7 +140,7 @@ class ProgramBuilder:
         """The module's IR text and the metadata the runtime needs to run it."""
         self._emit_entry()
         meta = {"entry": ENTRY, "buffers": [asdict(b) for b in self.buffers],
-                "steps": list(self.steps)}
+                "steps": list(self.steps), "faults": list(self.faults)}
         return str(self.module), meta
 
     def _emit_entry(self) -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from byoc.core.ir import TensorType
-from byoc.errors import PluginError
+from byoc.errors import ExecutionError, PluginError
 from byoc.plugins.api import PartitionSignature, Payload
 from byoc_cpu_llvm.jit import LoadedObject, compile_ir
 
@@ -55,10 +55,13 @@ class CpuRuntime:
                 self._keep(slot, np.ascontiguousarray(payload.arrays[spec["name"]]))
             elif kind == "scratch":
                 self._keep(slot, np.zeros(_elements(spec) * self.threads, dtype))
-            elif kind in ("temp", "output", "barrier"):
+            elif kind in ("temp", "output", "barrier", "status"):
                 self._keep(slot, np.zeros(spec["shape"], dtype))
             if kind == "output":
                 self._outputs[spec["name"]] = slot
+        self._faults = meta.get("faults", [])
+        self._status = next((self._arrays[slot] for slot, spec in enumerate(self._specs)
+                             if spec["kind"] == "status"), None)
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._run_count = 0
 
@@ -76,6 +79,8 @@ class CpuRuntime:
             if spec["kind"] == "alias":
                 self._table[slot] = self._table[spec["alias"]]
         self._arrays[0][:] = 0  # barrier state
+        if self._status is not None:
+            self._status[:] = 0
         table = ctypes.addressof(self._table)
         if self._pool is None:
             self._entry(table, 0, 1)
@@ -86,6 +91,8 @@ class CpuRuntime:
             for future in futures:
                 future.result()
         self._run_count += 1
+        if self._status is not None and self._status[0]:
+            raise ExecutionError(f"{self.signature.name}: {self._faults[self._status[0] - 1]}")
         return {name: self._arrays[slot].copy() for name, slot in self._outputs.items()}
 
     def counters(self) -> dict[str, int]:

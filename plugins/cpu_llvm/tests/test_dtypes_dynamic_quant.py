@@ -288,15 +288,34 @@ def test_training_dropout_with_zero_ratio_is_identity(threads):
     run_both(model, feeds, threads)
 
 
-@pytest.mark.parametrize("ratio_constant", [True, False])
-def test_training_dropout_that_could_drop_is_declined(ratio_constant):
+def test_training_dropout_with_a_constant_nonzero_ratio_is_declined():
     feeds = {"x": np.zeros((4, 6), np.float32)}
-    inits = {"training": np.array(True)}
-    (inits if ratio_constant else feeds)["ratio"] = np.array(0.5, np.float32)
+    inits = {"training": np.array(True), "ratio": np.array(0.5, np.float32)}
     node = helper.make_node("Dropout", ["x", "ratio", "training"], ["y", "mask"])
     model = model_of([node], feeds, {"y": (np.float32, (4, 6)), "mask": (np.bool_, (4, 6))},
                      initializers=inits, opset=13)
-    declines(model, "needs a constant drop ratio of 0")
+    declines(model, "drops elements at random")
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("ratio_dtype", [np.float32, np.float16, np.float64])
+def test_dropout_with_run_time_flag_and_ratio(ratio_dtype, threads):
+    """The flag and ratio are graph inputs: cpu_llvm compiles the node and checks them at run
+    time; the identity when they allow it, the reference's refusal when they ask for random
+    drops, and the next run is unaffected."""
+    x = RNG.uniform(-1, 1, (4, 6)).astype(np.float32)
+    feeds = {"x": x, "ratio": np.array(0.0, ratio_dtype), "training": np.array(True)}
+    node = helper.make_node("Dropout", ["x", "ratio", "training"], ["y", "mask"])
+    model = model_of([node], feeds, {"y": (np.float32, (4, 6)), "mask": (np.bool_, (4, 6))},
+                     opset=13)
+    run_both(model, feeds, threads)
+    compiled = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
+        "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+    off = {**feeds, "ratio": np.array(0.5, ratio_dtype), "training": np.array(False)}
+    np.testing.assert_array_equal(compiled.run(off)["y"], x)
+    with pytest.raises(byoc.errors.ExecutionError, match="drops elements at random"):
+        compiled.run({**off, "training": np.array(True)})
+    assert compiled.run(feeds)["mask"].all()
 
 
 # -- Pad with a run-time constant value ---------------------------------------------------------

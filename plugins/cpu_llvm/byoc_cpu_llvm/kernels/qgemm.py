@@ -40,6 +40,7 @@ from llvmlite import ir
 from byoc.core.interpreter.integer_groups import IntegerGroup, plan_integer_groups
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import (
+    F16,
     F32,
     I1,
     I8,
@@ -535,8 +536,10 @@ def _direct_matmul_refusal(node: Node, graph: Graph, a: str, b: str, a_zero: str
         if graph.types[node.outputs[0]].dtype != np.int32:
             return f"cpu_llvm {op} outputs int32 only"
         return None
-    if any(graph.types[name].dtype != np.float32 for name in scales):
-        return f"cpu_llvm {op} with a run-time operand handles float32 scales only"
+    if len({graph.types[name].dtype for name in scales}) != 1 or \
+            graph.types[scales[0]].dtype not in (np.float32, np.float16):
+        return f"cpu_llvm {op} with a run-time operand handles float32 or float16 scales, " \
+            "all of one type"
     if not y_zero or _elements(graph, y_zero) != 1 or _elements(graph, scales[2]) != 1:
         return f"cpu_llvm {op} needs per-tensor y parameters"
     if graph.types[node.outputs[0]].dtype != graph.types[y_zero].dtype:
@@ -600,13 +603,31 @@ def _lower_direct_matmul(program, node: Node, a_name: str, b_name: str, a_zero: 
         if scales is None:
             kb.store(total, bufs["out"], flat)
         else:
-            multiplier = bld.fdiv(bld.fmul(kb.load(bufs["as_"], param_index("as_", row), F32),
-                                           kb.load(bufs["bs"], param_index("bs", col), F32)),
-                                  kb.load(bufs["ys"], const_i64(0), F32))
+            half = graph.types[scales[0]].dtype == np.float16
+            elem = F16 if half else F32
+            multiplier = _multiplier(bld, half,
+                                     kb.load(bufs["as_"], param_index("as_", row), elem),
+                                     kb.load(bufs["bs"], param_index("bs", col), elem),
+                                     kb.load(bufs["ys"], const_i64(0), elem))
             value = emit_requantize(kb, bld.sext(total, I64), multiplier,
                                     load_ext("yz", const_i64(0)), graph.types[out_name].dtype)
             kb.store(value, bufs["out"], flat)
     kb.finish()
+
+
+def _multiplier(bld: ir.IRBuilder, half: bool, a_scale: ir.Value, b_scale: ir.Value,
+                y_scale: ir.Value) -> ir.Value:
+    """``a_scale * b_scale / y_scale`` as a float32, formed in the scales' own type.
+
+    For float16 scales each step is computed in float32 and rounded back to float16, which is
+    exactly how numpy (and so the reference) does float16 arithmetic."""
+    if not half:
+        return bld.fdiv(bld.fmul(a_scale, b_scale), y_scale)
+
+    def rounded(value: ir.Value) -> ir.Value:
+        return bld.fpext(bld.fptrunc(value, F16), F32)
+    product = rounded(bld.fmul(bld.fpext(a_scale, F32), bld.fpext(b_scale, F32)))
+    return rounded(bld.fdiv(product, bld.fpext(y_scale, F32)))
 
 
 # -- QDQ groups -------------------------------------------------------------------------------
