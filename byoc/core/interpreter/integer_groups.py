@@ -17,7 +17,8 @@ or absent. Other groups keep their literal float semantics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -32,11 +33,46 @@ Env = dict[str, np.ndarray]
 
 
 @dataclass
+class IntegerLayer:
+    """The integer operation a quantized layer stands for, in plugin-neutral terms.
+
+    ``acc = sum((x - x_zero) * (weight - w_zero)) [+ bias]`` exactly in integers, then
+    ``y = saturate(round_half_even(float32(acc) * multiplier) + y_zero)`` to ``y_dtype``, then
+    ``max(y, y_zero)`` when ``relu``. ``kind`` is "conv" (``weight`` is O x I x kH x kW,
+    ``attrs`` the Conv's window attributes) or "matmul" (``weight`` is K x N: the MatMul's
+    second operand, Gemm's transposed when transB). ``w_zero``, ``bias`` and ``multiplier``
+    have one value or one per output channel. ``x`` and ``y`` name the quantized input and
+    output values; ``nodes`` are every node the layer covers.
+    """
+
+    kind: str
+    op: Node
+    nodes: list[Node]
+    x: str
+    y: str
+    x_zero: int
+    x_dtype: np.dtype
+    weight: np.ndarray
+    w_zero: np.ndarray
+    bias: np.ndarray | None
+    multiplier: np.ndarray
+    y_zero: int
+    y_dtype: np.dtype
+    relu: bool
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0] if self.kind == "conv" else self.weight.shape[1]
+
+
+@dataclass
 class IntegerGroup:
     """A qualifying group: ``evaluate(env)`` gives the QuantizeLinear's output."""
 
     group: QdqGroup
     evaluate: Callable[[Env], np.ndarray]
+    layer: IntegerLayer
 
     @property
     def replaced_nodes(self) -> list[Node]:
@@ -48,13 +84,34 @@ def plan_integer_groups(graph: Graph) -> dict[str, IntegerGroup]:
     """The qualifying groups of ``graph``, keyed by the name of their QuantizeLinear node."""
     plans = {}
     for group in find_qdq_groups(graph, ops=("Conv", "MatMul", "Gemm")):
-        evaluate = _plan(graph, group)
-        if evaluate is not None:
-            plans[group.quantize.name] = IntegerGroup(group, evaluate)
+        layer = integer_layer(graph, group)
+        if layer is not None:
+            plans[group.quantize.name] = IntegerGroup(group, _evaluator(layer), layer)
     return plans
 
 
-def _plan(graph: Graph, group: QdqGroup) -> Callable[[Env], np.ndarray] | None:
+# id(graph) -> (weak reference to the graph, structure key, plans); pattern checks ask for
+# every node, so the plans are computed once per graph state.
+_CACHE: dict[int, tuple] = {}
+
+
+def integer_plans(graph: Graph) -> dict[str, IntegerGroup]:
+    """``plan_integer_groups(graph)``, cached per graph (recomputed when its nodes or
+    constants change)."""
+    key = (tuple((id(n), tuple(n.inputs), tuple(n.outputs)) for n in graph.nodes),
+           tuple(sorted(graph.constants)))
+    cached = _CACHE.get(id(graph))
+    if cached is not None and cached[0]() is graph and cached[1] == key:
+        return cached[2]
+    plans = plan_integer_groups(graph)
+    for stale in [k for k, v in _CACHE.items() if v[0]() is None]:
+        del _CACHE[stale]
+    _CACHE[id(graph)] = (weakref.ref(graph), key, plans)
+    return plans
+
+
+def integer_layer(graph: Graph, group: QdqGroup) -> IntegerLayer | None:
+    """The integer operation of a QDQ group, or None when the group does not qualify."""
     op, quantize = group.op, group.quantize
     dq_x, dq_w = group.dequantize[0], group.dequantize[1]
     dq_b = group.dequantize[2] if len(group.dequantize) > 2 else None
@@ -74,48 +131,106 @@ def _plan(graph: Graph, group: QdqGroup) -> Callable[[Env], np.ndarray] | None:
     if channel_axis is None or (w_scale.size > 1 and
                                 dq_w.attrs.get("axis", 1) % weight.ndim != channel_axis):
         return None
-    bias_name = None
+    bias = None
     if dq_b is not None:
         b_scale, b_zero = _params(graph, dq_b)
         bias_name = dq_b.inputs[0]
         expected = np.float32(x_scale.reshape(())) * w_scale.astype(np.float32).ravel()
         if (b_scale is None or graph.types[bias_name].dtype != np.int32
+                or not graph.is_constant(bias_name)
                 or (b_zero is not None and np.any(b_zero))
                 or not np.allclose(b_scale.ravel(), expected, rtol=1e-6, atol=0)):
             return None
-    multiplier = (np.float32(x_scale.reshape(())) * w_scale.astype(np.float32)
-                  / np.float32(y_scale.reshape(()))).ravel()
-    relu = group.activation is not None
-    x_name = dq_x.inputs[0]
-
-    def finish(acc: np.ndarray, out_axis: int, env: Env) -> np.ndarray:
-        if bias_name is not None:
-            acc = acc + along_axis(env[bias_name].astype(np.int64), out_axis, acc.ndim)
-        y = requantize(acc, along_axis(multiplier, out_axis, acc.ndim), y_zero.reshape(()),
-                       y_zero.dtype)
-        return np.maximum(y, y_zero.reshape(())) if relu else y
-
-    if op.op_type == "Conv":
-        attrs = {k: op.attrs.get(k) for k in ("auto_pad", "dilations", "group", "kernel_shape",
-                                               "pads", "strides")}
-
-        def evaluate(env: Env) -> np.ndarray:
-            acc = integer_correlate(env[x_name], x_zero, weight, w_zero,
-                                    attrs["group"] or 1, attrs["kernel_shape"],
-                                    attrs["auto_pad"] or "NOTSET", attrs["dilations"],
-                                    attrs["pads"], attrs["strides"], "Conv")
-            return finish(acc, 1, env)
-        return evaluate
-
+        bias = graph.constants[bias_name].astype(np.int64).ravel()
     if op.op_type == "Gemm" and (op.attrs.get("alpha", 1.0) != 1.0
                                  or op.attrs.get("beta", 1.0) != 1.0 or op.attrs.get("transA")):
         return None
-    matrix = weight.T if op.op_type == "Gemm" and op.attrs.get("transB") else weight
+    if op.op_type == "Gemm" and op.attrs.get("transB"):
+        weight = weight.T
+        w_zero = w_zero  # a per-channel zero point is one value per column either way
+    x_zero_value = 0 if x_zero is None else int(x_zero.reshape(()))
+    return IntegerLayer(
+        kind="conv" if op.op_type == "Conv" else "matmul", op=op, nodes=group.nodes,
+        x=dq_x.inputs[0], y=quantize.outputs[0], x_zero=x_zero_value,
+        x_dtype=graph.types[dq_x.inputs[0]].dtype, weight=weight,
+        w_zero=np.zeros(1, np.int64) if w_zero is None else w_zero.astype(np.int64).ravel(),
+        bias=bias, multiplier=_multiplier(x_scale, w_scale, y_scale),
+        y_zero=int(y_zero.reshape(())), y_dtype=y_zero.dtype,
+        relu=group.activation is not None, attrs=_conv_attrs(op))
+
+
+def qlinear_layer(graph: Graph, node: Node) -> IntegerLayer | None:
+    """The integer operation of a QLinearConv / QLinearMatMul whose scales, zero points and
+    weights are constants (per-tensor input and output), or None."""
+    if node.op_type not in ("QLinearConv", "QLinearMatMul") or node.domain:
+        return None
+    names = node.inputs
+    params = names[1:3] + names[4:8]
+    if len(names) < 8 or not all(graph.is_constant(v) for v in [*params, names[3]] if v):
+        return None
+    if not all(names[i] for i in (1, 4, 6)):
+        return None
+    x_scale, w_scale, y_scale = (graph.constants[names[i]] for i in (1, 4, 6))
+    x_zero, w_zero, y_zero = (graph.constants[names[i]] if names[i] else None
+                              for i in (2, 5, 7))
+    if x_scale.size != 1 or y_scale.size != 1:
+        return None
+    weight = graph.constants[names[3]]
+    bias = None
+    if len(names) > 8 and names[8]:
+        if not graph.is_constant(names[8]):
+            return None
+        bias = graph.constants[names[8]].astype(np.int64).ravel()
+    if node.op_type == "QLinearMatMul" and weight.ndim != 2:
+        return None
+    x_type = graph.types[names[0]].dtype
+    return IntegerLayer(
+        kind="conv" if node.op_type == "QLinearConv" else "matmul", op=node, nodes=[node],
+        x=names[0], y=node.outputs[0], x_zero=0 if x_zero is None else int(x_zero.reshape(())),
+        x_dtype=x_type, weight=weight,
+        w_zero=np.zeros(1, np.int64) if w_zero is None else w_zero.astype(np.int64).ravel(),
+        bias=bias, multiplier=_multiplier(x_scale, w_scale, y_scale),
+        y_zero=0 if y_zero is None else int(y_zero.reshape(())),
+        y_dtype=x_type if y_zero is None else y_zero.dtype, relu=False, attrs=_conv_attrs(node))
+
+
+def _multiplier(x_scale, w_scale, y_scale) -> np.ndarray:
+    """The float32 requantization multiplier, formed as onnxruntime forms it."""
+    return (np.float32(np.asarray(x_scale).reshape(())) * np.asarray(w_scale, np.float32)
+            / np.float32(np.asarray(y_scale).reshape(()))).ravel()
+
+
+def _conv_attrs(op: Node) -> dict:
+    if op.op_type not in ("Conv", "QLinearConv"):
+        return {}
+    return {k: op.attrs.get(k) for k in ("auto_pad", "dilations", "group", "kernel_shape",
+                                          "pads", "strides")}
+
+
+def _evaluator(layer: IntegerLayer) -> Callable[[Env], np.ndarray]:
+    def finish(acc: np.ndarray, out_axis: int) -> np.ndarray:
+        if layer.bias is not None:
+            acc = acc + along_axis(layer.bias, out_axis, acc.ndim)
+        y = requantize(acc, along_axis(layer.multiplier, out_axis, acc.ndim),
+                       np.asarray(layer.y_zero), layer.y_dtype)
+        return np.maximum(y, layer.y_zero) if layer.relu else y
+
+    x_zero = np.asarray(layer.x_zero, dtype=layer.x_dtype)
+    if layer.kind == "conv":
+        attrs = layer.attrs
+
+        def evaluate(env: Env) -> np.ndarray:
+            acc = integer_correlate(env[layer.x], x_zero, layer.weight, layer.w_zero,
+                                    attrs["group"] or 1, attrs["kernel_shape"],
+                                    attrs["auto_pad"] or "NOTSET", attrs["dilations"],
+                                    attrs["pads"], attrs["strides"], "Conv")
+            return finish(acc, 1)
+        return evaluate
 
     def evaluate(env: Env) -> np.ndarray:
         # A per-channel zero point is one value per column of the (transposed) weight.
-        acc = integer_matmul(env[x_name], x_zero, matrix, w_zero)
-        return finish(acc.astype(np.int64), -1, env)
+        acc = integer_matmul(env[layer.x], x_zero, layer.weight, layer.w_zero)
+        return finish(acc.astype(np.int64), -1)
     return evaluate
 
 

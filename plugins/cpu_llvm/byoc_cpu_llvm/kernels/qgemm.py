@@ -30,14 +30,13 @@ the channel tiles of a unit too.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
 
-from byoc.core.interpreter.integer_groups import IntegerGroup, plan_integer_groups
+from byoc.core.interpreter.integer_groups import IntegerGroup, integer_plans
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import (
     F16,
@@ -632,23 +631,6 @@ def _multiplier(bld: ir.IRBuilder, half: bool, a_scale: ir.Value, b_scale: ir.Va
 
 # -- QDQ groups -------------------------------------------------------------------------------
 
-# id(graph) -> (weak reference to the graph, structure key, plans); pattern checks ask for
-# every node, so the plans are computed once per graph state.
-_PLANS: dict[int, tuple] = {}
-
-
-def integer_plans(graph: Graph) -> dict[str, IntegerGroup]:
-    """``plan_integer_groups(graph)`` (the reference's integer groups), cached per graph."""
-    key = (tuple((id(n), tuple(n.inputs), tuple(n.outputs)) for n in graph.nodes),
-           tuple(sorted(graph.constants)))
-    cached = _PLANS.get(id(graph))
-    if cached is not None and cached[0]() is graph and cached[1] == key:
-        return cached[2]
-    plans = plan_integer_groups(graph)
-    for stale in [k for k, v in _PLANS.items() if v[0]() is None]:
-        del _PLANS[stale]
-    _PLANS[id(graph)] = (weakref.ref(graph), key, plans)
-    return plans
 
 
 @dataclass
