@@ -212,12 +212,14 @@ Activation = Union[None, str, tuple]
 
 
 def with_activation(inner: Matcher, activation: Activation) -> Matcher:
-    """Wrap ``inner`` in an activation: None (none), "optional" (an optional Relu), an op name
-    ("relu"/"Relu", "Clip") or a tuple of op names (one of them, required)."""
+    """Wrap ``inner`` in an activation: None (none), "optional" (an optional Relu or Clip), an
+    op name ("relu"/"Relu", "Clip") or a tuple of op names (one of them, required). Clip's
+    bounds, when given as inputs, must be constants."""
     if activation is None:
         return inner
     if activation == "optional":
-        return optional(op("Relu", inner, label="activation"))
+        return optional(op(("Relu", "Clip"), inner, const(), const(), min_inputs=1,
+                           label="activation"))
     names = (activation,) if isinstance(activation, str) else tuple(activation)
     types = tuple("Relu" if a == "relu" else a for a in names)
     return op(types, inner, const(), const(), min_inputs=1, label="activation") \

@@ -11,8 +11,8 @@ so that every backend has one bit-exact target.
 
 A group qualifies when the input and output are quantized per tensor, the weight is a
 constant quantized per tensor or per output channel, the bias (if any) is int32 with scale
-``x_scale * w_scale`` and zero point 0, Gemm has alpha = beta = 1, and the activation is Relu
-or absent. Other groups keep their literal float semantics.
+``x_scale * w_scale`` and zero point 0, Gemm has alpha = beta = 1, and the activation is Relu,
+Clip with constant bounds, or absent. Other groups keep their literal float semantics.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class IntegerLayer:
 
     ``acc = sum((x - x_zero) * (weight - w_zero)) [+ bias]`` exactly in integers, then
     ``y = saturate(round_half_even(float32(acc) * multiplier) + y_zero)`` to ``y_dtype``, then
-    ``max(y, y_zero)`` when ``relu``. ``kind`` is "conv" (``weight`` is O x I x kH x kW,
+    clamped to ``[out_min, out_max]``: a fused Relu or Clip, quantized (quantization is
+    monotonic, so clamping after it is the same as quantizing the clamped value). ``kind`` is "conv" (``weight`` is O x I x kH x kW,
     ``attrs`` the Conv's window attributes) or "matmul" (``weight`` is K x N: the MatMul's
     second operand, Gemm's transposed when transB). ``w_zero``, ``bias`` and ``multiplier``
     have one value or one per output channel. ``x`` and ``y`` name the quantized input and
@@ -58,7 +59,8 @@ class IntegerLayer:
     multiplier: np.ndarray
     y_zero: int
     y_dtype: np.dtype
-    relu: bool
+    out_min: int
+    out_max: int
     attrs: dict = field(default_factory=dict)
 
     @property
@@ -117,14 +119,15 @@ def integer_layer(graph: Graph, group: QdqGroup) -> IntegerLayer | None:
     dq_b = group.dequantize[2] if len(group.dequantize) > 2 else None
     if len(op.present_inputs) > 2 and dq_b is None:
         return None
-    if group.activation is not None and group.activation.op_type != "Relu":
-        return None
     x_scale, x_zero = _params(graph, dq_x)
     w_scale, w_zero = _params(graph, dq_w)
     y_scale, y_zero = _params(graph, quantize)
     if any(v is None for v in (x_scale, w_scale, y_scale)) or not graph.is_constant(dq_w.inputs[0]):
         return None
     if x_scale.size != 1 or y_scale.size != 1 or y_zero is None:
+        return None
+    out_range = _activation_range(graph, group.activation, y_scale, y_zero)
+    if out_range is None:
         return None
     weight = graph.constants[dq_w.inputs[0]]
     channel_axis = _weight_channel_axis(op)
@@ -155,8 +158,8 @@ def integer_layer(graph: Graph, group: QdqGroup) -> IntegerLayer | None:
         x_dtype=graph.types[dq_x.inputs[0]].dtype, weight=weight,
         w_zero=np.zeros(1, np.int64) if w_zero is None else w_zero.astype(np.int64).ravel(),
         bias=bias, multiplier=_multiplier(x_scale, w_scale, y_scale),
-        y_zero=int(y_zero.reshape(())), y_dtype=y_zero.dtype,
-        relu=group.activation is not None, attrs=_conv_attrs(op))
+        y_zero=int(y_zero.reshape(())), y_dtype=y_zero.dtype, out_min=out_range[0],
+        out_max=out_range[1], attrs=_conv_attrs(op))
 
 
 def qlinear_layer(graph: Graph, node: Node) -> IntegerLayer | None:
@@ -184,6 +187,8 @@ def qlinear_layer(graph: Graph, node: Node) -> IntegerLayer | None:
     if node.op_type == "QLinearMatMul" and weight.ndim != 2:
         return None
     x_type = graph.types[names[0]].dtype
+    y_dtype = x_type if y_zero is None else y_zero.dtype
+    info = np.iinfo(y_dtype)
     return IntegerLayer(
         kind="conv" if node.op_type == "QLinearConv" else "matmul", op=node, nodes=[node],
         x=names[0], y=node.outputs[0], x_zero=0 if x_zero is None else int(x_zero.reshape(())),
@@ -191,7 +196,39 @@ def qlinear_layer(graph: Graph, node: Node) -> IntegerLayer | None:
         w_zero=np.zeros(1, np.int64) if w_zero is None else w_zero.astype(np.int64).ravel(),
         bias=bias, multiplier=_multiplier(x_scale, w_scale, y_scale),
         y_zero=0 if y_zero is None else int(y_zero.reshape(())),
-        y_dtype=x_type if y_zero is None else y_zero.dtype, relu=False, attrs=_conv_attrs(node))
+        y_dtype=y_dtype, out_min=int(info.min), out_max=int(info.max), attrs=_conv_attrs(node))
+
+
+def _activation_range(graph: Graph, activation: Node | None, y_scale: np.ndarray,
+                      y_zero: np.ndarray) -> tuple[int, int] | None:
+    """The quantized range a fused Relu or Clip (with constant bounds) leaves, or None."""
+    info = np.iinfo(y_zero.dtype)
+    low, high = int(info.min), int(info.max)
+    if activation is None:
+        return low, high
+    zero = int(y_zero.reshape(()))
+    if activation.op_type == "Relu":
+        return max(low, zero), high
+    if activation.op_type != "Clip":
+        return None
+    bounds = []
+    for index, attr in ((1, "min"), (2, "max")):
+        name = activation.inputs[index] if len(activation.inputs) > index else ""
+        if name:
+            if not graph.is_constant(name):
+                return None
+            bounds.append(graph.constants[name].reshape(()))
+        else:
+            bounds.append(activation.attrs.get(attr))
+    quantized = []
+    for bound, default in zip(bounds, (low, high)):
+        if bound is None:
+            quantized.append(default)
+            continue
+        step = np.rint(np.float32(bound) / np.float32(y_scale.reshape(())))
+        quantized.append(int(np.clip(step + zero, low, high)) if np.isfinite(step) else
+                         (low if step < 0 else high))
+    return quantized[0], quantized[1]
 
 
 def _multiplier(x_scale, w_scale, y_scale) -> np.ndarray:
@@ -213,7 +250,7 @@ def _evaluator(layer: IntegerLayer) -> Callable[[Env], np.ndarray]:
             acc = acc + along_axis(layer.bias, out_axis, acc.ndim)
         y = requantize(acc, along_axis(layer.multiplier, out_axis, acc.ndim),
                        np.asarray(layer.y_zero), layer.y_dtype)
-        return np.maximum(y, layer.y_zero) if layer.relu else y
+        return np.clip(y, layer.out_min, layer.out_max).astype(layer.y_dtype)
 
     x_zero = np.asarray(layer.x_zero, dtype=layer.x_dtype)
     if layer.kind == "conv":

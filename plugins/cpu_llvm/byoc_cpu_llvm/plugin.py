@@ -58,7 +58,8 @@ def _check_qdq(match, graph: Graph):
     if plan is None or plan.group.op is not match.captured["op"]:
         return Decline("the reference gives this group float semantics (it is not in the "
                        "integer form: per-tensor input/output, constant weights, int32 bias "
-                       "with scale x_scale * w_scale, Relu or no activation)")
+                       "with scale x_scale * w_scale, Relu, Clip with constant bounds or no "
+                       "activation)")
     reason = qdq_refusal(graph, plan)
     return Accept() if reason is None else Decline(reason)
 

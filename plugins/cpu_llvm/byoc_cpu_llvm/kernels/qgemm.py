@@ -87,7 +87,8 @@ class IntProduct:
     bias: np.ndarray | None = None         # [groups * rows] int64
     multiplier: np.ndarray | None = None   # [groups * rows] float32; None: int32 output
     y_zero: int = 0
-    relu: bool = False
+    out_min: int | None = None            # clamp of the requantized result (Relu, Clip)
+    out_max: int | None = None
     w_unsigned: bool = False
 
     @property
@@ -300,9 +301,10 @@ class _Tile:
         no = ir.Constant(ir.VectorType(I1, LANES), None)
         if spec.multiplier is not None:
             info = np.iinfo(spec.out_dtype)
-            low = max(info.min, spec.y_zero) if spec.relu else info.min
+            low = info.min if spec.out_min is None else max(info.min, spec.out_min)
+            high = info.max if spec.out_max is None else min(info.max, spec.out_max)
             f_low = _splat(b, ir.Constant(F32, float(low)))
-            f_high = _splat(b, ir.Constant(F32, float(info.max)))
+            f_high = _splat(b, ir.Constant(F32, float(high)))
             f_zero = _splat(b, ir.Constant(F32, float(spec.y_zero)))
         for i in range(self.mr):
             row = b.add(row0, const_i64(i))
@@ -646,7 +648,8 @@ class QdqLayer:
     multiplier: np.ndarray
     y_zero: int
     out_dtype: np.dtype
-    relu: bool
+    out_min: int
+    out_max: int
     x_from_float: bool = False   # the input DequantizeLinear is not in the partition
 
     @property
@@ -659,29 +662,13 @@ class QdqLayer:
 
 
 def qdq_layer(graph: Graph, igroup: IntegerGroup) -> QdqLayer:
-    group = igroup.group
-    dq_x, dq_w = group.dequantize[0], group.dequantize[1]
-    dq_b = group.dequantize[2] if len(group.dequantize) > 2 else None
-
-    def params(node):
-        scale = graph.constants[node.inputs[1]]
-        zero = (graph.constants[node.inputs[2]] if len(node.inputs) > 2 and node.inputs[2]
-                else None)
-        return scale, zero
-    x_scale, x_zero = params(dq_x)
-    w_scale, w_zero = params(dq_w)
-    y_scale, y_zero = params(group.quantize)
-    # As integer_groups forms it.
-    multiplier = (np.float32(x_scale.reshape(())) * w_scale.astype(np.float32)
-                  / np.float32(y_scale.reshape(()))).ravel()
-    weight = np.asarray(graph.constants[dq_w.inputs[0]])
-    bias = None
-    if dq_b is not None and graph.is_constant(dq_b.inputs[0]):
-        bias = np.asarray(graph.constants[dq_b.inputs[0]]).astype(np.int64).ravel()
-    return QdqLayer(igroup, dq_x.inputs[0], 0 if x_zero is None else int(x_zero.reshape(())),
-                    weight, np.zeros(1, np.int64) if w_zero is None
-                    else w_zero.astype(np.int64).ravel(), bias, multiplier,
-                    int(y_zero.reshape(())), y_zero.dtype, group.activation is not None)
+    """The group's integer operation (byoc's IntegerLayer) with the weight as stored (Gemm's
+    not transposed), which is how the kernels read it."""
+    layer = igroup.layer
+    weight = np.asarray(graph.constants[igroup.group.dequantize[1].inputs[0]])
+    return QdqLayer(igroup, layer.x, layer.x_zero, weight, layer.w_zero, layer.bias,
+                    layer.multiplier, layer.y_zero, layer.y_dtype, layer.out_min,
+                    layer.out_max)
 
 
 def qdq_refusal(graph: Graph, igroup: IntegerGroup) -> str | None:
@@ -728,7 +715,7 @@ def lower_qdq_layer(program, layer: QdqLayer) -> None:
         emit_quantize(program, dq_x.outputs[0], layer.x_quant, scale, zero, 1,
                       program.graph.types[layer.x_quant].dtype, f"{tag}__requantize_input")
     requant = {"bias": layer.bias, "multiplier": layer.multiplier, "y_zero": layer.y_zero,
-                   "relu": layer.relu}
+               "out_min": layer.out_min, "out_max": layer.out_max}
     if op.op_type == "Conv":
         from byoc_cpu_llvm.kernels.qconv import lower_conv_product
         lower_conv_product(program, tag, op, layer.x_quant, layer.output, layer.weight,

@@ -1,0 +1,296 @@
+"""The instruction generator: int8 layers to one instruction stream and its DRAM image.
+
+Input is a list of :class:`Layer` (convolutions; a fully connected layer is a 1x1
+convolution over a 1 x M image) in execution order; output is a :class:`Program`: the
+instruction stream, and the DRAM image holding packed weights, requantization parameters,
+micro-op kernels and a region per activation (borders pre-filled with the zero point).
+
+Each layer is cut into tiles (:mod:`byoc_vta_sim.tiling`). Per input-channel step of a tile
+the load module loads the weights (unless that buffer half already holds them) and the
+input window; the compute module resets the accumulators and loads the requantization
+parameters on the first step, runs the GEMM kernel on every step, then the ALU chain
+(+bias, MULSHR, MAX, MIN, +zero point); the store module writes the int8 result into the
+next layer's padded layout. Buffers are split in halves used by alternate steps (INP, WGT)
+and alternate tiles (ACC), and dependency tokens let the three modules overlap:
+
+- load of step s (s >= 2) pops compute->load: compute is done with that half;
+- the last load of a step pushes load->compute, the first compute instruction pops it;
+- the last GEMM of a step pushes compute->load;
+- the first compute instruction of tile t (t >= 2) pops store->compute: the store of tile
+  t - 2 has read that ACC half; the ALU chain's last instruction pushes compute->store, the
+  first store pops it and the last store pushes store->compute.
+
+Between layers a barrier makes the next layer's loads wait for every store of this one, and
+leaves every token queue empty, so each layer's stream stands on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from byoc_vta_sim.config import VtaConfig
+from byoc_vta_sim.isa import (AluInsn, AluOp, FinishInsn, GemmInsn, Insn, MemInsn, MemType,
+                              encode_stream)
+from byoc_vta_sim.kernels import TileGeometry, gemm_kernel, single_uop
+from byoc_vta_sim.layout import ActivationLayout
+from byoc_vta_sim.tiling import PARAMS_PER_BLOCK, ConvShape, Tiling, halves
+
+ALIGN = 256   # DRAM regions start at a multiple of every element size
+
+
+class GenerationError(ValueError):
+    """A layer cannot be turned into instructions (the message says why)."""
+
+
+@dataclass
+class Layer:
+    """One convolution in accelerator terms, ready to emit."""
+
+    name: str
+    shape: ConvShape
+    tiling: Tiling
+    source: str                 # activation value read
+    target: str                 # activation value written
+    window_top: int             # first input row/column of output (0, 0) in the padded layout
+    window_left: int
+    weights: np.ndarray         # WGT elements [OCB][ICB][taps] (elements, block_out, block_in)
+    params: np.ndarray          # int32 (out_blocks, 2, block_out): bias, MULSHR operand
+    zero_point: int             # stored (int8) output zero point
+    lower_bound: int            # stored output range: int8, narrowed by a fused Relu/Clip
+    upper_bound: int
+
+    @property
+    def real_out_blocks(self) -> int:
+        return self.shape.out_blocks
+
+
+@dataclass
+class Program:
+    """What the runtime runs: a stream, the DRAM image it runs against, and where each
+    activation lives in it (byte offset and layout)."""
+
+    stream: bytes
+    dram: np.ndarray
+    regions: dict[str, tuple[int, ActivationLayout]]
+    summary: list[dict] = field(default_factory=list)
+    values: dict[str, dict] = field(default_factory=dict)   # how the runtime converts each
+    dequantized: dict[str, dict] = field(default_factory=dict)  # float inputs to requantize
+
+
+class _Dram:
+    def __init__(self) -> None:
+        self.chunks: list[tuple[int, np.ndarray]] = []
+        self.size = 0
+
+    def put(self, data: np.ndarray) -> int:
+        """Place ``data`` (its bytes) at the next aligned offset; returns the byte offset."""
+        offset = self.size
+        raw = np.ascontiguousarray(data).view(np.uint8).ravel()
+        self.chunks.append((offset, raw))
+        self.size = offset + math.ceil(len(raw) / ALIGN) * ALIGN
+        return offset
+
+    def image(self) -> np.ndarray:
+        image = np.zeros(max(self.size, ALIGN), np.uint8)
+        for offset, raw in self.chunks:
+            image[offset:offset + len(raw)] = raw
+        return image
+
+
+class _Emitter:
+    def __init__(self, config: VtaConfig) -> None:
+        self.config = config
+        self.insns: list[Insn] = []
+        self.dram = _Dram()
+        self.kernels: dict[bytes, int] = {}   # micro-op words -> DRAM byte offset
+
+    def add(self, insn: Insn) -> int:
+        self.insns.append(insn)
+        return len(self.insns) - 1
+
+    def flag(self, index: int, **flags: int) -> None:
+        self.insns[index] = replace(self.insns[index], **flags)
+
+    def uop_load(self, words: np.ndarray, sram_base: int) -> MemInsn:
+        key = words.tobytes()
+        if key not in self.kernels:
+            self.kernels[key] = self.dram.put(words.astype("<u4"))
+        return MemInsn(memory_type=MemType.UOP, sram_base=sram_base,
+                       dram_base=self.kernels[key] // 4, y_size=1, x_size=len(words),
+                       x_stride=len(words))
+
+
+def generate(layers: list[Layer], regions: dict[str, ActivationLayout],
+             config: VtaConfig) -> Program:
+    """The program running ``layers`` in order; ``regions`` gives the layout of every
+    activation they read or write."""
+    emitter = _Emitter(config)
+    placed = {}
+    for name, layout in regions.items():
+        fill = np.full(layout.elements * config.inp_elem_bytes, layout.fill, np.int8)
+        placed[name] = (emitter.dram.put(fill), layout)
+    summary = []
+    for layer in layers:
+        first = len(emitter.insns)
+        info = _emit_layer(emitter, layer, placed)
+        info["instructions"] = len(emitter.insns) - first
+        summary.append(info)
+    emitter.add(FinishInsn())
+    return Program(encode_stream(emitter.insns), emitter.dram.image(), placed, summary)
+
+
+def _emit_layer(em: _Emitter, layer: Layer, placed: dict) -> dict:
+    cfg, shape, tiling = em.config, layer.shape, layer.tiling
+    inp_half, wgt_half, acc_half = halves(cfg)
+    in_offset, in_layout = placed[layer.source]
+    out_offset, out_layout = placed[layer.target]
+    in_base = in_offset // cfg.inp_elem_bytes
+    out_base = out_offset // cfg.out_elem_bytes
+    wgt_base = em.dram.put(layer.weights) // cfg.wgt_elem_bytes
+    param_base = em.dram.put(layer.params) // cfg.acc_elem_bytes
+    taps = shape.taps
+    param_rows = PARAMS_PER_BLOCK * tiling.toc
+
+    # ALU micro-ops: [out, bias] and [out, multiplier] per ACC half, at the UOP buffer start.
+    alu_words = np.concatenate([np.concatenate([
+        single_uop(h * acc_half + param_rows, h * acc_half),
+        single_uop(h * acc_half + param_rows, h * acc_half + 1)]) for h in (0, 1)])
+    em.add(em.uop_load(alu_words, 0))
+    gemm_region = (cfg.uop_depth - len(alu_words)) // 4
+    resident_uops: dict[int, bytes] = {}
+    resident_wgt: list[tuple | None] = [None, None]
+
+    n_oc, n_h, n_w, n_ic = tiling.counts(shape)
+    step = tile = 0
+    gemm_uops = 0
+    for n in range(shape.batch):
+        for oc_t in range(n_oc):
+            oc0 = oc_t * tiling.toc
+            toc = min(tiling.toc, shape.out_blocks - oc0)
+            for h_t in range(n_h):
+                oh0 = h_t * tiling.th
+                th = min(tiling.th, shape.out_height - oh0)
+                for w_t in range(n_w):
+                    ow0 = w_t * tiling.tw
+                    tw = min(tiling.tw, shape.out_width - ow0)
+                    acc = tile % 2
+                    acc_out = acc * acc_half + param_rows
+                    pixels = th * tw
+                    in_rows, in_cols = shape.in_extent(th, tw)
+                    for ic_t in range(n_ic):
+                        ic0 = ic_t * tiling.ticb
+                        ticb = min(tiling.ticb, shape.in_blocks - ic0)
+                        half = step % 2
+                        # -- load module: weights unless resident, then the input window.
+                        loads = []
+                        key = (oc0, ic0, toc, ticb)
+                        if resident_wgt[half] != key:
+                            resident_wgt[half] = key
+                            loads.append(em.add(MemInsn(
+                                memory_type=MemType.WGT, sram_base=half * wgt_half,
+                                dram_base=wgt_base + (oc0 * shape.in_blocks + ic0) * taps,
+                                y_size=toc, x_size=ticb * taps,
+                                x_stride=shape.in_blocks * taps)))
+                        row0 = layer.window_top + oh0 * shape.stride_h
+                        col0 = layer.window_left + ow0 * shape.stride_w
+                        for icb in range(ticb):
+                            loads.append(em.add(MemInsn(
+                                memory_type=MemType.INP,
+                                sram_base=half * inp_half + icb * in_rows * in_cols,
+                                dram_base=in_base + in_layout.element(n, ic0 + icb, row0, col0),
+                                y_size=in_rows, x_size=in_cols,
+                                x_stride=in_layout.padded_width)))
+                        em.flag(loads[0], pop_next=int(step >= 2))
+                        em.flag(loads[-1], push_next=1)
+                        # -- compute module.
+                        computes = []
+                        if ic_t == 0:
+                            computes.append(em.add(MemInsn(
+                                memory_type=MemType.ACC, sram_base=acc * acc_half,
+                                dram_base=param_base + oc0 * PARAMS_PER_BLOCK, y_size=1,
+                                x_size=toc * PARAMS_PER_BLOCK,
+                                x_stride=toc * PARAMS_PER_BLOCK)))
+                            # The reset borrows an ALU micro-op for its dst (the out base).
+                            computes.append(em.add(GemmInsn(
+                                reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
+                                iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)))
+                        geometry = TileGeometry(
+                            toc, th, tw, ticb, shape.kernel_h, shape.kernel_w, shape.stride_h,
+                            shape.stride_w, shape.dilation_h, shape.dilation_w, in_rows,
+                            in_cols, acc_out, half * inp_half, half * wgt_half)
+                        kernel = gemm_kernel(geometry)
+                        if kernel is None or kernel.size > gemm_region:
+                            raise GenerationError(
+                                f"layer {layer.name}: no micro-op kernel fits a "
+                                f"{toc}x{th}x{tw} tile")
+                        region = (2 * half + acc) % 4
+                        region_base = len(alu_words) + region * gemm_region
+                        words = kernel.uops
+                        if resident_uops.get(region) != words.tobytes():
+                            resident_uops[region] = words.tobytes()
+                            computes.append(em.add(em.uop_load(words, region_base)))
+                        computes.append(em.add(replace(
+                            kernel.insn, uop_bgn=region_base,
+                            uop_end=region_base + kernel.size)))
+                        gemm_uops += kernel.size * kernel.insn.iter_out * kernel.insn.iter_in
+                        em.flag(computes[0], pop_prev=1,
+                                pop_next=int(ic_t == 0 and tile >= 2))
+                        em.flag(computes[-1], push_prev=1)
+                        step += 1
+                    _emit_requantize(em, layer, acc, toc, pixels)
+                    stores = []
+                    for j in range(toc):
+                        if oc0 + j >= out_layout.channel_blocks:
+                            break  # blocks added only to avoid the accumulator hazard
+                        stores.append(em.add(MemInsn(
+                            store=True, memory_type=MemType.OUT,
+                            sram_base=acc_out + j * pixels,
+                            dram_base=out_base + out_layout.element(
+                                n, oc0 + j, out_layout.pad_top + oh0,
+                                out_layout.pad_left + ow0),
+                            y_size=th, x_size=tw, x_stride=out_layout.padded_width)))
+                    em.flag(stores[0], pop_prev=1)
+                    em.flag(stores[-1], push_prev=1)
+                    tile += 1
+    _emit_barrier(em, steps=step, tiles=tile)
+    return {"layer": layer.name, "tiling": [tiling.toc, tiling.ticb, tiling.th, tiling.tw],
+            "tiles": tile, "steps": step, "gemm_uops": gemm_uops}
+
+
+def _emit_requantize(em: _Emitter, layer: Layer, acc: int, toc: int, pixels: int) -> None:
+    """ADD bias, MULSHR, clamp to the output range (shifted by the zero point, so the clamp
+    is done before the add and cannot wrap), ADD zero point; the last pushes to store."""
+    zero = layer.zero_point
+    loop = dict(iter_out=toc, iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)
+    bias_uop, mul_uop = 2 * acc, 2 * acc + 1
+    with_params = dict(src_factor_out=PARAMS_PER_BLOCK, **loop)
+    chain = [
+        AluInsn(alu_op=AluOp.ADD, uop_bgn=bias_uop, uop_end=bias_uop + 1, **with_params),
+        AluInsn(alu_op=AluOp.MULSHR, uop_bgn=mul_uop, uop_end=mul_uop + 1, **with_params),
+        AluInsn(alu_op=AluOp.MAX, use_imm=1, imm=layer.lower_bound - zero,
+                uop_bgn=bias_uop, uop_end=bias_uop + 1, **loop),
+        AluInsn(alu_op=AluOp.MIN, use_imm=1, imm=layer.upper_bound - zero, uop_bgn=bias_uop,
+                uop_end=bias_uop + 1, **loop),
+        AluInsn(alu_op=AluOp.ADD, use_imm=1, imm=zero, uop_bgn=bias_uop,
+                uop_end=bias_uop + 1, **loop, push_next=1),
+    ]
+    for insn in chain:
+        em.add(insn)
+
+
+def _emit_barrier(em: _Emitter, steps: int, tiles: int) -> None:
+    """Wait for the layer's last stores, then let the load module drain its tokens, so the
+    next layer (or FINISH) starts with every queue empty and every store done."""
+    nop_compute = MemInsn(memory_type=MemType.UOP)
+    nop_load = MemInsn(memory_type=MemType.INP)
+    outstanding_stores = min(tiles, 2)
+    for i in range(outstanding_stores):
+        em.add(replace(nop_compute, pop_next=1,
+                       push_prev=int(i == outstanding_stores - 1)))
+    drains = min(steps, 2) + 1
+    for i in range(drains):
+        em.add(replace(nop_load, pop_next=1, push_next=int(i == drains - 1)))
+    em.add(replace(nop_compute, pop_prev=1))

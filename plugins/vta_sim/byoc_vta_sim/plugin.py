@@ -1,0 +1,178 @@
+"""The vta_sim plugin's hooks: patterns, cost, lowering, codegen and runtime.
+
+vta_sim claims int8 convolution and matrix-product layers, in onnxruntime's QDQ form and as
+QLinearConv / QLinearMatMul, when they have the integer meaning the reference gives them
+(see :mod:`byoc.core.interpreter.integer_groups`) and fit the accelerator (see
+:func:`byoc_vta_sim.lower.layer_refusal`). Everything else stays on the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from byoc.core.interpreter.integer_groups import IntegerLayer, integer_plans, qlinear_layer
+from byoc.core.ir import Graph, Node
+from byoc.errors import PluginError
+from byoc.partition.int8_patterns import make_qdq_pattern, make_qlinear_pattern
+from byoc.partition.patterns import Accept, Decline
+from byoc.plugins import hookimpl
+from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
+from byoc_vta_sim import __version__
+from byoc_vta_sim.config import DEFAULT_CONFIG
+from byoc_vta_sim.generator import GenerationError, Program, generate
+from byoc_vta_sim.isa import decode_stream
+from byoc_vta_sim.lower import estimated_cycles, layer_refusal, lower_layers
+from byoc_vta_sim.runtime import VtaRuntime, create_runtime
+from byoc_vta_sim.timing import estimate_stream
+
+NAME = "vta_sim"
+CONFIG = DEFAULT_CONFIG
+
+
+@hookimpl
+def byoc_plugin_info() -> PluginInfo:
+    c = CONFIG
+    return PluginInfo(name=NAME, version=__version__,
+                      device=f"VTA-like int8 accelerator {c.batch}x{c.block_in}x{c.block_out} "
+                             f"(functional simulator)",
+                      description="int8 conv and matmul layers compiled to VTA instruction "
+                                  "streams")
+
+
+def _qdq_layer(match, graph: Graph) -> IntegerLayer | None:
+    plan = integer_plans(graph).get(match.captured["quantize"].name)
+    if plan is None or plan.group.op is not match.captured["op"]:
+        return None
+    return plan.layer
+
+
+def _check_qdq(match, graph: Graph):
+    layer = _qdq_layer(match, graph)
+    if layer is None:
+        return Decline("not an integer layer: the reference gives this group float semantics "
+                       "(it needs per-tensor input/output scales, constant weights, an int32 "
+                       "bias with scale x_scale * w_scale, and Relu, Clip with constant bounds or no "
+                       "activation)")
+    reason = layer_refusal(layer, graph, CONFIG)
+    return Accept() if reason is None else Decline(reason)
+
+
+def _check_qlinear(match, graph: Graph):
+    layer = qlinear_layer(graph, match.captured["op"])
+    if layer is None:
+        return Decline("the scales, zero points and weights must be constants, with "
+                       "per-tensor input and output scales")
+    reason = layer_refusal(layer, graph, CONFIG)
+    return Accept() if reason is None else Decline(reason)
+
+
+@hookimpl
+def byoc_partition_patterns() -> list:
+    return [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=_check_qdq),
+            make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=_check_qdq),
+            make_qlinear_pattern(f"{NAME}.qlinear", check=_check_qlinear)]
+
+
+@hookimpl
+def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> float | None:
+    layers = _layers_of(nodes, graph)
+    if len(layers) != 1:
+        return None
+    return estimated_cycles(layers[0], graph, CONFIG)
+
+
+def _layers_of(nodes: list[Node], graph: Graph) -> list[IntegerLayer]:
+    """The integer layers made of ``nodes``, in graph order."""
+    inside = {id(n) for n in nodes}
+    layers = []
+    for plan in integer_plans(graph).values():
+        group = plan.group
+        core = [n for n in (group.op, group.activation, group.quantize) if n is not None]
+        if all(id(n) in inside for n in core):
+            layers.append(plan.layer)
+    for node in nodes:
+        layer = qlinear_layer(graph, node)
+        if layer is not None:
+            layers.append(layer)
+    order = {id(n): i for i, n in enumerate(graph.nodes)}
+    return sorted(layers, key=lambda layer: order[id(layer.op)])
+
+
+@hookimpl
+def byoc_lower_partition(partition: Partition, graph: Graph,
+                         constants: dict[str, np.ndarray]) -> Program:
+    layers = _layers_of(partition.nodes, graph)
+    covered = {id(n) for layer in layers for n in layer.nodes}
+    stray = [n for n in partition.nodes if id(n) not in covered]
+    if stray:
+        node = stray[0]
+        raise PluginError(f"vta_sim: partition {partition.name!r} holds node {node.name!r} "
+                          f"({node.op_type}), which is not part of an int8 layer vta_sim runs")
+    produced = {layer.y for layer in layers}
+    for value in partition.outputs:
+        if value not in produced:
+            raise PluginError(f"vta_sim: partition {partition.name!r} must output {value!r}, "
+                              f"which is not the int8 result of one of its layers")
+    for layer in layers:
+        reason = layer_refusal(layer, graph, CONFIG)
+        if reason is not None:
+            raise PluginError(f"vta_sim cannot run node {layer.op.name!r} "
+                              f"({layer.op.op_type}): {reason}")
+    dequantized = _dequantized_inputs(partition, graph)
+    for value in partition.inputs:
+        if value not in dequantized and not any(layer.x == value for layer in layers):
+            raise PluginError(f"vta_sim: partition {partition.name!r} reads {value!r}, which is "
+                              f"not the int8 input of one of its layers")
+    try:
+        gen_layers, regions, values = lower_layers(layers, graph, CONFIG)
+        program = generate(gen_layers, regions, CONFIG)
+    except (ValueError, GenerationError) as err:
+        raise PluginError(f"vta_sim: partition {partition.name!r}: {err}") from None
+    program.values = values
+    program.dequantized = dequantized
+    return program
+
+
+def _dequantized_inputs(partition: Partition, graph: Graph) -> dict[str, dict]:
+    """Partition inputs that are the float output of a layer input's DequantizeLinear left
+    outside the partition (it has other readers): the runtime quantizes them back, which
+    gives the int8 values exactly (fl(fl(q * s) / s) rounds to q)."""
+    inside = {id(n) for n in partition.nodes}
+    out = {}
+    for plan in integer_plans(graph).values():
+        dq = plan.group.dequantize[0]
+        if id(plan.group.op) in inside and id(dq) not in inside and \
+                dq.outputs[0] in partition.inputs:
+            zero = dq.inputs[2] if len(dq.inputs) > 2 and dq.inputs[2] else None
+            out[dq.outputs[0]] = {
+                "quantized": plan.layer.x,
+                "scale": float(graph.constants[dq.inputs[1]].reshape(())),
+                "zero": int(graph.constants[zero].reshape(())) if zero else 0}
+    return out
+
+
+@hookimpl
+def byoc_codegen_partition(partition: Partition, lowered: Program) -> Payload:
+    estimate = estimate_stream(decode_stream(lowered.stream), CONFIG)
+    regions = {name: {"offset": int(offset), "layout": _plain(layout.__dict__),
+                      "kind": lowered.values[name]["kind"],
+                      "shift": int(lowered.values[name]["offset"])}
+               for name, (offset, layout) in lowered.regions.items()}
+    metadata = {"config": CONFIG.to_dict(), "regions": regions, "layers": lowered.summary,
+                "dequantized_inputs": lowered.dequantized,
+                "instructions": len(lowered.stream) // 16,
+                "dram_bytes": int(lowered.dram.size),
+                "estimated_cycles": int(estimate["cycles"])}
+    return Payload(lowered.stream, metadata, {"dram": lowered.dram})
+
+
+def _plain(values: dict) -> dict:
+    return {k: int(v) for k, v in values.items()}
+
+
+@hookimpl
+def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
+                        options: dict[str, Any]) -> VtaRuntime:
+    return create_runtime(payload, partition, options)

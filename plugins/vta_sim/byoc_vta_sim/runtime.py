@@ -1,0 +1,95 @@
+"""Running a compiled partition on the functional simulator.
+
+The payload holds the instruction stream (``data``), the DRAM image (``arrays["dram"]``:
+weights, parameters, micro-ops and every activation region) and where each partition input
+and output lives in it (``metadata``). A run writes the inputs into their regions in the
+accelerator's layout, runs the stream to FINISH, and reads the outputs back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from byoc.errors import PluginError
+from byoc.plugins.api import PartitionSignature, Payload
+from byoc_vta_sim.config import config_from_dict
+from byoc_vta_sim.isa import decode_stream
+from byoc_vta_sim.layout import ActivationLayout
+from byoc_vta_sim.sim import Simulator
+
+
+class VtaRuntime:
+    """One partition's stream on one simulator; counters add up over runs."""
+
+    def __init__(self, payload: Payload, signature: PartitionSignature) -> None:
+        meta = payload.metadata
+        self.signature = signature
+        self.config = config_from_dict(meta["config"], "configuration in the artifact")
+        self.insns = decode_stream(payload.data)
+        self.dram = np.array(payload.arrays["dram"], dtype=np.uint8)
+        self.regions = {name: (r["offset"], ActivationLayout(**r["layout"]), r["kind"],
+                               r["shift"])
+                        for name, r in meta["regions"].items()}
+        # A float input (a DequantizeLinear output) is quantized back into its int8 value.
+        self.dequantized = meta.get("dequantized_inputs", {})
+        missing = [v for v in [*signature.inputs, *signature.outputs]
+                   if v not in self.regions and v not in self.dequantized]
+        if missing:
+            raise PluginError(f"vta_sim payload of partition {signature.name!r} has no DRAM "
+                              f"region for {', '.join(missing)}; recompile the model")
+        self.simulator = Simulator(self.config)
+        self.estimated_cycles = int(meta.get("estimated_cycles", 0))
+        self.runs = 0
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name in self.signature.inputs:
+            data = np.asarray(inputs[name])
+            if name in self.dequantized:
+                name, data = self._quantize(name, data)
+            offset, layout, kind, shift = self.regions[name]
+            image = layout.pack(_as_image(data, kind, layout), shift)
+            raw = image.view(np.uint8).ravel()
+            self.dram[offset:offset + raw.size] = raw
+        self.simulator.run(self.insns, self.dram)
+        self.runs += 1
+        outputs = {}
+        for name, out_type in self.signature.outputs.items():
+            offset, layout, kind, shift = self.regions[name]
+            size = layout.elements * layout.block
+            image = self.dram[offset:offset + size].view(np.int8).reshape(-1, layout.block)
+            values = layout.unpack(image, shift, out_type.dtype)
+            outputs[name] = _from_image(values, kind, out_type.shape)
+        return outputs
+
+    def _quantize(self, name: str, data: np.ndarray) -> tuple[str, np.ndarray]:
+        spec = self.dequantized[name]
+        target = spec["quantized"]
+        dtype = np.uint8 if self.regions[target][3] else np.int8
+        info = np.iinfo(dtype)
+        steps = np.rint(data.astype(np.float32) / np.float32(spec["scale"]))
+        return target, np.clip(steps + spec["zero"], info.min, info.max).astype(dtype)
+
+    def counters(self) -> dict[str, int]:
+        return {**self.simulator.counters,
+                "estimated_cycles": self.estimated_cycles * self.runs}
+
+
+def _as_image(data: np.ndarray, kind: str, layout: ActivationLayout) -> np.ndarray:
+    if kind == "matmul":   # rows x K as a 1 x K x 1 x rows image
+        return data.reshape(-1, layout.channels).T.reshape(1, layout.channels, 1, -1)
+    return data
+
+
+def _from_image(values: np.ndarray, kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    if kind == "matmul":
+        return np.ascontiguousarray(values.reshape(values.shape[1], -1).T).reshape(shape)
+    return values.reshape(shape)
+
+
+def create_runtime(payload: Payload, signature: PartitionSignature,
+                   options: dict[str, Any]) -> VtaRuntime:
+    if options:
+        raise PluginError(f"vta_sim has no run-time options (got {', '.join(sorted(options))})")
+    return VtaRuntime(payload, signature)

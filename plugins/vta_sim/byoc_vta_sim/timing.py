@@ -1,0 +1,90 @@
+"""A cycle estimate of an instruction stream: three modules, one memory port, tokens.
+
+Each module runs its instructions in order; an instruction starts when its module is free
+and the tokens it pops have been pushed, and pushes its tokens when it ends. Durations:
+
+- LOAD / STORE: the memory latency, then one port beat per ``mem_port_bits`` of each row
+  (rows of one instruction stream back to back); transfers of different modules share the
+  port, one beat per cycle. Zero padding is written at one buffer element per cycle. A
+  token-only LOAD/STORE (x_size = 0) takes one cycle.
+- GEMM / ALU: one micro-op per cycle, plus the unit's pipeline depth per instruction.
+
+This is the model the benchmark reports next to the ideal (MACs / 256) and that the
+partitioner's cost hook approximates per layer (:func:`byoc_vta_sim.tiling.estimate_cycles`).
+The RTL of hw/ measures the real figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from byoc_vta_sim.config import VtaConfig
+from byoc_vta_sim.isa import AluInsn, FinishInsn, GemmInsn, Insn, MemInsn, MemType
+from byoc_vta_sim.tiling import PIPELINE_CYCLES
+
+LOAD, COMPUTE, STORE = "load", "compute", "store"
+# (module, flag) -> token queue, as in docs/vta-isa.md.
+POPS = {(LOAD, "pop_next"): "c2l", (COMPUTE, "pop_prev"): "l2c",
+        (COMPUTE, "pop_next"): "s2c", (STORE, "pop_prev"): "c2s"}
+PUSHES = {(LOAD, "push_next"): "l2c", (COMPUTE, "push_prev"): "c2l",
+          (COMPUTE, "push_next"): "c2s", (STORE, "push_prev"): "s2c"}
+
+
+def module_of(insn: Insn) -> str:
+    if isinstance(insn, MemInsn):
+        if insn.store:
+            return STORE
+        if insn.memory_type in (MemType.INP, MemType.WGT):
+            return LOAD
+    return COMPUTE
+
+
+def _elem_bytes(config: VtaConfig, memory_type: MemType) -> int:
+    return {MemType.UOP: config.uop_elem_bytes, MemType.WGT: config.wgt_elem_bytes,
+            MemType.INP: config.inp_elem_bytes, MemType.ACC: config.acc_elem_bytes,
+            MemType.OUT: config.out_elem_bytes}[memory_type]
+
+
+def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
+    """Estimated total cycles and busy cycles per unit for a (valid) stream."""
+    queues = {LOAD: deque(), COMPUTE: deque(), STORE: deque()}
+    for insn in insns:
+        queues[module_of(insn)].append(insn)
+    tokens = {name: deque() for name in ("l2c", "c2l", "c2s", "s2c")}
+    clock = {LOAD: 0, COMPUTE: 0, STORE: 0}
+    busy = {"gemm_busy": 0, "alu_busy": 0, "load_busy": 0, "store_busy": 0}
+    port_free = 0
+    progress = True
+    while progress:
+        progress = False
+        for module, queue in queues.items():
+            while queue:
+                insn = queue[0]
+                pops = [POPS[(module, f)] for f in ("pop_prev", "pop_next")
+                        if getattr(insn, f) and (module, f) in POPS]
+                if any(not tokens[q] for q in pops):
+                    break
+                start = max([clock[module]] + [tokens[q].popleft() for q in pops])
+                if isinstance(insn, MemInsn) and insn.x_size:
+                    row_beats = math.ceil(insn.x_size * _elem_bytes(config, insn.memory_type)
+                                          / config.mem_port_bytes)
+                    transfer = max(start + config.mem_latency, port_free)
+                    port_free = transfer + insn.y_size * row_beats
+                    end = port_free + insn.sram_elements - insn.y_size * insn.x_size
+                    busy["store_busy" if insn.store else "load_busy"] += end - start
+                elif isinstance(insn, (GemmInsn, AluInsn)):
+                    uops = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+                    end = start + uops + PIPELINE_CYCLES
+                    busy["alu_busy" if isinstance(insn, AluInsn) else "gemm_busy"] += uops
+                else:
+                    end = start + 1
+                clock[module] = end
+                for f in ("push_prev", "push_next"):
+                    if getattr(insn, f) and (module, f) in PUSHES:
+                        tokens[PUSHES[(module, f)]].append(end)
+                queue.popleft()
+                progress = True
+                if isinstance(insn, FinishInsn):
+                    break
+    return {"cycles": max(clock.values()), **busy}
