@@ -47,6 +47,19 @@ def make_qdq_pattern(name: str, op_types: tuple[str, ...] = ("Conv", "MatMul", "
     return Pattern(name, root, check)
 
 
+def make_qdq_elementwise_pattern(name: str, op_types: tuple[str, ...] = ("Add",),
+                                 activation: Activation = "optional",
+                                 check: Callable | None = None) -> Pattern:
+    """DequantizeLinear(a), DequantizeLinear(b) -> op -> [activation] -> QuantizeLinear, both
+    operands run-time values (bound as ``bound["a"]`` and ``bound["b"]``). Captures "a_dq",
+    "b_dq", "op", "activation" (when present) and "quantize"."""
+    layer = op(op_types, _dequantize(wildcard("a"), "a_dq"), _dequantize(wildcard("b"), "b_dq"),
+               label="op")
+    root = op("QuantizeLinear", with_activation(layer, activation), const(label="output_scale"),
+              const(label="output_zero_point"), min_inputs=2, label="quantize")
+    return Pattern(name, root, check)
+
+
 def make_qlinear_pattern(name: str, op_types: tuple[str, ...] = ("QLinearConv", "QLinearMatMul"),
                          check: Callable | None = None) -> Pattern:
     """A QLinearConv / QLinearMatMul whose scales and zero points are constants.
@@ -65,4 +78,4 @@ def make_qlinear_pattern(name: str, op_types: tuple[str, ...] = ("QLinearConv", 
     return Pattern(name, options[0] if len(options) == 1 else alt(*options), check)
 
 
-__all__ = ["make_qdq_pattern", "make_qlinear_pattern"]
+__all__ = ["make_qdq_elementwise_pattern", "make_qdq_pattern", "make_qlinear_pattern"]

@@ -126,7 +126,7 @@ def integer_layer(graph: Graph, group: QdqGroup) -> IntegerLayer | None:
         return None
     if x_scale.size != 1 or y_scale.size != 1 or y_zero is None:
         return None
-    out_range = _activation_range(graph, group.activation, y_scale, y_zero)
+    out_range = activation_range(graph, group.activation, y_scale, y_zero)
     if out_range is None:
         return None
     weight = graph.constants[dq_w.inputs[0]]
@@ -199,9 +199,10 @@ def qlinear_layer(graph: Graph, node: Node) -> IntegerLayer | None:
         y_dtype=y_dtype, out_min=int(info.min), out_max=int(info.max), attrs=_conv_attrs(node))
 
 
-def _activation_range(graph: Graph, activation: Node | None, y_scale: np.ndarray,
+def activation_range(graph: Graph, activation: Node | None, y_scale: np.ndarray,
                       y_zero: np.ndarray) -> tuple[int, int] | None:
-    """The quantized range a fused Relu or Clip (with constant bounds) leaves, or None."""
+    """The quantized range ``(min, max)`` a fused Relu or Clip (with constant bounds) leaves
+    of the output's dtype, or None for any other activation."""
     info = np.iinfo(y_zero.dtype)
     low, high = int(info.min), int(info.max)
     if activation is None:

@@ -68,6 +68,25 @@ class Layer:
 
 
 @dataclass
+class AddLayer:
+    """An int8 elementwise add: y = round((ma * a + mb * b + c) / 2**shift), clamped, plus the
+    output zero point; ``params`` holds ma, mb and c as three ACC elements (int32, every lane
+    the same). Tiles are ``tiling.toc`` channel blocks x ``th`` rows x ``tw`` columns."""
+
+    name: str
+    a: str
+    b: str
+    target: str
+    shape: ConvShape            # 1x1 geometry: out_blocks channel blocks over out_height x width
+    tiling: Tiling
+    params: np.ndarray
+    shift: int
+    zero_point: int
+    lower_bound: int
+    upper_bound: int
+
+
+@dataclass
 class Program:
     """What the runtime runs: a stream, the DRAM image it runs against, and where each
     activation lives in it (byte offset and layout)."""
@@ -135,7 +154,8 @@ def generate(layers: list[Layer], regions: dict[str, ActivationLayout],
     summary = []
     for layer in layers:
         first = len(emitter.insns)
-        info = _emit_layer(emitter, layer, placed)
+        emit = _emit_add if isinstance(layer, AddLayer) else _emit_layer
+        info = emit(emitter, layer, placed)
         info["instructions"] = len(emitter.insns) - first
         summary.append(info)
     emitter.add(FinishInsn())
@@ -258,6 +278,108 @@ def _emit_layer(em: _Emitter, layer: Layer, placed: dict) -> dict:
     _emit_barrier(em, steps=step, tiles=tile)
     return {"layer": layer.name, "tiling": [tiling.toc, tiling.ticb, tiling.th, tiling.tw],
             "tiles": tile, "steps": step, "gemm_uops": gemm_uops}
+
+
+def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
+    """Per tile: load a and b (INP), copy them into two ACC regions with an identity-weight
+    GEMM, then MULSHR each by its multiplier, add, add the zero-point constant, round-shift,
+    clamp and add the output zero point."""
+    cfg, shape, tiling = em.config, layer.shape, layer.tiling
+    inp_half, wgt_half, acc_half = halves(cfg)
+    sources = [placed[layer.a], placed[layer.b]]
+    out_offset, out_layout = placed[layer.target]
+    out_base = out_offset // cfg.out_elem_bytes
+    identity = np.eye(cfg.block_out, cfg.block_in, dtype=np.int8)[None]
+    identity_base = em.dram.put(identity) // cfg.wgt_elem_bytes
+    param_base = em.dram.put(layer.params) // cfg.acc_elem_bytes
+    params = len(layer.params)
+    block_tile = tiling.toc * tiling.th * tiling.tw
+
+    def regions(half):
+        """ACC: params, A (toc x pixels), B right after A; INP: a then b, same shape."""
+        base = half * acc_half
+        return base, base + params, base + params + block_tile
+    uops = []
+    for half in (0, 1):
+        base, a_acc, b_acc = regions(half)
+        uops += [(a_acc, base), (b_acc, base + 1), (a_acc, b_acc), (a_acc, base + 2),
+                 (a_acc, half * inp_half, half * wgt_half)]
+    words = np.concatenate([single_uop(*u[:2]) if len(u) == 2 else
+                            (single_uop(u[0], u[1]) | np.uint32(u[2] << 22)) for u in uops])
+    per_half = len(uops) // 2
+    em.add(em.uop_load(words.astype(np.uint32), 0))
+    n_c, n_h, n_w, _ = tiling.counts(shape)
+    tile = 0
+    for n in range(shape.batch):
+        for c_t in range(n_c):
+            c0 = c_t * tiling.toc
+            tcb = min(tiling.toc, shape.out_blocks - c0)
+            for h_t in range(n_h):
+                h0 = h_t * tiling.th
+                th = min(tiling.th, shape.out_height - h0)
+                for w_t in range(n_w):
+                    w0 = w_t * tiling.tw
+                    tw = min(tiling.tw, shape.out_width - w0)
+                    half, pixels = tile % 2, th * tw
+                    base, a_acc, b_acc = regions(half)
+                    loads = []
+                    if tile < 2:    # the identity weights stay in each half
+                        loads.append(em.add(MemInsn(
+                            memory_type=MemType.WGT, sram_base=half * wgt_half,
+                            dram_base=identity_base, y_size=1, x_size=1, x_stride=1)))
+                    for k, (offset, layout) in enumerate(sources):
+                        for j in range(tcb):
+                            loads.append(em.add(MemInsn(
+                                memory_type=MemType.INP,
+                                sram_base=half * inp_half + k * block_tile + j * pixels,
+                                dram_base=offset // cfg.inp_elem_bytes + layout.element(
+                                    n, c0 + j, layout.pad_top + h0, layout.pad_left + w0),
+                                y_size=th, x_size=tw, x_stride=layout.padded_width)))
+                    em.flag(loads[0], pop_next=int(tile >= 2))
+                    em.flag(loads[-1], push_next=1)
+                    u = half * per_half
+                    elements = tcb * pixels
+                    # A and B (and a and b in INP) are block_tile apart: one loop covers both.
+                    both = dict(iter_out=2, iter_in=elements, dst_factor_out=block_tile,
+                                dst_factor_in=1)
+                    em.add(MemInsn(memory_type=MemType.ACC, sram_base=base,
+                                   dram_base=param_base, y_size=1, x_size=params,
+                                   x_stride=params, pop_prev=1, pop_next=int(tile >= 2)))
+                    em.add(GemmInsn(reset=1, uop_bgn=u, uop_end=u + 1, **both))
+                    em.add(GemmInsn(uop_bgn=u + 4, uop_end=u + 5, src_factor_out=block_tile,
+                                    src_factor_in=1, push_prev=1, **both))
+                    loop = dict(iter_in=elements, dst_factor_in=1)
+                    chain = [
+                        AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u, uop_end=u + 1, **loop),
+                        AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u + 1, uop_end=u + 2, **loop),
+                        AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 2, uop_end=u + 3,
+                                src_factor_in=1, **loop),
+                        AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 3, uop_end=u + 4, **loop),
+                        AluInsn(alu_op=AluOp.MULSHR, use_imm=1, imm=(1 << 6) | layer.shift,
+                                uop_bgn=u, uop_end=u + 1, **loop),
+                        AluInsn(alu_op=AluOp.MAX, use_imm=1,
+                                imm=layer.lower_bound - layer.zero_point, uop_bgn=u,
+                                uop_end=u + 1, **loop),
+                        AluInsn(alu_op=AluOp.MIN, use_imm=1,
+                                imm=layer.upper_bound - layer.zero_point, uop_bgn=u,
+                                uop_end=u + 1, **loop),
+                        AluInsn(alu_op=AluOp.ADD, use_imm=1, imm=layer.zero_point, uop_bgn=u,
+                                uop_end=u + 1, push_next=1, **loop),
+                    ]
+                    for insn in chain:
+                        em.add(insn)
+                    stores = [em.add(MemInsn(
+                        store=True, memory_type=MemType.OUT, sram_base=a_acc + j * pixels,
+                        dram_base=out_base + out_layout.element(
+                            n, c0 + j, out_layout.pad_top + h0, out_layout.pad_left + w0),
+                        y_size=th, x_size=tw, x_stride=out_layout.padded_width))
+                        for j in range(tcb)]
+                    em.flag(stores[0], pop_prev=1)
+                    em.flag(stores[-1], push_prev=1)
+                    tile += 1
+    _emit_barrier(em, steps=tile, tiles=tile)
+    return {"layer": layer.name, "tiling": [tiling.toc, 1, tiling.th, tiling.tw],
+            "tiles": tile, "steps": tile, "gemm_uops": 0}
 
 
 def _emit_requantize(em: _Emitter, layer: Layer, acc: int, toc: int, pixels: int) -> None:

@@ -15,7 +15,9 @@ import numpy as np
 from byoc.core.interpreter.integer_groups import IntegerLayer, integer_plans, qlinear_layer
 from byoc.core.ir import Graph, Node
 from byoc.errors import PluginError
-from byoc.partition.int8_patterns import make_qdq_pattern, make_qlinear_pattern
+from byoc.core.qdq import QdqGroup, find_qdq_groups
+from byoc.partition.int8_patterns import (make_qdq_elementwise_pattern, make_qdq_pattern,
+                                          make_qlinear_pattern)
 from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
 from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
@@ -23,7 +25,8 @@ from byoc_vta_sim import __version__
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import GenerationError, Program, generate
 from byoc_vta_sim.isa import decode_stream
-from byoc_vta_sim.lower import estimated_cycles, layer_refusal, lower_layers
+from byoc_vta_sim.lower import (AddSpec, add_refusal, estimated_cycles, layer_refusal,
+                                lower_layers, qdq_add)
 from byoc_vta_sim.runtime import VtaRuntime, create_runtime
 from byoc_vta_sim.timing import estimate_stream
 
@@ -68,23 +71,40 @@ def _check_qlinear(match, graph: Graph):
     return Accept() if reason is None else Decline(reason)
 
 
+def _add_groups(graph: Graph) -> dict[str, QdqGroup]:
+    """QDQ Add groups by the name of their QuantizeLinear."""
+    return {g.quantize.name: g for g in find_qdq_groups(graph, ops=("Add",))}
+
+
+def _check_add(match, graph: Graph):
+    group = _add_groups(graph).get(match.captured["quantize"].name)
+    if group is None or group.op is not match.captured["op"]:
+        return Decline("not a QDQ Add group")
+    spec = qdq_add(graph, group)
+    if isinstance(spec, str):
+        return Decline(spec)
+    reason = add_refusal(spec, graph, CONFIG)
+    return Accept() if reason is None else Decline(reason)
+
+
 @hookimpl
 def byoc_partition_patterns() -> list:
     return [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=_check_qdq),
             make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=_check_qdq),
+            make_qdq_elementwise_pattern(f"{NAME}.qdq_add", ("Add",), check=_check_add),
             make_qlinear_pattern(f"{NAME}.qlinear", check=_check_qlinear)]
 
 
 @hookimpl
 def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> float | None:
     layers = _layers_of(nodes, graph)
-    if len(layers) != 1:
+    if len(layers) != 1 or isinstance(layers[0], AddSpec):
         return None
     return estimated_cycles(layers[0], graph, CONFIG)
 
 
-def _layers_of(nodes: list[Node], graph: Graph) -> list[IntegerLayer]:
-    """The integer layers made of ``nodes``, in graph order."""
+def _layers_of(nodes: list[Node], graph: Graph) -> list[IntegerLayer | AddSpec]:
+    """The int8 layers made of ``nodes``, in graph order."""
     inside = {id(n) for n in nodes}
     layers = []
     for plan in integer_plans(graph).values():
@@ -96,6 +116,12 @@ def _layers_of(nodes: list[Node], graph: Graph) -> list[IntegerLayer]:
         layer = qlinear_layer(graph, node)
         if layer is not None:
             layers.append(layer)
+    for group in _add_groups(graph).values():
+        if all(id(n) in inside for n in (group.op, group.activation, group.quantize)
+               if n is not None):
+            spec = qdq_add(graph, group)
+            if isinstance(spec, AddSpec):
+                layers.append(spec)
     order = {id(n): i for i, n in enumerate(graph.nodes)}
     return sorted(layers, key=lambda layer: order[id(layer.op)])
 
@@ -116,13 +142,16 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
             raise PluginError(f"vta_sim: partition {partition.name!r} must output {value!r}, "
                               f"which is not the int8 result of one of its layers")
     for layer in layers:
-        reason = layer_refusal(layer, graph, CONFIG)
+        reason = (add_refusal(layer, graph, CONFIG) if isinstance(layer, AddSpec)
+                  else layer_refusal(layer, graph, CONFIG))
         if reason is not None:
             raise PluginError(f"vta_sim cannot run node {layer.op.name!r} "
                               f"({layer.op.op_type}): {reason}")
     dequantized = _dequantized_inputs(partition, graph)
+    read = {v for layer in layers for v in ((layer.a, layer.b) if isinstance(layer, AddSpec)
+                                            else (layer.x,))}
     for value in partition.inputs:
-        if value not in dequantized and not any(layer.x == value for layer in layers):
+        if value not in dequantized and value not in read:
             raise PluginError(f"vta_sim: partition {partition.name!r} reads {value!r}, which is "
                               f"not the int8 input of one of its layers")
     try:
@@ -140,16 +169,19 @@ def _dequantized_inputs(partition: Partition, graph: Graph) -> dict[str, dict]:
     outside the partition (it has other readers): the runtime quantizes them back, which
     gives the int8 values exactly (fl(fl(q * s) / s) rounds to q)."""
     inside = {id(n) for n in partition.nodes}
+    groups = [plan.group for plan in integer_plans(graph).values()]
+    groups += list(_add_groups(graph).values())
     out = {}
-    for plan in integer_plans(graph).values():
-        dq = plan.group.dequantize[0]
-        if id(plan.group.op) in inside and id(dq) not in inside and \
-                dq.outputs[0] in partition.inputs:
-            zero = dq.inputs[2] if len(dq.inputs) > 2 and dq.inputs[2] else None
-            out[dq.outputs[0]] = {
-                "quantized": plan.layer.x,
-                "scale": float(graph.constants[dq.inputs[1]].reshape(())),
-                "zero": int(graph.constants[zero].reshape(())) if zero else 0}
+    for group in groups:
+        readers = group.dequantize[:2] if group.op.op_type == "Add" else group.dequantize[:1]
+        for dq in readers:
+            if id(group.op) in inside and id(dq) not in inside and \
+                    dq.outputs[0] in partition.inputs:
+                zero = dq.inputs[2] if len(dq.inputs) > 2 and dq.inputs[2] else None
+                out[dq.outputs[0]] = {
+                    "quantized": dq.inputs[0],
+                    "scale": float(graph.constants[dq.inputs[1]].reshape(())),
+                    "zero": int(graph.constants[zero].reshape(())) if zero else 0}
     return out
 
 

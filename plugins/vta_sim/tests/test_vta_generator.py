@@ -203,3 +203,43 @@ def test_fused_clip_is_requantized_range(bounds):
         clip.input.append(name)
     compiled = assert_close_to_reference(model)
     assert compiled.plan.patterns["activation"] == "vta_sim.qdq_conv"
+
+
+def add_model(shape=(1, 40, 9, 11), scales=(0.0513, 0.0771, 0.1049), zeros=(128, 120, 110),
+              activation=None, dtype=np.uint8):
+    """DQ(x1), DQ(x2) -> Add -> [activation] -> Q. Scales are calibration-like (no simple
+    ratios: with ratios like 1/2 many sums land exactly on .5, where the reference's float32
+    rounding and the accelerator's fixed point may round differently)."""
+    from onnx import TensorProto, helper
+
+    init = {"s1": np.float32(scales[0]), "z1": np.array(zeros[0], dtype),
+            "s2": np.float32(scales[1]), "z2": np.array(zeros[1], dtype),
+            "sy": np.float32(scales[2]), "zy": np.array(zeros[2], dtype)}
+    nodes = [helper.make_node("DequantizeLinear", ["x1", "s1", "z1"], ["d1"]),
+             helper.make_node("DequantizeLinear", ["x2", "s2", "z2"], ["d2"]),
+             helper.make_node("Add", ["d1", "d2"], ["sum"], name="layer")]
+    last = "sum"
+    if activation:
+        nodes.append(helper.make_node(activation, [last], ["act"]))
+        last = "act"
+    nodes.append(helper.make_node("QuantizeLinear", [last, "sy", "zy"], ["y"]))
+    onnx_type = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
+    return make_model(nodes, [("x1", onnx_type, list(shape)), ("x2", onnx_type, list(shape))],
+                      [("y", onnx_type, list(shape))], init, opset=13)
+
+
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(activation="Relu", shape=(1, 64, 14, 14)),
+    dict(scales=(0.31, 0.0107, 0.0233), zeros=(-3, 10, -128), dtype=np.int8),
+    dict(shape=(2, 16, 3, 5), scales=(0.1, 0.1, 0.1)),      # every sum an integer: exact
+])
+def test_elementwise_add_matches_reference(options):
+    model = add_model(**options)
+    rng = np.random.default_rng(8)
+    dtype = options.get("dtype", np.uint8)
+    info = np.iinfo(dtype)
+    shape = options.get("shape", (1, 40, 9, 11))
+    feeds = {name: rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
+             for name in ("x1", "x2")}
+    assert_close_to_reference(model, feeds)

@@ -1,0 +1,513 @@
+"""The accelerator's functional simulator: the living specification of its instruction set.
+
+What this module computes is what the ISA means (docs/vta-isa.md writes it down; the RTL and
+the instruction generator are tested against this module, never the other way round). It
+models the three modules (load, compute, store), their instruction queues and the four
+dependency-token queues, but not time: each instruction executes atomically.
+
+Deterministic schedule. A run repeats rounds: fetch routes instructions in stream order until
+the stream ends or the queue of the next instruction is full; then the load, compute and store
+modules, in that order, each execute head instructions until their queue is empty or the head
+waits for a token. A round in which nothing happens before FINISH is a deadlock, reported with
+every blocked instruction and the token queue it waits for. The same stream on the same state
+therefore always executes in the same order, even when its tokens leave the order open.
+
+Vectorized micro-op loops. ``isa.expand_loop`` turns a GEMM or ALU instruction into index
+arrays (dst, src, wgt) in execution order, in chunks of at most ``_CHUNK_UOPS`` micro-ops to
+bound temporary memory. GEMM accumulation is order-independent (int32 addition wraps), so each
+chunk is grouped by weight element with one matrix product per distinct weight, in floating
+point, which is exact: a product of int8 vectors is an integer far below the float's mantissa.
+The products are summed per accumulator lane with ``np.bincount`` (float64, exact) and added
+to the accumulator with int32 wraparound. An ALU chunk runs as one vector operation when that
+cannot differ from the sequential semantics (no ACC element written twice and none read after
+being written); otherwise it runs micro-op by micro-op, each over its lanes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from byoc.errors import ExecutionError
+from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig
+from byoc_vta_sim.isa import (
+    AluInsn,
+    AluOp,
+    FinishInsn,
+    GemmInsn,
+    Insn,
+    IsaError,
+    MemInsn,
+    MemType,
+    decode_insn,
+    decode_stream,
+    encode_insn,
+    expand_loop,
+    uop_fields,
+)
+
+COUNTER_NAMES = ("gemm_uops", "alu_uops", "insns_load", "insns_compute", "insns_store",
+                 "bytes_loaded_uop", "bytes_loaded_wgt", "bytes_loaded_inp",
+                 "bytes_loaded_acc", "bytes_stored_out")
+
+MODULES = ("load", "compute", "store")
+
+L2C, C2L, C2S, S2C = "load->compute", "compute->load", "compute->store", "store->compute"
+TOKEN_QUEUES = (L2C, C2L, C2S, S2C)
+
+# The token queue each dependency flag uses, per module; None: the flag must be 0.
+_FLAG_QUEUES = {
+    "load": {"pop_prev": None, "pop_next": C2L, "push_prev": None, "push_next": L2C},
+    "compute": {"pop_prev": L2C, "pop_next": S2C, "push_prev": C2L, "push_next": C2S},
+    "store": {"pop_prev": C2S, "pop_next": None, "push_prev": S2C, "push_next": None},
+}
+
+# Micro-ops expanded at once; bounds the temporaries of one GEMM chunk to about 30 MB.
+_CHUNK_UOPS = 1 << 17
+
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+class SimulationError(ExecutionError):
+    """An instruction stream the accelerator cannot run: malformed, out of range, deadlocked
+    or ended wrongly. The message names the instruction and its module."""
+
+
+def module_of(insn: Insn) -> str:
+    """The module fetch routes ``insn`` to."""
+    if isinstance(insn, MemInsn):
+        if insn.store:
+            return "store"
+        if insn.memory_type in (MemType.INP, MemType.WGT):
+            return "load"
+    return "compute"
+
+
+def describe(insn: Insn) -> str:
+    """One line naming what ``insn`` does, for error messages."""
+    if isinstance(insn, MemInsn):
+        kind = f"{insn.opcode.name} {insn.memory_type.name}"
+        if insn.x_size == 0:
+            return f"{kind} (tokens only)"
+        arrow = "->" if insn.store else "<-"
+        text = (f"{kind} sram {insn.sram_base} {arrow} dram {insn.dram_base} "
+                f"({insn.y_size}x{insn.x_size}, stride {insn.x_stride}")
+        pads = (insn.y_pad_0, insn.y_pad_1, insn.x_pad_0, insn.x_pad_1)
+        if any(pads):
+            text += ", pad " + "/".join(map(str, pads))
+        return text + ")"
+    if isinstance(insn, (GemmInsn, AluInsn)):
+        name = "GEMM" if isinstance(insn, GemmInsn) else f"ALU {insn.alu_op.name}"
+        text = f"{name} uops {insn.uop_bgn}..{insn.uop_end} x {insn.iter_out} x {insn.iter_in}"
+        if isinstance(insn, AluInsn) and insn.use_imm and not insn.reset:
+            text += f" imm {insn.imm}"
+        return text + (" reset" if insn.reset else "")
+    return "FINISH"
+
+
+def _name(index: int, insn: Insn) -> str:
+    return f"instruction {index} ({describe(insn)}) in the {module_of(insn)} module"
+
+
+def _wrap_int32(values: np.ndarray) -> np.ndarray:
+    """int64 values reduced modulo 2^32 into int32."""
+    return (((values - _INT32_MIN) & 0xFFFFFFFF) + _INT32_MIN).astype(np.int32)
+
+
+def alu_apply(op: AluOp, a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """``op`` applied lane by lane to int32 accumulator values ``a`` and operand ``b``
+    (int32 lanes, or the sign-extended immediate), as int32."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if op is AluOp.MIN:
+        return np.minimum(a, b).astype(np.int32)
+    if op is AluOp.MAX:
+        return np.maximum(a, b).astype(np.int32)
+    if op is AluOp.ADD:
+        return _wrap_int32(a + b)
+    if op is AluOp.SHR:
+        right = a >> np.minimum(np.maximum(b, 0), 31)
+        left = _wrap_int32(a << np.minimum(np.maximum(-b, 0), 31))
+        return np.where(b >= 0, right, left).astype(np.int32)
+    multiplier, shift = b >> 6, b & 63
+    product = a * multiplier                         # |product| < 2^56: exact in int64
+    half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+    return np.clip((product + half) >> shift, _INT32_MIN, _INT32_MAX).astype(np.int32)
+
+
+class Simulator:
+    """One accelerator: its on-chip buffers (kept across runs, like hardware) and counters."""
+
+    def __init__(self, config: VtaConfig = DEFAULT_CONFIG):
+        self.config = config
+        self.uop = np.zeros(config.uop_depth, dtype="<u4")
+        self.inp = np.zeros((config.inp_depth, config.batch, config.block_in), dtype=np.int8)
+        self.wgt = np.zeros((config.wgt_depth, config.block_out, config.block_in),
+                            dtype=np.int8)
+        self.acc = np.zeros((config.acc_depth, config.batch, config.block_out), dtype="<i4")
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        # Each buffer as rows of bytes, one row per element: the DMA's view of it.
+        self._buffer_bytes = {
+            MemType.UOP: self.uop.view(np.uint8).reshape(config.uop_depth, -1),
+            MemType.WGT: self.wgt.view(np.uint8).reshape(config.wgt_depth, -1),
+            MemType.INP: self.inp.view(np.uint8).reshape(config.inp_depth, -1),
+            MemType.ACC: self.acc.view(np.uint8).reshape(config.acc_depth, -1),
+        }
+        # Block products below 2^24 are exact in float32.
+        exact_f32 = (1 << 14) * config.block_in <= 1 << 24
+        self._product_dtype = np.float32 if exact_f32 else np.float64
+
+    # -- running a stream ------------------------------------------------------------------
+
+    def run(self, stream: bytes | Sequence[Insn], dram: np.ndarray) -> dict[str, int]:
+        """Run the stream to FINISH against ``dram`` (1-D uint8, modified in place); return
+        this run's counters (also added to :attr:`counters`)."""
+        insns = _instructions(stream)
+        _check_dram(dram)
+        flags = [self._check_insn(index, insn, len(insns)) for index, insn in enumerate(insns)]
+        counters = dict.fromkeys(COUNTER_NAMES, 0)
+        try:
+            self._schedule(insns, flags, dram, counters)
+        finally:
+            for name, value in counters.items():
+                self.counters[name] += value
+        return counters
+
+    def _schedule(self, insns: list[Insn], flags: list[tuple[tuple[str, ...], tuple[str, ...]]],
+                  dram: np.ndarray, counters: dict[str, int]) -> None:
+        routes = [module_of(insn) for insn in insns]
+        queues: dict[str, deque[int]] = {module: deque() for module in MODULES}
+        tokens = dict.fromkeys(TOKEN_QUEUES, 0)
+        depth = self.config.insn_queue_depth
+        fetched = 0
+        while True:
+            progressed = False
+            while fetched < len(insns) and len(queues[routes[fetched]]) < depth:
+                queues[routes[fetched]].append(fetched)
+                fetched += 1
+                progressed = True
+            for module in MODULES:
+                queue = queues[module]
+                while queue:
+                    index = queue[0]
+                    pops, pushes = flags[index]
+                    if not all(tokens[q] for q in pops):
+                        break
+                    for q in pops:
+                        tokens[q] -= 1
+                    queue.popleft()
+                    self._execute(index, insns[index], dram, counters)
+                    counters[f"insns_{module}"] += 1
+                    for q in pushes:
+                        tokens[q] += 1
+                    progressed = True
+                    if isinstance(insns[index], FinishInsn):
+                        _check_nothing_pending(index, insns, queues)
+                        return
+            if not progressed:
+                raise _stall_error(insns, queues, flags, tokens, fetched, depth)
+
+    def _check_insn(self, index: int, insn: Insn, count: int
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Refuse what no schedule could run; return the token queues ``insn`` pops and
+        pushes."""
+        def fail(problem: str) -> SimulationError:
+            return SimulationError(f"vta_sim: {_name(index, insn)}: {problem}")
+
+        if isinstance(insn, FinishInsn) and index != count - 1:
+            raise fail(f"FINISH must be the stream's last instruction, but {count - 1 - index} "
+                       f"more follow it; end the stream at FINISH")
+        module = module_of(insn)
+        pops, pushes = [], []
+        for flag, queue in _FLAG_QUEUES[module].items():
+            if not getattr(insn, flag):
+                continue
+            if queue is None:
+                raise fail(f"{flag} must be 0 for an instruction of the {module} module "
+                           f"(there is no token queue in that direction); clear it")
+            if isinstance(insn, FinishInsn) and flag.startswith("pop"):
+                raise fail("FINISH may not pop tokens; make the instruction before it pop "
+                           "them instead")
+            (pops if flag.startswith("pop") else pushes).append(queue)
+        if isinstance(insn, MemInsn):
+            if not insn.store and insn.memory_type is MemType.OUT:
+                raise fail("LOAD cannot read memory type OUT (there is no OUT buffer); load "
+                           "INP, WGT, ACC or UOP")
+            if insn.store and insn.memory_type is not MemType.OUT:
+                raise fail(f"STORE writes memory type OUT only, not {insn.memory_type.name}")
+            if insn.store and (insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1):
+                raise fail("STORE cannot pad; set its pads to 0")
+        if isinstance(insn, (GemmInsn, AluInsn)):
+            if insn.uop_end > self.config.uop_depth:
+                raise fail(f"uop_end={insn.uop_end} is past the UOP buffer's "
+                           f"{self.config.uop_depth} micro-ops (uop_depth)")
+            if insn.uop_bgn > insn.uop_end:
+                raise fail(f"uop_bgn={insn.uop_bgn} is after uop_end={insn.uop_end}; the "
+                           f"micro-op range is [uop_bgn, uop_end)")
+        return tuple(pops), tuple(pushes)
+
+    def _execute(self, index: int, insn: Insn, dram: np.ndarray,
+                 counters: dict[str, int]) -> None:
+        if isinstance(insn, MemInsn):
+            if insn.store:
+                self._store(index, insn, dram, counters)
+            else:
+                self._load(index, insn, dram, counters)
+        elif isinstance(insn, GemmInsn):
+            self._gemm(index, insn, counters)
+        elif isinstance(insn, AluInsn):
+            self._alu(index, insn, counters)
+
+    # -- LOAD and STORE ----------------------------------------------------------------------
+
+    def _load(self, index: int, insn: MemInsn, dram: np.ndarray,
+              counters: dict[str, int]) -> None:
+        if insn.x_size == 0:
+            return
+        buffer = self._buffer_bytes[insn.memory_type]
+        elem_bytes = buffer.shape[1]
+        self._check_buffer(index, insn, insn.memory_type, insn.sram_base, insn.sram_elements,
+                           "writes")
+        rows = _dram_rows(index, insn, dram, elem_bytes, "reads")
+        region = buffer[insn.sram_base:insn.sram_base + insn.sram_elements].reshape(
+            insn.y_pad_0 + insn.y_size + insn.y_pad_1, insn.row_width, elem_bytes)
+        region[...] = 0
+        region[insn.y_pad_0:insn.y_pad_0 + insn.y_size, insn.x_pad_0:insn.x_pad_0 + insn.x_size
+               ] = rows.reshape(insn.y_size, insn.x_size, elem_bytes)
+        counters[f"bytes_loaded_{insn.memory_type.name.lower()}"] += rows.size
+
+    def _store(self, index: int, insn: MemInsn, dram: np.ndarray,
+               counters: dict[str, int]) -> None:
+        if insn.x_size == 0:
+            return
+        count = insn.y_size * insn.x_size
+        self._check_buffer(index, insn, MemType.ACC, insn.sram_base, count, "reads")
+        low_bytes = (self.acc[insn.sram_base:insn.sram_base + count] & 0xFF).astype(np.uint8)
+        values = low_bytes.reshape(insn.y_size, insn.x_size * self.config.out_elem_bytes)
+        rows = _dram_rows(index, insn, dram, self.config.out_elem_bytes, "writes")
+        if insn.x_stride >= insn.x_size:
+            rows[...] = values
+        else:                                   # overlapping rows: later rows win
+            for y in range(insn.y_size):
+                rows[y] = values[y]
+        counters["bytes_stored_out"] += values.size
+
+    def _check_buffer(self, index: int, insn: Insn, memory_type: MemType, first: int,
+                      count: int, verb: str) -> None:
+        depth = len(self._buffer_bytes[memory_type])
+        if first + count > depth:
+            raise SimulationError(
+                f"vta_sim: {_name(index, insn)} {verb} {memory_type.name} elements {first}.."
+                f"{first + count - 1}, but the {memory_type.name} buffer has {depth} elements "
+                f"({memory_type.name.lower()}_depth); make the tile smaller or fix sram_base")
+
+    # -- GEMM and ALU ------------------------------------------------------------------------
+
+    def _gemm(self, index: int, insn: GemmInsn, counters: dict[str, int]) -> None:
+        counters["gemm_uops"] += insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+        self._check_indices(index, insn, ("dst",) if insn.reset else ("dst", "src", "wgt"))
+        for _, dst, src, wgt in self._loop_chunks(insn):
+            if insn.reset:
+                self.acc[dst] = 0
+            else:
+                self._accumulate(dst, src, wgt)
+
+    def _accumulate(self, dst: np.ndarray, src: np.ndarray, wgt: np.ndarray) -> None:
+        """acc[dst[m]] += inp[src[m]] @ wgt[wgt[m]].T for every micro-op m (any order)."""
+        cfg = self.config
+        order = np.argsort(wgt, kind="stable")
+        dst, src, wgt = dst[order], src[order], wgt[order]
+        inputs = self.inp[src].astype(self._product_dtype).reshape(-1, cfg.block_in)
+        products = np.empty((len(dst) * cfg.batch, cfg.block_out), dtype=self._product_dtype)
+        starts = np.flatnonzero(np.r_[True, wgt[1:] != wgt[:-1]])
+        ends = np.r_[starts[1:], len(wgt)]
+        for start, end, w in zip((starts * cfg.batch).tolist(), (ends * cfg.batch).tolist(),
+                                 wgt[starts].tolist()):
+            np.matmul(inputs[start:end], self.wgt[w].T.astype(self._product_dtype),
+                      out=products[start:end])
+        lanes = cfg.batch * cfg.block_out
+        low, high = int(dst.min()), int(dst.max())
+        lane_index = ((dst - low)[:, None] * lanes + np.arange(lanes)).ravel()
+        sums = np.bincount(lane_index, weights=products.ravel(),
+                           minlength=(high - low + 1) * lanes)
+        target = self.acc[low:high + 1].reshape(-1)
+        target[...] = _wrap_int32(target.astype(np.int64) + sums.astype(np.int64))
+
+    def _alu(self, index: int, insn: AluInsn, counters: dict[str, int]) -> None:
+        counters["alu_uops"] += insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+        reads_src = not insn.reset and not insn.use_imm
+        self._check_indices(index, insn, ("dst", "src") if reads_src else ("dst",))
+        acc = self.acc
+        for _, dst, src, _ in self._loop_chunks(insn):
+            if insn.reset:
+                acc[dst] = 0
+                continue
+            distinct = np.unique(dst).size == dst.size
+            if distinct and (insn.use_imm or not np.isin(src, dst).any()):
+                acc[dst] = alu_apply(insn.alu_op, acc[dst], insn.imm if insn.use_imm else acc[src])
+                continue
+            for d, s in zip(dst.tolist(), src.tolist()):
+                acc[d] = alu_apply(insn.alu_op, acc[d], insn.imm if insn.use_imm else acc[s])
+
+    def _loop_chunks(self, insn: GemmInsn | AluInsn
+                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """(position of the first micro-op, dst, src, wgt) for consecutive runs of at most
+        about ``_CHUNK_UOPS`` of the instruction's micro-ops, in execution order."""
+        uops = insn.uop_end - insn.uop_bgn
+        if uops == 0 or insn.iter_out == 0 or insn.iter_in == 0:
+            return
+        step_in = min(insn.iter_in, max(1, _CHUNK_UOPS // uops))
+        step_out = max(1, _CHUNK_UOPS // (uops * insn.iter_in)) if step_in == insn.iter_in else 1
+        gemm = isinstance(insn, GemmInsn)
+        for i in range(0, insn.iter_out, step_out):
+            for j in range(0, insn.iter_in, step_in):
+                part = replace(insn, iter_out=min(step_out, insn.iter_out - i),
+                               iter_in=min(step_in, insn.iter_in - j))
+                dst, src, wgt = expand_loop(part, self.uop)
+                if gemm:
+                    wgt = wgt + i * insn.wgt_factor_out + j * insn.wgt_factor_in
+                yield ((i * insn.iter_in + j) * uops,
+                       dst + i * insn.dst_factor_out + j * insn.dst_factor_in,
+                       src + i * insn.src_factor_out + j * insn.src_factor_in, wgt)
+
+    def _check_indices(self, index: int, insn: GemmInsn | AluInsn,
+                       used: tuple[str, ...]) -> None:
+        """Refuse an instruction whose loop reaches past a buffer, naming the first micro-op
+        that does. Factors are unsigned, so the last iteration reaches furthest."""
+        if insn.iter_out == 0 or insn.iter_in == 0 or insn.uop_end == insn.uop_bgn:
+            return
+        gemm = isinstance(insn, GemmInsn)
+        targets = {"dst": ("ACC", self.config.acc_depth, "writes"),
+                   "src": ("INP", self.config.inp_depth, "reads") if gemm
+                   else ("ACC", self.config.acc_depth, "reads"),
+                   "wgt": ("WGT", self.config.wgt_depth, "reads")}
+        bases = dict(zip(("dst", "src", "wgt"), uop_fields(self.uop[insn.uop_bgn:insn.uop_end])))
+        for field in used:
+            factor_out = getattr(insn, f"{field}_factor_out")
+            factor_in = getattr(insn, f"{field}_factor_in")
+            reach = (int(bases[field].max()) + (insn.iter_out - 1) * factor_out
+                     + (insn.iter_in - 1) * factor_in)
+            buffer, depth, verb = targets[field]
+            if reach < depth:
+                continue
+            position, value = _first_at_least(self._loop_chunks(insn), field, depth)
+            i, j, u = np.unravel_index(position, (insn.iter_out, insn.iter_in,
+                                                  insn.uop_end - insn.uop_bgn))
+            raise SimulationError(
+                f"vta_sim: {_name(index, insn)}: micro-op {insn.uop_bgn + u} at loop "
+                f"iteration i={i}, j={j} {verb} {buffer} element {value}, but the {buffer} "
+                f"buffer has {depth} elements ({buffer.lower()}_depth); fix the micro-op's "
+                f"{field} index or the instruction's {field} factors")
+
+
+def _first_at_least(chunks: Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+                    field: str, limit: int) -> tuple[int, int]:
+    """(execution position, value) of the first micro-op whose ``field`` index is at least
+    ``limit``."""
+    column = ("dst", "src", "wgt").index(field)
+    for chunk in chunks:
+        values = chunk[1 + column]
+        hits = np.flatnonzero(values >= limit)
+        if hits.size:
+            return chunk[0] + int(hits[0]), int(values[hits[0]])
+    raise AssertionError("no index reaches the limit")
+
+
+def _dram_rows(index: int, insn: MemInsn, dram: np.ndarray, elem_bytes: int,
+               verb: str) -> np.ndarray:
+    """The DRAM bytes of a LOAD's or STORE's rows as a (y_size, x_size * elem_bytes) view."""
+    row_bytes = insn.x_size * elem_bytes
+    start = insn.dram_base * elem_bytes
+    if insn.y_size == 0:
+        return np.empty((0, row_bytes), dtype=np.uint8)
+    end = start + (insn.y_size - 1) * insn.x_stride * elem_bytes + row_bytes
+    if end > dram.size:
+        raise SimulationError(
+            f"vta_sim: {_name(index, insn)} {verb} DRAM bytes {start}..{end - 1}, but the DRAM "
+            f"image has {dram.size} bytes; fix dram_base, y_size or x_stride, or allocate "
+            f"a larger DRAM image")
+    step = dram.strides[0]
+    return np.lib.stride_tricks.as_strided(
+        dram[start:], shape=(insn.y_size, row_bytes),
+        strides=(insn.x_stride * elem_bytes * step, step), writeable=verb == "writes")
+
+
+def _instructions(stream: bytes | Sequence[Insn]) -> list[Insn]:
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        try:
+            return decode_stream(bytes(stream))
+        except IsaError as err:
+            raise SimulationError(f"vta_sim: cannot decode the instruction stream: {err}"
+                                  ) from None
+    # Round-tripping through the encoding checks every field's range and turns plain ints
+    # into the ISA's enums, so that a stream means the same as objects and as bytes.
+    insns = []
+    for index, insn in enumerate(stream):
+        try:
+            insns.append(decode_insn(encode_insn(insn), index))
+        except (IsaError, AttributeError, TypeError) as err:
+            raise SimulationError(f"vta_sim: instruction {index} cannot be encoded: {err}; "
+                                  f"every instruction must fit the ISA's fields") from None
+    return insns
+
+
+def _check_dram(dram: np.ndarray) -> None:
+    if not (isinstance(dram, np.ndarray) and dram.dtype == np.uint8 and dram.ndim == 1
+            and dram.flags.writeable):
+        described = (f"{dram.dtype} array of shape {dram.shape}" if isinstance(dram, np.ndarray)
+                     else type(dram).__name__)
+        raise SimulationError(f"vta_sim: the DRAM image must be a writeable 1-D numpy uint8 "
+                              f"array, not a {described}")
+
+
+def _check_nothing_pending(finish: int, insns: list[Insn],
+                           queues: dict[str, deque[int]]) -> None:
+    pending = sorted(index for queue in queues.values() for index in queue)
+    if pending:
+        names = "; ".join(_name(index, insns[index]) for index in pending)
+        raise SimulationError(
+            f"vta_sim: FINISH (instruction {finish}) ran while {len(pending)} instruction(s) "
+            f"had not: {names}. Make FINISH wait for them: the compute instruction before "
+            f"FINISH must pop the token that the last of them pushes")
+
+
+def _stall_error(insns: list[Insn], queues: dict[str, deque[int]],
+                 flags: list[tuple[tuple[str, ...], tuple[str, ...]]],
+                 tokens: dict[str, int], fetched: int, depth: int) -> SimulationError:
+    if fetched == len(insns) and not any(queues.values()):
+        return SimulationError(
+            f"vta_sim: the stream has no FINISH: all {len(insns)} instructions ran but the "
+            f"accelerator never signals done; end the stream with FINISH, made to wait (by a "
+            f"token) for the last STORE")
+    lines = []
+    for module in MODULES:
+        if not queues[module]:
+            lines.append(f"the {module} module is empty")
+            continue
+        head = queues[module][0]
+        missing = [q for q in flags[head][0] if not tokens[q]]
+        lines.append(f"{_name(head, insns[head])} waits for a {' and a '.join(missing)} token")
+    if fetched < len(insns):
+        lines.append(f"fetch waits at {_name(fetched, insns[fetched])} because that queue is "
+                     f"full ({depth} instructions, insn_queue_depth)")
+    else:
+        lines.append("fetch has reached the end of the stream")
+    return SimulationError(
+        "vta_sim: deadlock before FINISH: " + "; ".join(lines) + ". Every pop needs an "
+        "earlier push on the same token queue; check the dependency flags of these "
+        "instructions and of those before them")
+
+
+__all__ = [
+    "COUNTER_NAMES",
+    "MODULES",
+    "TOKEN_QUEUES",
+    "SimulationError",
+    "Simulator",
+    "alu_apply",
+    "describe",
+    "module_of",
+]
