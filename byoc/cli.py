@@ -2,6 +2,10 @@
 
 User errors (a ByocError) print one paragraph on stderr and exit with status 1; they never
 show a traceback. Set BYOC_DEBUG=1 to see tracebacks of internal errors.
+
+Installed plugins may add top-level commands through the ``byoc_cli_commands`` hook. To keep
+byoc's own commands quick to start, plugins are loaded for that only when the command typed
+is not one of byoc's own.
 """
 
 from __future__ import annotations
@@ -11,22 +15,121 @@ import os
 import sys
 import textwrap
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 import byoc
-from byoc.errors import ByocError, InputError
+from byoc.errors import ByocError, InputError, PluginError
 from byoc.inputs import (describe_array, load_inputs, parse_pins, parse_plugin_options,
                          parse_shape_bindings, random_inputs)
 from byoc.pipeline import FallbackWarning
+from byoc.plugins.api import CliCommand
+from byoc.plugins.manager import LoadedPlugin, PluginManager, hook_signature
 from byoc.summary import format_profile, format_summary
 
+BUILTIN_COMMANDS = ("show", "run", "compile", "ops", "plugins")
 
-def build_parser() -> argparse.ArgumentParser:
+
+@dataclass(frozen=True)
+class PluginCommand:
+    """A command an installed plugin adds to the command line."""
+
+    plugin: LoadedPlugin
+    command: CliCommand
+
+
+@dataclass
+class PluginCommands:
+    """What the installed plugins add to the command line: the usable commands by name, the
+    names refused because of a clash (with the error saying why), and the errors of plugins
+    whose commands could not be read at all."""
+
+    commands: dict[str, PluginCommand] = field(default_factory=dict)
+    refused: dict[str, PluginError] = field(default_factory=dict)
+    failures: list[ByocError] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """Why plugin commands are missing, one message each."""
+        return [str(e) for e in self.refused.values()] + [str(e) for e in self.failures]
+
+
+def plugin_commands(manager: PluginManager | None = None) -> PluginCommands:
+    """The commands of every plugin of ``manager`` (by default a new manager loading every
+    installed plugin; a plugin that cannot be loaded is recorded in ``failures``).
+
+    A name clashing with one of byoc's own commands, or added by two plugins, is refused:
+    recorded in ``refused`` as a PluginError naming both sides, and left out of ``commands``.
+    """
+    found = PluginCommands()
+    if manager is None:
+        manager = PluginManager()
+        manager.load_entry_points(errors=found.failures)
+    for plugin in manager.plugins():
+        try:
+            commands = _commands_of(manager, plugin)
+        except ByocError as exc:
+            found.failures.append(exc)
+            continue
+        for command in commands:
+            _add_plugin_command(found, PluginCommand(plugin, command))
+    return found
+
+
+def _commands_of(manager: PluginManager, plugin: LoadedPlugin) -> list[CliCommand]:
+    commands = manager.call(plugin.name, "byoc_cli_commands")
+    if commands is None:
+        return []
+    if not isinstance(commands, (list, tuple)) or \
+            not all(isinstance(c, CliCommand) for c in commands):
+        raise PluginError(f"plugin {plugin.name!r} (from {plugin.origin}): byoc_cli_commands "
+                          f"returned {commands!r:.80}, expected a list of "
+                          f"byoc.plugins.api.CliCommand; expected signature: "
+                          f"{hook_signature('byoc_cli_commands')}")
+    names = [c.name for c in commands]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise PluginError(f"plugin {plugin.name!r} (from {plugin.origin}) adds more than one "
+                          f"command named {', '.join(map(repr, twice))}; names must be unique")
+    return list(commands)
+
+
+def _add_plugin_command(found: PluginCommands, new: PluginCommand) -> None:
+    name, plugin = new.command.name, new.plugin
+    if name in BUILTIN_COMMANDS:
+        found.refused.setdefault(name, PluginError(
+            f"plugin {plugin.name!r} (from {plugin.origin}) adds the command {name!r}, which "
+            f"is one of byoc's own commands; byoc keeps its own, so the plugin's command is "
+            f"not available until the plugin renames it"))
+    elif name in found.commands:
+        other = found.commands.pop(name).plugin
+        found.refused[name] = PluginError(
+            f"plugins {other.name!r} (from {other.origin}) and {plugin.name!r} (from "
+            f"{plugin.origin}) both add the command {name!r}; byoc refuses it for both: "
+            f"uninstall one of them or have one rename its command")
+    elif name not in found.refused:
+        found.commands[name] = new
+
+
+def build_parser(from_plugins: PluginCommands | None = None,
+                 selected: str | None = None) -> argparse.ArgumentParser:
+    """The ``byoc`` parser: byoc's own commands, then the commands in ``from_plugins``.
+
+    Only the plugin command named ``selected`` gets its arguments (its ``add_arguments`` is
+    called), so one plugin's argument set-up cannot break another's command.
+    """
+    from_plugins = from_plugins or PluginCommands()
+    notes = from_plugins.notes()
+    epilog = None
+    if notes:
+        epilog = "plugin commands left out:\n" + "\n".join(
+            textwrap.fill(note, 100, initial_indent="  - ", subsequent_indent="    ")
+            for note in notes)
     parser = argparse.ArgumentParser(
-        prog="byoc", description="Compile and run ONNX models on pluggable accelerators.")
+        prog="byoc", description="Compile and run ONNX models on pluggable accelerators.",
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"byoc {byoc.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -84,7 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the plugins found in the entry point group byoc.plugins, with their "
                     "version, origin, device and pattern names.")
     plugins.set_defaults(handler=_plugins)
+
+    for name, found in from_plugins.commands.items():
+        sub = commands.add_parser(name, help=found.command.help, description=found.command.help)
+        if name == selected:
+            _add_plugin_arguments(found, sub)
     return parser
+
+
+def _add_plugin_arguments(found: PluginCommand, parser: argparse.ArgumentParser) -> None:
+    try:
+        found.command.add_arguments(parser)
+    except ByocError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin {found.plugin.name!r} failed to set up the arguments of its "
+                          f"command {found.command.name!r}: {type(exc).__name__}: {exc} (a bug "
+                          f"in the plugin: report it to its authors)") from exc
 
 
 def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
@@ -195,23 +314,48 @@ def _plugins(args: argparse.Namespace) -> None:
         print(f"  patterns:    {', '.join(names) if names else '(none)'}")
 
 
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command typed (byoc's own options take no values, so it is the first word that is
+    not an option), or None."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _plugin_commands_for(argv: Sequence[str]) -> PluginCommands:
+    word = _command_word(argv)
+    if word in BUILTIN_COMMANDS or (word is None and "--version" in argv):
+        return PluginCommands()
+    found = plugin_commands()
+    if word in found.refused:
+        raise found.refused[word]
+    if word is not None and word not in found.commands and found.failures:
+        raise PluginError(f"unknown command {word!r}; it may be added by a plugin that could "
+                          f"not be loaded: {' '.join(str(e) for e in found.failures)}")
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen: PluginCommand | None = None
     try:
-        args.handler(args)
+        found = _plugin_commands_for(argv)
+        chosen = found.commands.get(_command_word(argv))
+        args = build_parser(found, selected=_command_word(argv)).parse_args(argv)
+        status = chosen.command.run(args) if chosen else args.handler(args)
     except ByocError as exc:
         message = textwrap.fill(str(exc), width=100, subsequent_indent="  ")
         print(f"byoc: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug in byoc, not the user's fault
+    except Exception as exc:  # a bug in byoc or in a plugin, not the user's fault
         if os.environ.get("BYOC_DEBUG"):
             raise
-        print(f"byoc: internal error: {type(exc).__name__}: {exc}\n  This is a bug in byoc; "
-              f"rerun with BYOC_DEBUG=1 for the traceback and report it.", file=sys.stderr)
+        culprit = "byoc" if chosen is None else f"the plugin {chosen.plugin.name!r}"
+        print(f"byoc: internal error: {type(exc).__name__}: {exc}\n  This is a bug in "
+              f"{culprit}; rerun with BYOC_DEBUG=1 for the traceback and report it.",
+              file=sys.stderr)
         return 2
-    return 0
+    return 0 if status is None else int(status)
 
 
 if __name__ == "__main__":

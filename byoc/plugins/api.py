@@ -2,19 +2,24 @@
 
 These are the types named in :mod:`byoc.plugins.hookspecs`: what a plugin says about itself
 (:class:`PluginInfo`), the piece of graph it is asked to compile (:class:`Partition`), what its
-code generator hands back to be stored in an artifact (:class:`Payload`), and what it must
-provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`).
+code generator hands back to be stored in an artifact (:class:`Payload`), what it must
+provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`), and
+the commands it adds to the ``byoc`` command line (:class:`CliCommand`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.errors import PluginError, VerificationError
+
+if TYPE_CHECKING:
+    import argparse
 
 
 @dataclass(frozen=True)
@@ -177,3 +182,34 @@ def runtime_counters(runtime: Runtime) -> dict[str, int | float]:
     """The runtime's performance counters, or ``{}`` if it does not define ``counters``."""
     counters = getattr(runtime, "counters", None)
     return dict(counters()) if callable(counters) else {}
+
+
+_COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    """A top-level ``byoc`` command a plugin adds (returned by ``byoc_cli_commands``).
+
+    ``name`` is the word typed after ``byoc`` (lower case letters, digits, ``-`` and ``_``,
+    starting with a letter) and ``help`` its one-line summary for ``byoc --help``.
+    ``add_arguments(parser)`` adds the command's arguments, or sub-commands with
+    ``parser.add_subparsers``, to its argparse parser; byoc calls it only when the command
+    is used. ``run(args)`` runs the command with the parsed arguments and returns its exit
+    status (None means 0). A :class:`byoc.errors.ByocError` raised by ``run`` is printed as
+    one paragraph and the exit status is 1, as for byoc's own commands.
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _COMMAND_NAME.fullmatch(self.name):
+            raise PluginError(f"CliCommand name {self.name!r} is not a command word: use lower "
+                              f"case letters, digits, '-' and '_', starting with a letter")
+        for role in ("add_arguments", "run"):
+            if not callable(getattr(self, role)):
+                raise PluginError(f"CliCommand {self.name!r}: {role} must be callable, not "
+                                  f"{type(getattr(self, role)).__name__}")

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
     from byoc.core.ir import Graph, Node
     from byoc.partition.patterns import Pattern
-    from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo, Runtime
+    from byoc.plugins.api import (CliCommand, Partition, PartitionSignature, Payload, PluginInfo,
+                                  Runtime)
 
 PROJECT = "byoc"
 
@@ -175,6 +176,32 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
     :returns: A :class:`byoc.plugins.api.Runtime`: an object whose ``run(inputs)`` takes the
         partition's inputs by name and returns its outputs by name, and which may define
         ``counters()`` returning performance counters.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_cli_commands() -> list[CliCommand]:
+    """Add top-level commands to the ``byoc`` command line (e.g. ``byoc vta disasm FILE``).
+
+    Called by the command line, once per installed plugin, when the command typed is not
+    one of byoc's own (show, run, compile, ops, plugins) or is ``--help``: byoc's own
+    commands never load plugins for this. It runs at every such start, so it must be cheap:
+    import what a command needs inside its ``run``, not when the plugin is imported.
+
+    Each command gets an argparse sub-parser named ``name``; its ``add_arguments`` is called
+    only when that command is used. A plugin that fails to load, or whose hook fails, loses
+    its commands without hiding the other plugins' (the error is shown when an unknown
+    command is typed, and at the end of ``byoc --help``). A name that is one of byoc's own
+    commands, or that two plugins both add, is refused with a PluginError naming both
+    sides; the command is then not available until one of them is renamed or uninstalled.
+
+    :returns: A list of :class:`byoc.plugins.api.CliCommand` (empty or None if the plugin
+        adds no command), names unique within the plugin.
 
     firstresult: called for this plugin only; its return value is the result.
     """

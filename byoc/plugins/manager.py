@@ -68,13 +68,16 @@ class PluginManager:
 
     # -- discovery and registration --------------------------------------------------------
 
-    def load_entry_points(self) -> list[LoadedPlugin]:
+    def load_entry_points(self, errors: list[PluginError] | None = None) -> list[LoadedPlugin]:
         """Load and register every plugin in the entry point group ``byoc.plugins``.
 
         The registration name is the entry point's name and the origin is the distribution
         that declares it (name and version). Entry points already loaded from the same
         origin are skipped, so calling this twice is harmless. Returns the plugins it newly
-        registered. Raises PluginError if a plugin cannot be imported or fails validation.
+        registered. Raises PluginError if a plugin cannot be imported or fails validation;
+        when ``errors`` is a list, that PluginError is appended to it instead and the other
+        plugins are still loaded (the command line does this so that one broken plugin does
+        not take away the others' commands).
         """
         loaded: list[LoadedPlugin] = []
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -83,14 +86,22 @@ class PluginManager:
             if existing is not None and existing.origin == origin:
                 continue
             try:
-                plugin = ep.load()
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {ep.name!r} from {origin} could not be loaded (entry point "
-                    f"{ep.name} = {ep.value}): {type(exc).__name__}: {exc}. Reinstall or "
-                    f"uninstall that package.") from exc
-            loaded.append(self.register(plugin, name=ep.name, origin=origin))
+                loaded.append(self._load_entry_point(ep, origin))
+            except PluginError as exc:
+                if errors is None:
+                    raise
+                errors.append(exc)
         return loaded
+
+    def _load_entry_point(self, ep: Any, origin: str) -> LoadedPlugin:
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {ep.name!r} from {origin} could not be loaded (entry point "
+                f"{ep.name} = {ep.value}): {type(exc).__name__}: {exc}. Reinstall or "
+                f"uninstall that package.") from exc
+        return self.register(plugin, name=ep.name, origin=origin)
 
     def register(self, plugin: Any, name: str | None = None,
                  origin: str = "registered in-process") -> LoadedPlugin:

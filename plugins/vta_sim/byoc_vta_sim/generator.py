@@ -32,8 +32,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from byoc_vta_sim.config import VtaConfig
-from byoc_vta_sim.isa import (AluInsn, AluOp, FinishInsn, GemmInsn, Insn, MemInsn, MemType,
-                              encode_stream)
+from byoc_vta_sim.isa import (
+    AluInsn,
+    AluOp,
+    FinishInsn,
+    GemmInsn,
+    Insn,
+    MemInsn,
+    MemType,
+    encode_stream,
+)
 from byoc_vta_sim.kernels import TileGeometry, gemm_kernel, single_uop
 from byoc_vta_sim.layout import ActivationLayout
 from byoc_vta_sim.tiling import PARAMS_PER_BLOCK, ConvShape, Tiling, halves

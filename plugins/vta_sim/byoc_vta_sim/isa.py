@@ -11,7 +11,7 @@ an opcode, memory type or ALU operation the ISA does not define.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import ClassVar, Iterable, Union
 
@@ -217,6 +217,57 @@ class Uop:
     wgt: int = 0
 
 
+# -- modules and token queues ------------------------------------------------------------------
+
+
+class Module(IntEnum):
+    """The three modules, in pipeline order ("prev" and "next" are relative to it)."""
+
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+
+    @property
+    def label(self) -> str:
+        """How messages and counters name the module: "load", "compute", "store"."""
+        return self.name.lower()
+
+
+QUEUE_NAMES = {"L2C": "load->compute", "C2L": "compute->load", "C2S": "compute->store",
+               "S2C": "store->compute"}
+"""The four token queues by short name."""
+
+DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+
+TOKEN_QUEUES: dict[Module, dict[str, str | None]] = {
+    Module.LOAD: {"pop_prev": None, "pop_next": "C2L", "push_prev": None, "push_next": "L2C"},
+    Module.COMPUTE: {"pop_prev": "L2C", "pop_next": "S2C", "push_prev": "C2L",
+                     "push_next": "C2S"},
+    Module.STORE: {"pop_prev": "C2S", "pop_next": None, "push_prev": "S2C", "push_next": None},
+}
+"""The queue each dependency flag pops or pushes, per module; None where the flag must be 0."""
+
+
+def module_of(insn: Insn) -> Module:
+    """The module fetch routes ``insn`` to: STORE to store, LOAD of INP or WGT to load,
+    everything else to compute."""
+    if isinstance(insn, MemInsn):
+        if insn.store:
+            return Module.STORE
+        if insn.memory_type in (MemType.INP, MemType.WGT):
+            return Module.LOAD
+    return Module.COMPUTE
+
+
+def token_moves(insn: Insn) -> tuple[list[str], list[str]]:
+    """The queues ``insn`` pops and pushes. Flags that must be 0 for its module are left
+    out (the validator reports them)."""
+    table = TOKEN_QUEUES[module_of(insn)]
+    pops = [table[f] for f in ("pop_prev", "pop_next") if getattr(insn, f) and table[f]]
+    pushes = [table[f] for f in ("push_prev", "push_next") if getattr(insn, f) and table[f]]
+    return pops, pushes
+
+
 # -- encoding -------------------------------------------------------------------------------
 
 
@@ -334,7 +385,7 @@ def insn_fields(insn: Insn) -> list[Field]:
     return [f for f in insn.FIELDS if f.name != "opcode"]
 
 
-__all__ = ["AluInsn", "AluOp", "FinishInsn", "GemmInsn", "INSN_BYTES", "Insn", "IsaError",
-           "MemInsn", "MemType", "Opcode", "UOP_BYTES", "Uop", "decode_insn", "decode_stream",
+__all__ = ["DEP_FLAGS", "QUEUE_NAMES", "TOKEN_QUEUES", "AluInsn", "AluOp", "FinishInsn",
+           "GemmInsn", "INSN_BYTES", "Insn", "IsaError", "MemInsn", "MemType", "Module", "Opcode", "UOP_BYTES", "Uop", "decode_insn", "decode_stream",
            "decode_uops", "encode_insn", "encode_stream", "encode_uops", "expand_loop", "insn_fields",
            "uop_fields"]

@@ -10,7 +10,6 @@ and the DRAM layout of every activation they touch.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, replace
 

@@ -12,21 +12,35 @@ from typing import Any
 
 import numpy as np
 
-from byoc.core.interpreter.integer_groups import IntegerLayer, integer_plans, qlinear_layer
+from byoc.core.interpreter.integer_groups import (
+    IntegerLayer,
+    integer_plans,
+    qlinear_layer,
+)
 from byoc.core.ir import Graph, Node
-from byoc.errors import PluginError
 from byoc.core.qdq import QdqGroup, find_qdq_groups
-from byoc.partition.int8_patterns import (make_qdq_elementwise_pattern, make_qdq_pattern,
-                                          make_qlinear_pattern)
+from byoc.errors import PluginError
+from byoc.partition.int8_patterns import (
+    make_qdq_elementwise_pattern,
+    make_qdq_pattern,
+    make_qlinear_pattern,
+)
 from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
 from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
 from byoc_vta_sim import __version__
+from byoc_vta_sim.commands import cli_commands
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import GenerationError, Program, generate
 from byoc_vta_sim.isa import decode_stream
-from byoc_vta_sim.lower import (AddSpec, add_refusal, estimated_cycles, layer_refusal,
-                                lower_layers, qdq_add)
+from byoc_vta_sim.lower import (
+    AddSpec,
+    add_refusal,
+    estimated_cycles,
+    layer_refusal,
+    lower_layers,
+    qdq_add,
+)
 from byoc_vta_sim.runtime import VtaRuntime, create_runtime
 from byoc_vta_sim.timing import estimate_stream
 
@@ -208,3 +222,8 @@ def _plain(values: dict) -> dict:
 def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
                         options: dict[str, Any]) -> VtaRuntime:
     return create_runtime(payload, partition, options)
+
+
+@hookimpl
+def byoc_cli_commands() -> list:
+    return cli_commands()

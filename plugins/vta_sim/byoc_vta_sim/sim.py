@@ -34,6 +34,8 @@ import numpy as np
 from byoc.errors import ExecutionError
 from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig
 from byoc_vta_sim.isa import (
+    QUEUE_NAMES,
+    TOKEN_QUEUES,
     AluInsn,
     AluOp,
     FinishInsn,
@@ -42,10 +44,12 @@ from byoc_vta_sim.isa import (
     IsaError,
     MemInsn,
     MemType,
+    Module,
     decode_insn,
     decode_stream,
     encode_insn,
     expand_loop,
+    module_of,
     uop_fields,
 )
 
@@ -53,17 +57,6 @@ COUNTER_NAMES = ("gemm_uops", "alu_uops", "insns_load", "insns_compute", "insns_
                  "bytes_loaded_uop", "bytes_loaded_wgt", "bytes_loaded_inp",
                  "bytes_loaded_acc", "bytes_stored_out")
 
-MODULES = ("load", "compute", "store")
-
-L2C, C2L, C2S, S2C = "load->compute", "compute->load", "compute->store", "store->compute"
-TOKEN_QUEUES = (L2C, C2L, C2S, S2C)
-
-# The token queue each dependency flag uses, per module; None: the flag must be 0.
-_FLAG_QUEUES = {
-    "load": {"pop_prev": None, "pop_next": C2L, "push_prev": None, "push_next": L2C},
-    "compute": {"pop_prev": L2C, "pop_next": S2C, "push_prev": C2L, "push_next": C2S},
-    "store": {"pop_prev": C2S, "pop_next": None, "push_prev": S2C, "push_next": None},
-}
 
 # Micro-ops expanded at once; bounds the temporaries of one GEMM chunk to about 30 MB.
 _CHUNK_UOPS = 1 << 17
@@ -74,16 +67,6 @@ _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 class SimulationError(ExecutionError):
     """An instruction stream the accelerator cannot run: malformed, out of range, deadlocked
     or ended wrongly. The message names the instruction and its module."""
-
-
-def module_of(insn: Insn) -> str:
-    """The module fetch routes ``insn`` to."""
-    if isinstance(insn, MemInsn):
-        if insn.store:
-            return "store"
-        if insn.memory_type in (MemType.INP, MemType.WGT):
-            return "load"
-    return "compute"
 
 
 def describe(insn: Insn) -> str:
@@ -109,7 +92,7 @@ def describe(insn: Insn) -> str:
 
 
 def _name(index: int, insn: Insn) -> str:
-    return f"instruction {index} ({describe(insn)}) in the {module_of(insn)} module"
+    return f"instruction {index} ({describe(insn)}) in the {module_of(insn).label} module"
 
 
 def _wrap_int32(values: np.ndarray) -> np.ndarray:
@@ -179,8 +162,8 @@ class Simulator:
     def _schedule(self, insns: list[Insn], flags: list[tuple[tuple[str, ...], tuple[str, ...]]],
                   dram: np.ndarray, counters: dict[str, int]) -> None:
         routes = [module_of(insn) for insn in insns]
-        queues: dict[str, deque[int]] = {module: deque() for module in MODULES}
-        tokens = dict.fromkeys(TOKEN_QUEUES, 0)
+        queues: dict[Module, deque[int]] = {module: deque() for module in Module}
+        tokens = dict.fromkeys(QUEUE_NAMES.values(), 0)
         depth = self.config.insn_queue_depth
         fetched = 0
         while True:
@@ -189,7 +172,7 @@ class Simulator:
                 queues[routes[fetched]].append(fetched)
                 fetched += 1
                 progressed = True
-            for module in MODULES:
+            for module in Module:
                 queue = queues[module]
                 while queue:
                     index = queue[0]
@@ -200,7 +183,7 @@ class Simulator:
                         tokens[q] -= 1
                     queue.popleft()
                     self._execute(index, insns[index], dram, counters)
-                    counters[f"insns_{module}"] += 1
+                    counters[f"insns_{module.label}"] += 1
                     for q in pushes:
                         tokens[q] += 1
                     progressed = True
@@ -222,16 +205,16 @@ class Simulator:
                        f"more follow it; end the stream at FINISH")
         module = module_of(insn)
         pops, pushes = [], []
-        for flag, queue in _FLAG_QUEUES[module].items():
+        for flag, queue in TOKEN_QUEUES[module].items():
             if not getattr(insn, flag):
                 continue
             if queue is None:
-                raise fail(f"{flag} must be 0 for an instruction of the {module} module "
+                raise fail(f"{flag} must be 0 for an instruction of the {module.label} module "
                            f"(there is no token queue in that direction); clear it")
             if isinstance(insn, FinishInsn) and flag.startswith("pop"):
                 raise fail("FINISH may not pop tokens; make the instruction before it pop "
                            "them instead")
-            (pops if flag.startswith("pop") else pushes).append(queue)
+            (pops if flag.startswith("pop") else pushes).append(QUEUE_NAMES[queue])
         if isinstance(insn, MemInsn):
             if not insn.store and insn.memory_type is MemType.OUT:
                 raise fail("LOAD cannot read memory type OUT (there is no OUT buffer); load "
@@ -464,7 +447,7 @@ def _check_dram(dram: np.ndarray) -> None:
 
 
 def _check_nothing_pending(finish: int, insns: list[Insn],
-                           queues: dict[str, deque[int]]) -> None:
+                           queues: dict[Module, deque[int]]) -> None:
     pending = sorted(index for queue in queues.values() for index in queue)
     if pending:
         names = "; ".join(_name(index, insns[index]) for index in pending)
@@ -474,7 +457,7 @@ def _check_nothing_pending(finish: int, insns: list[Insn],
             f"FINISH must pop the token that the last of them pushes")
 
 
-def _stall_error(insns: list[Insn], queues: dict[str, deque[int]],
+def _stall_error(insns: list[Insn], queues: dict[Module, deque[int]],
                  flags: list[tuple[tuple[str, ...], tuple[str, ...]]],
                  tokens: dict[str, int], fetched: int, depth: int) -> SimulationError:
     if fetched == len(insns) and not any(queues.values()):
@@ -483,9 +466,9 @@ def _stall_error(insns: list[Insn], queues: dict[str, deque[int]],
             f"accelerator never signals done; end the stream with FINISH, made to wait (by a "
             f"token) for the last STORE")
     lines = []
-    for module in MODULES:
+    for module in Module:
         if not queues[module]:
-            lines.append(f"the {module} module is empty")
+            lines.append(f"the {module.label} module is empty")
             continue
         head = queues[module][0]
         missing = [q for q in flags[head][0] if not tokens[q]]
@@ -503,11 +486,8 @@ def _stall_error(insns: list[Insn], queues: dict[str, deque[int]],
 
 __all__ = [
     "COUNTER_NAMES",
-    "MODULES",
-    "TOKEN_QUEUES",
     "SimulationError",
     "Simulator",
     "alu_apply",
     "describe",
-    "module_of",
 ]

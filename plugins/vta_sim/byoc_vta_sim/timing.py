@@ -20,24 +20,18 @@ import math
 from collections import deque
 
 from byoc_vta_sim.config import VtaConfig
-from byoc_vta_sim.isa import AluInsn, FinishInsn, GemmInsn, Insn, MemInsn, MemType
+from byoc_vta_sim.isa import (
+    AluInsn,
+    FinishInsn,
+    GemmInsn,
+    Insn,
+    MemInsn,
+    MemType,
+    Module,
+    module_of,
+    token_moves,
+)
 from byoc_vta_sim.tiling import PIPELINE_CYCLES
-
-LOAD, COMPUTE, STORE = "load", "compute", "store"
-# (module, flag) -> token queue, as in docs/vta-isa.md.
-POPS = {(LOAD, "pop_next"): "c2l", (COMPUTE, "pop_prev"): "l2c",
-        (COMPUTE, "pop_next"): "s2c", (STORE, "pop_prev"): "c2s"}
-PUSHES = {(LOAD, "push_next"): "l2c", (COMPUTE, "push_prev"): "c2l",
-          (COMPUTE, "push_next"): "c2s", (STORE, "push_prev"): "s2c"}
-
-
-def module_of(insn: Insn) -> str:
-    if isinstance(insn, MemInsn):
-        if insn.store:
-            return STORE
-        if insn.memory_type in (MemType.INP, MemType.WGT):
-            return LOAD
-    return COMPUTE
 
 
 def _elem_bytes(config: VtaConfig, memory_type: MemType) -> int:
@@ -48,11 +42,11 @@ def _elem_bytes(config: VtaConfig, memory_type: MemType) -> int:
 
 def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
     """Estimated total cycles and busy cycles per unit for a (valid) stream."""
-    queues = {LOAD: deque(), COMPUTE: deque(), STORE: deque()}
+    queues = {module: deque() for module in Module}
     for insn in insns:
         queues[module_of(insn)].append(insn)
-    tokens = {name: deque() for name in ("l2c", "c2l", "c2s", "s2c")}
-    clock = {LOAD: 0, COMPUTE: 0, STORE: 0}
+    tokens = {name: deque() for name in ("L2C", "C2L", "C2S", "S2C")}
+    clock = dict.fromkeys(Module, 0)
     busy = {"gemm_busy": 0, "alu_busy": 0, "load_busy": 0, "store_busy": 0}
     port_free = 0
     progress = True
@@ -61,8 +55,7 @@ def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
         for module, queue in queues.items():
             while queue:
                 insn = queue[0]
-                pops = [POPS[(module, f)] for f in ("pop_prev", "pop_next")
-                        if getattr(insn, f) and (module, f) in POPS]
+                pops, pushes = token_moves(insn)
                 if any(not tokens[q] for q in pops):
                     break
                 start = max([clock[module]] + [tokens[q].popleft() for q in pops])
@@ -80,9 +73,8 @@ def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
                 else:
                     end = start + 1
                 clock[module] = end
-                for f in ("push_prev", "push_next"):
-                    if getattr(insn, f) and (module, f) in PUSHES:
-                        tokens[PUSHES[(module, f)]].append(end)
+                for q in pushes:
+                    tokens[q].append(end)
                 queue.popleft()
                 progress = True
                 if isinstance(insn, FinishInsn):

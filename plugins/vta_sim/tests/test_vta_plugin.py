@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from byoc_vta_sim.config import DEFAULT_CONFIG
+from byoc_vta_sim.isa import decode_stream
+from byoc_vta_sim.validate import validate_stream
 from onnx import TensorProto, helper
 
 import byoc
@@ -109,7 +112,7 @@ def input_for(model, seed=0):
 
 
 def int8_layer_nodes(model):
-    return [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    return [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "Add")]
 
 
 def quantized_outputs(graph_nodes):
@@ -134,6 +137,11 @@ def test_int8_zoo_models_run_on_vta_sim(tmp_path, name):
     compiled = byoc.compile(model, plugins=["vta_sim"])
     for node in int8_layer_nodes(model):
         assert compiled.plan.partition_of(node).plugin == "vta_sim", node
+    # Every generated stream passes the validator (tokens, buffers, the accumulator hazard).
+    for part in compiled.parts:
+        if part.plugin == "vta_sim":
+            validate_stream(decode_stream(part.payload.data), DEFAULT_CONFIG,
+                            part.payload.arrays["dram"])
     report = byoc.compile(probe, plugins=["vta_sim"])
     ours = report.run(feeds)
     expected = compile_reference(probe).run(feeds)
