@@ -44,7 +44,14 @@ from byoc_vta_sim.isa import (
 )
 from byoc_vta_sim.kernels import TileGeometry, gemm_kernel, single_uop
 from byoc_vta_sim.layout import ActivationLayout
-from byoc_vta_sim.tiling import PARAMS_PER_BLOCK, ConvShape, Tiling, halves
+from byoc_vta_sim.tiling import (
+    PARAMS_PER_BLOCK,
+    ConvShape,
+    OutputTile,
+    Tiling,
+    halves,
+    output_tiles,
+)
 
 ALIGN = 256   # DRAM regions start at a multiple of every element size
 
@@ -191,98 +198,79 @@ def _emit_layer(em: _Emitter, layer: Layer, placed: dict) -> dict:
     resident_uops: dict[int, bytes] = {}
     resident_wgt: list[tuple | None] = [None, None]
 
-    n_oc, n_h, n_w, n_ic = tiling.counts(shape)
+    n_ic = tiling.counts(shape)[3]
     step = tile = 0
     gemm_uops = 0
-    for n in range(shape.batch):
-        for oc_t in range(n_oc):
-            oc0 = oc_t * tiling.toc
-            toc = min(tiling.toc, shape.out_blocks - oc0)
-            for h_t in range(n_h):
-                oh0 = h_t * tiling.th
-                th = min(tiling.th, shape.out_height - oh0)
-                for w_t in range(n_w):
-                    ow0 = w_t * tiling.tw
-                    tw = min(tiling.tw, shape.out_width - ow0)
-                    acc = tile % 2
-                    acc_out = acc * acc_half + param_rows
-                    pixels = th * tw
-                    in_rows, in_cols = shape.in_extent(th, tw)
-                    for ic_t in range(n_ic):
-                        ic0 = ic_t * tiling.ticb
-                        ticb = min(tiling.ticb, shape.in_blocks - ic0)
-                        half = step % 2
-                        # -- load module: weights unless resident, then the input window.
-                        loads = []
-                        key = (oc0, ic0, toc, ticb)
-                        if resident_wgt[half] != key:
-                            resident_wgt[half] = key
-                            loads.append(em.add(MemInsn(
-                                memory_type=MemType.WGT, sram_base=half * wgt_half,
-                                dram_base=wgt_base + (oc0 * shape.in_blocks + ic0) * taps,
-                                y_size=toc, x_size=ticb * taps,
-                                x_stride=shape.in_blocks * taps)))
-                        row0 = layer.window_top + oh0 * shape.stride_h
-                        col0 = layer.window_left + ow0 * shape.stride_w
-                        for icb in range(ticb):
-                            loads.append(em.add(MemInsn(
-                                memory_type=MemType.INP,
-                                sram_base=half * inp_half + icb * in_rows * in_cols,
-                                dram_base=in_base + in_layout.element(n, ic0 + icb, row0, col0),
-                                y_size=in_rows, x_size=in_cols,
-                                x_stride=in_layout.padded_width)))
-                        em.flag(loads[0], pop_next=int(step >= 2))
-                        em.flag(loads[-1], push_next=1)
-                        # -- compute module.
-                        computes = []
-                        if ic_t == 0:
-                            computes.append(em.add(MemInsn(
-                                memory_type=MemType.ACC, sram_base=acc * acc_half,
-                                dram_base=param_base + oc0 * PARAMS_PER_BLOCK, y_size=1,
-                                x_size=toc * PARAMS_PER_BLOCK,
-                                x_stride=toc * PARAMS_PER_BLOCK)))
-                            # The reset borrows an ALU micro-op for its dst (the out base).
-                            computes.append(em.add(GemmInsn(
-                                reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
-                                iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)))
-                        geometry = TileGeometry(
-                            toc, th, tw, ticb, shape.kernel_h, shape.kernel_w, shape.stride_h,
-                            shape.stride_w, shape.dilation_h, shape.dilation_w, in_rows,
-                            in_cols, acc_out, half * inp_half, half * wgt_half)
-                        kernel = gemm_kernel(geometry)
-                        if kernel is None or kernel.size > gemm_region:
-                            raise GenerationError(
-                                f"layer {layer.name}: no micro-op kernel fits a "
-                                f"{toc}x{th}x{tw} tile")
-                        region = (2 * half + acc) % 4
-                        region_base = len(alu_words) + region * gemm_region
-                        words = kernel.uops
-                        if resident_uops.get(region) != words.tobytes():
-                            resident_uops[region] = words.tobytes()
-                            computes.append(em.add(em.uop_load(words, region_base)))
-                        computes.append(em.add(replace(
-                            kernel.insn, uop_bgn=region_base,
-                            uop_end=region_base + kernel.size)))
-                        gemm_uops += kernel.size * kernel.insn.iter_out * kernel.insn.iter_in
-                        em.flag(computes[0], pop_prev=1,
-                                pop_next=int(ic_t == 0 and tile >= 2))
-                        em.flag(computes[-1], push_prev=1)
-                        step += 1
-                    _emit_requantize(em, layer, acc, toc, pixels)
-                    stores = []
-                    for j in range(toc):
-                        if oc0 + j >= out_layout.channel_blocks:
-                            break  # blocks added only to avoid the accumulator hazard
-                        stores.append(em.add(MemInsn(
-                            store=True, memory_type=MemType.OUT,
-                            sram_base=acc_out + j * pixels,
-                            dram_base=out_base + out_layout.element(
-                                n, oc0 + j, out_layout.pad_top + oh0,
-                                out_layout.pad_left + ow0),
-                            y_size=th, x_size=tw, x_stride=out_layout.padded_width)))
-                    em.flag(stores[0], pop_prev=1)
-                    em.flag(stores[-1], push_prev=1)
-                    tile += 1
+    for out in output_tiles(shape, tiling):
+        n, oc0, toc, oh0, th, ow0, tw = (out.n, out.oc0, out.toc, out.oh0, out.th, out.ow0,
+                                         out.tw)
+        acc = tile % 2
+        acc_out = acc * acc_half + param_rows
+        pixels = out.pixels
+        in_rows, in_cols = shape.in_extent(th, tw)
+        for ic_t in range(n_ic):
+            ic0 = ic_t * tiling.ticb
+            ticb = min(tiling.ticb, shape.in_blocks - ic0)
+            half = step % 2
+            # -- load module: weights unless resident, then the input window.
+            loads = []
+            key = (oc0, ic0, toc, ticb)
+            if resident_wgt[half] != key:
+                resident_wgt[half] = key
+                loads.append(em.add(MemInsn(
+                    memory_type=MemType.WGT, sram_base=half * wgt_half,
+                    dram_base=wgt_base + (oc0 * shape.in_blocks + ic0) * taps,
+                    y_size=toc, x_size=ticb * taps,
+                    x_stride=shape.in_blocks * taps)))
+            row0 = layer.window_top + oh0 * shape.stride_h
+            col0 = layer.window_left + ow0 * shape.stride_w
+            for icb in range(ticb):
+                loads.append(em.add(MemInsn(
+                    memory_type=MemType.INP,
+                    sram_base=half * inp_half + icb * in_rows * in_cols,
+                    dram_base=in_base + in_layout.element(n, ic0 + icb, row0, col0),
+                    y_size=in_rows, x_size=in_cols,
+                    x_stride=in_layout.padded_width)))
+            em.flag(loads[0], pop_next=int(step >= 2))
+            em.flag(loads[-1], push_next=1)
+            # -- compute module.
+            computes = []
+            if ic_t == 0:
+                computes.append(em.add(MemInsn(
+                    memory_type=MemType.ACC, sram_base=acc * acc_half,
+                    dram_base=param_base + oc0 * PARAMS_PER_BLOCK, y_size=1,
+                    x_size=toc * PARAMS_PER_BLOCK,
+                    x_stride=toc * PARAMS_PER_BLOCK)))
+                # The reset borrows an ALU micro-op for its dst (the out base).
+                computes.append(em.add(GemmInsn(
+                    reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
+                    iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)))
+            geometry = TileGeometry(
+                toc, th, tw, ticb, shape.kernel_h, shape.kernel_w, shape.stride_h,
+                shape.stride_w, shape.dilation_h, shape.dilation_w, in_rows,
+                in_cols, acc_out, half * inp_half, half * wgt_half)
+            kernel = gemm_kernel(geometry)
+            if kernel is None or kernel.size > gemm_region:
+                raise GenerationError(
+                    f"layer {layer.name}: no micro-op kernel fits a "
+                    f"{toc}x{th}x{tw} tile")
+            region = (2 * half + acc) % 4
+            region_base = len(alu_words) + region * gemm_region
+            words = kernel.uops
+            if resident_uops.get(region) != words.tobytes():
+                resident_uops[region] = words.tobytes()
+                computes.append(em.add(em.uop_load(words, region_base)))
+            computes.append(em.add(replace(
+                kernel.insn, uop_bgn=region_base,
+                uop_end=region_base + kernel.size)))
+            gemm_uops += kernel.size * kernel.insn.iter_out * kernel.insn.iter_in
+            em.flag(computes[0], pop_prev=1,
+                    pop_next=int(ic_t == 0 and tile >= 2))
+            em.flag(computes[-1], push_prev=1)
+            step += 1
+        _emit_requantize(em, layer, acc, toc, pixels)
+        _emit_stores(em, out, acc_out, out_base, out_layout)
+        tile += 1
     _emit_barrier(em, steps=step, tiles=tile)
     return {"layer": layer.name, "tiling": [tiling.toc, tiling.ticb, tiling.th, tiling.tw],
             "tiles": tile, "steps": step, "gemm_uops": gemm_uops}
@@ -316,78 +304,80 @@ def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
                             (single_uop(u[0], u[1]) | np.uint32(u[2] << 22)) for u in uops])
     per_half = len(uops) // 2
     em.add(em.uop_load(words.astype(np.uint32), 0))
-    n_c, n_h, n_w, _ = tiling.counts(shape)
     tile = 0
-    for n in range(shape.batch):
-        for c_t in range(n_c):
-            c0 = c_t * tiling.toc
-            tcb = min(tiling.toc, shape.out_blocks - c0)
-            for h_t in range(n_h):
-                h0 = h_t * tiling.th
-                th = min(tiling.th, shape.out_height - h0)
-                for w_t in range(n_w):
-                    w0 = w_t * tiling.tw
-                    tw = min(tiling.tw, shape.out_width - w0)
-                    half, pixels = tile % 2, th * tw
-                    base, a_acc, b_acc = regions(half)
-                    loads = []
-                    if tile < 2:    # the identity weights stay in each half
-                        loads.append(em.add(MemInsn(
-                            memory_type=MemType.WGT, sram_base=half * wgt_half,
-                            dram_base=identity_base, y_size=1, x_size=1, x_stride=1)))
-                    for k, (offset, layout) in enumerate(sources):
-                        for j in range(tcb):
-                            loads.append(em.add(MemInsn(
-                                memory_type=MemType.INP,
-                                sram_base=half * inp_half + k * block_tile + j * pixels,
-                                dram_base=offset // cfg.inp_elem_bytes + layout.element(
-                                    n, c0 + j, layout.pad_top + h0, layout.pad_left + w0),
-                                y_size=th, x_size=tw, x_stride=layout.padded_width)))
-                    em.flag(loads[0], pop_next=int(tile >= 2))
-                    em.flag(loads[-1], push_next=1)
-                    u = half * per_half
-                    elements = tcb * pixels
-                    # A and B (and a and b in INP) are block_tile apart: one loop covers both.
-                    both = dict(iter_out=2, iter_in=elements, dst_factor_out=block_tile,
-                                dst_factor_in=1)
-                    em.add(MemInsn(memory_type=MemType.ACC, sram_base=base,
-                                   dram_base=param_base, y_size=1, x_size=params,
-                                   x_stride=params, pop_prev=1, pop_next=int(tile >= 2)))
-                    em.add(GemmInsn(reset=1, uop_bgn=u, uop_end=u + 1, **both))
-                    em.add(GemmInsn(uop_bgn=u + 4, uop_end=u + 5, src_factor_out=block_tile,
-                                    src_factor_in=1, push_prev=1, **both))
-                    loop = dict(iter_in=elements, dst_factor_in=1)
-                    chain = [
-                        AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u, uop_end=u + 1, **loop),
-                        AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u + 1, uop_end=u + 2, **loop),
-                        AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 2, uop_end=u + 3,
-                                src_factor_in=1, **loop),
-                        AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 3, uop_end=u + 4, **loop),
-                        AluInsn(alu_op=AluOp.MULSHR, use_imm=1, imm=(1 << 6) | layer.shift,
-                                uop_bgn=u, uop_end=u + 1, **loop),
-                        AluInsn(alu_op=AluOp.MAX, use_imm=1,
-                                imm=layer.lower_bound - layer.zero_point, uop_bgn=u,
-                                uop_end=u + 1, **loop),
-                        AluInsn(alu_op=AluOp.MIN, use_imm=1,
-                                imm=layer.upper_bound - layer.zero_point, uop_bgn=u,
-                                uop_end=u + 1, **loop),
-                        AluInsn(alu_op=AluOp.ADD, use_imm=1, imm=layer.zero_point, uop_bgn=u,
-                                uop_end=u + 1, push_next=1, **loop),
-                    ]
-                    for insn in chain:
-                        em.add(insn)
-                    stores = [em.add(MemInsn(
-                        store=True, memory_type=MemType.OUT, sram_base=a_acc + j * pixels,
-                        dram_base=out_base + out_layout.element(
-                            n, c0 + j, out_layout.pad_top + h0, out_layout.pad_left + w0),
-                        y_size=th, x_size=tw, x_stride=out_layout.padded_width))
-                        for j in range(tcb)]
-                    em.flag(stores[0], pop_prev=1)
-                    em.flag(stores[-1], push_prev=1)
-                    tile += 1
+    for out in output_tiles(shape, tiling):
+        n, c0, tcb, h0, th, w0, tw = out.n, out.oc0, out.toc, out.oh0, out.th, out.ow0, out.tw
+        half, pixels = tile % 2, th * tw
+        base, a_acc, b_acc = regions(half)
+        loads = []
+        if tile < 2:    # the identity weights stay in each half
+            loads.append(em.add(MemInsn(
+                memory_type=MemType.WGT, sram_base=half * wgt_half,
+                dram_base=identity_base, y_size=1, x_size=1, x_stride=1)))
+        for k, (offset, layout) in enumerate(sources):
+            for j in range(tcb):
+                loads.append(em.add(MemInsn(
+                    memory_type=MemType.INP,
+                    sram_base=half * inp_half + k * block_tile + j * pixels,
+                    dram_base=offset // cfg.inp_elem_bytes + layout.element(
+                        n, c0 + j, layout.pad_top + h0, layout.pad_left + w0),
+                    y_size=th, x_size=tw, x_stride=layout.padded_width)))
+        em.flag(loads[0], pop_next=int(tile >= 2))
+        em.flag(loads[-1], push_next=1)
+        u = half * per_half
+        elements = tcb * pixels
+        # A and B (and a and b in INP) are block_tile apart: one loop covers both.
+        both = dict(iter_out=2, iter_in=elements, dst_factor_out=block_tile,
+                    dst_factor_in=1)
+        em.add(MemInsn(memory_type=MemType.ACC, sram_base=base,
+                       dram_base=param_base, y_size=1, x_size=params,
+                       x_stride=params, pop_prev=1, pop_next=int(tile >= 2)))
+        em.add(GemmInsn(reset=1, uop_bgn=u, uop_end=u + 1, **both))
+        em.add(GemmInsn(uop_bgn=u + 4, uop_end=u + 5, src_factor_out=block_tile,
+                        src_factor_in=1, push_prev=1, **both))
+        loop = dict(iter_in=elements, dst_factor_in=1)
+        chain = [
+            AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u, uop_end=u + 1, **loop),
+            AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u + 1, uop_end=u + 2, **loop),
+            AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 2, uop_end=u + 3,
+                    src_factor_in=1, **loop),
+            AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 3, uop_end=u + 4, **loop),
+            AluInsn(alu_op=AluOp.MULSHR, use_imm=1, imm=(1 << 6) | layer.shift,
+                    uop_bgn=u, uop_end=u + 1, **loop),
+            AluInsn(alu_op=AluOp.MAX, use_imm=1,
+                    imm=layer.lower_bound - layer.zero_point, uop_bgn=u,
+                    uop_end=u + 1, **loop),
+            AluInsn(alu_op=AluOp.MIN, use_imm=1,
+                    imm=layer.upper_bound - layer.zero_point, uop_bgn=u,
+                    uop_end=u + 1, **loop),
+            AluInsn(alu_op=AluOp.ADD, use_imm=1, imm=layer.zero_point, uop_bgn=u,
+                    uop_end=u + 1, push_next=1, **loop),
+        ]
+        for insn in chain:
+            em.add(insn)
+        _emit_stores(em, out, a_acc, out_base, out_layout)
+        tile += 1
     _emit_barrier(em, steps=tile, tiles=tile)
     return {"layer": layer.name, "tiling": [tiling.toc, 1, tiling.th, tiling.tw],
             "tiles": tile, "steps": tile, "gemm_uops": 0}
+
+
+def _emit_stores(em: _Emitter, out: OutputTile, acc_base: int, out_base: int,
+                 layout: ActivationLayout) -> None:
+    """One STORE per output-channel block of the tile (the ACC region is [block][pixel]) into
+    the interior of the output's padded layout; the first pops compute->store, the last
+    pushes store->compute."""
+    stores = []
+    for j in range(out.toc):
+        if out.oc0 + j >= layout.channel_blocks:
+            break  # blocks added only to avoid the accumulator hazard are not stored
+        stores.append(em.add(MemInsn(
+            store=True, memory_type=MemType.OUT, sram_base=acc_base + j * out.pixels,
+            dram_base=out_base + layout.element(out.n, out.oc0 + j, layout.pad_top + out.oh0,
+                                                layout.pad_left + out.ow0),
+            y_size=out.th, x_size=out.tw, x_stride=layout.padded_width)))
+    em.flag(stores[0], pop_prev=1)
+    em.flag(stores[-1], push_prev=1)
 
 
 def _emit_requantize(em: _Emitter, layer: Layer, acc: int, toc: int, pixels: int) -> None:

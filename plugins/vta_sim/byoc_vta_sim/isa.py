@@ -145,11 +145,9 @@ class MemInsn(_Insn):
 
 
 @dataclass(frozen=True)
-class GemmInsn(_Insn):
-    """GEMM: run micro-ops [uop_bgn, uop_end) over an iter_out x iter_in loop nest."""
-
-    FIELDS: ClassVar[tuple[Field, ...]] = _HEADER + (Field("reset", 7, 1),) + _LOOP + (
-        Field("wgt_factor_out", 108, 10), Field("wgt_factor_in", 118, 10))
+class _LoopInsn(_Insn):
+    """The loop nest GEMM and ALU share: micro-ops [uop_bgn, uop_end) run for i < iter_out,
+    j < iter_in, each index offset by i * factor_out + j * factor_in."""
 
     reset: int = 0
     uop_bgn: int = 0
@@ -160,6 +158,15 @@ class GemmInsn(_Insn):
     dst_factor_in: int = 0
     src_factor_out: int = 0
     src_factor_in: int = 0
+
+
+@dataclass(frozen=True)
+class GemmInsn(_LoopInsn):
+    """GEMM: acc[dst] += inp[src] x wgt[wgt]^T (or zero it with reset) over the loop nest."""
+
+    FIELDS: ClassVar[tuple[Field, ...]] = _HEADER + (Field("reset", 7, 1),) + _LOOP + (
+        Field("wgt_factor_out", 108, 10), Field("wgt_factor_in", 118, 10))
+
     wgt_factor_out: int = 0
     wgt_factor_in: int = 0
 
@@ -169,21 +176,12 @@ class GemmInsn(_Insn):
 
 
 @dataclass(frozen=True)
-class AluInsn(_Insn):
-    """ALU: acc[dst] = op(acc[dst], imm or acc[src]) over the same loop nest as GEMM."""
+class AluInsn(_LoopInsn):
+    """ALU: acc[dst] = op(acc[dst], imm or acc[src]) over the loop nest."""
 
     FIELDS: ClassVar[tuple[Field, ...]] = _HEADER + (Field("reset", 7, 1),) + _LOOP + (
         Field("alu_op", 108, 3), Field("use_imm", 111, 1), Field("imm", 112, 16, signed=True))
 
-    reset: int = 0
-    uop_bgn: int = 0
-    uop_end: int = 0
-    iter_out: int = 1
-    iter_in: int = 1
-    dst_factor_out: int = 0
-    dst_factor_in: int = 0
-    src_factor_out: int = 0
-    src_factor_in: int = 0
     alu_op: AluOp = AluOp.ADD
     use_imm: int = 0
     imm: int = 0

@@ -25,7 +25,6 @@ being written); otherwise it runs micro-op by micro-op, each over its lanes.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
@@ -52,6 +51,7 @@ from byoc_vta_sim.isa import (
     module_of,
     uop_fields,
 )
+from byoc_vta_sim.schedule import RoundSchedule, Stalled
 
 COUNTER_NAMES = ("gemm_uops", "alu_uops", "insns_load", "insns_compute", "insns_store",
                  "bytes_loaded_uop", "bytes_loaded_wgt", "bytes_loaded_inp",
@@ -150,53 +150,30 @@ class Simulator:
         this run's counters (also added to :attr:`counters`)."""
         insns = _instructions(stream)
         _check_dram(dram)
-        flags = [self._check_insn(index, insn, len(insns)) for index, insn in enumerate(insns)]
+        for index, insn in enumerate(insns):
+            self._check_insn(index, insn, len(insns))
         counters = dict.fromkeys(COUNTER_NAMES, 0)
         try:
-            self._schedule(insns, flags, dram, counters)
+            self._schedule(insns, dram, counters)
         finally:
             for name, value in counters.items():
                 self.counters[name] += value
         return counters
 
-    def _schedule(self, insns: list[Insn], flags: list[tuple[tuple[str, ...], tuple[str, ...]]],
-                  dram: np.ndarray, counters: dict[str, int]) -> None:
-        routes = [module_of(insn) for insn in insns]
-        queues: dict[Module, deque[int]] = {module: deque() for module in Module}
-        tokens = dict.fromkeys(QUEUE_NAMES.values(), 0)
-        depth = self.config.insn_queue_depth
-        fetched = 0
-        while True:
-            progressed = False
-            while fetched < len(insns) and len(queues[routes[fetched]]) < depth:
-                queues[routes[fetched]].append(fetched)
-                fetched += 1
-                progressed = True
-            for module in Module:
-                queue = queues[module]
-                while queue:
-                    index = queue[0]
-                    pops, pushes = flags[index]
-                    if not all(tokens[q] for q in pops):
-                        break
-                    for q in pops:
-                        tokens[q] -= 1
-                    queue.popleft()
-                    self._execute(index, insns[index], dram, counters)
-                    counters[f"insns_{module.label}"] += 1
-                    for q in pushes:
-                        tokens[q] += 1
-                    progressed = True
-                    if isinstance(insns[index], FinishInsn):
-                        _check_nothing_pending(index, insns, queues)
-                        return
-            if not progressed:
-                raise _stall_error(insns, queues, flags, tokens, fetched, depth)
+    def _schedule(self, insns: list[Insn], dram: np.ndarray, counters: dict[str, int]) -> None:
+        schedule = RoundSchedule(insns, self.config.insn_queue_depth)
+        try:
+            for index in schedule:
+                insn = insns[index]
+                self._execute(index, insn, dram, counters)
+                counters[f"insns_{schedule.modules[index].label}"] += 1
+                if isinstance(insn, FinishInsn):
+                    _check_nothing_pending(index, insns, schedule.pending())
+        except Stalled:
+            raise _stall_error(insns, schedule) from None
 
-    def _check_insn(self, index: int, insn: Insn, count: int
-                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Refuse what no schedule could run; return the token queues ``insn`` pops and
-        pushes."""
+    def _check_insn(self, index: int, insn: Insn, count: int) -> None:
+        """Refuse what no schedule could run."""
         def fail(problem: str) -> SimulationError:
             return SimulationError(f"vta_sim: {_name(index, insn)}: {problem}")
 
@@ -204,7 +181,6 @@ class Simulator:
             raise fail(f"FINISH must be the stream's last instruction, but {count - 1 - index} "
                        f"more follow it; end the stream at FINISH")
         module = module_of(insn)
-        pops, pushes = [], []
         for flag, queue in TOKEN_QUEUES[module].items():
             if not getattr(insn, flag):
                 continue
@@ -214,7 +190,6 @@ class Simulator:
             if isinstance(insn, FinishInsn) and flag.startswith("pop"):
                 raise fail("FINISH may not pop tokens; make the instruction before it pop "
                            "them instead")
-            (pops if flag.startswith("pop") else pushes).append(QUEUE_NAMES[queue])
         if isinstance(insn, MemInsn):
             if not insn.store and insn.memory_type is MemType.OUT:
                 raise fail("LOAD cannot read memory type OUT (there is no OUT buffer); load "
@@ -230,7 +205,6 @@ class Simulator:
             if insn.uop_bgn > insn.uop_end:
                 raise fail(f"uop_bgn={insn.uop_bgn} is after uop_end={insn.uop_end}; the "
                            f"micro-op range is [uop_bgn, uop_end)")
-        return tuple(pops), tuple(pushes)
 
     def _execute(self, index: int, insn: Insn, dram: np.ndarray,
                  counters: dict[str, int]) -> None:
@@ -446,9 +420,7 @@ def _check_dram(dram: np.ndarray) -> None:
                               f"array, not a {described}")
 
 
-def _check_nothing_pending(finish: int, insns: list[Insn],
-                           queues: dict[Module, deque[int]]) -> None:
-    pending = sorted(index for queue in queues.values() for index in queue)
+def _check_nothing_pending(finish: int, insns: list[Insn], pending: list[int]) -> None:
     if pending:
         names = "; ".join(_name(index, insns[index]) for index in pending)
         raise SimulationError(
@@ -457,9 +429,8 @@ def _check_nothing_pending(finish: int, insns: list[Insn],
             f"FINISH must pop the token that the last of them pushes")
 
 
-def _stall_error(insns: list[Insn], queues: dict[Module, deque[int]],
-                 flags: list[tuple[tuple[str, ...], tuple[str, ...]]],
-                 tokens: dict[str, int], fetched: int, depth: int) -> SimulationError:
+def _stall_error(insns: list[Insn], schedule: RoundSchedule) -> SimulationError:
+    queues, fetched, depth = schedule.queues, schedule.fetched, schedule.queue_depth
     if fetched == len(insns) and not any(queues.values()):
         return SimulationError(
             f"vta_sim: the stream has no FINISH: all {len(insns)} instructions ran but the "
@@ -471,7 +442,7 @@ def _stall_error(insns: list[Insn], queues: dict[Module, deque[int]],
             lines.append(f"the {module.label} module is empty")
             continue
         head = queues[module][0]
-        missing = [q for q in flags[head][0] if not tokens[q]]
+        missing = [QUEUE_NAMES[q] for q in schedule.waiting_for(head)]
         lines.append(f"{_name(head, insns[head])} waits for a {' and a '.join(missing)} token")
     if fetched < len(insns):
         lines.append(f"fetch waits at {_name(fetched, insns[fetched])} because that queue is "

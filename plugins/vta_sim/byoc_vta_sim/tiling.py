@@ -68,6 +68,37 @@ class Tiling:
                 math.ceil(shape.out_width / self.tw), math.ceil(shape.in_blocks / self.ticb))
 
 
+@dataclass(frozen=True)
+class OutputTile:
+    """One tile of a layer's output: image n, channel blocks [oc0, oc0 + toc), rows
+    [oh0, oh0 + th), columns [ow0, ow0 + tw); edge tiles are smaller than the tiling's."""
+
+    n: int
+    oc0: int
+    toc: int
+    oh0: int
+    th: int
+    ow0: int
+    tw: int
+
+    @property
+    def pixels(self) -> int:
+        return self.th * self.tw
+
+
+def output_tiles(shape: ConvShape, tiling: Tiling):
+    """The output tiles in the order the generator runs them: images, then output-channel
+    tiles (so a weight tile stays loaded across the spatial tiles), then rows, columns."""
+    n_oc, n_h, n_w, _ = tiling.counts(shape)
+    for n in range(shape.batch):
+        for oc0 in range(0, n_oc * tiling.toc, tiling.toc):
+            for oh0 in range(0, n_h * tiling.th, tiling.th):
+                for ow0 in range(0, n_w * tiling.tw, tiling.tw):
+                    yield OutputTile(n, oc0, min(tiling.toc, shape.out_blocks - oc0),
+                                     oh0, min(tiling.th, shape.out_height - oh0),
+                                     ow0, min(tiling.tw, shape.out_width - ow0))
+
+
 def halves(config: VtaConfig) -> tuple[int, int, int]:
     """Elements of the INP, WGT and ACC buffers available to one virtual thread."""
     return config.inp_depth // 2, config.wgt_depth // 2, config.acc_depth // 2

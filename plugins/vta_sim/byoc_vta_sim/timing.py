@@ -21,16 +21,15 @@ from collections import deque
 
 from byoc_vta_sim.config import VtaConfig
 from byoc_vta_sim.isa import (
+    QUEUE_NAMES,
     AluInsn,
-    FinishInsn,
     GemmInsn,
     Insn,
     MemInsn,
     MemType,
     Module,
-    module_of,
-    token_moves,
 )
+from byoc_vta_sim.schedule import RoundSchedule
 from byoc_vta_sim.tiling import PIPELINE_CYCLES
 
 
@@ -41,42 +40,31 @@ def _elem_bytes(config: VtaConfig, memory_type: MemType) -> int:
 
 
 def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
-    """Estimated total cycles and busy cycles per unit for a (valid) stream."""
-    queues = {module: deque() for module in Module}
-    for insn in insns:
-        queues[module_of(insn)].append(insn)
-    tokens = {name: deque() for name in ("L2C", "C2L", "C2S", "S2C")}
+    """Estimated total cycles and busy cycles per unit for a valid stream (the instruction
+    order is the simulator's; any order the tokens allow gives the same times)."""
+    schedule = RoundSchedule(insns, config.insn_queue_depth)
+    tokens: dict[str, deque[int]] = {name: deque() for name in QUEUE_NAMES}
     clock = dict.fromkeys(Module, 0)
     busy = {"gemm_busy": 0, "alu_busy": 0, "load_busy": 0, "store_busy": 0}
     port_free = 0
-    progress = True
-    while progress:
-        progress = False
-        for module, queue in queues.items():
-            while queue:
-                insn = queue[0]
-                pops, pushes = token_moves(insn)
-                if any(not tokens[q] for q in pops):
-                    break
-                start = max([clock[module]] + [tokens[q].popleft() for q in pops])
-                if isinstance(insn, MemInsn) and insn.x_size:
-                    row_beats = math.ceil(insn.x_size * _elem_bytes(config, insn.memory_type)
-                                          / config.mem_port_bytes)
-                    transfer = max(start + config.mem_latency, port_free)
-                    port_free = transfer + insn.y_size * row_beats
-                    end = port_free + insn.sram_elements - insn.y_size * insn.x_size
-                    busy["store_busy" if insn.store else "load_busy"] += end - start
-                elif isinstance(insn, (GemmInsn, AluInsn)):
-                    uops = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
-                    end = start + uops + PIPELINE_CYCLES
-                    busy["alu_busy" if isinstance(insn, AluInsn) else "gemm_busy"] += uops
-                else:
-                    end = start + 1
-                clock[module] = end
-                for q in pushes:
-                    tokens[q].append(end)
-                queue.popleft()
-                progress = True
-                if isinstance(insn, FinishInsn):
-                    break
+    for index in schedule:
+        insn, module = insns[index], schedule.modules[index]
+        pops, pushes = schedule.moves[index]
+        start = max([clock[module]] + [tokens[q].popleft() for q in pops])
+        if isinstance(insn, MemInsn) and insn.x_size:
+            row_beats = math.ceil(insn.x_size * _elem_bytes(config, insn.memory_type)
+                                  / config.mem_port_bytes)
+            transfer = max(start + config.mem_latency, port_free)
+            port_free = transfer + insn.y_size * row_beats
+            end = port_free + insn.sram_elements - insn.y_size * insn.x_size
+            busy["store_busy" if insn.store else "load_busy"] += end - start
+        elif isinstance(insn, (GemmInsn, AluInsn)):
+            uops = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+            end = start + uops + PIPELINE_CYCLES
+            busy["alu_busy" if isinstance(insn, AluInsn) else "gemm_busy"] += uops
+        else:
+            end = start + 1
+        clock[module] = end
+        for q in pushes:
+            tokens[q].append(end)
     return {"cycles": max(clock.values()), **busy}

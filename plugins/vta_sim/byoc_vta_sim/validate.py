@@ -33,6 +33,7 @@ from byoc_vta_sim.isa import (
     module_of,
     token_moves,
 )
+from byoc_vta_sim.schedule import RoundSchedule, Stalled
 
 BUFFER_DEPTH = {MemType.UOP: "uop_depth", MemType.WGT: "wgt_depth", MemType.INP: "inp_depth",
                 MemType.ACC: "acc_depth"}
@@ -192,43 +193,27 @@ def _check_token_balance(insns: list[Insn]) -> None:
 
 
 def _check_schedule(insns: list[Insn], config: VtaConfig) -> None:
-    """Run the tokens alone through the simulator's schedule (fetch with bounded module
-    queues, then load, compute and store each as far as they can) to find a deadlock, and
-    carry a vector clock per token (how many instructions of each module happened before
-    it) to check that FINISH comes after the last LOAD and STORE under any schedule."""
-    modules = [module_of(insn) for insn in insns]
-    moves = [token_moves(insn) for insn in insns]
-    pending: dict[Module, deque[int]] = {m: deque() for m in Module}
+    """Run the tokens alone through the simulator's schedule to find a deadlock, and carry a
+    vector clock per token (how many instructions of each module happened before it) to
+    check that FINISH comes after the last LOAD and STORE under any schedule."""
+    schedule = RoundSchedule(insns, config.insn_queue_depth)
     tokens: dict[str, deque[tuple[int, ...]]] = {q: deque() for q in QUEUE_NAMES}
     clocks = {m: (0,) * len(Module) for m in Module}
-    fetched = 0
-    while True:
-        progress = False
-        while fetched < len(insns) and len(pending[modules[fetched]]) < config.insn_queue_depth:
-            pending[modules[fetched]].append(fetched)
-            fetched += 1
-            progress = True
-        for module in Module:
-            queue = pending[module]
-            while queue:
-                index = queue[0]
-                popped, pushed = moves[index]
-                if not all(tokens[q] for q in popped):
-                    break
-                clock = clocks[module]
-                for q in popped:
-                    clock = tuple(map(max, clock, tokens[q].popleft()))
-                clock = clock[:module] + (clock[module] + 1,) + clock[module + 1:]
-                clocks[module] = clock
-                for q in pushed:
-                    tokens[q].append(clock)
-                queue.popleft()
-                progress = True
-                if isinstance(insns[index], FinishInsn):
-                    _check_finish_waits(insns, modules, index, clock)
-                    return
-        if not progress:
-            raise _deadlock(insns, moves, pending, tokens, fetched, modules, config)
+    try:
+        for index in schedule:
+            module = schedule.modules[index]
+            popped, pushed = schedule.moves[index]
+            clock = clocks[module]
+            for q in popped:
+                clock = tuple(map(max, clock, tokens[q].popleft()))
+            clock = clock[:module] + (clock[module] + 1,) + clock[module + 1:]
+            clocks[module] = clock
+            for q in pushed:
+                tokens[q].append(clock)
+            if isinstance(insns[index], FinishInsn):
+                _check_finish_waits(insns, schedule.modules, index, clock)
+    except Stalled:
+        raise _deadlock(insns, schedule, config) from None
 
 
 def _check_finish_waits(insns: list[Insn], modules: list[Module], finish: int,
@@ -246,9 +231,8 @@ def _check_finish_waits(insns: list[Insn], modules: list[Module], finish: int,
                 f"x_size=0 can carry the pop)")
 
 
-def _deadlock(insns: list[Insn], moves: list[tuple[list[str], list[str]]],
-              pending: dict[Module, deque[int]], tokens: dict[str, deque], fetched: int,
-              modules: list[Module], config: VtaConfig) -> StreamError:
+def _deadlock(insns: list[Insn], schedule: RoundSchedule, config: VtaConfig) -> StreamError:
+    pending, fetched, modules = schedule.queues, schedule.fetched, schedule.modules
     parts = []
     for module, queue in pending.items():
         name = module.name.lower()
@@ -256,7 +240,7 @@ def _deadlock(insns: list[Insn], moves: list[tuple[list[str], list[str]]],
             parts.append(f"the {name} module has nothing left to run")
             continue
         index = queue[0]
-        missing = " and a ".join(_queue(q) for q in moves[index][0] if not tokens[q])
+        missing = " and a ".join(_queue(q) for q in schedule.waiting_for(index))
         parts.append(f"the {name} module's next, {_where(index, insns[index])}, waits for a "
                      f"{missing} token")
     if fetched < len(insns):
