@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from byoc.testing import make_model
+from byoc.testing import make_model, zoo_module
 
-
-ZOO_PATH = Path(__file__).resolve().parents[1] / "examples" / "zoo.py"
-
-
-def _import_zoo():
-    spec = importlib.util.spec_from_file_location("examples_zoo", ZOO_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = _import_zoo()
+zoo = zoo_module()
+ZOO_PATH = Path(zoo.__file__)
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,6 @@ bit-exact with the reference interpreter."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -16,11 +12,10 @@ from onnx import TensorProto as T
 from onnx import helper
 
 import byoc
-from byoc.testing import compile_reference, make_model
+from byoc.testing import compile_reference, make_model, zoo_module
 
 TT = {np.dtype(np.uint8): T.UINT8, np.dtype(np.int8): T.INT8, np.dtype(np.int16): T.INT16,
       np.dtype(np.uint16): T.UINT16, np.dtype(np.int32): T.INT32}
-ZOO_PATH = Path(__file__).resolve().parents[3] / "examples" / "zoo.py"
 
 
 def compiled_parts(model, threads=None):
@@ -284,20 +279,9 @@ def test_float_semantics_groups_are_not_claimed_as_integer():
 
 # -- the int8 example models --------------------------------------------------------------------
 
-def _zoo():
-    name = "examples_zoo"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ZOO_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", ["cnn_int8", "resnet18_int8"])
 def test_int8_zoo_models_are_exact(tmp_path, name):
-    model = onnx.load(str(_zoo().build(name, tmp_path)))
+    model = onnx.load(str(zoo_module().build(name, tmp_path)))
     graph_input = model.graph.input[0]
     shape = [d.dim_value or 1 for d in graph_input.type.tensor_type.shape.dim]
     x = np.random.default_rng(0).uniform(-2, 2, shape).astype(np.float32)
