@@ -16,6 +16,7 @@ The RTL of hw/ measures the real figure.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -39,6 +40,26 @@ def _elem_bytes(config: VtaConfig, memory_type: MemType) -> int:
             MemType.OUT: config.out_elem_bytes}[memory_type]
 
 
+class _Port:
+    """The memory port's busy intervals. Instructions are timed in schedule order, which is
+    not time order (the load module may be timed far ahead of the compute module), so a
+    transfer takes the first gap long enough at or after the time it can start."""
+
+    def __init__(self) -> None:
+        self.busy: list[tuple[int, int]] = []     # sorted, disjoint [start, end)
+
+    def reserve(self, earliest: int, beats: int) -> int:
+        start = earliest
+        position = bisect.bisect_left(self.busy, (start, start))
+        if position and self.busy[position - 1][1] > start:
+            position -= 1
+        while position < len(self.busy) and self.busy[position][0] < start + beats:
+            start = max(start, self.busy[position][1])
+            position += 1
+        self.busy.insert(position, (start, start + beats))
+        return start
+
+
 def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
     """Estimated total cycles and busy cycles per unit for a valid stream (the instruction
     order is the simulator's; any order the tokens allow gives the same times)."""
@@ -46,7 +67,7 @@ def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
     tokens: dict[str, deque[int]] = {name: deque() for name in QUEUE_NAMES}
     clock = dict.fromkeys(Module, 0)
     busy = {"gemm_busy": 0, "alu_busy": 0, "load_busy": 0, "store_busy": 0}
-    port_free = 0
+    port = _Port()
     for index in schedule:
         insn, module = insns[index], schedule.modules[index]
         pops, pushes = schedule.moves[index]
@@ -54,9 +75,9 @@ def estimate_stream(insns: list[Insn], config: VtaConfig) -> dict[str, int]:
         if isinstance(insn, MemInsn) and insn.x_size:
             row_beats = math.ceil(insn.x_size * _elem_bytes(config, insn.memory_type)
                                   / config.mem_port_bytes)
-            transfer = max(start + config.mem_latency, port_free)
-            port_free = transfer + insn.y_size * row_beats
-            end = port_free + insn.sram_elements - insn.y_size * insn.x_size
+            beats = insn.y_size * row_beats
+            transfer = port.reserve(start + config.mem_latency, beats)
+            end = transfer + beats + insn.sram_elements - insn.y_size * insn.x_size
             busy["store_busy" if insn.store else "load_busy"] += end - start
         elif isinstance(insn, (GemmInsn, AluInsn)):
             uops = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
