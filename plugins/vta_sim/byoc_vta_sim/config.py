@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from byoc.errors import PluginError
+from byoc_vta_sim.isa import verilog_defines
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("vta_default.yaml")
 
@@ -98,7 +99,8 @@ class VtaConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def verilog_header(self) -> str:
-        """The configuration as Verilog ``define``s, for the RTL's parameter include."""
+        """The configuration, and the instruction encoding's field positions, as Verilog
+        ``define``s: the RTL's one parameter include (hw/vta/generated/vta_config.vh)."""
         lines = ["// Generated from the vta_sim configuration by byoc_vta_sim.config; do not "
                  "edit.", "`ifndef VTA_CONFIG_VH", "`define VTA_CONFIG_VH"]
         values = {**self.to_dict(), "inp_elem_bytes": self.inp_elem_bytes,
@@ -109,6 +111,7 @@ class VtaConfig:
         for name in MAX_DEPTH:
             depth = getattr(self, name)
             lines.append(f"`define VTA_LOG_{name.upper()} {max(1, (depth - 1).bit_length())}")
+        lines += verilog_defines()
         lines.append("`endif")
         return "\n".join(lines) + "\n"
 

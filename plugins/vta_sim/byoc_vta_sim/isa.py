@@ -383,7 +383,26 @@ def insn_fields(insn: Insn) -> list[Field]:
     return [f for f in insn.FIELDS if f.name != "opcode"]
 
 
+def verilog_defines() -> list[str]:
+    """The encoding as Verilog ``define``s for the RTL: every field's bit range
+    (``VTA_MEM_SRAM_BASE`` is ``25:10``) and every opcode, memory type and ALU operation."""
+    kinds = (("INSN", _HEADER), ("MEM", MemInsn.FIELDS), ("GEMM", GemmInsn.FIELDS),
+             ("ALU", AluInsn.FIELDS), ("UOP", Uop.FIELDS))
+    lines = []
+    for kind, table in kinds:
+        for f in table:
+            if kind != "INSN" and f in _HEADER:
+                continue
+            lines.append(f"`define VTA_{kind}_{f.name.upper()} {f.lsb + f.width - 1}:{f.lsb}")
+    widths = {f.name: f.width for f in (*MemInsn.FIELDS, *AluInsn.FIELDS)}
+    for enum, prefix, field in ((Opcode, "OP", "opcode"), (MemType, "MEM", "memory_type"),
+                                (AluOp, "ALU", "alu_op")):
+        for member in enum:
+            lines.append(f"`define VTA_{prefix}_{member.name} {widths[field]}'d{int(member)}")
+    return lines
+
+
 __all__ = ["DEP_FLAGS", "QUEUE_NAMES", "TOKEN_QUEUES", "AluInsn", "AluOp", "FinishInsn",
            "GemmInsn", "INSN_BYTES", "Insn", "IsaError", "MemInsn", "MemType", "Module", "Opcode", "UOP_BYTES", "Uop", "decode_insn", "decode_stream",
            "decode_uops", "encode_insn", "encode_stream", "encode_uops", "expand_loop", "insn_fields",
-           "uop_fields"]
+           "uop_fields", "verilog_defines"]
