@@ -111,6 +111,7 @@ module vta_compute #(
     wire start_loop = start && (is_gemm || is_alu);
 
     reg        run_acc_load;      // which loader owns the memory port
+    reg        run_finish;
     reg        run_gemm, run_alu;
     reg        reset_op, use_imm;
     reg [2:0]  alu_op;
@@ -121,6 +122,7 @@ module vta_compute #(
             o_finished <= 1'b0;
             run_gemm   <= 1'b0;
             run_alu    <= 1'b0;
+            run_finish <= 1'b0;
         end else if (start) begin
             run_acc_load <= start_acc;
             run_gemm     <= is_gemm;
@@ -129,7 +131,10 @@ module vta_compute #(
             alu_op       <= i_insn[`VTA_ALU_ALU_OP];
             use_imm      <= i_insn[`VTA_ALU_USE_IMM];
             imm          <= {{16{i_insn[127]}}, i_insn[`VTA_ALU_IMM]};
-            if (opcode == `VTA_OP_FINISH) o_finished <= 1'b1;
+            run_finish   <= opcode == `VTA_OP_FINISH;
+        end else if (o_retired && run_finish) begin
+            // done once FINISH has retired, so its tokens and its count are in
+            o_finished <= 1'b1;
         end
     end
 

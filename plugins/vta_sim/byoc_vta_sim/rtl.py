@@ -1,0 +1,258 @@
+"""The accelerator's RTL (hw/vta) under Verilator: a drop-in for the functional simulator.
+
+:class:`RtlSimulator` has the :class:`~byoc_vta_sim.sim.Simulator` interface: ``run(stream,
+dram)`` executes an instruction stream against a numpy DRAM image, modified in place, and
+returns the run's counters under the simulator's names (plus the RTL's cycle, busy and stall
+counters). Underneath, :func:`byoc.cosim.build_model` Verilates hw/vta/sim/vta_shell.v with
+the configuration's generated include (cached on disk), the DRAM image is handed to the
+design's DPI memory, and the clock runs in C++ until the core raises done.
+
+The stream is checked first with the validator (:func:`byoc_vta_sim.validate.validate_stream`):
+the RTL relies on the rules the validator enforces (the accumulator hazard rule above all)
+and would silently compute something else on a stream that breaks them.
+
+Memory map of a run: the caller's DRAM image from byte 0, then the instruction stream at the
+next 64-byte boundary. The image is copied in, and its bytes copied back after the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from byoc.cosim import CosimError, CosimModel, WatchdogError, build_model
+from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig
+from byoc_vta_sim.isa import (
+    INSN_BYTES,
+    QUEUE_NAMES,
+    TOKEN_QUEUES,
+    AluInsn,
+    GemmInsn,
+    Insn,
+    MemInsn,
+    Module,
+    encode_stream,
+)
+from byoc_vta_sim.sim import COUNTER_NAMES, SimulationError, _check_dram, _instructions, describe
+from byoc_vta_sim.validate import StreamError, validate_stream
+
+# Register map (hw/vta/vta_regs.v).
+REG_CTRL, REG_INSN_ADDR, REG_INSN_COUNT = 0, 1, 2
+COUNTER_REGISTERS = {
+    "cycles": 3, "gemm_busy": 4, "alu_busy": 5, "gemm_uops": 6, "alu_uops": 7,
+    "stall_l2c": 8, "stall_c2l": 9, "stall_c2s": 10, "stall_s2c": 11,
+    "bytes_loaded_uop": 12, "bytes_loaded_wgt": 13, "bytes_loaded_inp": 14,
+    "bytes_loaded_acc": 15, "bytes_stored_out": 16,
+    "insns_load": 17, "insns_compute": 18, "insns_store": 19,
+}
+REG_FETCH_STATUS, REG_TOKENS = 20, 24
+REG_MODULE_STATUS = {Module.LOAD: 21, Module.COMPUTE: 22, Module.STORE: 23}
+RTL_COUNTER_NAMES = tuple(name for name in COUNTER_REGISTERS if name not in COUNTER_NAMES)
+
+STREAM_ALIGN = 64
+RESET_CYCLES = 4
+
+
+def rtl_dir() -> Path:
+    """hw/vta of the byoc checkout this plugin runs from (or ``$BYOC_VTA_RTL``)."""
+    configured = os.environ.get("BYOC_VTA_RTL")
+    path = Path(configured) if configured else Path(__file__).resolve().parents[3] / "hw" / "vta"
+    if not (path / "vta_core.v").is_file():
+        raise CosimError(
+            f"vta_sim: the accelerator's RTL is not at {path} (no vta_core.v there). The RTL "
+            f"ships in the byoc repository's hw/vta; run from a checkout, or set BYOC_VTA_RTL "
+            f"to that folder.")
+    return path
+
+
+def rtl_sources(root: Path | None = None) -> list[Path]:
+    """Every Verilog file of the design and its simulation shell."""
+    root = root or rtl_dir()
+    return sorted(root.glob("*.v")) + sorted((root / "sim").glob("*.v"))
+
+
+def check_supported(config: VtaConfig) -> None:
+    """Refuse configurations the RTL's packing logic does not implement."""
+    def power_of_two(value: int) -> bool:
+        return value > 0 and value & (value - 1) == 0
+
+    problems = [f"{name}={getattr(config, name)} is not a power of two"
+                for name in ("batch", "block_in", "block_out", "mem_port_bits")
+                if not power_of_two(getattr(config, name))]
+    if config.mem_port_bits < 64:
+        problems.append(f"mem_port_bits={config.mem_port_bits} is below 64 (the simulated "
+                        f"DRAM moves 64-bit words)")
+    if problems:
+        raise CosimError("vta_sim: the RTL cannot be built for this configuration: "
+                         + "; ".join(problems))
+
+
+def config_include(config: VtaConfig, cache_dir: Path | None = None) -> Path:
+    """A folder holding vta_config.vh for ``config`` (written once per distinct header)."""
+    header = config.verilog_header()
+    key = hashlib.sha256(header.encode()).hexdigest()[:16]
+    root = Path(cache_dir) if cache_dir else _default_cache()
+    folder = root / "vta-config" / key
+    target = folder / "vta_config.vh"
+    if not target.is_file() or target.read_text() != header:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".vta_config.vh.{os.getpid()}"
+        partial.write_text(header)
+        partial.replace(target)
+    return folder
+
+
+def _default_cache() -> Path:
+    root = os.environ.get("BYOC_CACHE_DIR") or Path.home() / ".cache" / "byoc"
+    return Path(root) / "cosim"
+
+
+def build_rtl(config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = None) -> CosimModel:
+    """The Verilated accelerator for ``config`` (built once per design and configuration)."""
+    check_supported(config)
+    root = rtl_dir()
+    include = config_include(config, cache_dir)
+    return build_model("vta_shell", rtl_sources(root), include_dirs=[include, root, root / "sim"],
+                       clock="clk", done="o_done",
+                       cache_dir=Path(cache_dir) if cache_dir else None)
+
+
+class RtlSimulator:
+    """The accelerator's RTL with the functional simulator's ``run(stream, dram)``."""
+
+    def __init__(self, config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = None,
+                 model: CosimModel | None = None):
+        self.config = config
+        self.model = model if model is not None else build_rtl(config, cache_dir=cache_dir)
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES + RTL_COUNTER_NAMES, 0)
+        self._insns: list[Insn] = []
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, stream: bytes | Sequence[Insn], dram: np.ndarray, *,
+            max_cycles: int | None = None, trace: os.PathLike | str | None = None
+            ) -> dict[str, int]:
+        """Run the stream to FINISH on the RTL against ``dram`` (1-D uint8, modified in
+        place); return this run's counters. ``trace`` writes a VCD of the whole run."""
+        insns = _instructions(stream)
+        _check_dram(dram)
+        try:
+            validate_stream(insns, self.config, dram)
+        except StreamError as err:
+            raise SimulationError(f"vta_sim RTL: the stream breaks a rule the hardware relies "
+                                  f"on: {err}") from None
+        self._insns = insns
+        memory, stream_at = self._memory_image(insns, dram)
+        limit = max_cycles if max_cycles is not None else self.cycle_limit(insns)
+        model = self.model
+        model.attach_memory(0, memory)
+        model.clear_memory_faults()
+        if trace is not None:
+            with model.trace(trace):
+                cycles = self._start_and_run(stream_at, len(insns), limit)
+        else:
+            cycles = self._start_and_run(stream_at, len(insns), limit)
+        if model.memory_fault_count:
+            raise SimulationError(f"vta_sim RTL: the design accessed memory outside the DRAM "
+                                  f"image: {model.memory_faults()[:4]}")
+        dram[...] = memory[:dram.size]
+        counters = {name: model_register(model, index)
+                    for name, index in COUNTER_REGISTERS.items()}
+        counters["run_cycles"] = cycles
+        for name in self.counters:
+            self.counters[name] += counters[name]
+        return counters
+
+    def _memory_image(self, insns: list[Insn], dram: np.ndarray) -> tuple[np.ndarray, int]:
+        code = np.frombuffer(encode_stream(insns), dtype=np.uint8)
+        stream_at = -(-dram.size // STREAM_ALIGN) * STREAM_ALIGN
+        memory = np.zeros(stream_at + code.size, dtype=np.uint8)
+        memory[:dram.size] = dram
+        memory[stream_at:] = code
+        return memory, stream_at
+
+    def _start_and_run(self, stream_at: int, count: int, limit: int) -> int:
+        model = self.model
+        model["i_reg_we"] = 0
+        model["rst"] = 1
+        model.step(RESET_CYCLES)
+        model["rst"] = 0
+        write_register(model, REG_INSN_ADDR, stream_at)
+        write_register(model, REG_INSN_COUNT, count)
+        write_register(model, REG_CTRL, 1)
+        try:
+            return model.run(limit, describe=self.describe_state)
+        except WatchdogError as err:
+            raise SimulationError(f"vta_sim RTL: {err}") from None
+
+    def cycle_limit(self, insns: list[Insn]) -> int:
+        """A watchdog limit no legal run of ``insns`` reaches: every micro-op, DMA beat and
+        buffer element taken serially, each instruction paying the memory latency, times 4."""
+        cfg = self.config
+        work = 0
+        for insn in insns:
+            if isinstance(insn, (GemmInsn, AluInsn)):
+                work += (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+            elif isinstance(insn, MemInsn):
+                elements = max(insn.sram_elements, insn.y_size * insn.x_size)
+                work += elements * (1 + cfg.wgt_elem_bytes // cfg.mem_port_bytes)
+            work += cfg.mem_latency + 16
+        return 4 * work + 10_000
+
+    # -- the watchdog's report ---------------------------------------------------------------
+
+    def describe_state(self, model: CosimModel) -> str:
+        """What every module is doing, named by instruction, from the status registers."""
+        insns = self._insns
+        lines = []
+        tokens = model_register(model, REG_TOKENS)
+        held = {name: (tokens >> (16 * position)) & 0xFFFF
+                for position, name in enumerate(("L2C", "C2L", "C2S", "S2C"))}
+        for module, register in REG_MODULE_STATUS.items():
+            status = model_register(model, register)
+            index, state = status & 0xFFFFFFFF, (status >> 32) & 3
+            if state == 0:
+                lines.append(f"the {module.label} module is empty")
+                continue
+            name = (f"instruction {index} ({describe(insns[index])})" if index < len(insns)
+                    else f"instruction {index}")
+            if state == 1:
+                missing = [TOKEN_QUEUES[module][flag] for bit, flag in ((34, "pop_prev"),
+                                                                         (35, "pop_next"))
+                           if status >> bit & 1]
+                lines.append(f"{name} in the {module.label} module waits for a "
+                             f"{' and a '.join(f'{q} ({QUEUE_NAMES[q]})' for q in missing)} "
+                             f"token")
+            else:
+                lines.append(f"{name} in the {module.label} module is running")
+        fetch = model_register(model, REG_FETCH_STATUS)
+        routed = fetch & 0xFFFFFFFF
+        if fetch >> 32 & 1:
+            lines.append(f"fetch waits at instruction {routed} because the "
+                         f"{Module((fetch >> 33) & 3).label} queue is full")
+        else:
+            lines.append(f"fetch has routed {routed} of {len(insns)} instructions")
+        lines.append("tokens held: " + ", ".join(f"{q} {n}" for q, n in held.items()))
+        return "; ".join(lines) + "."
+
+
+def write_register(model: CosimModel, index: int, value: int) -> None:
+    """One register write through the shell's register port (one clock cycle)."""
+    model["i_reg_addr"] = index
+    model["i_reg_wdata"] = value
+    model["i_reg_we"] = 1
+    model.step(1)
+    model["i_reg_we"] = 0
+
+
+def model_register(model: CosimModel, index: int) -> int:
+    model["i_reg_addr"] = index
+    return model["o_reg_rdata"]
+
+
+__all__ = ["COUNTER_REGISTERS", "RtlSimulator", "build_rtl", "check_supported",
+           "rtl_dir", "rtl_sources"]
