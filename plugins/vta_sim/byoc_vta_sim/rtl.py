@@ -162,7 +162,6 @@ class RtlSimulator:
         dram[...] = memory[:dram.size]
         counters = {name: model_register(model, index)
                     for name, index in COUNTER_REGISTERS.items()}
-        counters["run_cycles"] = cycles
         for name in self.counters:
             self.counters[name] += counters[name]
         return counters

@@ -1,4 +1,9 @@
-"""Running a compiled partition on the functional simulator.
+"""Running a compiled partition on the functional simulator, the RTL, or both.
+
+The run-time option ``target`` picks the machine: ``sim`` (the functional simulator, the
+default), ``rtl`` (the Verilated RTL of hw/vta, :mod:`byoc_vta_sim.rtl`) or ``cosim`` (both,
+every run compared byte for byte, :mod:`byoc_vta_sim.cosim`); on the command line,
+``--plugin-option vta_sim.target=rtl``.
 
 The payload holds the instruction stream (``data``), the DRAM image (``arrays["dram"]``:
 weights, parameters, micro-ops and every activation region) and where each partition input
@@ -8,22 +13,35 @@ accelerator's layout, runs the stream to FINISH, and reads the outputs back.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from byoc.errors import PluginError
 from byoc.plugins.api import PartitionSignature, Payload
-from byoc_vta_sim.config import config_from_dict
+from byoc_vta_sim.config import VtaConfig, config_from_dict
 from byoc_vta_sim.isa import decode_stream
 from byoc_vta_sim.layout import ActivationLayout
 from byoc_vta_sim.sim import Simulator
 
 
-class VtaRuntime:
-    """One partition's stream on one simulator; counters add up over runs."""
+TARGETS = ("sim", "rtl", "cosim")
 
-    def __init__(self, payload: Payload, signature: PartitionSignature) -> None:
+
+@functools.lru_cache(maxsize=None)
+def shared_rtl(config: VtaConfig):
+    """One RTL model per configuration and process, shared by every partition."""
+    from byoc_vta_sim.rtl import RtlSimulator
+
+    return RtlSimulator(config)
+
+
+class VtaRuntime:
+    """One partition's stream on one simulator (or the RTL); counters add up over runs."""
+
+    def __init__(self, payload: Payload, signature: PartitionSignature,
+                 target: str = "sim") -> None:
         meta = payload.metadata
         self.signature = signature
         self.config = config_from_dict(meta["config"], "configuration in the artifact")
@@ -39,7 +57,10 @@ class VtaRuntime:
         if missing:
             raise PluginError(f"vta_sim payload of partition {signature.name!r} has no DRAM "
                               f"region for {', '.join(missing)}; recompile the model")
+        self.target = target
         self.simulator = Simulator(self.config)
+        self.rtl = shared_rtl(self.config) if target in ("rtl", "cosim") else None
+        self.rtl_counters: dict[str, int] = {}
         self.estimated_cycles = int(meta.get("estimated_cycles", 0))
         self.runs = 0
 
@@ -52,7 +73,7 @@ class VtaRuntime:
             image = layout.pack(_as_image(data, kind, layout), shift)
             raw = image.view(np.uint8).ravel()
             self.dram[offset:offset + raw.size] = raw
-        self.simulator.run(self.insns, self.dram)
+        self._execute()
         self.runs += 1
         outputs = {}
         for name, out_type in self.signature.outputs.items():
@@ -63,6 +84,21 @@ class VtaRuntime:
             outputs[name] = _from_image(values, kind, out_type.shape)
         return outputs
 
+    def _execute(self) -> None:
+        if self.rtl is None:
+            self.simulator.run(self.insns, self.dram)
+            return
+        if self.target == "cosim":
+            from byoc_vta_sim.cosim import cosimulate
+
+            result = cosimulate(self.insns, self.dram, self.simulator, self.rtl)
+            self.dram[...] = result.dram
+            counters = result.rtl_counters
+        else:
+            counters = self.rtl.run(self.insns, self.dram)
+        for name, value in counters.items():
+            self.rtl_counters[name] = self.rtl_counters.get(name, 0) + value
+
     def _quantize(self, name: str, data: np.ndarray) -> tuple[str, np.ndarray]:
         spec = self.dequantized[name]
         target = spec["quantized"]
@@ -72,8 +108,11 @@ class VtaRuntime:
         return target, np.clip(steps + spec["zero"], info.min, info.max).astype(dtype)
 
     def counters(self) -> dict[str, int]:
-        return {**self.simulator.counters,
-                "estimated_cycles": self.estimated_cycles * self.runs}
+        counters = self.rtl_counters if self.target == "rtl" else self.simulator.counters
+        counters = {**counters, "estimated_cycles": self.estimated_cycles * self.runs}
+        if self.target == "cosim":
+            counters["rtl_cycles"] = self.rtl_counters.get("cycles", 0)
+        return counters
 
 
 def _as_image(data: np.ndarray, kind: str, layout: ActivationLayout) -> np.ndarray:
@@ -90,6 +129,13 @@ def _from_image(values: np.ndarray, kind: str, shape: tuple[int, ...]) -> np.nda
 
 def create_runtime(payload: Payload, signature: PartitionSignature,
                    options: dict[str, Any]) -> VtaRuntime:
-    if options:
-        raise PluginError(f"vta_sim has no run-time options (got {', '.join(sorted(options))})")
-    return VtaRuntime(payload, signature)
+    unknown = sorted(set(options) - {"target"})
+    if unknown:
+        raise PluginError(f"vta_sim has no run-time option {', '.join(unknown)}; its option is "
+                          f"target={'|'.join(TARGETS)}")
+    target = str(options.get("target", "sim"))
+    if target not in TARGETS:
+        raise PluginError(f"vta_sim: target={target!r} is not one of {', '.join(TARGETS)} "
+                          f"(sim: functional simulator, rtl: the Verilated RTL, cosim: both, "
+                          f"compared)")
+    return VtaRuntime(payload, signature, target)
