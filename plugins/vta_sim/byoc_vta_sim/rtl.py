@@ -12,7 +12,7 @@ the RTL relies on the rules the validator enforces (the accumulator hazard rule 
 and would silently compute something else on a stream that breaks them.
 
 Memory map of a run: the caller's DRAM image from byte 0, then the instruction stream at the
-next 64-byte boundary. The image is copied in, and its bytes copied back after the run.
+next 64-byte boundary, then one memory beat of zeros (a row's last beat may read past it). The image is copied in, and its bytes copied back after the run.
 """
 
 from __future__ import annotations
@@ -153,9 +153,9 @@ class RtlSimulator:
         model.clear_memory_faults()
         if trace is not None:
             with model.trace(trace):
-                cycles = self._start_and_run(stream_at, len(insns), limit)
+                self._start_and_run(stream_at, len(insns), limit)
         else:
-            cycles = self._start_and_run(stream_at, len(insns), limit)
+            self._start_and_run(stream_at, len(insns), limit)
         if model.memory_fault_count:
             raise SimulationError(f"vta_sim RTL: the design accessed memory outside the DRAM "
                                   f"image: {model.memory_faults()[:4]}")
@@ -169,12 +169,13 @@ class RtlSimulator:
     def _memory_image(self, insns: list[Insn], dram: np.ndarray) -> tuple[np.ndarray, int]:
         code = np.frombuffer(encode_stream(insns), dtype=np.uint8)
         stream_at = -(-dram.size // STREAM_ALIGN) * STREAM_ALIGN
-        memory = np.zeros(stream_at + code.size, dtype=np.uint8)
+        # a row's last beat may reach past its data: one beat of slack after the stream
+        memory = np.zeros(stream_at + code.size + self.config.mem_port_bytes, dtype=np.uint8)
         memory[:dram.size] = dram
-        memory[stream_at:] = code
+        memory[stream_at:stream_at + code.size] = code
         return memory, stream_at
 
-    def _start_and_run(self, stream_at: int, count: int, limit: int) -> int:
+    def _start_and_run(self, stream_at: int, count: int, limit: int) -> None:
         model = self.model
         model["i_reg_we"] = 0
         model["rst"] = 1
@@ -184,7 +185,7 @@ class RtlSimulator:
         write_register(model, REG_INSN_COUNT, count)
         write_register(model, REG_CTRL, 1)
         try:
-            return model.run(limit, describe=self.describe_state)
+            model.run(limit, describe=self.describe_state)
         except WatchdogError as err:
             raise SimulationError(f"vta_sim RTL: {err}") from None
 
