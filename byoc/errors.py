@@ -44,6 +44,10 @@ class PluginError(ByocError):
     """A plugin could not be found, loaded or validated, or broke the plugin API."""
 
 
+class CosimError(ByocError):
+    """Verilog co-simulation failed: Verilator missing, a build error, or a misused model."""
+
+
 def describe_node(node) -> str:
     """How error messages name a node: its name, op type and domain."""
     domain = node.domain or "ai.onnx"
