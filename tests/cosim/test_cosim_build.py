@@ -1,0 +1,136 @@
+"""Building co-simulation models: the cache, build errors and finding Verilator."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cosim.toys import (
+    COPIER,
+    COUNTER,
+    RTL,
+    build_copier,
+    build_counter,
+    reset,
+    start_copy,
+)
+
+from byoc.cosim import CosimError, build_model, find_verilator
+
+
+def copy_cycles(model, length: int = 64) -> int:
+    """Cycles the model's copier takes to copy ``length`` bytes."""
+    model.attach_memory(0, np.zeros(length, dtype=np.uint8))
+    model.attach_memory(1, np.zeros(length, dtype=np.uint8))
+    reset(model)
+    start_copy(model, length)
+    return model.run(10 * length)
+
+
+@pytest.mark.cosim
+def test_building_the_same_sources_again_loads_the_cached_model(cosim_cache):
+    first = build_copier(cosim_cache)
+
+    started = time.perf_counter()
+    second = build_copier(cosim_cache)
+    seconds = time.perf_counter() - started
+
+    assert second.library == first.library
+    assert second.library.parent.name.startswith("byte_copier-")
+    assert seconds < 1.0
+    assert copy_cycles(second) == copy_cycles(first)
+
+
+@pytest.mark.cosim
+def test_a_changed_define_builds_a_new_model(cosim_cache):
+    default = build_copier(cosim_cache)
+    wider = build_copier(cosim_cache, defines={"BYTE_COPIER_BYTES_PER_CYCLE": 8})
+
+    assert wider.library.parent != default.library.parent
+    assert copy_cycles(default) == 16
+    assert copy_cycles(wider) == 8
+
+
+@pytest.mark.cosim
+def test_a_changed_source_builds_a_new_model(cosim_cache, tmp_path):
+    default = build_copier(cosim_cache)
+    edited = tmp_path / "byte_copier.v"
+    edited.write_text(COPIER.read_text().replace(
+        "`define BYTE_COPIER_BYTES_PER_CYCLE 4", "`define BYTE_COPIER_BYTES_PER_CYCLE 2"))
+
+    narrower = build_copier(cosim_cache, sources=[edited])
+
+    assert narrower.library.parent != default.library.parent
+    assert copy_cycles(narrower) == 32
+
+
+@pytest.mark.cosim
+def test_concurrent_builds_of_one_design_share_one_result(tmp_path):
+    models = [None, None]
+
+    def build(index):
+        models[index] = build_counter(tmp_path)
+
+    threads = [threading.Thread(target=build, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert models[0].library == models[1].library
+    assert [path.name for path in tmp_path.iterdir()] == [models[0].library.parent.name]
+    models[1]["i_limit"] = 5
+    assert models[1].run(100) == 5
+
+
+@pytest.mark.cosim
+def test_a_verilog_error_names_the_top_and_shows_the_log(cosim_cache, tmp_path):
+    broken = tmp_path / "broken.v"
+    broken.write_text("module broken(input wire clk, output wire o_done);\n"
+                      "  assign o_done = no_such_signal;\nendmodule\n")
+
+    with pytest.raises(CosimError) as caught:
+        build_model("broken", [broken], cache_dir=tmp_path / "cache")
+
+    message = str(caught.value)
+    assert "Verilating 'broken' failed" in message
+    assert "no_such_signal" in message
+    log = Path(message.rsplit("Full log: ", 1)[1])
+    assert "no_such_signal" in log.read_text()
+    assert [path.suffix for path in (tmp_path / "cache").iterdir()] == [".log"]
+
+
+@pytest.mark.cosim
+def test_clock_and_done_must_be_one_bit_ports_of_the_top(tmp_path):
+    with pytest.raises(CosimError, match="'clk' must be a 1-bit input.*i_clk \\(1-bit\\), i_rst"):
+        build_model("byte_copier", [COPIER], done="o_done", cache_dir=tmp_path)
+    with pytest.raises(CosimError, match="'o_count' must be a 1-bit output"):
+        build_model("cycle_counter", [COUNTER], clock="i_clk", done="o_count",
+                    cache_dir=tmp_path)
+
+
+def test_the_top_module_must_have_a_source_file_of_its_name(tmp_path):
+    with pytest.raises(CosimError, match="needs vta_shell.v or vta_shell.sv among the sources"):
+        build_model("vta_shell", [COPIER], cache_dir=tmp_path)
+    with pytest.raises(CosimError, match="source file .*missing.v does not exist"):
+        build_model("missing", [tmp_path / "missing.v"], cache_dir=tmp_path)
+
+
+def test_find_verilator_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(CosimError, match="Verilator is not installed.*sudo apt-get install -y "
+                                         "verilator.*./dev setup"):
+        find_verilator()
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("design", sorted(RTL.glob("*.v")), ids=lambda path: path.name)
+def test_toy_rtl_is_lint_clean(design):
+    result = subprocess.run([find_verilator(), "--lint-only", "-Wall", str(design)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
