@@ -1,0 +1,1 @@
+"""Co-simulation tests (a package, so its conftest does not shadow tests/conftest.py)."""
