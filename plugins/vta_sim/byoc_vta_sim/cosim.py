@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from byoc.cosim import CosimError, compare_memories
-from byoc_vta_sim.isa import Insn, MemInsn
+from byoc_vta_sim.config import VtaConfig
+from byoc_vta_sim.isa import FinishInsn, Insn, MemInsn, MemType
 from byoc_vta_sim.rtl import RtlSimulator
 from byoc_vta_sim.sim import COUNTER_NAMES, Simulator, _instructions, describe
 
@@ -64,6 +65,20 @@ def cosimulate(stream: bytes | Sequence[Insn], dram: np.ndarray, simulator: Simu
                         f"{vcd}")
 
 
+def clearing_stream(config: VtaConfig) -> tuple[list[Insn], np.ndarray]:
+    """A stream and DRAM image that zero every on-chip buffer (each LOAD repeats one zero
+    element with stride 0), so a simulator and the RTL can start from the same state."""
+    def fill(memory_type: MemType, depth: int, **flags: int) -> MemInsn:
+        return MemInsn(memory_type=memory_type, y_size=depth, x_size=1, x_stride=0, **flags)
+
+    insns: list[Insn] = [fill(MemType.INP, config.inp_depth),
+                         fill(MemType.WGT, config.wgt_depth, push_next=1),
+                         fill(MemType.UOP, config.uop_depth),
+                         fill(MemType.ACC, config.acc_depth, pop_prev=1),
+                         FinishInsn()]
+    return insns, np.zeros(config.wgt_elem_bytes, dtype=np.uint8)
+
+
 def last_store_covering(insns: Sequence[Insn], address: int, elem_bytes: int) -> int | None:
     """Index of the last STORE whose DRAM rows include byte ``address``."""
     for index in range(len(insns) - 1, -1, -1):
@@ -87,4 +102,5 @@ def _trace_again(insns: list[Insn], dram: np.ndarray, rtl: RtlSimulator,
     return path
 
 
-__all__ = ["CosimMismatch", "CosimResult", "cosimulate", "last_store_covering"]
+__all__ = ["CosimMismatch", "CosimResult", "clearing_stream", "cosimulate",
+           "last_store_covering"]
