@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from results_file import write_section
 
 import byoc
 from byoc.core.flops import graph_flops
@@ -396,7 +397,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--zoo-dir", type=Path, default=ROOT / "examples" / "build",
                         help="where the zoo models are, or are built (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md",
-                        help="markdown file to write (default: %(default)s)")
+                        help="markdown file whose cpu_llvm section to write (default: "
+                             "%(default)s)")
     args = parser.parse_args(argv)
     args.models = [name for name in args.models.split(",") if name]
     args.threads = [int(n) for n in args.threads.split(",") if n]
@@ -451,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     run.load_averages.append(os.getloadavg())
     run.seconds = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(run, command_line(argv)))
+    write_section("cpu_llvm", render(run, command_line(argv)), args.out)
     log(f"wrote {args.out} ({run.seconds:.0f} s)")
 
 

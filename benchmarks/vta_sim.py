@@ -24,7 +24,6 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 from byoc_vta_sim.config import DEFAULT_CONFIG
@@ -33,6 +32,7 @@ from byoc_vta_sim.isa import decode_stream
 from byoc_vta_sim.lower import lower_layers
 from byoc_vta_sim.sim import Simulator
 from byoc_vta_sim.timing import estimate_stream
+from results_file import write_section
 
 import byoc
 from byoc.core.interpreter.integer_groups import integer_plans
@@ -104,7 +104,6 @@ def measure(size, c_in, c_out, kernel, stride, runs, seed):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_vta_sim.md")))
     args = parser.parse_args(argv)
     begin = time.perf_counter()
     rows = []
@@ -159,8 +158,8 @@ def main(argv=None) -> int:
               f"{sum(r['estimated'] for r in three):,} cycles, utilisation "
               f"{sum(r['ideal'] for r in three) / sum(r['estimated'] for r in three):.1%}.",
               ""]
-    Path(args.out).write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_section("vta_sim", "\n".join(lines))
+    print("wrote the vta_sim section of benchmarks/RESULTS.md")
     return 0
 
 

@@ -17,6 +17,7 @@ next 64-byte boundary, then one memory beat of zeros (a row's last beat may read
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
@@ -138,24 +139,14 @@ class RtlSimulator:
             ) -> dict[str, int]:
         """Run the stream to FINISH on the RTL against ``dram`` (1-D uint8, modified in
         place); return this run's counters. ``trace`` writes a VCD of the whole run."""
-        insns = _instructions(stream)
-        _check_dram(dram)
-        try:
-            validate_stream(insns, self.config, dram)
-        except StreamError as err:
-            raise SimulationError(f"vta_sim RTL: the stream breaks a rule the hardware relies "
-                                  f"on: {err}") from None
-        self._insns = insns
-        memory, stream_at = self._memory_image(insns, dram)
-        limit = max_cycles if max_cycles is not None else self.cycle_limit(insns)
         model = self.model
-        model.attach_memory(0, memory)
-        model.clear_memory_faults()
-        if trace is not None:
-            with model.trace(trace):
-                self._start_and_run(stream_at, len(insns), limit)
-        else:
-            self._start_and_run(stream_at, len(insns), limit)
+        with model.trace(trace) if trace is not None else contextlib.nullcontext():
+            insns, memory = self.start(stream, dram)
+            limit = max_cycles if max_cycles is not None else self.cycle_limit(insns)
+            try:
+                model.run(limit, describe=self.describe_state)
+            except WatchdogError as err:
+                raise SimulationError(f"vta_sim RTL: {err}") from None
         if model.memory_fault_count:
             raise SimulationError(f"vta_sim RTL: the design accessed memory outside the DRAM "
                                   f"image: {model.memory_faults()[:4]}")
@@ -166,6 +157,32 @@ class RtlSimulator:
             self.counters[name] += counters[name]
         return counters
 
+    def start(self, stream: bytes | Sequence[Insn], dram: np.ndarray
+              ) -> tuple[list[Insn], np.ndarray]:
+        """Check the stream, place it and ``dram`` in the design's memory, reset the core
+        and start it; the caller clocks it (:meth:`run` does, from C++). Returns the decoded
+        stream and the memory image the design works on."""
+        insns = _instructions(stream)
+        _check_dram(dram)
+        try:
+            validate_stream(insns, self.config, dram)
+        except StreamError as err:
+            raise SimulationError(f"vta_sim RTL: the stream breaks a rule the hardware relies "
+                                  f"on: {err}") from None
+        self._insns = insns
+        memory, stream_at = self._memory_image(insns, dram)
+        model = self.model
+        model.attach_memory(0, memory)
+        model.clear_memory_faults()
+        model["i_reg_we"] = 0
+        model["rst"] = 1
+        model.step(RESET_CYCLES)
+        model["rst"] = 0
+        write_register(model, REG_INSN_ADDR, stream_at)
+        write_register(model, REG_INSN_COUNT, len(insns))
+        write_register(model, REG_CTRL, 1)
+        return insns, memory
+
     def _memory_image(self, insns: list[Insn], dram: np.ndarray) -> tuple[np.ndarray, int]:
         code = np.frombuffer(encode_stream(insns), dtype=np.uint8)
         stream_at = -(-dram.size // STREAM_ALIGN) * STREAM_ALIGN
@@ -174,20 +191,6 @@ class RtlSimulator:
         memory[:dram.size] = dram
         memory[stream_at:stream_at + code.size] = code
         return memory, stream_at
-
-    def _start_and_run(self, stream_at: int, count: int, limit: int) -> None:
-        model = self.model
-        model["i_reg_we"] = 0
-        model["rst"] = 1
-        model.step(RESET_CYCLES)
-        model["rst"] = 0
-        write_register(model, REG_INSN_ADDR, stream_at)
-        write_register(model, REG_INSN_COUNT, count)
-        write_register(model, REG_CTRL, 1)
-        try:
-            model.run(limit, describe=self.describe_state)
-        except WatchdogError as err:
-            raise SimulationError(f"vta_sim RTL: {err}") from None
 
     def cycle_limit(self, insns: list[Insn]) -> int:
         """A watchdog limit no legal run of ``insns`` reaches: every micro-op, DMA beat and
