@@ -61,6 +61,7 @@ class VtaRuntime:
         self.simulator = Simulator(self.config)
         self.rtl = shared_rtl(self.config) if target in ("rtl", "cosim") else None
         self.rtl_counters: dict[str, int] = {}
+        self.runs_compared = 0      # cosim runs whose DRAM and counters the RTL matched
         self.estimated_cycles = int(meta.get("estimated_cycles", 0))
         self.runs = 0
 
@@ -93,6 +94,7 @@ class VtaRuntime:
 
             result = cosimulate(self.insns, self.dram, self.simulator, self.rtl)
             self.dram[...] = result.dram
+            self.runs_compared += 1
             counters = result.rtl_counters
         else:
             counters = self.rtl.run(self.insns, self.dram)
@@ -112,6 +114,7 @@ class VtaRuntime:
         counters = {**counters, "estimated_cycles": self.estimated_cycles * self.runs}
         if self.target == "cosim":
             counters["rtl_cycles"] = self.rtl_counters.get("cycles", 0)
+            counters["rtl_runs_equal"] = self.runs_compared
         return counters
 
 
