@@ -142,19 +142,13 @@ module vta_compute #(
     wire        uop_req_valid, acc_req_valid, uop_rd_ready, acc_rd_ready, uop_busy, acc_busy;
     wire [63:0] uop_req_addr, acc_req_addr;
     wire [31:0] uop_req_beats, acc_req_beats;
-    wire        unused_uop_done, unused_acc_done;
     wire              load_acc_we;
     wire [ACC_AW-1:0] load_acc_waddr;
     wire [ACC_W-1:0]  load_acc_wdata;
 
     vta_loader #(.PORT_BYTES(PORT_BYTES), .ELEM_BYTES(4), .DEPTH(UOP_DEPTH)) uop_loader (
         .clk(clk), .rst(rst), .i_start(start_uop),
-        .i_sram_base(i_insn[`VTA_MEM_SRAM_BASE]), .i_dram_base(i_insn[`VTA_MEM_DRAM_BASE]),
-        .i_y_size(i_insn[`VTA_MEM_Y_SIZE]), .i_x_size(i_insn[`VTA_MEM_X_SIZE]),
-        .i_x_stride(i_insn[`VTA_MEM_X_STRIDE]), .i_y_pad_0(i_insn[`VTA_MEM_Y_PAD_0]),
-        .i_y_pad_1(i_insn[`VTA_MEM_Y_PAD_1]), .i_x_pad_0(i_insn[`VTA_MEM_X_PAD_0]),
-        .i_x_pad_1(i_insn[`VTA_MEM_X_PAD_1]), .o_busy(uop_busy), .o_done(unused_uop_done),
-        .o_req_valid(uop_req_valid), .i_req_ready(i_req_ready && !run_acc_load),
+        .i_insn(i_insn), .o_busy(uop_busy), .o_req_valid(uop_req_valid), .i_req_ready(i_req_ready && !run_acc_load),
         .o_req_addr(uop_req_addr), .o_req_beats(uop_req_beats),
         .i_rd_valid(i_rd_valid && !run_acc_load), .o_rd_ready(uop_rd_ready),
         .i_rd_data(i_rd_data), .o_we(o_uop_we), .o_waddr(o_uop_waddr), .o_wdata(o_uop_wdata),
@@ -162,12 +156,7 @@ module vta_compute #(
 
     vta_loader #(.PORT_BYTES(PORT_BYTES), .ELEM_BYTES(ACC_W / 8), .DEPTH(ACC_DEPTH)) acc_loader (
         .clk(clk), .rst(rst), .i_start(start_acc),
-        .i_sram_base(i_insn[`VTA_MEM_SRAM_BASE]), .i_dram_base(i_insn[`VTA_MEM_DRAM_BASE]),
-        .i_y_size(i_insn[`VTA_MEM_Y_SIZE]), .i_x_size(i_insn[`VTA_MEM_X_SIZE]),
-        .i_x_stride(i_insn[`VTA_MEM_X_STRIDE]), .i_y_pad_0(i_insn[`VTA_MEM_Y_PAD_0]),
-        .i_y_pad_1(i_insn[`VTA_MEM_Y_PAD_1]), .i_x_pad_0(i_insn[`VTA_MEM_X_PAD_0]),
-        .i_x_pad_1(i_insn[`VTA_MEM_X_PAD_1]), .o_busy(acc_busy), .o_done(unused_acc_done),
-        .o_req_valid(acc_req_valid), .i_req_ready(i_req_ready && run_acc_load),
+        .i_insn(i_insn), .o_busy(acc_busy), .o_req_valid(acc_req_valid), .i_req_ready(i_req_ready && run_acc_load),
         .o_req_addr(acc_req_addr), .o_req_beats(acc_req_beats),
         .i_rd_valid(i_rd_valid && run_acc_load), .o_rd_ready(acc_rd_ready),
         .i_rd_data(i_rd_data), .o_we(load_acc_we), .o_waddr(load_acc_waddr),

@@ -74,16 +74,10 @@ module vta_load #(
     wire        inp_req_valid, wgt_req_valid, inp_rd_ready, wgt_rd_ready, inp_busy, wgt_busy;
     wire [63:0] inp_req_addr, wgt_req_addr;
     wire [31:0] inp_req_beats, wgt_req_beats;
-    wire        unused_done_inp, unused_done_wgt;
 
     vta_loader #(.PORT_BYTES(PORT_BYTES), .ELEM_BYTES(INP_ELEM_BYTES), .DEPTH(INP_DEPTH)) inp (
         .clk(clk), .rst(rst), .i_start(start_inp),
-        .i_sram_base(i_insn[`VTA_MEM_SRAM_BASE]), .i_dram_base(i_insn[`VTA_MEM_DRAM_BASE]),
-        .i_y_size(i_insn[`VTA_MEM_Y_SIZE]), .i_x_size(i_insn[`VTA_MEM_X_SIZE]),
-        .i_x_stride(i_insn[`VTA_MEM_X_STRIDE]), .i_y_pad_0(i_insn[`VTA_MEM_Y_PAD_0]),
-        .i_y_pad_1(i_insn[`VTA_MEM_Y_PAD_1]), .i_x_pad_0(i_insn[`VTA_MEM_X_PAD_0]),
-        .i_x_pad_1(i_insn[`VTA_MEM_X_PAD_1]), .o_busy(inp_busy), .o_done(unused_done_inp),
-        .o_req_valid(inp_req_valid), .i_req_ready(i_req_ready && !is_wgt),
+        .i_insn(i_insn), .o_busy(inp_busy), .o_req_valid(inp_req_valid), .i_req_ready(i_req_ready && !is_wgt),
         .o_req_addr(inp_req_addr), .o_req_beats(inp_req_beats),
         .i_rd_valid(i_rd_valid && !is_wgt), .o_rd_ready(inp_rd_ready), .i_rd_data(i_rd_data),
         .o_we(o_inp_we), .o_waddr(o_inp_waddr), .o_wdata(o_inp_wdata),
@@ -91,12 +85,7 @@ module vta_load #(
 
     vta_loader #(.PORT_BYTES(PORT_BYTES), .ELEM_BYTES(WGT_ELEM_BYTES), .DEPTH(WGT_DEPTH)) wgt (
         .clk(clk), .rst(rst), .i_start(start_wgt),
-        .i_sram_base(i_insn[`VTA_MEM_SRAM_BASE]), .i_dram_base(i_insn[`VTA_MEM_DRAM_BASE]),
-        .i_y_size(i_insn[`VTA_MEM_Y_SIZE]), .i_x_size(i_insn[`VTA_MEM_X_SIZE]),
-        .i_x_stride(i_insn[`VTA_MEM_X_STRIDE]), .i_y_pad_0(i_insn[`VTA_MEM_Y_PAD_0]),
-        .i_y_pad_1(i_insn[`VTA_MEM_Y_PAD_1]), .i_x_pad_0(i_insn[`VTA_MEM_X_PAD_0]),
-        .i_x_pad_1(i_insn[`VTA_MEM_X_PAD_1]), .o_busy(wgt_busy), .o_done(unused_done_wgt),
-        .o_req_valid(wgt_req_valid), .i_req_ready(i_req_ready && is_wgt),
+        .i_insn(i_insn), .o_busy(wgt_busy), .o_req_valid(wgt_req_valid), .i_req_ready(i_req_ready && is_wgt),
         .o_req_addr(wgt_req_addr), .o_req_beats(wgt_req_beats),
         .i_rd_valid(i_rd_valid && is_wgt), .o_rd_ready(wgt_rd_ready), .i_rd_data(i_rd_data),
         .o_we(o_wgt_we), .o_waddr(o_wgt_waddr), .o_wdata(o_wgt_wdata),

@@ -13,6 +13,7 @@
 // The request side asks for whole rows (ceil(x_size * ELEM_BYTES / PORT_BYTES) beats each)
 // ahead of the write side, so the memory latency of a row hides behind the rows before it.
 `default_nettype none
+`include "vta_config.vh"
 
 module vta_loader #(
     parameter integer PORT_BYTES = 16,
@@ -22,19 +23,10 @@ module vta_loader #(
 ) (
     input  wire                    clk,
     input  wire                    rst,
-    // the instruction: i_start for one cycle with its fields
+    // the LOAD instruction, valid with i_start (one cycle)
     input  wire                    i_start,
-    input  wire [15:0]             i_sram_base,   // the low log2(DEPTH) bits index the buffer
-    input  wire [31:0]             i_dram_base,
-    input  wire [15:0]             i_y_size,
-    input  wire [15:0]             i_x_size,
-    input  wire [15:0]             i_x_stride,
-    input  wire [3:0]              i_y_pad_0,
-    input  wire [3:0]              i_y_pad_1,
-    input  wire [3:0]              i_x_pad_0,
-    input  wire [3:0]              i_x_pad_1,
+    input  wire [127:0]            i_insn,
     output wire                    o_busy,
-    output wire                    o_done,          // one cycle, when the last element is written
     // memory client (read only)
     output wire                    o_req_valid,
     input  wire                    i_req_ready,
@@ -91,32 +83,42 @@ module vta_loader #(
     assign o_wdata        = in_data ? elem : {ELEM_BYTES*8{1'b0}};
     assign o_data_written = writing && in_data;
     assign o_busy         = busy;
-    assign o_done         = last;
 
-    wire [15:0] start_row_width = {12'd0, i_x_pad_0} + i_x_size + {12'd0, i_x_pad_1};
-    wire [15:0] start_rows      = {12'd0, i_y_pad_0} + i_y_size + {12'd0, i_y_pad_1};
+    wire [15:0] insn_sram_base = i_insn[`VTA_MEM_SRAM_BASE];
+    wire [31:0] insn_dram_base = i_insn[`VTA_MEM_DRAM_BASE];
+    wire [15:0] insn_y_size    = i_insn[`VTA_MEM_Y_SIZE];
+    wire [15:0] insn_x_size    = i_insn[`VTA_MEM_X_SIZE];
+    wire [15:0] insn_x_stride  = i_insn[`VTA_MEM_X_STRIDE];
+    wire [3:0]  insn_y_pad_0   = i_insn[`VTA_MEM_Y_PAD_0];
+    wire [3:0]  insn_y_pad_1   = i_insn[`VTA_MEM_Y_PAD_1];
+    wire [3:0]  insn_x_pad_0   = i_insn[`VTA_MEM_X_PAD_0];
+    wire [3:0]  insn_x_pad_1   = i_insn[`VTA_MEM_X_PAD_1];
+    wire unused_insn = ^{i_insn[63:58], i_insn[9:0]};   // header and memory type: the caller's
+
+    wire [15:0] start_row_width = {12'd0, insn_x_pad_0} + insn_x_size + {12'd0, insn_x_pad_1};
+    wire [15:0] start_rows      = {12'd0, insn_y_pad_0} + insn_y_size + {12'd0, insn_y_pad_1};
 
     always @(posedge clk) begin
         if (rst) begin
             busy <= 1'b0;
         end else if (i_start) begin
             // x_size = 0 moves no data at all (only the instruction's tokens)
-            busy       <= i_x_size != 16'd0 && start_rows != 16'd0;
-            y_size     <= i_y_size;
-            x_size     <= i_x_size;
-            x_stride   <= i_x_stride;
-            y_data_bgn <= {12'd0, i_y_pad_0};
-            y_data_end <= {12'd0, i_y_pad_0} + i_y_size;
-            x_data_bgn <= {12'd0, i_x_pad_0};
-            x_data_end <= {12'd0, i_x_pad_0} + i_x_size;
+            busy       <= insn_x_size != 16'd0 && start_rows != 16'd0;
+            y_size     <= insn_y_size;
+            x_size     <= insn_x_size;
+            x_stride   <= insn_x_stride;
+            y_data_bgn <= {12'd0, insn_y_pad_0};
+            y_data_end <= {12'd0, insn_y_pad_0} + insn_y_size;
+            x_data_bgn <= {12'd0, insn_x_pad_0};
+            x_data_end <= {12'd0, insn_x_pad_0} + insn_x_size;
             rows       <= start_rows;
             row_width  <= start_row_width;
             req_row    <= 16'd0;
-            req_addr   <= {32'd0, i_dram_base} * ELEM_BYTES;
+            req_addr   <= {32'd0, insn_dram_base} * ELEM_BYTES;
             ahead      <= {RW{1'b0}};
             row        <= 16'd0;
             col        <= 16'd0;
-            waddr      <= i_sram_base[AW-1:0];
+            waddr      <= insn_sram_base[AW-1:0];
         end else if (busy) begin
             if (requested) begin
                 req_row  <= req_row + 16'd1;
