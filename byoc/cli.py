@@ -275,7 +275,8 @@ def _compile(args: argparse.Namespace) -> None:
     if args.report:
         from byoc.report import write_html_report
 
-        write_html_report(args.report, model.graph, model.plan, title=Path(args.model).name)
+        write_html_report(args.report, model.graph, model.plan, title=Path(args.model).name,
+                          layouts=model.layout_plan())
         print(f"wrote {args.report}")
     if args.emit_onnx:
         from byoc.report import write_partitioned_onnx

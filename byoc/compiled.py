@@ -19,6 +19,7 @@ from byoc.core import dtypes
 from byoc.core.interpreter.runner import check_signature
 from byoc.core.ir import Graph, TensorType
 from byoc.errors import ArtifactError, ByocError, ExecutionError
+from byoc.layouts import GRAPH_LAYOUT, LayoutEnv, LayoutPlan, check_layout, plan_conversions
 from byoc.plugins.api import PartitionSignature, Payload, Runtime, runtime_counters
 from byoc.plugins.manager import PluginManager, default_manager
 
@@ -86,10 +87,14 @@ class CompiledModel:
 
     def _run(self, inputs: Mapping[str, np.ndarray],
              profiles: list[PartitionProfile] | None) -> dict[str, np.ndarray]:
-        env = dict(self._constant_outputs)
-        env.update(check_signature(self.inputs, inputs))
+        env = LayoutEnv()
+        for name, array in [*self._constant_outputs.items(),
+                            *check_signature(self.inputs, inputs).items()]:
+            env.put(name, array)
         for part in self.parts:
-            feeds = {name: env[name] for name in part.signature.inputs}
+            layouts = part.signature.layouts
+            feeds = {name: env.get(name, layouts.get(name, GRAPH_LAYOUT))
+                     for name in part.signature.inputs}
             start = time.perf_counter()
             try:
                 results = part.runtime.run(feeds)
@@ -100,11 +105,17 @@ class CompiledModel:
                                      f"{part.signature.name!r}: {type(exc).__name__}: "
                                      f"{exc}") from exc
             seconds = time.perf_counter() - start
-            env.update(_checked_outputs(part, results))
+            for name, array in _checked_outputs(part, results).items():
+                env.put(name, array, layouts.get(name, GRAPH_LAYOUT))
             if profiles is not None:
                 profiles.append(PartitionProfile(part.signature.name, part.plugin, seconds,
                                                  runtime_counters(part.runtime)))
-        return {name: env[name] for name in self.outputs}
+        return {name: env.get(name) for name in self.outputs}
+
+    def layout_plan(self) -> LayoutPlan:
+        """Where runs convert boundary values between layouts (and where no conversion is
+        needed because producer and consumer share a plugin layout)."""
+        return plan_conversions([part.signature for part in self.parts], list(self.outputs))
 
     # -- artifacts ---------------------------------------------------------------------------
 
@@ -127,8 +138,8 @@ class CompiledModel:
                 "plugin": part.plugin,
                 "plugin_version": part.plugin_version,
                 "ops": part.ops,
-                "inputs": _signature(part.signature.inputs),
-                "outputs": _signature(part.signature.outputs),
+                "inputs": _signature(part.signature.inputs, part.signature.layouts),
+                "outputs": _signature(part.signature.outputs, part.signature.layouts),
                 "payload": payload_file,
                 "metadata": part.payload.metadata,
                 "arrays": store(f"weights/{part.signature.name}", part.payload.arrays),
@@ -163,7 +174,8 @@ def load(path: str | Path, manager: PluginManager | None = None,
             arrays = {key: _array(path, entries, file) for key, file in spec["arrays"].items()}
             payload = Payload(_entry(path, entries, spec["payload"]), spec["metadata"], arrays)
             signature = PartitionSignature(str(spec["name"]), _types(spec["inputs"]),
-                                           _types(spec["outputs"]))
+                                           _types(spec["outputs"]),
+                                           _layouts(spec["inputs"] + spec["outputs"]))
             runtime = manager.call(spec["plugin"], "byoc_runtime_create", payload=payload,
                                    partition=signature,
                                    options=dict(plugin_options.get(spec["plugin"], {})))
@@ -238,8 +250,22 @@ def _array(path, entries: dict[str, bytes], name: str) -> np.ndarray:
     return artifact.array_from_bytes(_entry(path, entries, name), name)
 
 
-def _signature(values: Mapping[str, TensorType]) -> list[dict]:
-    return [{"name": n, "dtype": t.dtype.name, "shape": list(t.shape)} for n, t in values.items()]
+def _signature(values: Mapping[str, TensorType],
+               layouts: Mapping[str, str] | None = None) -> list[dict]:
+    entries = []
+    for name, ttype in values.items():
+        entry = {"name": name, "dtype": ttype.dtype.name, "shape": list(ttype.shape)}
+        if layouts and name in layouts:
+            entry["layout"] = layouts[name]
+        entries.append(entry)
+    return entries
+
+
+def _layouts(entries: list[dict]) -> dict[str, str]:
+    layouts = {str(e["name"]): str(e["layout"]) for e in entries if "layout" in e}
+    for name, layout in layouts.items():
+        check_layout(layout, f"(artifact value {name})")
+    return layouts
 
 
 def _types(entries: list[dict]) -> dict[str, TensorType]:

@@ -18,6 +18,7 @@ from byoc.compiled import CompiledModel, CompiledPartition
 from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
 from byoc.errors import ByocError, PluginError
+from byoc.layouts import check_layout, signature_in_layout
 from byoc.partition.partitioner import PartitionPlan, PluginClaims, partition_graph
 from byoc.plugins.api import Partition, Payload
 from byoc.plugins.manager import PluginManager, default_manager
@@ -116,7 +117,8 @@ def _compile_partition(manager: PluginManager, partition: Partition, graph: Grap
         raise PluginError(f"plugin {partition.plugin!r}: byoc_codegen_partition returned "
                           f"{type(payload).__name__} for partition {partition.name!r}, "
                           f"expected a byoc.plugins.api.Payload")
-    signature = partition.signature()
+    layout = check_layout(plugin.info.preferred_layout, partition.plugin)
+    signature = signature_in_layout(partition.signature(), layout)
     runtime = manager.call(partition.plugin, "byoc_runtime_create", payload=payload,
                            partition=signature,
                            options=dict(options.plugin_options.get(partition.plugin, {})))

@@ -30,8 +30,15 @@ def format_summary(model: CompiledModel) -> str:
     shares = ", ".join(f"{plugin} {n}/{total} nodes" for plugin, n in by_plugin.items())
     count = f"{len(model.parts)} partition{'s' if len(model.parts) != 1 else ''}"
     header = f"{model.name}: {count} ({shares})"
-    return header + "\n" + table(["partition", "plugin", "nodes", "ops", "inputs", "outputs"],
+    text = header + "\n" + table(["partition", "plugin", "nodes", "ops", "inputs", "outputs"],
                                  rows)
+    layouts = model.layout_plan()
+    if layouts.conversions or layouts.kept:
+        lines = [f"  {c}" for c in layouts.conversions]
+        lines += [f"  {c.value}: stays {c.source} ({c.producer} -> {', '.join(c.consumers)}; "
+                  f"the conversions back and forth cancel)" for c in layouts.kept]
+        text += ("\nlayout conversions at partition boundaries:\n" + "\n".join(lines))
+    return text
 
 
 def format_profile(profile: Sequence[PartitionProfile]) -> str:

@@ -3,8 +3,9 @@
 These are the types named in :mod:`byoc.plugins.hookspecs`: what a plugin says about itself
 (:class:`PluginInfo`), the piece of graph it is asked to compile (:class:`Partition`), what its
 code generator hands back to be stored in an artifact (:class:`Payload`), what it must
-provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`), and
-the commands it adds to the ``byoc`` command line (:class:`CliCommand`).
+provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`),
+the commands it adds to the ``byoc`` command line (:class:`CliCommand`), and what its patterns
+accept, for the conformance kit (:class:`PatternLimits`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ class PluginInfo:
 
     ``name`` is the plugin's short name (as used on the command line), ``version`` its
     version string, ``device`` what it drives (e.g. ``"NPU v2 (simulated)"``), ``description``
-    one line for ``byoc plugins``. ``preferred_layout`` is the tensor layout its kernels want
-    (e.g. ``"NHWC"``), or None when it takes the graph's layout as it is.
+    one line for ``byoc plugins``. ``preferred_layout`` is the layout its partitions take and
+    give 4-D values in at their boundaries (``"NHWC"``; byoc converts, see :mod:`byoc.layouts`),
+    or None for the graph's own (NCHW).
     """
 
     name: str
@@ -42,12 +44,17 @@ class PluginInfo:
 @dataclass(frozen=True)
 class PartitionSignature:
     """The typed interface of a compiled partition: its name and its input and output values
-    (in call order) with their types. This is all a runtime gets besides the payload, so an
-    artifact can be run without the graph it was compiled from."""
+    (in call order) with their types, as the plugin's runtime sees them. This is all a runtime
+    gets besides the payload, so an artifact can be run without the graph it was compiled
+    from."""
 
     name: str
     inputs: dict[str, TensorType]
     outputs: dict[str, TensorType]
+    layouts: dict[str, str] = field(default_factory=dict)
+    """Values held in a layout other than the graph's (NCHW), by name: 4-D boundary values of
+    a plugin whose ``PluginInfo.preferred_layout`` is NHWC. Their types above are already in
+    that layout, and the runtime receives and returns them so (see :mod:`byoc.layouts`)."""
 
 
 @dataclass
@@ -213,3 +220,40 @@ class CliCommand:
             if not callable(getattr(self, role)):
                 raise PluginError(f"CliCommand {self.name!r}: {role} must be callable, not "
                                   f"{type(getattr(self, role)).__name__}")
+
+
+@dataclass(frozen=True)
+class PatternLimits:
+    """What one of a plugin's patterns accepts, as far as the conformance kit can build it
+    (returned in a list by ``byoc_conformance_limits``; see :mod:`byoc.conformance`).
+
+    ``pattern`` is the pattern's name. ``accepts`` maps a parameter of the kit's model
+    builders to the values the pattern takes, e.g. ``{"dtype": ("float32",), "kernel":
+    range(1, 8), "group": (1,)}``; each family of builders lists its parameters, their
+    defaults and the values it can probe with (``byoc.conformance.families``). The kit
+    builds models with values from ``accepts`` and expects the pattern to take every one of
+    them; for each parameter named here it also builds the probe values left out and expects
+    the pattern to decline them with a reason. Parameters not named keep the family's
+    default values and are not probed. ``family`` names the builder family when the kit
+    cannot tell it from the pattern's op types. ``skip`` is the reason the kit cannot test
+    this pattern at all (the pattern is then reported as skipped with that reason).
+    ``rtol`` and ``atol`` bound float differences from the reference interpreter; integer
+    and boolean outputs must be equal.
+    """
+
+    pattern: str
+    accepts: Mapping[str, Any] = field(default_factory=dict)
+    family: str | None = None
+    skip: str = ""
+    rtol: float = 1e-5
+    atol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pattern, str) or not self.pattern:
+            raise PluginError(f"PatternLimits needs a pattern name, not {self.pattern!r}")
+        for name, values in self.accepts.items():
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") \
+                    or not list(values):
+                raise PluginError(f"PatternLimits for {self.pattern!r}: accepts[{name!r}] must "
+                                  f"be a non-empty sequence of values (a tuple or a range), "
+                                  f"not {values!r}")

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import byoc
 from byoc.core.ir import Graph, Node
 from byoc.errors import ByocError
+from byoc.layouts import LayoutPlan
 from byoc.partition.partitioner import NodeExplanation, PartitionPlan
 from byoc.plugins.api import Partition
 from byoc.report import layout as layered
@@ -40,19 +41,23 @@ MAX_LABEL_CHARS = 34
 
 
 def write_html_report(path: str | Path, graph: Graph, plan: PartitionPlan, title: str,
-                      summary: dict | None = None, *, use_graphviz: bool = True) -> None:
+                      summary: dict | None = None, *, use_graphviz: bool = True,
+                      layouts: LayoutPlan | None = None) -> None:
     """Write the report of ``plan`` over ``graph`` to ``path`` as one HTML file.
 
     ``summary`` holds extra facts shown as key/value rows under the title (e.g. the plugins
     asked, the target). The graph is drawn with Graphviz when ``use_graphviz`` is true and
-    ``dot`` is on PATH, falling back to the built-in layout if dot fails.
+    ``dot`` is on PATH, falling back to the built-in layout if dot fails. ``layouts`` (from
+    :meth:`byoc.compiled.CompiledModel.layout_plan`) adds the table of layout conversions.
     """
     Path(path).write_text(render_html_report(graph, plan, title, summary,
-                                             use_graphviz=use_graphviz), encoding="utf-8")
+                                             use_graphviz=use_graphviz, layouts=layouts),
+                          encoding="utf-8")
 
 
 def render_html_report(graph: Graph, plan: PartitionPlan, title: str,
-                       summary: dict | None = None, *, use_graphviz: bool = True) -> str:
+                       summary: dict | None = None, *, use_graphviz: bool = True,
+                       layouts: LayoutPlan | None = None) -> str:
     """The report's HTML text (see :func:`write_html_report`)."""
     view = _View.of(graph, plan)
     svg, engine = None, "built-in layered layout"
@@ -62,7 +67,7 @@ def render_html_report(graph: Graph, plan: PartitionPlan, title: str,
             engine = "Graphviz dot"
     if svg is None:
         svg = _builtin_svg(view)
-    return _page(view, title, summary or {}, svg, engine)
+    return _page(view, title, summary or {}, svg, engine, layouts)
 
 
 def plugin_colours(plugins: Iterable[str], host: str | None) -> dict[str, str]:
@@ -324,7 +329,8 @@ def _esc_dot_html(text: str) -> str:
 # -- the page ----------------------------------------------------------------------------------
 
 
-def _page(view: _View, title: str, summary: dict, svg: str, engine: str) -> str:
+def _page(view: _View, title: str, summary: dict, svg: str, engine: str,
+          layouts: LayoutPlan | None) -> str:
     graph, plan = view.graph, view.plan
     node_counts = Counter(p.plugin for p in plan.partitions for _ in p.nodes)
     part_counts = Counter(p.plugin for p in plan.partitions)
@@ -341,8 +347,26 @@ def _page(view: _View, title: str, summary: dict, svg: str, engine: str) -> str:
     return _PAGE.format(
         title=_esc(title), model=_esc(graph.name), facts=fact_rows, legend=legend,
         partitions="".join(_partition_row(view, p) for p in plan.partitions),
-        svg=svg, data=_script_json(_node_data(view)), engine=_esc(engine),
+        layouts=_layout_section(layouts), svg=svg, data=_script_json(_node_data(view)), engine=_esc(engine),
         version=_esc(byoc.__version__), style=_STYLE, script=_SCRIPT)
+
+
+def _layout_section(layouts: LayoutPlan | None) -> str:
+    """The layout conversions at partition boundaries, and the values that cross in a
+    plugin's layout with none (back-to-back conversions cancelled)."""
+    if layouts is None or not (layouts.conversions or layouts.kept):
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{_esc(c.value)}</code></td><td>{_esc(c.producer)}</td>"
+        f"<td>{_esc(', '.join(c.consumers))}</td><td>{_esc(c.source)} → {_esc(c.target)}</td>"
+        f"</tr>" for c in layouts.conversions)
+    rows += "".join(
+        f"<tr><td><code>{_esc(c.value)}</code></td><td>{_esc(c.producer)}</td>"
+        f"<td>{_esc(', '.join(c.consumers))}</td><td>stays {_esc(c.source)} "
+        f"<span class='muted'>(conversions cancel)</span></td></tr>" for c in layouts.kept)
+    return ("<h2>Layout conversions</h2><table class=\"parts\"><thead><tr><th>value</th>"
+            "<th>from</th><th>to</th><th>layout</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
 
 
 def _partition_row(view: _View, partition: Partition) -> str:
@@ -552,6 +576,7 @@ _PAGE = """<!DOCTYPE html>
 <th>outputs</th></tr></thead>
 <tbody>{partitions}</tbody>
 </table>
+{layouts}
 </header>
 <main>
 <div id="canvas">
