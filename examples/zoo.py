@@ -168,6 +168,34 @@ def bottleneck_block(g: GraphBuilder, scope: str, x: str, c_in: int, width: int,
     return g.op("Relu", [g.op("Add", [y, shortcut], scope)], scope)
 
 
+def relu6(g: GraphBuilder, scope: str, x: str) -> str:
+    """Clip(x, 0, 6), MobileNet's activation."""
+    low = g.constant(f"{scope}.clip_min", np.float32(0))
+    high = g.constant(f"{scope}.clip_max", np.float32(6))
+    return g.op("Clip", [x, low, high], scope)
+
+
+def conv_bn_relu6(g: GraphBuilder, scope: str, x: str, c_in: int, c_out: int, kernel: int,
+                  stride: int = 1, depthwise: bool = False) -> str:
+    """Bias-free Conv ("same" padding; depthwise: one filter per channel, group = c_in) +
+    BatchNormalization + Clip(0, 6)."""
+    groups = c_in if depthwise else 1
+    fan_in = c_in // groups * kernel * kernel
+    weight = g.normal(f"{scope}.weight", (c_out, c_in // groups, kernel, kernel),
+                      std=np.sqrt(2.0 / fan_in))
+    y = g.op("Conv", [x, weight], scope, kernel_shape=[kernel, kernel], strides=[stride, stride],
+             pads=[kernel // 2] * 4, group=groups)
+    return relu6(g, scope, batch_norm(g, f"{scope}.bn", y, c_out, NORM_SCALE_RANGE))
+
+
+def depthwise_separable(g: GraphBuilder, scope: str, x: str, c_in: int, c_out: int,
+                        stride: int) -> str:
+    """MobileNet's block: a 3x3 depthwise conv (carrying the stride), then a 1x1 pointwise
+    conv that mixes channels, each with BatchNormalization and Clip(0, 6)."""
+    y = conv_bn_relu6(g, f"{scope}.dw", x, c_in, c_in, 3, stride, depthwise=True)
+    return conv_bn_relu6(g, f"{scope}.pw", y, c_in, c_out, 1)
+
+
 def conv_relu(g: GraphBuilder, scope: str, x: str, c_in: int, c_out: int) -> str:
     """3x3 Conv with bias (He init, "same" padding) + Relu, as in VGG (no BatchNormalization)."""
     fan_in = c_in * 9
@@ -283,6 +311,19 @@ def resnet18() -> onnx.ModelProto:
     return g.model([1, 3, 224, 224], classifier_head(g, x, 512, 1000), [1, 1000])
 
 
+def mobilenet() -> onnx.ModelProto:
+    """A small MobileNet (v1): a strided 3x3 conv, five depthwise separable blocks (two of
+    them strided), global average pool and a fully connected classifier, on 32x32 inputs."""
+    g = GraphBuilder("mobilenet")
+    x = conv_bn_relu6(g, "conv1", INPUT_NAME, 3, 16, 3, stride=2)
+    c_in = 16
+    for index, (c_out, stride) in enumerate(((32, 1), (64, 2), (64, 1), (128, 2), (128, 1)),
+                                            start=1):
+        x = depthwise_separable(g, f"block{index}", x, c_in, c_out, stride)
+        c_in = c_out
+    return g.model([1, 3, 32, 32], classifier_head(g, x, c_in, 10), [1, 10])
+
+
 def resnet50() -> onnx.ModelProto:
     """ResNet-50 v1 (He et al. 2015: the stride sits on each stage's first 1x1 conv; v1.5, as in
     torchvision, moves it to the 3x3): bottleneck stages of 3, 4, 6, 3 blocks, 1000 classes."""
@@ -394,9 +435,11 @@ MODELS: dict[str, Builder] = {
     "mlp": mlp,
     "cnn": cnn,
     "resnet18": resnet18,
+    "mobilenet": mobilenet,
     "transformer": transformer,
     "cnn_int8": Int8Variant("cnn", calibration_samples=8),
     "resnet18_int8": Int8Variant("resnet18", calibration_samples=4),
+    "mobilenet_int8": Int8Variant("mobilenet", calibration_samples=8),
     "resnet50": resnet50,
     "vgg19": vgg19,
 }

@@ -19,9 +19,11 @@ OUTPUT_SHAPES = {
     "mlp": (1, 10),
     "cnn": (1, 10),
     "resnet18": (1, 1000),
+    "mobilenet": (1, 10),
     "transformer": (1, 16, 64),
     "cnn_int8": (1, 10),
     "resnet18_int8": (1, 1000),
+    "mobilenet_int8": (1, 10),
     "resnet50": (1, 1000),
     "vgg19": (1, 1000),
 }

@@ -14,8 +14,8 @@ from byoc.core.printer import format_graph
 from byoc.core.verify import verify
 from conftest import zoo
 
-FP32_MODELS = ["mlp", "cnn", "resnet18", "transformer"]
-INT8_MODELS = ["cnn_int8", "resnet18_int8"]
+FP32_MODELS = ["mlp", "cnn", "resnet18", "mobilenet", "transformer"]
+INT8_MODELS = ["cnn_int8", "resnet18_int8", "mobilenet_int8"]
 # Share of int8 output elements that must equal onnxruntime exactly (the bar; with
 # quantized groups evaluated as integer operations the zoo models agree on all of them).
 EXACT_SHARE = 0.99
