@@ -237,16 +237,21 @@ class PatternLimits:
     default values and are not probed. ``family`` names the builder family when the kit
     cannot tell it from the pattern's op types. ``skip`` is the reason the kit cannot test
     this pattern at all (the pattern is then reported as skipped with that reason).
-    ``rtol`` and ``atol`` bound float differences from the reference interpreter; integer
-    and boolean outputs must be equal.
+    ``rtol`` and ``atol`` bound float differences from the reference interpreter
+    (``|got - want| <= atol + rtol * |want|``; None keeps the family's bound); integer and
+    boolean outputs must be equal. ``quantized_steps`` lets the int8 results of a quantized
+    layer (and the floats dequantized from them) differ from the reference by that many
+    quantization steps, for hardware that requantizes in fixed point and so rounds some
+    results the other way; the plugin should say why in a comment.
     """
 
     pattern: str
     accepts: Mapping[str, Any] = field(default_factory=dict)
     family: str | None = None
     skip: str = ""
-    rtol: float = 1e-5
-    atol: float = 1e-6
+    rtol: float | None = None
+    atol: float | None = None
+    quantized_steps: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, str) or not self.pattern:

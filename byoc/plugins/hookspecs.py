@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
     from byoc.core.ir import Graph, Node
     from byoc.partition.patterns import Pattern
-    from byoc.plugins.api import (CliCommand, Partition, PartitionSignature, Payload, PluginInfo,
-                                  Runtime)
+    from byoc.plugins.api import (CliCommand, Partition, PartitionSignature, PatternLimits,
+                                  Payload, PluginInfo, Runtime)
 
 PROJECT = "byoc"
 
@@ -202,6 +202,30 @@ def byoc_cli_commands() -> list[CliCommand]:
 
     :returns: A list of :class:`byoc.plugins.api.CliCommand` (empty or None if the plugin
         adds no command), names unique within the plugin.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+# -- conformance ----------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_conformance_limits() -> list[PatternLimits]:
+    """Declare what each of this plugin's patterns accepts, for the conformance kit.
+
+    Called only by the conformance kit (``pytest --byoc-plugin NAME``, see
+    :mod:`byoc.conformance`), once per run, never when compiling. Optional: for a pattern
+    without limits the kit builds models from its op types with conservative defaults
+    (float32, small shapes) and holds the pattern only to accepting the plainest of them.
+
+    :returns: A list of :class:`byoc.plugins.api.PatternLimits`, at most one per pattern
+        name of :func:`byoc_partition_patterns`. The kit builds models with the values in
+        ``accepts`` and fails a case the pattern declines, that falls back to the host, or
+        whose outputs differ from the reference interpreter's; it builds the probe values
+        left out of ``accepts`` and fails a case the pattern takes, or declines without a
+        reason. ``skip`` (a reason) leaves a pattern untested; a name that is not one of the
+        plugin's patterns is an error.
 
     firstresult: called for this plugin only; its return value is the result.
     """

@@ -1,0 +1,144 @@
+"""Running one conformance case: compile with the plugin, check the plan, compare outputs."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from byoc.conformance.cases import ACCEPT, DECLINE, Case
+from byoc.conformance.families import Built
+from byoc.errors import ByocError
+from byoc.partition.patterns import find_matches
+from byoc.plugins.manager import PluginManager, default_manager
+
+
+class ConformanceFailure(Exception):
+    """A plugin broke the conformance contract; the message names the pattern and case."""
+
+
+class NotApplicable(Exception):
+    """The case cannot say anything about the pattern (e.g. byoc's passes removed the
+    target node before partitioning)."""
+
+
+def run_case(case: Case, built: Built | None = None,
+             manager: PluginManager | None = None) -> str:
+    """Run ``case``; return what happened ("taken" or "declined: <reasons>"). Raises
+    ConformanceFailure when the plugin breaks the contract, NotApplicable when the case
+    does not reach the pattern."""
+    import byoc
+    from byoc.pipeline import FallbackWarning
+    from byoc.testing import compile_reference
+
+    built = built or case.build()
+    try:
+        reference = compile_reference(built.model)
+    except ByocError as exc:
+        raise NotApplicable(f"byoc cannot compile this model even on the reference "
+                            f"interpreter: {exc}") from exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FallbackWarning)
+        compiled = _compile(case, lambda: byoc.compile(
+            built.model, plugins=[case.plugin], default_plugins=(), manager=manager))
+    for warning in caught:
+        if issubclass(warning.category, FallbackWarning):
+            raise ConformanceFailure(f"{case.describe()}: a partition the plugin took fell back "
+                                     f"to the host: {warning.message}")
+    outcome = _check_plan(case, compiled, built.target, manager or default_manager())
+    got = _run(case, compiled, built.inputs, "the plugin's compiled model")
+    want = reference.run(built.inputs)
+    for name, expected in want.items():
+        _compare(case, name, got.get(name), expected, built.steps.get(name))
+    return outcome
+
+
+def _compile(case: Case, compile_model) -> Any:
+    try:
+        return compile_model()
+    except Exception as exc:
+        raise ConformanceFailure(f"{case.describe()}: compiling failed: {type(exc).__name__}: "
+                                 f"{exc}") from exc
+
+
+def _run(case: Case, compiled, inputs: dict[str, np.ndarray], what: str):
+    try:
+        return compiled.run(inputs)
+    except Exception as exc:
+        raise ConformanceFailure(f"{case.describe()}: running {what} failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+
+def _check_plan(case: Case, compiled, target: str, manager: PluginManager) -> str:
+    plan = compiled.plan
+    explanation = plan.explanations.get(target)
+    if explanation is None:
+        raise NotApplicable(f"byoc's passes removed the {case.op} node before partitioning, "
+                            f"so no plugin ever sees it in this model")
+    taken = plan.patterns.get(target) == case.pattern
+    if taken:
+        if case.expect == DECLINE:
+            raise ConformanceFailure(
+                f"{case.describe()}: the pattern took a case outside its declared limits "
+                f"({_varied(case)}); decline it with a reason, or add the value to the "
+                f"pattern's PatternLimits.accepts")
+        return "taken"
+    reasons = _decline_reasons(case, compiled, explanation, manager)
+    if case.expect == ACCEPT:
+        where = (f"{explanation.plugin} ({explanation.pattern})" if explanation.pattern
+                 else explanation.plugin)
+        raise ConformanceFailure(
+            f"{case.describe()}: the pattern did not take a case inside its declared limits; "
+            f"the {case.op} node went to {where}. Reasons given: {'; '.join(reasons)}")
+    return "declined: " + "; ".join(reasons)
+
+
+def _decline_reasons(case: Case, compiled, explanation, manager: PluginManager) -> list[str]:
+    """Why the pattern left the target node: the plan's reasons when the plugin did not take
+    it at all, else the pattern's own declines. Empty or missing reasons are a failure."""
+    if explanation.plugin != case.plugin:
+        reasons = explanation.reasons.get(case.plugin, [])
+    else:
+        patterns = [p for p in manager.call(case.plugin, "byoc_partition_patterns") or []
+                    if p.name == case.pattern]
+        reasons = [d.reason for result in find_matches(compiled.graph, patterns)
+                   for d in result.declines]
+    if not reasons or not all(isinstance(r, str) and r.strip() for r in reasons):
+        raise ConformanceFailure(f"{case.describe()}: the pattern declined the {case.op} node "
+                                 f"without a reason (got {reasons!r}); every decline must say "
+                                 f"why")
+    return reasons
+
+
+def _varied(case: Case) -> str:
+    return ", ".join(f"{k}={v}" for k, v in case.varied.items()) or "the base values"
+
+
+def _compare(case: Case, name: str, got: np.ndarray | None, want: np.ndarray,
+             step: float | None) -> None:
+    if got is None:
+        raise ConformanceFailure(f"{case.describe()}: output {name!r} is missing")
+    got, want = np.asarray(got), np.asarray(want)
+    if got.dtype != want.dtype or got.shape != want.shape:
+        raise ConformanceFailure(f"{case.describe()}: output {name!r} is "
+                                 f"{got.dtype}{list(got.shape)}, the reference gives "
+                                 f"{want.dtype}{list(want.shape)}")
+    a, b = got.astype(np.float64), want.astype(np.float64)
+    if step is not None and case.quantized_steps:
+        bound = case.quantized_steps * step * (1 + 1e-6)
+        bad = ~(np.abs(a - b) <= bound)
+        kind = f"by more than {case.quantized_steps} quantization step(s) of {step:g}"
+    elif want.dtype.kind in "fc":
+        bad = ~((np.abs(a - b) <= case.atol + case.rtol * np.abs(b))
+                | (np.isnan(a) & np.isnan(b)) | (a == b))
+        kind = f"beyond rtol={case.rtol:g}, atol={case.atol:g}"
+    else:
+        bad = got != want
+        kind = "(integer and boolean outputs must be equal)"
+    if np.any(bad):
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ConformanceFailure(
+            f"{case.describe()}: output {name!r} differs from the reference interpreter in "
+            f"{int(np.count_nonzero(bad))} of {bad.size} elements {kind}; first at {index}: "
+            f"got {got[index]!r}, expected {want[index]!r}")
