@@ -1,0 +1,19 @@
+"""What the NPU can do, in one place: the limits the pattern checks enforce, the command
+encoder's field widths rely on, and the weight packer pads to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NpuConfig:
+    max_kernel: int = 7          # kernel height and width, 1..max_kernel
+    max_stride: int = 2          # strides, 1..max_stride
+    max_channels: int = 2048     # input and output channels of a layer
+    max_dim: int = 0xFFFF        # any tensor dimension (u16 descriptor fields)
+    channel_block: int = 8       # weights, biases and multipliers are padded to this
+    alignment: int = 16          # of every DRAM buffer and constant
+
+
+CONFIG = NpuConfig()

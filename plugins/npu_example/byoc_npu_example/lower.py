@@ -1,0 +1,227 @@
+"""From a partition to what the NPU runs: commands, tensor descriptors and constants.
+
+:func:`lower_partition` finds the partition's layers (:mod:`byoc_npu_example.layers`), packs
+their weights, biases and multipliers into the constants blob, gives every int8 value a DRAM
+buffer after the constants, and writes one command per layer (none for a Flatten, whose
+output descriptor views its input's buffer).
+
+A partition may also read the float output of a DequantizeLinear left outside it (another
+plugin reads it too), or contain such a DequantizeLinear shared by several of its layers.
+Either way the NPU keeps the int8 value: the runtime quantizes such a float input back
+(exact: ``round(float32(q - z) * s / s) == q - z`` for every int8 ``q``), and dequantizes a
+float output with the reference's formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from byoc.core.ir import Graph, Node
+from byoc.errors import PluginError
+from byoc.plugins.api import Partition
+from byoc_npu_example.commands import (Conv2d, DepthwiseConv2d, EltwiseAdd, Pool, Program,
+                                       TensorDesc)
+from byoc_npu_example.config import CONFIG, NpuConfig
+from byoc_npu_example.layers import (AddLayer, ConvLayer, FlattenLayer, Layer, PoolLayer, Quant,
+                                     nhwc_shape, npu_layer, qdq_groups, quant_of)
+from byoc_npu_example.sim import padded
+
+
+@dataclass
+class Lowered:
+    """A partition ready for codegen. ``inputs`` and ``outputs`` say, per boundary value,
+    which descriptor holds it and whether it crosses as float (``dequantized``)."""
+
+    program: Program
+    constants: np.ndarray
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+
+
+def partition_layers(partition: Partition, graph: Graph,
+                     config: NpuConfig = CONFIG) -> tuple[list[Layer], dict[str, Quant]]:
+    """The partition's layers in graph order, and the float values its own (shared)
+    DequantizeLinear nodes compute, with the int8 value each dequantizes."""
+    inside = {id(n) for n in partition.nodes}
+    layers: list[Layer] = []
+    covered: set[int] = set()
+    for group in qdq_groups(graph).values():
+        core = [n for n in (group.op, group.activation, group.quantize) if n is not None]
+        if not all(id(n) in inside for n in core):
+            continue
+        layer = npu_layer(group, graph, config)
+        if isinstance(layer, str):
+            raise PluginError(f"npu_example cannot run node {group.op.name!r} "
+                              f"({group.op.op_type}): {layer}")
+        layers.append(layer)
+        covered.update(id(n) for n in group.nodes)
+    dequantized: dict[str, Quant] = {}
+    for node in partition.nodes:
+        if id(node) in covered:
+            continue
+        quant = _shared_dequantize(node, graph)
+        if quant is None:
+            raise PluginError(f"npu_example: partition {partition.name!r} holds node "
+                              f"{node.name!r} ({node.op_type}), which is not part of a layer "
+                              f"the NPU runs")
+        dequantized[node.outputs[0]] = quant
+    order = {id(n): i for i, n in enumerate(graph.nodes)}
+    layers.sort(key=lambda layer: order[id(layer.group.op)])
+    return layers, dequantized
+
+
+def _shared_dequantize(node: Node, graph: Graph) -> Quant | None:
+    if node.op_type != "DequantizeLinear" or graph.is_constant(node.inputs[0]):
+        return None
+    quant = quant_of(node, graph)
+    return quant if isinstance(quant, Quant) else None
+
+
+def lower_partition(partition: Partition, graph: Graph, config: NpuConfig = CONFIG) -> Lowered:
+    layers, dequantized = partition_layers(partition, graph, config)
+    builder = _Builder(graph, config)
+    produced = {}
+    for layer in layers:
+        produced[layer.y.value] = layer
+        if isinstance(layer, FlattenLayer):
+            builder.alias(layer.y.value, layer.x.value)
+
+    inputs, written = [], set()
+    for value in partition.inputs:
+        if value in graph.types and graph.types[value].dtype in (np.int8, np.uint8):
+            quant = next((q for layer in layers for q in layer.inputs if q.value == value),
+                         None)
+            is_float = False
+        else:
+            producer = graph.producers().get(value)
+            quant = _shared_dequantize(producer, graph) if producer is not None else None
+            is_float = True
+        if quant is None:
+            raise PluginError(f"npu_example: partition {partition.name!r} reads {value!r}, "
+                              f"which is not the int8 input of one of its layers")
+        inputs.append({"name": value, "tensor": builder.descriptor(quant),
+                       "dequantized": is_float})
+        written.add(builder.buffer_of(quant.value))
+
+    for layer in layers:
+        for quant in layer.inputs:
+            if builder.buffer_of(quant.value) not in written:
+                raise PluginError(f"npu_example: node {layer.group.op.name!r} reads "
+                                  f"{quant.value!r}, which the partition neither receives "
+                                  f"nor computes before it")
+        written.add(builder.buffer_of(layer.y.value))
+        builder.command(layer)
+
+    outputs = []
+    for value in partition.outputs:
+        if value in produced:
+            outputs.append({"name": value, "tensor": builder.descriptor(produced[value].y),
+                            "dequantized": False})
+        elif value in dequantized and builder.buffer_of(dequantized[value].value) in written:
+            outputs.append({"name": value, "tensor": builder.descriptor(dequantized[value]),
+                            "dequantized": True})
+        else:
+            raise PluginError(f"npu_example: partition {partition.name!r} must output "
+                              f"{value!r}, which none of its layers computes")
+    program, constants = builder.finish()
+    return Lowered(program, constants, inputs, outputs, builder.summary)
+
+
+class _Builder:
+    """Collects constants, buffers, descriptors and commands; DRAM offsets of activation
+    buffers are only known once every constant is packed, so descriptors name buffers until
+    :meth:`finish` places them."""
+
+    def __init__(self, graph: Graph, config: NpuConfig) -> None:
+        self.graph, self.config = graph, config
+        self.constants = bytearray()
+        self.aliases: dict[str, str] = {}
+        self.buffers: dict[str, int] = {}          # buffer name -> size in bytes
+        self.descriptors: dict[tuple, int] = {}    # (buffer, shape, dtype, zero, scale) -> index
+        self.commands: list = []
+        self.summary: list[dict] = []
+
+    def alias(self, value: str, source: str) -> None:
+        self.aliases[value] = self.buffer_of(source)
+
+    def buffer_of(self, value: str) -> str:
+        return self.aliases.get(value, value)
+
+    def descriptor(self, quant: Quant) -> int:
+        buffer = self.buffer_of(quant.value)
+        shape = nhwc_shape(self.graph.types[quant.value].shape)
+        size = int(np.prod(shape))
+        if self.buffers.setdefault(buffer, size) != size:
+            raise PluginError(f"npu_example: {quant.value!r} does not fill the buffer of "
+                              f"{buffer!r} it views")
+        key = (buffer, shape, np.dtype(quant.dtype).name, quant.zero_point,
+               float(np.float32(quant.scale)))
+        return self.descriptors.setdefault(key, len(self.descriptors))
+
+    def constant(self, array: np.ndarray) -> int:
+        offset = self._aligned(len(self.constants))
+        self.constants.extend(bytes(offset - len(self.constants)))
+        self.constants.extend(np.ascontiguousarray(array).tobytes())
+        return offset
+
+    def _aligned(self, size: int) -> int:
+        return -(-size // self.config.alignment) * self.config.alignment
+
+    def command(self, layer: Layer) -> None:
+        out, first = self.descriptor(layer.y), self.descriptor(layer.inputs[0])
+        if isinstance(layer, ConvLayer):
+            weights, bias, multipliers = pack_conv(layer)
+            cls = DepthwiseConv2d if layer.depthwise else Conv2d
+            command = cls(out, first, layer.window, self.constant(weights), self.constant(bias),
+                          self.constant(multipliers), layer.integer.out_min,
+                          layer.integer.out_max)
+        elif isinstance(layer, PoolLayer):
+            command = Pool(out, first, layer.mode, layer.window, layer.qmin, layer.qmax)
+        elif isinstance(layer, AddLayer):
+            command = EltwiseAdd(out, first, self.descriptor(layer.b), layer.qmin, layer.qmax)
+        else:
+            return      # a Flatten: its output descriptor already views its input's bytes
+        self.commands.append(command)
+        self.summary.append({"command": command.opcode.name, "node": layer.group.op.name,
+                             "output": layer.y.value})
+
+    def finish(self) -> tuple[Program, np.ndarray]:
+        offsets, end = {}, self._aligned(len(self.constants))
+        for buffer, size in self.buffers.items():
+            offsets[buffer] = end
+            end = self._aligned(end + size)
+        tensors = [None] * len(self.descriptors)
+        for (buffer, shape, dtype, zero, scale), index in self.descriptors.items():
+            tensors[index] = TensorDesc(offsets[buffer], shape, np.dtype(dtype), zero, scale)
+        program = Program(tensors, self.commands, end)
+        return program, np.frombuffer(bytes(self.constants), np.uint8).copy()
+
+
+def pack_conv(layer: ConvLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The layer's weights in the NPU's layout (O x kH x kW x I, or kH x kW x C for a
+    depthwise conv; channels zero-padded to the block), its int32 bias and float32
+    multipliers, one per padded output channel."""
+    integer = layer.integer
+    weight = np.asarray(integer.weight, np.int8)
+    if integer.kind == "matmul":
+        weight = weight.T[:, None, None, :]                   # K x N -> N x 1 x 1 x K
+    else:
+        weight = weight.transpose(0, 2, 3, 1)                 # OIHW -> OHWI
+    out_c = weight.shape[0]
+    if layer.depthwise:
+        packed = np.zeros(weight.shape[1:3] + (padded(out_c),), np.int8)
+        packed[:, :, :out_c] = weight[:, :, :, 0].transpose(1, 2, 0)
+    else:
+        packed = np.zeros((padded(out_c),) + weight.shape[1:3] + (padded(weight.shape[3]),),
+                          np.int8)
+        packed[:out_c, :, :, :weight.shape[3]] = weight
+    bias = np.zeros(padded(out_c), np.int32)
+    if integer.bias is not None:
+        bias[:out_c] = np.broadcast_to(integer.bias, (out_c,))
+    multipliers = np.zeros(padded(out_c), np.float32)
+    multipliers[:out_c] = np.broadcast_to(np.asarray(integer.multiplier, np.float32).ravel(),
+                                          (out_c,))
+    return packed, bias, multipliers

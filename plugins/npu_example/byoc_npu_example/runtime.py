@@ -1,0 +1,97 @@
+"""Running a compiled partition on the simulator.
+
+The payload holds the command stream (``data``), the constants blob
+(``arrays["constants"]``) and, in ``metadata``, which descriptor holds each partition input
+and output. A run writes the inputs into DRAM (NHWC), runs the commands, and reads the
+outputs back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from byoc.errors import PluginError
+from byoc.plugins.api import PartitionSignature, Payload
+from byoc_npu_example.commands import FormatError, TensorDesc, decode
+from byoc_npu_example.sim import Simulator, dequantize
+
+
+def graph_layout_values(signature: PartitionSignature) -> set[str]:
+    """The 4-D boundary values byoc hands over in the graph's NCHW layout, which the runtime
+    transposes to and from the NPU's NHWC itself.
+
+    byoc converts the boundary values of a plugin that prefers NHWC and says so in
+    ``PartitionSignature.layouts``; a byoc without that feature passes every value as NCHW.
+    Once every supported byoc converts, this function and its two uses can go.
+    """
+    layouts = getattr(signature, "layouts", {})
+    return {name for name, ttype in [*signature.inputs.items(), *signature.outputs.items()]
+            if len(ttype.shape) == 4 and layouts.get(name) != "NHWC"}
+
+
+class NpuRuntime:
+    """One partition's command stream on its own simulated NPU; counters add up over runs."""
+
+    def __init__(self, payload: Payload, signature: PartitionSignature) -> None:
+        try:
+            program = decode(payload.data)
+        except FormatError as err:
+            raise PluginError(f"npu_example payload of partition {signature.name!r}: "
+                              f"{err}") from None
+        self.signature = signature
+        self.simulator = Simulator(program, payload.arrays["constants"])
+        self.inputs = {spec["name"]: spec for spec in payload.metadata["inputs"]}
+        self.outputs = {spec["name"]: spec for spec in payload.metadata["outputs"]}
+        missing = [v for v in signature.inputs if v not in self.inputs] + \
+                  [v for v in signature.outputs if v not in self.outputs]
+        if missing:
+            raise PluginError(f"npu_example payload of partition {signature.name!r} has no "
+                              f"tensor for {', '.join(missing)}; recompile the model")
+        self.nchw = graph_layout_values(signature)
+        self.runs = 0
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sim = self.simulator
+        for name in self.signature.inputs:
+            spec = self.inputs[name]
+            desc = sim.program.tensors[spec["tensor"]]
+            values = np.asarray(inputs[name])
+            if name in self.nchw:
+                values = values.transpose(0, 2, 3, 1)
+            if spec["dequantized"]:
+                values = _quantize_back(values, desc)
+            sim.write(spec["tensor"], values.reshape(desc.shape))
+        sim.run()
+        self.runs += 1
+        outputs = {}
+        for name, ttype in self.signature.outputs.items():
+            spec = self.outputs[name]
+            desc = sim.program.tensors[spec["tensor"]]
+            values = sim.tensor(spec["tensor"]).copy()
+            if spec["dequantized"]:
+                values = dequantize(values, desc)
+            if name in self.nchw:
+                values = np.ascontiguousarray(values.transpose(0, 3, 1, 2))
+            outputs[name] = values.reshape(ttype.shape)
+        return outputs
+
+    def counters(self) -> dict[str, int]:
+        return {"runs": self.runs, **self.simulator.counters}
+
+
+def _quantize_back(values: np.ndarray, desc: TensorDesc) -> np.ndarray:
+    """The int8 values a DequantizeLinear with the descriptor's quantization turned into
+    ``values`` (exact: every dequantized step divides back to the nearest integer)."""
+    steps = np.rint(values.astype(np.float32) / np.float32(desc.scale))
+    info = np.iinfo(desc.dtype)
+    return np.clip(steps + desc.zero_point, info.min, info.max).astype(desc.dtype)
+
+
+def create_runtime(payload: Payload, signature: PartitionSignature,
+                   options: dict[str, Any]) -> NpuRuntime:
+    if options:
+        raise PluginError(f"npu_example has no run-time options; got "
+                          f"{', '.join(sorted(options))}")
+    return NpuRuntime(payload, signature)
