@@ -27,7 +27,8 @@ from byoc.partition.int8_patterns import (
 )
 from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
+from byoc.plugins.api import (Partition, PartitionSignature, PatternLimits, Payload,
+                              PluginInfo)
 from byoc_vta_sim import __version__
 from byoc_vta_sim.commands import cli_commands
 from byoc_vta_sim.config import DEFAULT_CONFIG
@@ -227,3 +228,28 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
 @hookimpl
 def byoc_cli_commands() -> list:
     return cli_commands()
+
+
+@hookimpl
+def byoc_conformance_limits() -> list[PatternLimits]:
+    # Conv and matrix layers requantize with MULSHR, an exact fixed-point multiply by the
+    # float32 multiplier, while the reference multiplies in float32 and rounds half to even:
+    # a result near a rounding boundary may land one step the other way. The Add picks
+    # multipliers that match the reference on every input pair, so it is held to equality.
+    int8 = ("uint8", "int8")
+    layer = {"x_dtype": int8, "per_channel": (False, True), "activation": (None, "Relu")}
+    return [
+        PatternLimits(f"{NAME}.qdq_conv", quantized_steps=1,
+                      accepts={**layer, "kernel": range(1, 8), "stride": (1, 2, 3),
+                               "pad": (0, 1, 2), "dilation": (1, 2), "group": (1,),
+                               "channels": range(1, 65), "filters": range(1, 65)}),
+        PatternLimits(f"{NAME}.qdq_matmul", quantized_steps=1,
+                      accepts={**layer, "m": (1, 4, 17), "k": (8, 16, 33), "n": (5, 16, 40),
+                               "trans_b": (0, 1)}),
+        PatternLimits(f"{NAME}.qdq_add",
+                      accepts={"dtype": int8, "rank": (4,), "broadcast": ("none",),
+                               "activation": (None, "Relu")}),
+        PatternLimits(f"{NAME}.qlinear", quantized_steps=1,
+                      accepts={"x_dtype": int8, "kernel": (1, 3, 5), "stride": (1, 2),
+                               "group": (1,), "m": (1, 4), "n": (5, 16)}),
+    ]
