@@ -160,7 +160,7 @@ class Unary(Family):
         return Built(single_node_model(node, {"x": x}, ["y"], opset=opset), {"x": x}, "target")
 
 
-_FLOAT_ONLY = {"Mean", "PRelu"}
+_FLOAT_ONLY = {"Mean", "PRelu", "Sum"}
 _COMPARISONS = {"Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual"}
 
 
@@ -197,6 +197,8 @@ class Binary(Family):
         dtype = values["dtype"]
         if op in _FLOAT_ONLY and dtype not in FLOATS:
             raise Unbuildable(f"{op} is defined for floats only")
+        if op == "Pow" and dtype in ("int8", "uint8"):
+            raise Unbuildable("Pow is not defined for 8-bit integers")
         if op == "PRelu" and values["broadcast"] == "both":
             raise Unbuildable("PRelu broadcasts its slope one way only")
         a_shape, b_shape = broadcast_shapes(values["broadcast"], values["rank"], rng)

@@ -12,7 +12,8 @@ from byoc.errors import PluginError
 from byoc.partition.int8_patterns import make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, make_op_pattern
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
+from byoc.plugins.api import (Partition, PartitionSignature, PatternLimits, Payload,
+                              PluginInfo)
 from byoc_cpu_llvm import __version__
 from byoc_cpu_llvm.jit import compile_ir
 from byoc_cpu_llvm.kernels import supports
@@ -122,3 +123,38 @@ def _integer_option(options: dict[str, Any], name: str, minimum: int) -> int | N
         raise PluginError(f"cpu_llvm option {name}={options[name]!r}: give a whole number of "
                           f"at least {minimum}")
     return value
+
+
+# Ops byoc folds into constants before partitioning when shapes are static, as the kit's
+# models always are: no plugin ever sees them there.
+_FOLDED = ("Constant", "ConstantOfShape", "Range", "Shape")
+
+
+@hookimpl
+def byoc_conformance_limits() -> list[PatternLimits]:
+    """Every kernel takes float32; the elementwise ones every float and integer type,
+    MatMul every float type, Conv and Gemm float32 only, the pooling ones float32 and
+    float64."""
+    floats = ("float32", "float64", "float16")
+    numbers = floats + ("int32", "int64", "int8", "uint8")
+    by_op = {
+        **{op: {"dtype": floats} for op in (
+            "Abs", "Ceil", "Cos", "Elu", "Erf", "Exp", "Floor", "Gelu", "HardSigmoid",
+            "HardSwish", "LeakyRelu", "Log", "Neg", "Reciprocal", "Relu", "Round", "Selu",
+            "Sigmoid", "Sign", "Sin", "Softplus", "Softsign", "Sqrt", "Tanh")},
+        **{op: {"dtype": numbers} for op in (
+            "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean", "PRelu", "Equal",
+            "Greater", "GreaterOrEqual", "Less", "LessOrEqual")},
+        **{op: {"dtype": ("float32",)} for op in ("Conv", "Gemm")},
+        "MatMul": {"dtype": floats},
+        **{op: {"dtype": ("float32", "float64")} for op in (
+            "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")},
+    }
+    limits = [PatternLimits(f"{NAME}.{op.lower()}", accepts=accepts)
+              for op, accepts in by_op.items()]
+    limits += [PatternLimits(f"{NAME}.{op.lower()}", skip=f"byoc folds {op} into a constant "
+                                                           f"before partitioning")
+               for op in _FOLDED]
+    return limits + [PatternLimits(f"{NAME}.qdq_conv", accepts={"group": (1, 2, "depthwise"),
+                                                                "dilation": (1, 2)}),
+                     PatternLimits(f"{NAME}.qdq_matmul", accepts={"trans_b": (0, 1)})]
