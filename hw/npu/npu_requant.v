@@ -10,7 +10,7 @@
 // with ties to even.
 //
 //     i_acc -------> 1 NORMALIZE  |acc| shifted to bit 31, rounded to 24 bits  = float32(acc)
-//     i_multiplier -> 1           {1, mantissa}, exponent; zero/subnormal -> result 0
+//     i_multiplier -> 1           {1, mantissa} and exponent
 //                    2 MULTIPLY   24 x 24 -> 48-bit exact product
 //                    3 ROUND      product rounded to 24 bits                   = float32 product
 //                    4 INTEGER    shifted to the binary point, rounded to an integer;
@@ -115,8 +115,10 @@ module npu_requant #(
             reg [23:0]        s1_acc_significand, s1_multiplier_significand;
             reg signed [9:0]  s1_exponent;
             always @(posedge clk) begin
-                // A zero or subnormal multiplier (|m| < 2^-126) times |acc| <= 2^31 is < 0.5.
-                s1_zero     <= acc_magnitude == 32'd0 || multiplier_exponent == 8'd0;
+                // acc = 0 has no leading one to normalize; a zero or subnormal multiplier
+                // needs no such flag: read as 1.f * 2^-150, its product with |acc| <= 2^31
+                // is below 2^-95 and vanishes in stage 4, as the true product does.
+                s1_zero     <= acc_magnitude == 32'd0;
                 s1_negative <= acc[31] ^ multiplier[31];
                 s1_acc_significand <= acc_carry ? 24'h80_0000 : acc_rounded[23:0];
                 s1_multiplier_significand <= {1'b1, multiplier[22:0]};
