@@ -1,7 +1,8 @@
 """From a plugin's patterns and declared limits to the conformance cases the kit runs.
 
 Which family builds a pattern's models comes from the op types its matcher can reach: a
-pattern rooted at QuantizeLinear is a QDQ layer of the Conv, MatMul/Gemm or Add inside it;
+pattern rooted at QuantizeLinear is a QDQ layer of the Conv, MatMul/Gemm, Add, pooling or
+Flatten inside it;
 otherwise each root op type goes to the family that builds it (a Conv -> Add -> Relu pattern
 is built as a Conv), and an op type no family builds goes to onnx's node test corpus.
 
@@ -38,7 +39,9 @@ MIXES = 3
 SAMPLES = 4
 
 _QDQ_FAMILIES = (("Conv", "qdq_conv"), ("MatMul", "qdq_matmul"), ("Gemm", "qdq_matmul"),
-                 ("Add", "qdq_add"))
+                 ("Add", "qdq_add"), ("MaxPool", "qdq_window"), ("AveragePool", "qdq_window"),
+                 ("GlobalAveragePool", "qdq_window"), ("GlobalMaxPool", "qdq_window"),
+                 ("Flatten", "qdq_window"))
 
 
 @dataclass

@@ -95,15 +95,19 @@ def _check_plan(case: Case, compiled, target: str, manager: PluginManager) -> st
 
 
 def _decline_reasons(case: Case, compiled, explanation, manager: PluginManager) -> list[str]:
-    """Why the pattern left the target node: the plan's reasons when the plugin did not take
-    it at all, else the pattern's own declines. Empty or missing reasons are a failure."""
+    """Why the pattern left the target node: the plan's reasons for the plugin (when the
+    plugin did not take the node at all) and the pattern's own declines in the graph (a QDQ
+    pattern declines at its QuantizeLinear, not at the layer). Empty or missing reasons are
+    a failure."""
+    patterns = [p for p in manager.call(case.plugin, "byoc_partition_patterns") or []
+                if p.name == case.pattern]
+    reasons = [f"{d.pattern}: {d.reason}" for result in find_matches(compiled.graph, patterns)
+               for d in result.declines]
     if explanation.plugin != case.plugin:
-        reasons = explanation.reasons.get(case.plugin, [])
-    else:
-        patterns = [p for p in manager.call(case.plugin, "byoc_partition_patterns") or []
-                    if p.name == case.pattern]
-        reasons = [d.reason for result in find_matches(compiled.graph, patterns)
-                   for d in result.declines]
+        planned = explanation.reasons.get(case.plugin, [])
+        if not planned:
+            reasons = []
+        reasons += [r for r in planned if r not in reasons]
     if not reasons or not all(isinstance(r, str) and r.strip() for r in reasons):
         raise ConformanceFailure(f"{case.describe()}: the pattern declined the {case.op} node "
                                  f"without a reason (got {reasons!r}); every decline must say "

@@ -121,6 +121,9 @@ class QdqAdd(Family):
         dtype = np.dtype(values["dtype"])
         zero = np.array(128 if dtype == np.uint8 else 0, dtype)
         a_shape, b_shape = broadcast_shapes(values["broadcast"], values["rank"], rng)
+        if len(a_shape) >= 3:  # one image, as accelerators run them
+            b_shape = (1,) + b_shape[1:] if len(b_shape) == len(a_shape) else b_shape
+            a_shape = (1,) + a_shape[1:]
         constants = {"as": np.float32(0.04), "bs": np.float32(0.07), "ys": np.float32(0.09),
                      "z": zero, "yz": np.array(3, dtype)}
         last = "sum"
@@ -137,6 +140,50 @@ class QdqAdd(Family):
         inputs = {"a": rng.standard_normal(a_shape).astype(np.float32) * 3,
                   "b": rng.standard_normal(b_shape).astype(np.float32) * 3}
         return Built(nodes_model(nodes, inputs, ["y", "out"], constants, opset=13), inputs,
+                     "layer", {"y": 1.0, "out": float(constants["ys"])})
+
+
+@register
+class QdqWindow(Family):
+    """DequantizeLinear -> MaxPool, AveragePool, GlobalAveragePool or Flatten ->
+    QuantizeLinear, on one image."""
+
+    name = "qdq_window"
+    ops = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten")
+    composite = True
+    params = {"dtype": Param(INT8, INT8),
+              "kernel": Param((2, 3), (1, 2, 3, 5)),
+              "stride": Param((2, 1), (1, 2, 3)),
+              "pad": Param((0, 1), (0, 1)),
+              "ceil_mode": Param((0,), (0, 1)),
+              "channels": Param((8, 3), (1, 3, 8, 16)),
+              "size": Param((8, 5), (5, 8, 13))}
+
+    def relevant(self, op):
+        if op in ("MaxPool", "AveragePool"):
+            return tuple(self.params)
+        return ("dtype", "channels", "size")
+
+    def build(self, op, values, rng):
+        dtype = np.dtype(values["dtype"])
+        size, attrs = values["size"], {}
+        if op in ("MaxPool", "AveragePool"):
+            kernel, stride, pad, size = window_geometry(values)
+            if pad >= kernel:
+                raise Unbuildable("a pooling pad must be smaller than the window")
+            attrs = dict(kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=[pad] * 4,
+                         ceil_mode=values["ceil_mode"])
+        zero = np.array(128 if dtype == np.uint8 else 0, dtype)
+        same = op in ("MaxPool", "GlobalMaxPool", "Flatten")  # these keep the input's scale
+        constants = {"xs": np.float32(0.05), "z": zero,
+                     "ys": np.float32(0.05 if same else 0.04), "yz": zero}
+        nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "z"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "xs", "z"], ["xd"]),
+                 helper.make_node(op, ["xd"], ["r"], name="layer", **attrs),
+                 helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["y"], name="quantize"),
+                 helper.make_node("DequantizeLinear", ["y", "ys", "yz"], ["out"])]
+        x = (rng.standard_normal((1, values["channels"], size, size)) * 3).astype(np.float32)
+        return Built(nodes_model(nodes, {"x": x}, ["y", "out"], constants, opset=13), {"x": x},
                      "layer", {"y": 1.0, "out": float(constants["ys"])})
 
 
@@ -196,4 +243,4 @@ class QLinear(Family):
                      {"y": 1.0})
 
 
-__all__ = ["INT8", "QLinear", "QdqAdd", "QdqConv", "QdqMatMul"]
+__all__ = ["INT8", "QLinear", "QdqAdd", "QdqConv", "QdqMatMul", "QdqWindow"]
