@@ -1,0 +1,148 @@
+"""The conformance kit (``pytest --byoc-plugin NAME``) on byoc's plugins and on broken ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from byoc.conformance import plugin_cases
+from byoc.errors import PluginError
+from byoc.partition.patterns import make_op_pattern
+from byoc.plugins import PluginInfo, PluginManager, hookimpl
+from byoc.plugins.api import PatternLimits
+
+
+def run_kit(directory, *plugins: str) -> subprocess.CompletedProcess:
+    options = [arg for name in plugins for arg in ("--byoc-plugin", name)]
+    return subprocess.run([sys.executable, "-m", "pytest", *options, "-q", "-p",
+                           "no:cacheprovider"], cwd=directory, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_kit_passes_for_cpu_llvm_and_vta_sim(tmp_path):
+    result = run_kit(tmp_path, "cpu_llvm", "vta_sim")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    passed = int(result.stdout.split(" passed")[0].split()[-1])
+    assert passed >= 600  # cases only get added: this floor only rises
+
+
+BROKEN_PLUGINS = '''
+    import numpy as np
+
+    from byoc.errors import PluginError
+    from byoc.partition.patterns import make_op_pattern
+    from byoc.plugins import Payload, PluginInfo, hookimpl
+    from byoc.plugins.manager import default_manager
+
+
+    class Elementwise:
+        """Claims one float op and runs it with numpy, through ``compute``."""
+
+        def __init__(self, name, op, compute):
+            self.name, self.op, self.compute = name, op, compute
+
+        @hookimpl
+        def byoc_plugin_info(self):
+            return PluginInfo(self.name, "0.0", "numpy", "a deliberately broken plugin")
+
+        @hookimpl
+        def byoc_partition_patterns(self):
+            return [make_op_pattern(f"{self.name}.{self.op.lower()}", self.op)]
+
+        @hookimpl
+        def byoc_lower_partition(self, partition, graph, constants):
+            return [n.op_type for n in partition.nodes]
+
+        @hookimpl
+        def byoc_codegen_partition(self, partition, lowered):
+            return Payload(b"")
+
+        @hookimpl
+        def byoc_runtime_create(self, payload, partition, options):
+            plugin = self
+
+            class Run:
+                def run(self, inputs):
+                    out = next(iter(partition.outputs))
+                    return {out: plugin.compute(*inputs.values())}
+            return Run()
+
+
+    class FailsToLower(Elementwise):
+        @hookimpl
+        def byoc_lower_partition(self, partition, graph, constants):
+            raise PluginError("no kernel for this yet")
+
+
+    def pytest_configure(config):
+        manager = default_manager()
+        manager.register(FailsToLower("breaks", "Relu", None), name="breaks")
+        manager.register(Elementwise("off_by_one", "Add", lambda a, b: a + b + 1),
+                         name="off_by_one")
+'''
+
+
+def test_kit_fails_a_plugin_that_cannot_lower_or_computes_wrong_results(tmp_path):
+    (tmp_path / "conftest.py").write_text(textwrap.dedent(BROKEN_PLUGINS))
+    result = run_kit(tmp_path, "breaks", "off_by_one")
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert "pattern 'breaks.relu', case 'Relu-base'" in out
+    assert "fell back to the host" in out and "no kernel for this yet" in out
+    assert "pattern 'off_by_one.add', case 'Add-base'" in out
+    assert "differs from the reference interpreter" in out
+    assert "FAILED byoc-conformance/breaks::breaks.relu[Relu-base]" in out
+
+
+class Claims:
+    def __init__(self, limits):
+        self.limits = limits
+
+    @hookimpl
+    def byoc_plugin_info(self):
+        return PluginInfo("claims", "0.0", "nothing", "patterns only")
+
+    @hookimpl
+    def byoc_partition_patterns(self):
+        return [make_op_pattern("claims.conv", "Conv"), make_op_pattern("claims.relu", "Relu")]
+
+    @hookimpl
+    def byoc_conformance_limits(self):
+        return self.limits
+
+
+def cases_of(limits):
+    manager = PluginManager()
+    manager.register(Claims(limits))
+    return plugin_cases("claims", manager)
+
+
+def test_declared_values_are_built_and_left_out_probes_must_be_declined():
+    cases, skipped = cases_of([PatternLimits("claims.conv", accepts={"kernel": (1, 3)}),
+                               PatternLimits("claims.relu", skip="not ready")])
+    assert skipped == {"claims.relu": "not ready"}
+    expect = {c.name: c.expect for c in cases}
+    assert expect["Conv-base"] == expect["Conv-kernel=3"] == "accept"
+    assert {n for n, e in expect.items() if e == "decline"} == {
+        "Conv-outside-kernel=2", "Conv-outside-kernel=5", "Conv-outside-kernel=7"}
+
+
+def test_without_limits_only_the_base_case_must_be_taken():
+    cases, _ = cases_of(None)
+    relu = {c.name: c.expect for c in cases if c.pattern == "claims.relu"}
+    assert relu["Relu-base"] == "accept"
+    assert set(relu.values()) == {"accept", "either"}
+
+
+@pytest.mark.parametrize("limits, message", [
+    ([PatternLimits("claims.gemm")], "'claims.gemm', which is not one of its patterns"),
+    ([PatternLimits("claims.conv", accepts={"colour": (1,)})], "names colour, which the kit"),
+    ([PatternLimits("claims.conv"), PatternLimits("claims.conv")], "twice"),
+    (["conv"], "expected a list of byoc.plugins.api.PatternLimits"),
+])
+def test_malformed_limits_are_refused_with_the_reason(limits, message):
+    with pytest.raises(PluginError, match=message):
+        cases_of(limits)
