@@ -30,7 +30,7 @@ from byoc.plugins.api import CliCommand
 from byoc.plugins.manager import LoadedPlugin, PluginManager, hook_signature
 from byoc.summary import format_profile, format_summary
 
-BUILTIN_COMMANDS = ("show", "run", "compile", "ops", "plugins")
+BUILTIN_COMMANDS = ("show", "run", "compile", "ops", "plugins", "new-plugin")
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,16 @@ def build_parser(from_plugins: PluginCommands | None = None,
                     "version, origin, device and pattern names.")
     plugins.set_defaults(handler=_plugins)
 
+    new_plugin = commands.add_parser(
+        "new-plugin", help="create a new plugin package",
+        description="Write a working plugin package (pyproject.toml, plugin hooks, README, "
+                    "tests) into DIR/NAME, to start a backend from.")
+    new_plugin.add_argument("name", metavar="NAME",
+                            help="the plugin's name: lower-case letters, digits and '_'")
+    new_plugin.add_argument("--dir", default=".", metavar="PATH",
+                            help="the folder to create the package in (default: here)")
+    new_plugin.set_defaults(handler=_new_plugin)
+
     for name, found in from_plugins.commands.items():
         sub = commands.add_parser(name, help=found.command.help, description=found.command.help)
         if name == selected:
@@ -313,6 +323,16 @@ def _plugins(args: argparse.Namespace) -> None:
             print(f"  layout:      {info.preferred_layout}")
         names = [str(getattr(p, "name", repr(p))) for p in patterns]
         print(f"  patterns:    {', '.join(names) if names else '(none)'}")
+
+
+def _new_plugin(args: argparse.Namespace) -> None:
+    from byoc.scaffold import create_plugin, package_files
+
+    root = create_plugin(args.name, args.dir)
+    for relative in package_files(args.name):
+        print(f"wrote {root / relative}")
+    print(f"next: pip install -e '{root}[test]', then run pytest and "
+          f"pytest --byoc-plugin {args.name} there")
 
 
 def _command_word(argv: Sequence[str]) -> str | None:

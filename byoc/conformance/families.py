@@ -172,7 +172,7 @@ def broadcast_shapes(form: str, rank: int, rng: np.random.Generator) -> tuple[tu
         return shape, shape
     if form == "scalar":
         return shape, ()
-    if form == "trailing":
+    if form == "trailing" and rank >= 2:
         return shape, shape[-1:]
     if form == "both" and rank >= 2:
         return shape[:-1] + (1,), (1, shape[-1])

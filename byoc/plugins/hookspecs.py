@@ -189,7 +189,7 @@ def byoc_cli_commands() -> list[CliCommand]:
     """Add top-level commands to the ``byoc`` command line (e.g. ``byoc vta disasm FILE``).
 
     Called by the command line, once per installed plugin, when the command typed is not
-    one of byoc's own (show, run, compile, ops, plugins) or is ``--help``: byoc's own
+    one of byoc's own (show, run, compile, ops, plugins, new-plugin) or is ``--help``: byoc's own
     commands never load plugins for this. It runs at every such start, so it must be cheap:
     import what a command needs inside its ``run``, not when the plugin is imported.
 
