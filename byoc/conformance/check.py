@@ -97,12 +97,13 @@ def _check_plan(case: Case, compiled, target: str, manager: PluginManager) -> st
 def _decline_reasons(case: Case, compiled, explanation, manager: PluginManager) -> list[str]:
     """Why the pattern left the target node: the plan's reasons for the plugin (when the
     plugin did not take the node at all) and the pattern's own declines in the graph (a QDQ
-    pattern declines at its QuantizeLinear, not at the layer). Empty or missing reasons are
-    a failure."""
+    pattern declines at its QuantizeLinear, not at the layer; roots before the target say
+    nothing about it). Empty or missing reasons are a failure."""
     patterns = [p for p in manager.call(case.plugin, "byoc_partition_patterns") or []
                 if p.name == case.pattern]
+    after = _downstream(compiled.graph, explanation.node)
     reasons = [f"{d.pattern}: {d.reason}" for result in find_matches(compiled.graph, patterns)
-               for d in result.declines]
+               if id(result.node) in after for d in result.declines]
     if explanation.plugin != case.plugin:
         planned = explanation.reasons.get(case.plugin, [])
         if not planned:
@@ -113,6 +114,20 @@ def _decline_reasons(case: Case, compiled, explanation, manager: PluginManager) 
                                  f"without a reason (got {reasons!r}); every decline must say "
                                  f"why")
     return reasons
+
+
+def _downstream(graph, node_name: str) -> set[int]:
+    """The ids of the node named ``node_name`` and of every node reading from it."""
+    consumers = graph.consumers()
+    start = next(n for n in graph.nodes if n.name == node_name)
+    seen, todo = {id(start)}, [start]
+    while todo:
+        for value in filter(None, todo.pop().outputs):
+            for reader in consumers.get(value, []):
+                if id(reader) not in seen:
+                    seen.add(id(reader))
+                    todo.append(reader)
+    return seen
 
 
 def _varied(case: Case) -> str:
