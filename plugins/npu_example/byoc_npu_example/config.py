@@ -10,6 +10,7 @@ from dataclasses import dataclass
 class NpuConfig:
     max_kernel: int = 7          # kernel height and width, 1..max_kernel
     max_stride: int = 2          # strides, 1..max_stride
+    max_pad: int = 3             # padding on each side, 0..max_pad
     max_channels: int = 2048     # input and output channels of a layer
     max_dim: int = 0xFFFF        # any tensor dimension (u16 descriptor fields)
     channel_block: int = 8       # weights, biases and multipliers are padded to this

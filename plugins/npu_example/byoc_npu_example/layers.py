@@ -183,9 +183,9 @@ def window_refusal(kernel, strides, dilations, pads, config: NpuConfig) -> str |
         return f"kernel {list(kernel)}; the NPU's windows are 1..{config.max_kernel} wide"
     if not all(1 <= s <= config.max_stride for s in strides):
         return f"strides {list(strides)}; the NPU steps 1..{config.max_stride}"
-    if any(p >= k for p, k in zip(pads, (*kernel, *kernel))):
-        return (f"pads {list(pads)} (top, left, bottom, right) reach a kernel's width "
-                f"{list(kernel)}; a window must hold at least one input")
+    if not all(0 <= p <= config.max_pad for p in pads):
+        return (f"pads {list(pads)} (top, left, bottom, right); the NPU pads "
+                f"0..{config.max_pad} on each side")
     return None
 
 

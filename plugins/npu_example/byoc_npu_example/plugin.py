@@ -24,7 +24,8 @@ from byoc.core.ir import Graph
 from byoc.partition.int8_patterns import make_qdq_elementwise_pattern, make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, Pattern, const, op, wildcard, with_activation
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
+from byoc.plugins.api import (Partition, PartitionSignature, PatternLimits, Payload,
+                              PluginInfo)
 from byoc_npu_example import __version__
 from byoc_npu_example.commands import encode
 from byoc_npu_example.config import CONFIG
@@ -117,6 +118,18 @@ def byoc_partition_patterns() -> list[Pattern]:
         make_qdq_elementwise_pattern(f"{NAME}.qdq_add", ("Add",), check=_check_layer),
         _qdq_single_input_pattern(f"{NAME}.qdq_flatten", ("Flatten",), _check_layer),
         Pattern(f"{NAME}.shared_dequantize", shared, _check_shared_dequantize),
+    ]
+
+
+@hookimpl
+def byoc_conformance_limits() -> list[PatternLimits]:
+    return [
+        PatternLimits(f"{NAME}.qdq_conv2d", {"group": (1,)}),
+        PatternLimits(f"{NAME}.qdq_depthwise_conv2d", {"group": ("depthwise",)}),
+        PatternLimits(f"{NAME}.qdq_flatten",
+                      skip="the kit flattens H x W planes larger than 1 x 1, which NHWC "
+                           "orders differently, so the NPU declines every case it builds; "
+                           "tests/test_npu_patterns.py covers the pattern"),
     ]
 
 

@@ -62,10 +62,11 @@ def test_gemm_is_a_fully_connected_layer():
 
 
 @pytest.mark.parametrize("attrs,weight,reason", [
-    ({"pads": [4, 4, 4, 4]}, weights(8, 8, 9), "kernel [9, 9]; the NPU's windows are 1..7 wide"),
+    ({"pads": [3, 3, 3, 3]}, weights(8, 8, 9), "kernel [9, 9]; the NPU's windows are 1..7 wide"),
     ({"strides": [3, 3]}, weights(8, 8), "strides [3, 3]; the NPU steps 1..2"),
     ({"dilations": [2, 2]}, weights(8, 8), "dilations [2, 2]; the NPU's windows are not dilated"),
-    ({"pads": [3, 0, 0, 0]}, weights(8, 8), "pads [3, 0, 0, 0] (top, left, bottom, right) reach"),
+    ({"pads": [4, 0, 0, 0]}, weights(8, 8), "pads [4, 0, 0, 0] (top, left, bottom, right); "
+                                            "the NPU pads 0..3"),
     ({"group": 2}, weights(8, 4), "grouped convolution (group=2, 8 -> 8 channels)"),
     ({}, weights(2049, 8, 1), "8 -> 2049 channels; the NPU takes at most 2048"),
 ])
