@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byoc.cosim import CosimError, CosimModel, build_model
+from byoc.cosim import CosimError, CosimModel, build_model, locate_rtl
 
 DEFAULT_LANES = 16
 UNIT_LATENCY = 5          # cycles from a vector entering npu_requant to its result
@@ -32,14 +32,8 @@ RESET_CYCLES = 2
 
 def rtl_dir() -> Path:
     """hw/npu of the byoc checkout this plugin runs from (or ``$BYOC_NPU_RTL``)."""
-    configured = os.environ.get("BYOC_NPU_RTL")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[3] / "hw" / "npu"
-    if not (path / "npu_requant.v").is_file():
-        raise CosimError(
-            f"npu_example: the NPU's RTL is not at {path} (no npu_requant.v there). It ships in "
-            f"the byoc repository's hw/npu; run from a checkout, or set BYOC_NPU_RTL to that "
-            f"folder.")
-    return path
+    return locate_rtl("npu_example", Path(__file__).resolve().parents[3] / "hw" / "npu",
+                      "npu_requant.v", "BYOC_NPU_RTL")
 
 
 def rtl_sources(root: Path | None = None) -> list[Path]:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from byoc.cosim import CosimError, CosimModel, WatchdogError, build_model
+from byoc.cosim import CosimError, CosimModel, WatchdogError, build_model, locate_rtl
+from byoc.cosim.build import default_cache_dir
 from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig
 from byoc_vta_sim.isa import (
     INSN_BYTES,
@@ -60,14 +61,8 @@ RESET_CYCLES = 4
 
 def rtl_dir() -> Path:
     """hw/vta of the byoc checkout this plugin runs from (or ``$BYOC_VTA_RTL``)."""
-    configured = os.environ.get("BYOC_VTA_RTL")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[3] / "hw" / "vta"
-    if not (path / "vta_core.v").is_file():
-        raise CosimError(
-            f"vta_sim: the accelerator's RTL is not at {path} (no vta_core.v there). The RTL "
-            f"ships in the byoc repository's hw/vta; run from a checkout, or set BYOC_VTA_RTL "
-            f"to that folder.")
-    return path
+    return locate_rtl("vta_sim", Path(__file__).resolve().parents[3] / "hw" / "vta",
+                      "vta_core.v", "BYOC_VTA_RTL")
 
 
 def rtl_sources(root: Path | None = None) -> list[Path]:
@@ -96,7 +91,7 @@ def config_include(config: VtaConfig, cache_dir: Path | None = None) -> Path:
     """A folder holding vta_config.vh for ``config`` (written once per distinct header)."""
     header = config.verilog_header()
     key = hashlib.sha256(header.encode()).hexdigest()[:16]
-    root = Path(cache_dir) if cache_dir else _default_cache()
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
     folder = root / "vta-config" / key
     target = folder / "vta_config.vh"
     if not target.is_file() or target.read_text() != header:
@@ -105,11 +100,6 @@ def config_include(config: VtaConfig, cache_dir: Path | None = None) -> Path:
         partial.write_text(header)
         partial.replace(target)
     return folder
-
-
-def _default_cache() -> Path:
-    root = os.environ.get("BYOC_CACHE_DIR") or Path.home() / ".cache" / "byoc"
-    return Path(root) / "cosim"
 
 
 def build_rtl(config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = None) -> CosimModel:
