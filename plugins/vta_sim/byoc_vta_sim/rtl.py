@@ -39,7 +39,8 @@ from byoc_vta_sim.isa import (
     Module,
     encode_stream,
 )
-from byoc_vta_sim.sim import COUNTER_NAMES, SimulationError, _check_dram, _instructions, describe
+from byoc_vta_sim.sim import (MAX_UOPS, COUNTER_NAMES, SimulationError, _check_dram, _instructions,
+                              check_work, describe)
 from byoc_vta_sim.validate import StreamError, validate_stream
 
 # Register map (hw/vta/vta_regs.v).
@@ -116,8 +117,9 @@ class RtlSimulator:
     """The accelerator's RTL with the functional simulator's ``run(stream, dram)``."""
 
     def __init__(self, config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = None,
-                 model: CosimModel | None = None):
+                 model: CosimModel | None = None, max_uops: int = MAX_UOPS):
         self.config = config
+        self.max_uops = max_uops
         self.model = model if model is not None else build_rtl(config, cache_dir=cache_dir)
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES + RTL_COUNTER_NAMES, 0)
         self._insns: list[Insn] = []
@@ -154,6 +156,7 @@ class RtlSimulator:
         stream and the memory image the design works on."""
         insns = _instructions(stream)
         _check_dram(dram)
+        check_work(insns, self.max_uops, "RTL driver")
         try:
             validate_stream(insns, self.config, dram)
         except StreamError as err:

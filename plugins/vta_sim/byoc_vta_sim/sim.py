@@ -64,6 +64,12 @@ _CHUNK_UOPS = 1 << 17
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
+# Micro-ops one run may execute (about half a minute of simulation). A stream whose loop
+# fields ask for more (a GEMM of 16383 x 16383 iterations over 8192 micro-ops is 2^41) is a
+# runaway, refused before it starts rather than left to run for hours.
+MAX_UOPS = 1 << 30
+
+
 class SimulationError(ExecutionError):
     """An instruction stream the accelerator cannot run: malformed, out of range, deadlocked
     or ended wrongly. The message names the instruction and its module."""
@@ -124,8 +130,9 @@ def alu_apply(op: AluOp, a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
 class Simulator:
     """One accelerator: its on-chip buffers (kept across runs, like hardware) and counters."""
 
-    def __init__(self, config: VtaConfig = DEFAULT_CONFIG):
+    def __init__(self, config: VtaConfig = DEFAULT_CONFIG, *, max_uops: int = MAX_UOPS):
         self.config = config
+        self.max_uops = max_uops
         self.uop = np.zeros(config.uop_depth, dtype="<u4")
         self.inp = np.zeros((config.inp_depth, config.batch, config.block_in), dtype=np.int8)
         self.wgt = np.zeros((config.wgt_depth, config.block_out, config.block_in),
@@ -152,6 +159,7 @@ class Simulator:
         _check_dram(dram)
         for index, insn in enumerate(insns):
             self._check_insn(index, insn, len(insns))
+        check_work(insns, self.max_uops, "simulator")
         counters = dict.fromkeys(COUNTER_NAMES, 0)
         try:
             self._schedule(insns, dram, counters)
@@ -360,6 +368,26 @@ class Simulator:
                 f"{field} index or the instruction's {field} factors")
 
 
+def loop_uops(insn: Insn) -> int:
+    """Micro-ops a GEMM or ALU instruction executes (0 for the others)."""
+    if isinstance(insn, (GemmInsn, AluInsn)):
+        return insn.iter_out * insn.iter_in * max(insn.uop_end - insn.uop_bgn, 0)
+    return 0
+
+
+def check_work(insns: Sequence[Insn], max_uops: int, machine: str) -> None:
+    """Refuse a stream whose micro-ops add up to more than ``max_uops``, naming the
+    instruction that crosses the budget."""
+    total = 0
+    for index, insn in enumerate(insns):
+        total += loop_uops(insn)
+        if total > max_uops:
+            raise SimulationError(
+                f"vta_sim: {_name(index, insn)} brings the stream to {total:,} micro-ops, past "
+                f"the {machine}'s budget of {max_uops:,} per run (max_uops); a runaway loop? "
+                f"Check its iter_out, iter_in and micro-op range, or raise max_uops")
+
+
 def _first_at_least(chunks: Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
                     field: str, limit: int) -> tuple[int, int]:
     """(execution position, value) of the first micro-op whose ``field`` index is at least
@@ -457,8 +485,10 @@ def _stall_error(insns: list[Insn], schedule: RoundSchedule) -> SimulationError:
 
 __all__ = [
     "COUNTER_NAMES",
+    "MAX_UOPS",
     "SimulationError",
     "Simulator",
     "alu_apply",
+    "check_work",
     "describe",
 ]
