@@ -32,6 +32,10 @@ SUPPORTED_DOMAINS = ("", "ai.onnx")
 # Values up to this many elements are computed during import when their inputs are known,
 # so that later shape inference can see them (shape tensors, small index arrays).
 KNOWN_VALUE_LIMIT = 1 << 16
+# No single value may be larger than this. The check runs on declared and inferred types,
+# before anything is allocated, so a model claiming a terabyte tensor fails fast instead of
+# exhausting memory.
+MAX_VALUE_BYTES = 1 << 34
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
@@ -74,12 +78,38 @@ def _read(source: ModelSource) -> tuple[onnx.ModelProto, str]:
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
         raise ModelImportError(f"{path}: not a readable ONNX model ({exc}); check that the "
                                f"file is an ONNX protobuf and not truncated") from None
+    _check_external_locations(model, path)
     try:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
         raise ModelImportError(f"{path}: the model's external data could not be loaded "
                                f"({exc}); keep the data files next to the model") from None
     return model, str(path)
+
+
+def _check_external_locations(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse external data that is missing or lies outside the model's folder.
+
+    onnx checks this too, but its messages do not say which tensor is affected; and a model
+    must never make byoc read files elsewhere on the machine (absolute paths, '..')."""
+    folder = path.parent.resolve()
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        where = f"{path}: tensor {tensor.name!r} keeps its data in {location!r}"
+        if not location:
+            raise ModelImportError(f"{where}, but names no file")
+        if os.path.isabs(location) or Path(location).is_absolute():
+            raise ModelImportError(f"{where}, an absolute path; external data must be a "
+                                   f"relative path inside the model's folder")
+        target = (folder / location).resolve()
+        if not target.is_relative_to(folder):
+            raise ModelImportError(f"{where}, which is outside the model's folder {folder}; "
+                                   f"keep the data files next to the model")
+        if not target.is_file():
+            raise ModelImportError(f"{where}, which was not found in {folder}; copy the data "
+                                   f"file next to the model")
 
 
 class _Importer:
@@ -96,6 +126,7 @@ class _Importer:
 
     def run(self) -> Graph:
         self._check_opsets()
+        self._check_structure()
         self._check_model()
         g = self.model.graph
         for vi in list(g.value_info) + list(g.output):
@@ -133,13 +164,75 @@ class _Importer:
         if "" not in self.graph.opsets:
             raise ModelImportError(f"{self.origin}: the model imports no ai.onnx opset")
 
+    def _check_structure(self) -> None:
+        """Checks that onnx's checker also makes, done first because its messages do not
+        name the value or node at fault."""
+        g = self.model.graph
+        if not g.output:
+            raise ModelImportError(f"{self.origin}: the graph declares no outputs, so there "
+                                   f"is nothing to compute; list the results in graph.output")
+        for kind, infos in (("input", g.input), ("output", g.output)):
+            for vi in infos:
+                if not vi.type.HasField("tensor_type"):
+                    raise ModelImportError(f"{self.origin}: graph {kind} {vi.name!r} is not a "
+                                           f"tensor; byoc supports tensor inputs and outputs "
+                                           f"only")
+                if not vi.type.tensor_type.HasField("shape"):
+                    raise ModelImportError(f"{self.origin}: graph {kind} {vi.name!r} declares "
+                                           f"no shape, not even its rank; re-export the model "
+                                           f"with shapes on its inputs and outputs")
+        for i, proto in enumerate(g.node):
+            if not proto.op_type:
+                raise ModelImportError(f"{self.origin}: node {proto.name or f'#{i}'!r} has an "
+                                       f"empty op_type")
+        for init in g.initializer:
+            self._check_tensor_data(init, f"initializer {init.name!r}")
+
+    def _check_tensor_data(self, tensor: onnx.TensorProto, what: str) -> None:
+        dtype = dtypes.to_numpy(tensor.data_type)
+        if dtype is None:
+            raise ModelImportError(f"{self.origin}: {what} has element type "
+                                   f"{dtypes.onnx_type_name(tensor.data_type)}, which byoc "
+                                   f"does not support")
+        self._check_size(TensorType(dtype, tuple(tensor.dims)), what)
+        if any(d < 0 for d in tensor.dims):
+            raise ModelImportError(f"{self.origin}: {what} has a negative dimension in "
+                                   f"{list(tensor.dims)}")
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            return
+        count = _count(tensor.dims)
+        if tensor.HasField("raw_data"):
+            expected = count * np.dtype(dtype).itemsize
+            if dtype.kind in "bifuc" and len(tensor.raw_data) != expected:
+                raise ModelImportError(
+                    f"{self.origin}: {what} has shape {list(tensor.dims)} of {dtype}, which "
+                    f"takes {expected} bytes, but its raw_data holds {len(tensor.raw_data)}")
+            return
+        field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+        held = len(getattr(tensor, field))
+        if dtype.kind == "c":
+            held //= 2
+        if held != count:
+            raise ModelImportError(f"{self.origin}: {what} has shape {list(tensor.dims)} "
+                                   f"({count} elements) but holds {held} values")
+
+    def _check_size(self, ttype: TensorType, what: str) -> None:
+        count = _count(ttype.shape)
+        size = count * np.dtype(ttype.dtype).itemsize
+        if size > MAX_VALUE_BYTES:
+            raise ModelImportError(
+                f"{self.origin}: {what} would have {count} elements of {ttype.dtype} "
+                f"({size / 2**30:.0f} GiB); byoc refuses values over "
+                f"{MAX_VALUE_BYTES // 2**30} GiB")
+
     def _check_model(self) -> None:
         try:
             onnx.checker.check_model(self.model)
         except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0]
+            # The checker's message spreads one sentence over several lines.
+            message = " ".join(str(exc).split())
             raise ModelImportError(f"{self.origin}: the ONNX checker rejects the model: "
-                                   f"{first}") from None
+                                   f"{message}") from None
 
     # -- values --------------------------------------------------------------------------------
 
@@ -151,7 +244,11 @@ class _Importer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             raise ModelImportError(f"{self.origin}: {what} keeps its data in an external file "
                                    f"that was not loaded; load the model from its file path")
-        return numpy_helper.to_array(tensor)
+        self._check_tensor_data(tensor, what)
+        try:
+            return numpy_helper.to_array(tensor)
+        except (ValueError, TypeError) as exc:
+            raise ModelImportError(f"{self.origin}: {what} cannot be read: {exc}") from None
 
     def _add_constant(self, name: str, array: np.ndarray) -> None:
         array = np.require(array, requirements="C")
@@ -202,13 +299,24 @@ class _Importer:
                 raise ModelImportError(
                     f"{self.origin}: input {vi.name!r} has shape {_dims_text(dims)}; the "
                     f"given shape {'x'.join(map(str, bound))} does not fit it")
-            return TensorType(dtype, bound)
+            return self._checked_input_type(vi.name, TensorType(dtype, bound))
         if dims is None or any(not isinstance(d, int) for d in dims):
             example = "x".join(str(d) if isinstance(d, int) else "N" for d in dims or ["N"])
             raise ShapeInferenceError(
                 f"{self.origin}: input {vi.name!r} has shape {_dims_text(dims)} with unbound "
                 f"dimensions; give a concrete shape, e.g. --input-shape {vi.name}={example}")
-        return TensorType(dtype, tuple(dims))
+        return self._checked_input_type(vi.name, TensorType(dtype, tuple(dims)))
+
+    def _checked_input_type(self, name: str, ttype: TensorType) -> TensorType:
+        shape = list(ttype.shape)
+        if any(d < 0 for d in shape):
+            raise ModelImportError(f"{self.origin}: input {name!r} has a negative dimension "
+                                   f"in {shape}")
+        if any(d == 0 for d in shape):
+            raise ModelImportError(f"{self.origin}: input {name!r} has a zero-sized dimension "
+                                   f"in {shape}; byoc compiles only non-empty inputs")
+        self._check_size(ttype, f"input {name!r}")
+        return ttype
 
     # -- nodes ---------------------------------------------------------------------------------
 
@@ -244,13 +352,17 @@ class _Importer:
 
     def _infer(self, proto: onnx.NodeProto, node: Node, label: str,
                opset: int) -> list[TensorType]:
+        inferred = self._onnx_infer(proto, label, opset)
+        for out, ttype in inferred.items():
+            self._check_size(ttype, f"output {out!r} of {label}")
+        if node.op_type == "Reshape" and proto.output[0] in inferred:
+            self._check_reshape_count(proto, inferred[proto.output[0]], label)
         inputs_known = all(not v or v in self.known for v in proto.input)
         computed = None
         if inputs_known and self._cheap_to_evaluate(proto):
             computed = self._evaluate(node, opset)
         if node.op_type == "Shape" and not computed:
             computed = self._evaluate_shape(node, opset)
-        inferred = self._onnx_infer(proto, label, opset)
         types: list[TensorType] = []
         for i, out in enumerate(proto.output):
             if not out:
@@ -272,6 +384,17 @@ class _Importer:
                     f"statically (it depends on runtime values); byoc needs static shapes")
             types.append(ttype)
         return types
+
+    def _check_reshape_count(self, proto: onnx.NodeProto, result: TensorType,
+                             label: str) -> None:
+        # onnx's inference takes the target shape as given, so a Reshape that changes the
+        # number of elements would otherwise only fail when the model runs.
+        source = self.graph.types[proto.input[0]]
+        if _count(source.shape) != _count(result.shape):
+            raise ShapeInferenceError(
+                f"{self.origin}: {label} reshapes {proto.input[0]!r} of shape "
+                f"{list(source.shape)} ({_count(source.shape)} elements) to "
+                f"{list(result.shape)} ({_count(result.shape)} elements)")
 
     def _cheap_to_evaluate(self, proto: onnx.NodeProto) -> bool:
         return all(not v or self.known[v].size <= KNOWN_VALUE_LIMIT for v in proto.input)
@@ -375,6 +498,13 @@ def _attributes(proto: onnx.NodeProto, label: str) -> dict:
             value = [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
         attrs[attr.name] = value
     return attrs
+
+
+def _count(shape) -> int:
+    count = 1
+    for d in shape:
+        count *= int(d)
+    return count
 
 
 def _dims_text(dims) -> str:
