@@ -3,7 +3,9 @@
 The manifest records the format version, the byoc version that wrote it, and the sha256 of
 every other entry. Reading never unpickles or evaluates anything: arrays load with
 ``allow_pickle=False``, YAML with ``safe_load``, and entries whose names are absolute, contain
-``..``, or are not listed in the manifest are refused before anything is used.
+``..``, are links, appear twice, or are not listed in the manifest are refused before anything
+is used. Sizes are judged from the zip directory before anything is inflated, and every read
+is bounded by the declared size, so a zip bomb is refused rather than expanded.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import posixpath
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,16 @@ from byoc.errors import ArtifactError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.yaml"
-# An artifact entry may not inflate beyond this (defends against zip bombs).
-MAX_ENTRY_BYTES = 8 << 30
+# Limits judged from the zip directory before inflating anything (zip bombs): per entry, for
+# the whole artifact, and for the manifest.
+MAX_ENTRY_BYTES = 2 << 30
+MAX_TOTAL_BYTES = 4 << 30
+MAX_MANIFEST_BYTES = 16 << 20
 MAX_ENTRIES = 100_000
+_CHUNK = 1 << 20
+# What a damaged zip can raise while its directory or an entry is decoded.
+_DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, ValueError,
+                NotImplementedError, UnicodeDecodeError, OSError)
 
 
 def sha256(data: bytes) -> str:
@@ -67,37 +78,69 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     if not path.is_file():
         raise ArtifactError(f"{path}: no such artifact file")
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            _check_entries(path, infos)
-            manifest = _read_manifest(path, zf)
-            listed = manifest["files"]
-            entries = {}
-            for info in infos:
-                if info.filename == MANIFEST:
-                    continue
-                if info.filename not in listed:
-                    raise ArtifactError(f"{path}: entry {info.filename!r} is not listed in the "
-                                        f"manifest; the artifact was altered")
-                data = zf.read(info)
-                if sha256(data) != listed[info.filename]:
-                    raise ArtifactError(f"{path}: checksum mismatch for {info.filename!r}; the "
-                                        f"artifact is corrupt or was altered, compile it again")
-                entries[info.filename] = data
-    except zipfile.BadZipFile as exc:
-        raise ArtifactError(f"{path}: not a byoc artifact (bad zip: {exc})") from None
+        zf = zipfile.ZipFile(path)
+    except _DAMAGED_ZIP as exc:
+        raise ArtifactError(f"{path}: not a byoc artifact (not a readable zip: {exc}); "
+                            f"check the file name, or compile the model again") from None
+    with zf:
+        infos = zf.infolist()
+        _check_entries(path, infos)
+        manifest = _read_manifest(path, zf)
+        listed = manifest["files"]
+        entries = {}
+        for info in infos:
+            if info.filename == MANIFEST:
+                continue
+            if info.filename not in listed:
+                raise ArtifactError(f"{path}: entry {info.filename!r} is not listed in the "
+                                    f"manifest; the artifact was altered, compile it again")
+            data = _read_entry(path, zf, info)
+            if sha256(data) != listed[info.filename]:
+                raise ArtifactError(f"{path}: checksum mismatch for {info.filename!r}; the "
+                                    f"artifact is corrupt or was altered, compile it again")
+            entries[info.filename] = data
     missing = sorted(set(listed) - set(entries))
     if missing:
         raise ArtifactError(f"{path}: entries listed in the manifest are missing: "
-                            f"{', '.join(missing)}")
+                            f"{', '.join(missing)}; the artifact is incomplete, compile it again")
     return manifest, entries
+
+
+def _read_entry(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
+                limit: int = MAX_ENTRY_BYTES) -> bytes:
+    """Inflate one entry, never past its declared size (nor ``limit``), checking its CRC."""
+    bound = min(info.file_size, limit)
+    chunks, size = [], 0
+    try:
+        with zf.open(info) as stream:
+            while size <= bound:
+                chunk = stream.read(min(_CHUNK, bound + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except _DAMAGED_ZIP as exc:
+        raise ArtifactError(f"{path}: entry {info.filename!r} is damaged ({exc}); the artifact "
+                            f"is corrupt, compile the model again") from None
+    if size != info.file_size:
+        raise ArtifactError(f"{path}: entry {info.filename!r} inflates past its declared size "
+                            f"of {info.file_size} bytes; refusing it (a damaged or hostile "
+                            f"artifact), compile the model again")
+    return b"".join(chunks)
 
 
 def _check_entries(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     if len(infos) > MAX_ENTRIES:
-        raise ArtifactError(f"{path}: too many entries ({len(infos)})")
+        raise ArtifactError(f"{path}: too many entries ({len(infos)}, at most {MAX_ENTRIES}); "
+                            f"refusing the artifact")
+    seen: set[str] = set()
+    total = 0
     for info in infos:
         name = info.filename
+        if name in seen:
+            raise ArtifactError(f"{path}: entry {name!r} appears more than once; refusing an "
+                                f"ambiguous artifact, compile the model again")
+        seen.add(name)
         parts = name.split("/")
         if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0]:
             raise ArtifactError(f"{path}: refusing entry {name!r}: absolute or parent-relative "
@@ -108,16 +151,23 @@ def _check_entries(path: Path, infos: list[zipfile.ZipInfo]) -> None:
         if mode and (mode & 0o170000) == 0o120000:
             raise ArtifactError(f"{path}: refusing entry {name!r}: symbolic links are not "
                                 f"allowed in an artifact")
-        if info.file_size > MAX_ENTRY_BYTES:
-            raise ArtifactError(f"{path}: entry {name!r} would inflate to {info.file_size} "
-                                f"bytes, over the {MAX_ENTRY_BYTES}-byte limit")
+        limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_ENTRY_BYTES
+        if info.file_size > limit:
+            raise ArtifactError(f"{path}: refusing entry {name!r}: it declares "
+                                f"{info.file_size} bytes, over the {limit}-byte limit (a zip "
+                                f"bomb or a damaged artifact)")
+        total += info.file_size
+    if total > MAX_TOTAL_BYTES:
+        raise ArtifactError(f"{path}: refusing the artifact: its entries declare {total} bytes "
+                            f"in all, over the {MAX_TOTAL_BYTES}-byte limit")
 
 
 def _read_manifest(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
-        text = zf.read(MANIFEST)
+        info = zf.getinfo(MANIFEST)
     except KeyError:
         raise ArtifactError(f"{path}: not a byoc artifact (no {MANIFEST})") from None
+    text = _read_entry(path, zf, info, MAX_MANIFEST_BYTES)
     try:
         manifest = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -134,6 +184,8 @@ def _read_manifest(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
         raise ArtifactError(f"{path}: artifact format {version} is no longer supported; "
                             f"compile the model again")
     files = manifest.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise ArtifactError(f"{path}: the manifest's file list is malformed")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in files.items()):
+        raise ArtifactError(f"{path}: the manifest's file list is malformed; the artifact is "
+                            f"damaged or was edited, compile the model again")
     return manifest

@@ -3,14 +3,20 @@
 A compiled model is a list of compiled partitions in topological order, each a plugin's
 payload plus the runtime the plugin built from it. Running it passes arrays across the
 partition boundaries and checks every runtime's outputs against the partition's signature.
+
+When a runtime fails (raises, or breaks its output contract) in a model compiled in this
+process, the partition is compiled for the host once, with a FallbackWarning, and the host
+version is used from then on; under ``strict``, and for a loaded artifact (which has no graph
+to recompile from), the failure is an ExecutionError naming the plugin and the partition.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -25,6 +31,11 @@ from byoc.plugins.manager import PluginManager, default_manager
 
 if TYPE_CHECKING:
     from byoc.partition.partitioner import PartitionPlan
+
+
+class FallbackWarning(UserWarning):
+    """Work went back to the host because a plugin failed: it could not compile a partition,
+    a pattern check failed, or a runtime failed while running."""
 
 
 @dataclass
@@ -54,17 +65,25 @@ class CompiledModel:
 
     ``graph`` and ``plan`` (the optimized graph and its partition plan) are there when the
     model was compiled in this process; a loaded artifact has only what it needs to run.
+    ``host_compiler(partition_name)`` compiles one partition for the ``host`` plugin; with it
+    and without ``strict``, a partition whose runtime fails moves to the host (see the module
+    docstring). ``fallbacks`` lists every such move, compile-time ones included.
     """
 
     def __init__(self, graph: Graph | None, parts: list[CompiledPartition],
                  plan: PartitionPlan | None = None, fallbacks: list[str] | None = None,
                  inputs: dict[str, TensorType] | None = None,
                  outputs: dict[str, TensorType] | None = None,
-                 constants: dict[str, np.ndarray] | None = None, name: str = "") -> None:
+                 constants: dict[str, np.ndarray] | None = None, name: str = "",
+                 strict: bool = False, host: str | None = None,
+                 host_compiler: Callable[[str], CompiledPartition] | None = None) -> None:
         self.graph = graph
         self.parts = parts
         self.plan = plan
         self.fallbacks = fallbacks or []
+        self.strict = strict
+        self.host = host
+        self._host_compiler = host_compiler
         if graph is not None:
             inputs = {n: graph.types[n] for n in graph.inputs}
             outputs = {n: graph.types[n] for n in graph.outputs}
@@ -91,26 +110,37 @@ class CompiledModel:
         for name, array in [*self._constant_outputs.items(),
                             *check_signature(self.inputs, inputs).items()]:
             env.put(name, array)
-        for part in self.parts:
-            layouts = part.signature.layouts
-            feeds = {name: env.get(name, layouts.get(name, GRAPH_LAYOUT))
-                     for name in part.signature.inputs}
+        for index in range(len(self.parts)):
+            part = self.parts[index]
             start = time.perf_counter()
             try:
-                results = part.runtime.run(feeds)
-            except ByocError:
-                raise
-            except Exception as exc:
-                raise ExecutionError(f"plugin {part.plugin!r} failed running partition "
-                                     f"{part.signature.name!r}: {type(exc).__name__}: "
-                                     f"{exc}") from exc
+                outputs = _run_part(part, env)
+            except ByocError as exc:
+                part = self._move_to_host(index, exc)
+                start = time.perf_counter()
+                outputs = _run_part(part, env)
             seconds = time.perf_counter() - start
-            for name, array in _checked_outputs(part, results).items():
+            layouts = part.signature.layouts
+            for name, array in outputs.items():
                 env.put(name, array, layouts.get(name, GRAPH_LAYOUT))
             if profiles is not None:
                 profiles.append(PartitionProfile(part.signature.name, part.plugin, seconds,
                                                  runtime_counters(part.runtime)))
         return {name: env.get(name) for name in self.outputs}
+
+    def _move_to_host(self, index: int, failure: ByocError) -> CompiledPartition:
+        """Replace partition ``index``, whose runtime just failed, by its host version;
+        re-raise ``failure`` when that is not allowed or not possible."""
+        part = self.parts[index]
+        if self.strict or self._host_compiler is None or part.plugin == self.host:
+            raise failure
+        host_part = self._host_compiler(part.signature.name)
+        message = (f"plugin {part.plugin!r} failed running partition {part.signature.name!r}; "
+                   f"it runs on the host ({self.host}) from now on. The error: {failure}")
+        warnings.warn(message, FallbackWarning, stacklevel=4)
+        self.fallbacks.append(message)
+        self.parts[index] = host_part
+        return host_part
 
     def layout_plan(self) -> LayoutPlan:
         """Where runs convert boundary values between layouts (and where no conversion is
@@ -160,38 +190,148 @@ def load(path: str | Path, manager: PluginManager | None = None,
          plugin_options: Mapping[str, Mapping[str, Any]] | None = None) -> CompiledModel:
     """Load a model saved by :meth:`CompiledModel.save`.
 
-    Checks the format version and every checksum, and that each plugin the artifact needs is
-    installed at a compatible version, before any plugin code sees the payloads.
+    Every check comes before any plugin code sees a payload: the archive and its checksums
+    (:func:`byoc.artifact.read`), the manifest's structure and types, and that each plugin a
+    partition needs is installed at a compatible version. Only then are runtimes created.
     ``plugin_options`` gives plugins their run-time options, by plugin name.
     """
     plugin_options = plugin_options or {}
     manager = manager or default_manager()
     manifest, entries = artifact.read(path)
     try:
-        _check_plugins(path, manifest["plugins"], manager)
-        parts = []
-        for spec in manifest["partitions"]:
-            arrays = {key: _array(path, entries, file) for key, file in spec["arrays"].items()}
-            payload = Payload(_entry(path, entries, spec["payload"]), spec["metadata"], arrays)
-            signature = PartitionSignature(str(spec["name"]), _types(spec["inputs"]),
-                                           _types(spec["outputs"]),
-                                           _layouts(spec["inputs"] + spec["outputs"]))
-            runtime = manager.call(spec["plugin"], "byoc_runtime_create", payload=payload,
-                                   partition=signature,
-                                   options=dict(plugin_options.get(spec["plugin"], {})))
-            parts.append(CompiledPartition(signature, spec["plugin"], spec["plugin_version"],
-                                           payload, runtime, dict(spec["ops"])))
-        constants = {key: _array(path, entries, file)
-                     for key, file in manifest["constant_outputs"].items()}
-        return CompiledModel(None, parts, inputs=_types(manifest["inputs"]),
-                             outputs=_types(manifest["outputs"]), constants=constants,
-                             name=str(manifest["model"]))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ArtifactError(f"{path}: the manifest is malformed ({exc!r})") from None
+        layout = _parse_manifest(_ManifestReader(path, entries), manifest)
+    except ArtifactError:
+        raise
     except ByocError as exc:
-        if isinstance(exc, ArtifactError):
-            raise
-        raise ArtifactError(f"{path}: {exc}") from None
+        raise ArtifactError(f"{path}: {exc}; compile the model again") from None
+    _check_plugins(path, {spec.plugin: spec.plugin_version for spec in layout.partitions},
+                   manager)
+    parts = []
+    for spec in layout.partitions:
+        where = f"plugin {spec.plugin!r} (partition {spec.signature.name!r})"
+        try:
+            runtime = manager.call(spec.plugin, "byoc_runtime_create", payload=spec.payload,
+                                   partition=spec.signature,
+                                   options=dict(plugin_options.get(spec.plugin, {})))
+        except ByocError as exc:
+            raise ArtifactError(f"{path}: {where} could not create its runtime: {exc}") from None
+        if runtime is None or not callable(getattr(runtime, "run", None)):
+            raise ArtifactError(f"{path}: {where} gave no runtime with a run() method; report "
+                                f"it to the plugin's authors")
+        parts.append(CompiledPartition(spec.signature, spec.plugin, spec.plugin_version,
+                                       spec.payload, runtime, spec.ops))
+    return CompiledModel(None, parts, inputs=layout.inputs, outputs=layout.outputs,
+                         constants=layout.constants, name=layout.name)
+
+
+@dataclass
+class _PartitionSpec:
+    """One partition as the manifest describes it, checked but not yet given to its plugin."""
+
+    signature: PartitionSignature
+    plugin: str
+    plugin_version: str
+    payload: Payload
+    ops: dict[str, int]
+
+
+@dataclass
+class _ModelSpec:
+    name: str
+    inputs: dict[str, TensorType]
+    outputs: dict[str, TensorType]
+    constants: dict[str, np.ndarray]
+    partitions: list[_PartitionSpec]
+
+
+class _ManifestReader:
+    """Typed access to manifest fields; every refusal names the field (``partitions[0].ops``)
+    and says what to do."""
+
+    def __init__(self, path: str | Path, entries: dict[str, bytes]) -> None:
+        self.path, self.entries = path, entries
+
+    def fail(self, where: str, problem: str) -> ArtifactError:
+        return ArtifactError(f"{self.path}: manifest field {where!r} {problem}; the artifact "
+                             f"is damaged or was edited, compile the model again")
+
+    def get(self, mapping: Mapping, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+        field = f"{where}.{key}" if where else key
+        if key not in mapping:
+            raise self.fail(field, "is missing")
+        return self._check(mapping[key], kind, field)
+
+    def _check(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(where, f"must be a {names}, not {type(value).__name__}")
+        return value
+
+    def string_map(self, value: Mapping, where: str, values: type) -> dict[str, Any]:
+        for key, item in value.items():
+            self._check(key, str, f"{where} key")
+            self._check(item, values, f"{where}.{key}")
+        return dict(value)
+
+    def types(self, value: list, where: str) -> tuple[dict[str, TensorType], dict[str, str]]:
+        types, layouts = {}, {}
+        for i, entry in enumerate(value):
+            at = f"{where}[{i}]"
+            self._check(entry, dict, at)
+            name = self.get(entry, "name", str, at)
+            shape = self.get(entry, "shape", list, at)
+            for j, dim in enumerate(shape):
+                if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+                    raise self.fail(f"{at}.shape[{j}]", f"must be a non-negative int, not "
+                                                        f"{dim!r}")
+            try:
+                dtype = dtypes.from_name(self.get(entry, "dtype", str, at))
+            except ValueError as exc:
+                raise self.fail(f"{at}.dtype", f"is not usable ({exc})") from None
+            types[name] = TensorType(dtype, tuple(shape))
+            if "layout" in entry:
+                layouts[name] = check_layout(self.get(entry, "layout", str, at),
+                                             f"(artifact value {name})")
+        return types, layouts
+
+    def entry(self, name: str, where: str) -> bytes:
+        if name not in self.entries:
+            raise self.fail(where, f"names {name!r}, which the artifact does not contain")
+        return self.entries[name]
+
+    def arrays(self, files: Mapping, where: str) -> dict[str, np.ndarray]:
+        files = self.string_map(files, where, str)
+        return {key: artifact.array_from_bytes(self.entry(file, f"{where}.{key}"), file)
+                for key, file in files.items()}
+
+
+def _parse_manifest(read: _ManifestReader, manifest: Mapping) -> _ModelSpec:
+    inputs, _ = read.types(read.get(manifest, "inputs", list, ""), "inputs")
+    outputs, _ = read.types(read.get(manifest, "outputs", list, ""), "outputs")
+    plugins = read.string_map(read.get(manifest, "plugins", dict, ""), "plugins", str)
+    constants = read.arrays(read.get(manifest, "constant_outputs", dict, ""),
+                            "constant_outputs")
+    partitions = []
+    for i, spec in enumerate(read.get(manifest, "partitions", list, "")):
+        at = f"partitions[{i}]"
+        read._check(spec, dict, at)
+        plugin = read.get(spec, "plugin", str, at)
+        version = read.get(spec, "plugin_version", str, at)
+        if plugins.get(plugin) != version:
+            raise read.fail(f"{at}.plugin", f"names {plugin!r} {version}, which the manifest's "
+                                            f"plugins list does not")
+        part_inputs, in_layouts = read.types(read.get(spec, "inputs", list, at), f"{at}.inputs")
+        part_outputs, out_layouts = read.types(read.get(spec, "outputs", list, at),
+                                               f"{at}.outputs")
+        signature = PartitionSignature(read.get(spec, "name", str, at), part_inputs,
+                                       part_outputs, {**in_layouts, **out_layouts})
+        payload = Payload(read.entry(read.get(spec, "payload", str, at), f"{at}.payload"),
+                          read.get(spec, "metadata", dict, at),
+                          read.arrays(read.get(spec, "arrays", dict, at), f"{at}.arrays"))
+        ops = read.string_map(read.get(spec, "ops", dict, at), f"{at}.ops", int)
+        partitions.append(_PartitionSpec(signature, plugin, version, payload, ops))
+    model = read.get(manifest, "model", str, "")
+    return _ModelSpec(model, inputs, outputs, constants, partitions)
 
 
 def compatible(recorded: str, installed: str) -> bool:
@@ -222,32 +362,48 @@ def _check_plugins(path, needed: Mapping[str, Any], manager: PluginManager) -> N
                                 f"version or compile the model again")
 
 
+def _run_part(part: CompiledPartition, env: LayoutEnv) -> dict[str, np.ndarray]:
+    """Run one partition's runtime on its inputs from ``env``. A runtime's own ByocError passes
+    through; any other exception, or a broken output contract, is an ExecutionError naming the
+    plugin and the partition."""
+    layouts = part.signature.layouts
+    feeds = {name: env.get(name, layouts.get(name, GRAPH_LAYOUT))
+             for name in part.signature.inputs}
+    try:
+        results = part.runtime.run(feeds)
+    except ByocError:
+        raise
+    except Exception as exc:
+        raise ExecutionError(f"plugin {part.plugin!r} failed running partition "
+                             f"{part.signature.name!r}: {type(exc).__name__}: {exc} (a bug "
+                             f"in the plugin, or its device failed: report it to the plugin's "
+                             f"authors)") from exc
+    return _checked_outputs(part, results)
+
+
 def _checked_outputs(part: CompiledPartition, results: Any) -> dict[str, np.ndarray]:
     where = f"plugin {part.plugin!r}, partition {part.signature.name!r}"
     if not isinstance(results, Mapping):
         raise ExecutionError(f"{where}: the runtime returned {type(results).__name__}, "
                              f"expected a dict of arrays by output name")
+    extra = sorted(str(name) for name in results if name not in part.signature.outputs)
+    if extra:
+        raise ExecutionError(f"{where}: the runtime returned values the partition does not "
+                             f"define: {', '.join(extra)}")
     checked = {}
     for name, expected in part.signature.outputs.items():
         if name not in results:
             raise ExecutionError(f"{where}: the runtime did not return output {name!r}")
-        array = np.asarray(results[name])
+        try:
+            array = np.asarray(results[name])
+        except Exception as exc:
+            raise ExecutionError(f"{where}: output {name!r} is not an array "
+                                 f"({type(exc).__name__}: {exc})") from None
         if array.dtype != expected.dtype or array.shape != expected.shape:
             raise ExecutionError(f"{where}: output {name!r} is {TensorType.of(array)}, the "
                                  f"partition's signature says {expected}")
         checked[name] = array
     return checked
-
-
-def _entry(path, entries: dict[str, bytes], name: str) -> bytes:
-    if name not in entries:
-        raise ArtifactError(f"{path}: the manifest refers to {name!r}, which the artifact "
-                            f"does not contain")
-    return entries[name]
-
-
-def _array(path, entries: dict[str, bytes], name: str) -> np.ndarray:
-    return artifact.array_from_bytes(_entry(path, entries, name), name)
 
 
 def _signature(values: Mapping[str, TensorType],
@@ -259,15 +415,3 @@ def _signature(values: Mapping[str, TensorType],
             entry["layout"] = layouts[name]
         entries.append(entry)
     return entries
-
-
-def _layouts(entries: list[dict]) -> dict[str, str]:
-    layouts = {str(e["name"]): str(e["layout"]) for e in entries if "layout" in e}
-    for name, layout in layouts.items():
-        check_layout(layout, f"(artifact value {name})")
-    return layouts
-
-
-def _types(entries: list[dict]) -> dict[str, TensorType]:
-    return {str(e["name"]): TensorType(dtypes.from_name(str(e["dtype"])),
-                                       tuple(int(d) for d in e["shape"])) for e in entries}

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from byoc.compiled import CompiledModel, CompiledPartition
+from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
 from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
 from byoc.errors import ByocError, PluginError
@@ -27,10 +27,6 @@ HOST_PLUGIN = "reference"
 # Plugins that follow the selected ones, at the lowest priority, when they are installed: the
 # host backend takes every node it can; the reference host takes what remains.
 DEFAULT_PLUGINS = ("cpu_llvm",)
-
-
-class FallbackWarning(UserWarning):
-    """A partition went back to the host because its plugin could not compile it."""
 
 
 @dataclass
@@ -59,9 +55,10 @@ def compile_graph(graph: Graph, options: CompileOptions,
     plan = partition_graph(graph, claims, host=options.host,
                            min_partition_size=options.min_partition_size,
                            pins=dict(options.pins))
+    fallbacks = _check_failures(plan, options.strict)
     if options.strict:
         _check_strict(plan, options.host)
-    parts, fallbacks = [], []
+    parts = []
     for partition in plan.partitions:
         try:
             parts.append(_compile_partition(manager, partition, graph, options))
@@ -75,7 +72,31 @@ def compile_graph(graph: Graph, options: CompileOptions,
             fallbacks.append(message)
             host_partition = dataclasses.replace(partition, plugin=options.host)
             parts.append(_compile_partition(manager, host_partition, graph, options))
-    return CompiledModel(graph, parts, plan=plan, fallbacks=fallbacks)
+    def host_part(name: str) -> CompiledPartition:
+        partition = next(p for p in plan.partitions if p.name == name)
+        return _compile_partition(manager, dataclasses.replace(partition, plugin=options.host),
+                                  graph, options)
+
+    return CompiledModel(graph, parts, plan=plan, fallbacks=fallbacks, strict=options.strict,
+                         host=options.host, host_compiler=host_part)
+
+
+def _check_failures(plan: PartitionPlan, strict: bool) -> list[str]:
+    """Pattern checks that failed were taken as declines: an error under strict, else one
+    warning (the failures are returned for CompiledModel.fallbacks)."""
+    if not plan.check_failures:
+        return []
+    shown = "; ".join(plan.check_failures[:5])
+    more = (f" (and {len(plan.check_failures) - 5} more)"
+            if len(plan.check_failures) > 5 else "")
+    if strict:
+        raise PluginError(f"--strict: {len(plan.check_failures)} pattern check(s) failed: "
+                          f"{shown}{more}. Fix or report the plugin, or drop --strict to let "
+                          f"those nodes go to another plugin or the host")
+    message = (f"{len(plan.check_failures)} pattern check(s) failed and were taken as "
+               f"declines: {shown}{more}")
+    warnings.warn(message, FallbackWarning, stacklevel=3)
+    return [message]
 
 
 def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
@@ -111,6 +132,9 @@ def _compile_partition(manager: PluginManager, partition: Partition, graph: Grap
     plugin = manager.get(partition.plugin)
     lowered = manager.call(partition.plugin, "byoc_lower_partition", partition=partition,
                            graph=graph, constants=graph.constants)
+    if lowered is None:
+        raise PluginError(f"plugin {partition.plugin!r}: byoc_lower_partition returned nothing "
+                          f"for partition {partition.name!r}")
     payload = manager.call(partition.plugin, "byoc_codegen_partition", partition=partition,
                            lowered=lowered)
     if not isinstance(payload, Payload):

@@ -8,7 +8,9 @@ The rules, all of them, in the order they are applied:
 
 1. **Candidates.** :func:`~byoc.partition.patterns.find_matches` runs each plugin's patterns;
    every accepted match is a candidate (plugin, pattern, the nodes it claims). The reasons
-   patterns declined a node are kept for the explanations.
+   patterns declined a node are kept for the explanations. A check that raises declines
+   too, with a reason naming the plugin and the error, and is listed in
+   ``PartitionPlan.check_failures`` so the pipeline can warn or, under strict, refuse.
 2. **Pins.** ``pins`` maps a node name or an op type to a plugin name (a node name wins over an
    op type when both apply). A pinned node may only be taken by the plugin it is pinned to:
    candidates of any other plugin that contain it are dropped ("pinned to X"). Pinning to the
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from byoc.core.ir import Graph, Node
-from byoc.errors import ByocError
+from byoc.errors import ByocError, describe_node
 from byoc.partition.patterns import Pattern, find_matches
 from byoc.plugins.api import Partition
 
@@ -99,6 +101,9 @@ class PartitionPlan:
     partitions: list[Partition]
     explanations: dict[str, NodeExplanation]
     patterns: dict[str, str | None]
+    # One line per pattern check that raised, naming the plugin, the pattern, the node and
+    # the error; each also counts as a decline.
+    check_failures: list[str] = field(default_factory=list)
 
     def partition_of(self, node_name: str) -> Partition:
         for partition in self.partitions:
@@ -161,7 +166,8 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     def note(node: Node, plugin: str, reason: str) -> None:
         reasons[id(node)].setdefault(plugin, []).append(reason)
 
-    candidates = _collect_candidates(graph, claims, index, note)
+    check_failures: list[str] = []
+    candidates = _collect_candidates(graph, claims, index, note, check_failures)
     candidates = _apply_pins(graph, candidates, pins or {}, note)
 
     owner: dict[int, _Candidate] = {}
@@ -218,7 +224,7 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
         explanations[node.name] = NodeExplanation(
             node.name, node.op_type, assigned, patterns[node.name], not_taken,
             [plugin for plugin in reasons[id(node)] if plugin != assigned])
-    plan = PartitionPlan(partitions, explanations, patterns)
+    plan = PartitionPlan(partitions, explanations, patterns, check_failures)
     _check_cover(graph, plan)
     plan.check_acyclic()
     return plan
@@ -241,12 +247,20 @@ def _validate(claims: list[PluginClaims], host: str, min_partition_size: int,
 
 
 def _collect_candidates(graph: Graph, claims: list[PluginClaims], index: dict[int, int],
-                        note: Callable[[Node, str, str], None]) -> list[_Candidate]:
+                        note: Callable[[Node, str, str], None],
+                        check_failures: list[str]) -> list[_Candidate]:
     candidates = []
     for claim in claims:
         for result in find_matches(graph, claim.patterns):
             for declined in result.declines:
-                note(result.node, claim.plugin, f"{declined.pattern}: {declined.reason}")
+                reason = declined.reason
+                if declined.check_failed:
+                    reason = (f"declined because plugin {claim.plugin!r} failed: {reason} (a "
+                              f"bug in the plugin: report it to its authors)")
+                    check_failures.append(f"plugin {claim.plugin!r}, pattern "
+                                          f"{declined.pattern!r}, {describe_node(result.node)}: "
+                                          f"{declined.reason}")
+                note(result.node, claim.plugin, f"{declined.pattern}: {reason}")
             for match in result.matches:
                 cost = claim.cost(match.pattern, list(match.nodes)) if claim.cost else None
                 candidates.append(_Candidate(claim.plugin, claim.priority, match.pattern,

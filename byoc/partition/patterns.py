@@ -112,6 +112,8 @@ class Declined:
 
     pattern: str
     reason: str
+    # The check raised: a bug in the plugin, which the partitioner reports and strict refuses.
+    check_failed: bool = False
 
 
 @dataclass
@@ -143,7 +145,11 @@ def match_at(pattern: Pattern, node: Node, graph: Graph,
     if reason:
         return Declined(pattern.name, reason)
     if pattern.check is not None:
-        verdict = pattern.check(match, graph)
+        try:
+            verdict = pattern.check(match, graph)
+        except Exception as exc:  # a plugin bug must not stop partitioning: decline instead
+            return Declined(pattern.name, f"the check raised {type(exc).__name__}: {exc}",
+                            check_failed=True)
         if not isinstance(verdict, (Accept, Decline)):
             raise ByocError(f"check of pattern {pattern.name!r} returned {verdict!r}; it must "
                             f"return Accept() or Decline(reason)")

@@ -166,7 +166,9 @@ def test_artifact_round_trip_profile_and_refusals(toy_plugins, zoo_dir, tmp_path
 
 
 def test_runtime_returning_a_wrong_shape_is_caught_at_the_boundary(toy_plugins, zoo_dir):
-    model = byoc.compile(zoo_dir / "cnn.onnx", plugins=["convfuse"], default_plugins=())
+    # strict: otherwise the partition would move to the host (tests/reliability covers that)
+    model = byoc.compile(zoo_dir / "cnn.onnx", plugins=["convfuse"], default_plugins=(),
+                         strict=True)
     part = next(p for p in model.parts if p.plugin == "convfuse")
     part.runtime.run = lambda inputs: {n: np.zeros(1, np.float32)
                                        for n in part.signature.outputs}
