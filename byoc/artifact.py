@@ -33,6 +33,7 @@ MAX_TOTAL_BYTES = 4 << 30
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_ENTRIES = 100_000
 _CHUNK = 1 << 20
+_AGAIN = "compile the model again"
 # What a damaged zip can raise while its directory or an entry is decoded.
 _DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, ValueError,
                 NotImplementedError, UnicodeDecodeError, OSError)
@@ -52,7 +53,8 @@ def array_from_bytes(data: bytes, name: str) -> np.ndarray:
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise ArtifactError(f"artifact entry {name!r} is not a valid .npy array ({exc})") from None
+        raise ArtifactError(f"artifact entry {name!r} is not a valid .npy array ({exc}); "
+                            f"{_AGAIN}") from None
 
 
 def write(path: str | Path, manifest: dict[str, Any], entries: dict[str, bytes]) -> None:
@@ -132,7 +134,7 @@ def _read_entry(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
 def _check_entries(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     if len(infos) > MAX_ENTRIES:
         raise ArtifactError(f"{path}: too many entries ({len(infos)}, at most {MAX_ENTRIES}); "
-                            f"refusing the artifact")
+                            f"refusing the artifact; {_AGAIN}")
     seen: set[str] = set()
     total = 0
     for info in infos:
@@ -144,39 +146,44 @@ def _check_entries(path: Path, infos: list[zipfile.ZipInfo]) -> None:
         parts = name.split("/")
         if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0]:
             raise ArtifactError(f"{path}: refusing entry {name!r}: absolute or parent-relative "
-                                f"paths are not allowed in an artifact")
+                                f"paths are not allowed in an artifact; {_AGAIN}")
         if posixpath.normpath(name) != name:
-            raise ArtifactError(f"{path}: refusing entry {name!r}: path is not normalized")
+            raise ArtifactError(f"{path}: refusing entry {name!r}: path is not normalized; "
+                                f"{_AGAIN}")
         mode = info.external_attr >> 16
         if mode and (mode & 0o170000) == 0o120000:
             raise ArtifactError(f"{path}: refusing entry {name!r}: symbolic links are not "
-                                f"allowed in an artifact")
+                                f"allowed in an artifact; {_AGAIN}")
         limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_ENTRY_BYTES
         if info.file_size > limit:
             raise ArtifactError(f"{path}: refusing entry {name!r}: it declares "
                                 f"{info.file_size} bytes, over the {limit}-byte limit (a zip "
-                                f"bomb or a damaged artifact)")
+                                f"bomb or a damaged artifact); {_AGAIN}")
         total += info.file_size
     if total > MAX_TOTAL_BYTES:
         raise ArtifactError(f"{path}: refusing the artifact: its entries declare {total} bytes "
-                            f"in all, over the {MAX_TOTAL_BYTES}-byte limit")
+                            f"in all, over the {MAX_TOTAL_BYTES}-byte limit; {_AGAIN}")
 
 
 def _read_manifest(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
         info = zf.getinfo(MANIFEST)
     except KeyError:
-        raise ArtifactError(f"{path}: not a byoc artifact (no {MANIFEST})") from None
+        raise ArtifactError(f"{path}: not a byoc artifact (no {MANIFEST}); check the file "
+                            f"name, or {_AGAIN}") from None
     text = _read_entry(path, zf, info, MAX_MANIFEST_BYTES)
     try:
         manifest = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ArtifactError(f"{path}: the manifest is not valid YAML ({exc})") from None
+        raise ArtifactError(f"{path}: the manifest is not valid YAML ({exc}); the artifact "
+                            f"is damaged or was edited, {_AGAIN}") from None
     if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path}: the manifest is not a mapping")
+        raise ArtifactError(f"{path}: the manifest is not a mapping; the artifact is "
+                            f"damaged or was edited, {_AGAIN}")
     version = manifest.get("format_version")
     if not isinstance(version, int):
-        raise ArtifactError(f"{path}: the manifest has no integer format_version")
+        raise ArtifactError(f"{path}: the manifest has no integer format_version; the "
+                            f"artifact is damaged or was edited, {_AGAIN}")
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{path}: artifact format {version} is newer than this byoc "
                             f"understands (format {FORMAT_VERSION}); upgrade byoc")
