@@ -312,9 +312,6 @@ class _Importer:
         if any(d < 0 for d in shape):
             raise ModelImportError(f"{self.origin}: input {name!r} has a negative dimension "
                                    f"in {shape}")
-        if any(d == 0 for d in shape):
-            raise ModelImportError(f"{self.origin}: input {name!r} has a zero-sized dimension "
-                                   f"in {shape}; byoc compiles only non-empty inputs")
         self._check_size(ttype, f"input {name!r}")
         return ttype
 
@@ -354,6 +351,11 @@ class _Importer:
                opset: int) -> list[TensorType]:
         inferred = self._onnx_infer(proto, label, opset)
         for out, ttype in inferred.items():
+            if any(d < 0 for d in ttype.shape):
+                raise ShapeInferenceError(
+                    f"{self.origin}: {label}: output {out!r} would have shape "
+                    f"{list(ttype.shape)}, with a negative dimension; the node's inputs are "
+                    f"too small for its attributes")
             self._check_size(ttype, f"output {out!r} of {label}")
         if node.op_type == "Reshape" and proto.output[0] in inferred:
             self._check_reshape_count(proto, inferred[proto.output[0]], label)

@@ -227,9 +227,24 @@ def _model_cases() -> dict[str, tuple[onnx.ModelProto, tuple[str, ...]]]:
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu_rank")],
                       [("x", f32, None)], [("y", f32, ["a", "b"])])
 
-    @case("zero_sized_dim.onnx", ("'x'", "zero-sized"))
+    # Zero-sized tensors are legal ONNX; these cases are broken because an op cannot use them.
+    @case("zero_sized_kernel.onnx", ("conv_zero_kernel", "kernel_shape"))
     def _():
-        return _unary("Relu", "relu_zero", shape=(0, 3))
+        return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_zero_kernel")],
+                      [("x", f32, [1, 1, 4, 4])], [("y", f32, ["n", "c", "h", "w"])],
+                      [_tensor("w", np.ones((1, 1, 0, 3), np.float32))])
+
+    @case("zero_height_conv_input.onnx", ("conv_zero_height", "'y'", "negative"))
+    def _():
+        return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_zero_height")],
+                      [("x", f32, [1, 1, 0, 4])], [("y", f32, ["n", "c", "h", "w"])],
+                      [_tensor("w", np.ones((1, 1, 3, 3), np.float32))])
+
+    @case("zero_sized_pool_kernel.onnx", ("pool_zero_kernel", "kernel_shape"))
+    def _():
+        return _model([helper.make_node("MaxPool", ["x"], ["y"], name="pool_zero_kernel",
+                                        kernel_shape=[0, 0])],
+                      [("x", f32, [1, 1, 4, 4])], [("y", f32, ["n", "c", "h", "w"])])
 
     @case("negative_dim.onnx", ("'x'", "-4"))
     def _():

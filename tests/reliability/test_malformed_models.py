@@ -12,12 +12,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import byoc
 import byoc.cli
 from byoc.errors import ByocError
-from tests.reliability.make_malformed import Case, corpus_cases, write_corpus
+from tests.reliability.make_malformed import Case, _unary, corpus_cases, write_corpus
 
 CASES = corpus_cases()
 ENTRY_POINT_TIMEOUT = 60
@@ -49,6 +50,14 @@ def test_corpus_is_deterministic(tmp_path):
     write_corpus(second)
     for case in CASES:
         assert (first / case.file).read_bytes() == (second / case.file).read_bytes(), case.file
+
+
+def test_zero_sized_input_is_not_malformed():
+    # The corpus refuses ops that cannot use an empty tensor, never empty tensors as such:
+    # ONNX allows them and its conformance tests use them.
+    model = _unary("Relu", "relu_empty", shape=(0, 3))
+    compiled = byoc.compile(model, default_plugins=())
+    assert compiled.run({"x": np.zeros((0, 3), np.float32)})["y"].shape == (0, 3)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.file)
