@@ -363,16 +363,23 @@ def _check_plugins(path, needed: Mapping[str, Any], manager: PluginManager) -> N
 
 
 def _run_part(part: CompiledPartition, env: LayoutEnv) -> dict[str, np.ndarray]:
-    """Run one partition's runtime on its inputs from ``env``. A runtime's own ByocError passes
-    through; any other exception, or a broken output contract, is an ExecutionError naming the
-    plugin and the partition."""
+    """Run one partition's runtime on its inputs from ``env``. A runtime's own ByocError keeps
+    its class; any other exception, or a broken output contract, is an ExecutionError. Both
+    name the plugin and the partition."""
     layouts = part.signature.layouts
     feeds = {name: env.get(name, layouts.get(name, GRAPH_LAYOUT))
              for name in part.signature.inputs}
+    where = f"plugin {part.plugin!r}, partition {part.signature.name!r}"
     try:
         results = part.runtime.run(feeds)
-    except ByocError:
-        raise
+    except ByocError as exc:
+        if where in str(exc):
+            raise
+        try:  # keep the class (a CosimError stays one), add which plugin and partition failed
+            named = type(exc)(f"{where}: {exc}")
+        except Exception:
+            raise exc from None
+        raise named from exc
     except Exception as exc:
         raise ExecutionError(f"plugin {part.plugin!r} failed running partition "
                              f"{part.signature.name!r}: {type(exc).__name__}: {exc} (a bug "
