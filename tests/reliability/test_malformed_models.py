@@ -94,8 +94,8 @@ def _show(path: Path) -> tuple[Path, int | None, str]:
     env.pop("BYOC_DEBUG", None)
     try:
         done = subprocess.run([sys.executable, "-m", "byoc", "show", str(path)],
-                              capture_output=True, text=True, timeout=ENTRY_POINT_TIMEOUT,
-                              env=env)
+                              check=False, capture_output=True, text=True,
+                              timeout=ENTRY_POINT_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         return path, None, f"no answer within {ENTRY_POINT_TIMEOUT} s"
     return path, done.returncode, done.stdout + done.stderr
