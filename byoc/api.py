@@ -40,8 +40,10 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     ``()`` for none), and the reference host plugin takes whatever none of them takes.
 
     ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values;
-    ``strict`` turns every fallback to the host into an error; ``min_partition_size`` sends
-    smaller accelerator partitions to the host; ``pins`` maps node names or op types to the
+    ``strict`` turns every fallback to the host into an error, also later when a plugin's
+    runtime fails while running (without it, that partition moves to the host: see
+    :class:`~byoc.compiled.CompiledModel`); ``min_partition_size`` sends smaller accelerator
+    partitions to the host; ``pins`` maps node names or op types to the
     plugin that must run them; ``plugin_options`` gives plugins their run-time options by
     plugin name (``{"cpu_llvm": {"threads": 2}}``). ``manager`` defaults to every installed
     plugin.

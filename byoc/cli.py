@@ -11,13 +11,14 @@ is not one of byoc's own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import textwrap
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -152,6 +153,12 @@ def build_parser(from_plugins: PluginCommands | None = None,
     run.add_argument("--output", metavar="FILE.npz", help="write the outputs to an .npz file")
     run.add_argument("--profile", action="store_true",
                      help="time each partition and show its plugin's counters")
+    run.add_argument("--plugins", default="", metavar="A,B",
+                     help="for an ONNX model: accelerator plugins in priority order")
+    run.add_argument("--strict", action="store_true",
+                     help="for an ONNX model: fail instead of moving work to the host when a "
+                          "plugin fails to compile or run it (a .byoc artifact never moves "
+                          "work at run time: a failing plugin is always an error)")
     _add_plugin_option(run)
     _add_shape_option(run)
     run.set_defaults(handler=_run)
@@ -166,7 +173,7 @@ def build_parser(from_plugins: PluginCommands | None = None,
                           help="accelerator plugins in priority order; the host takes the rest")
     compile_.add_argument("--strict", action="store_true",
                           help="fail instead of falling back to the host when a selected "
-                               "plugin matched a node it then cannot run")
+                               "plugin matched a node it then cannot compile or run")
     compile_.add_argument("--min-partition-size", type=int, default=1, metavar="N",
                           help="accelerator partitions smaller than N nodes go to the host")
     compile_.add_argument("--pin", action="append", default=[], metavar="NODE_OR_OP=PLUGIN",
@@ -235,22 +242,43 @@ def _show(args: argparse.Namespace) -> None:
     print(format_graph(graph))
 
 
+@contextlib.contextmanager
+def _fallbacks_printed() -> Iterator[None]:
+    """Print each FallbackWarning raised inside as one ``byoc: warning:`` paragraph."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FallbackWarning)
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, FallbackWarning):
+                    print(f"byoc: warning: {textwrap.fill(str(warning.message), 100)}",
+                          file=sys.stderr)
+                else:
+                    warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                           warning.lineno)
+
+
 def _run(args: argparse.Namespace) -> None:
     if Path(args.model).suffix == ".byoc":
-        if args.input_shape:
-            raise InputError("--input-shape applies to ONNX models; a compiled artifact has "
-                             "fixed shapes")
+        if args.input_shape or args.plugins:
+            raise InputError("--input-shape and --plugins apply to ONNX models; a compiled "
+                             "artifact has fixed shapes and plugins")
         model = byoc.load(args.model, plugin_options=parse_plugin_options(args.plugin_option))
     else:
-        model = byoc.compile(args.model, input_shapes=parse_shape_bindings(args.input_shape),
-                             plugin_options=parse_plugin_options(args.plugin_option))
+        with _fallbacks_printed():
+            model = byoc.compile(args.model, plugins=_plugin_list(args.plugins),
+                                 input_shapes=parse_shape_bindings(args.input_shape),
+                                 strict=args.strict,
+                                 plugin_options=parse_plugin_options(args.plugin_option))
     given = load_inputs(args.input)
     generated = random_inputs({n: t for n, t in model.inputs.items() if n not in given},
                               seed=args.seed)
-    if args.profile:
-        outputs, profile = model.profile({**given, **generated})
-    else:
-        outputs, profile = model.run({**given, **generated}), None
+    with _fallbacks_printed():
+        if args.profile:
+            outputs, profile = model.profile({**given, **generated})
+        else:
+            outputs, profile = model.run({**given, **generated}), None
     for name, array in generated.items():
         print(f"input  {name}: {describe_array(array)} (generated, seed {args.seed})")
     for name in given:
@@ -267,17 +295,17 @@ def _run(args: argparse.Namespace) -> None:
         print(format_profile(profile))
 
 
+def _plugin_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 def _compile(args: argparse.Namespace) -> None:
-    plugins = [p.strip() for p in args.plugins.split(",") if p.strip()]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FallbackWarning)
-        model = byoc.compile(args.model, plugins=plugins,
+    with _fallbacks_printed():
+        model = byoc.compile(args.model, plugins=_plugin_list(args.plugins),
                              input_shapes=parse_shape_bindings(args.input_shape),
                              strict=args.strict, min_partition_size=args.min_partition_size,
                              pins=parse_pins(args.pin),
                              plugin_options=parse_plugin_options(args.plugin_option))
-    for warning in caught:
-        print(f"byoc: warning: {textwrap.fill(str(warning.message), 100)}", file=sys.stderr)
     out = args.output or str(Path(args.model).with_suffix(".byoc"))
     model.save(out)
     print(format_summary(model))
