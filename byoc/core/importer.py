@@ -162,7 +162,11 @@ class _Importer:
             else:
                 self.graph.opsets[domain] = opset.version
         if "" not in self.graph.opsets:
-            raise ModelImportError(f"{self.origin}: the model imports no ai.onnx opset")
+            imported = ", ".join(f"{d} {v}" for d, v in self.graph.opsets.items()) or "none"
+            raise ModelImportError(f"{self.origin}: the model imports no ai.onnx opset (its "
+                                   f"opset_import lists: {imported}); byoc runs ai.onnx "
+                                   f"models, so add the ai.onnx opset the graph was built "
+                                   f"for")
 
     def _check_structure(self) -> None:
         """Checks that onnx's checker also makes, done first because its messages do not
@@ -323,7 +327,7 @@ class _Importer:
         label = f"node {name!r} ({proto.domain or 'ai.onnx'}::{proto.op_type}, opset {opset})"
         if proto.op_type == "Constant" and domain == "":
             node = Node("Constant", [], list(proto.output), _attributes(proto, label), name)
-            (value,) = evaluate_node(node, [], opset=opset)
+            (value,) = self._evaluate_with(node, [], opset)
             self._add_constant(proto.output[0], value)
             return
         if lookup(domain, proto.op_type) is None:
@@ -359,6 +363,7 @@ class _Importer:
             self._check_size(ttype, f"output {out!r} of {label}")
         if node.op_type == "Reshape" and proto.output[0] in inferred:
             self._check_reshape_count(proto, inferred[proto.output[0]], label)
+        self._check_op_constraints(node, label, opset)
         inputs_known = all(not v or v in self.known for v in proto.input)
         computed = None
         if inputs_known and self._cheap_to_evaluate(proto):
@@ -398,6 +403,19 @@ class _Importer:
                 f"{list(source.shape)} ({_count(source.shape)} elements) to "
                 f"{list(result.shape)} ({_count(result.shape)} elements)")
 
+    def _check_op_constraints(self, node: Node, label: str, opset: int) -> None:
+        # Constraints ONNX inference leaves out (a Conv weight that does not fit its input's
+        # channels...) would otherwise surface only when the model runs, or not at all on a
+        # backend that trusts the shapes.
+        impl = lookup(node.domain, node.op_type)(node, [None] * len(node.outputs), opset)
+        inputs = [None if not v else self.known.get(v, _stand_in(self.graph.types[v]))
+                  for v in node.inputs]
+        try:
+            impl.check(*inputs, **node.attrs)
+        except (ValueError, TypeError) as exc:
+            raise ShapeInferenceError(f"{self.origin}: {label} cannot run on its inputs: "
+                                      f"{exc}; fix the model's weights or attributes") from None
+
     def _cheap_to_evaluate(self, proto: onnx.NodeProto) -> bool:
         return all(not v or self.known[v].size <= KNOWN_VALUE_LIMIT for v in proto.input)
 
@@ -412,10 +430,8 @@ class _Importer:
             raise ModelImportError(f"{self.origin}: {exc}") from None
 
     def _evaluate_shape(self, node: Node, opset: int) -> list[np.ndarray]:
-        ttype = self.graph.types[node.inputs[0]]
-        # Shape reads only its input's shape, so a zero-strided view stands in for the data.
-        stand_in = np.broadcast_to(np.zeros((), ttype.dtype), ttype.shape)
-        return self._evaluate_with(node, [stand_in], opset)
+        # Shape reads only its input's shape.
+        return self._evaluate_with(node, [_stand_in(self.graph.types[node.inputs[0]])], opset)
 
     def _onnx_infer(self, proto: onnx.NodeProto, label: str,
                     opset: int) -> dict[str, TensorType]:
@@ -482,6 +498,12 @@ def _static_type(type_proto: onnx.TypeProto) -> TensorType | None:
             return None
         dims.append(d.dim_value)
     return TensorType(dtype, tuple(dims))
+
+
+def _stand_in(ttype: TensorType) -> np.ndarray:
+    """A zero-strided view with the shape and dtype of ``ttype``, for code that reads only
+    those: it costs one element whatever the shape."""
+    return np.broadcast_to(np.zeros((), ttype.dtype), ttype.shape)
 
 
 def _attributes(proto: onnx.NodeProto, label: str) -> dict:

@@ -41,6 +41,15 @@ class OpImpl(ABC):
     def run(self, *inputs: np.ndarray | None, **attrs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """The op's outputs for ``inputs`` and the node's attributes."""
 
+    def check(self, *inputs: np.ndarray | None, **attrs: Any) -> None:
+        """Raise a ValueError saying what is wrong when the node cannot run on inputs of these
+        shapes and dtypes, for constraints that ONNX shape inference does not check.
+
+        The importer calls this on every node, before anything runs. An input whose value is
+        not known at import is a zero-strided stand-in there: only its shape and dtype are
+        real, so a check must not read its elements or allocate anything of its size.
+        """
+
 
 def register(*op_types: str, domain: str = ""):
     """Class decorator: register an :class:`OpImpl` subclass for ``op_types`` in ``domain``."""

@@ -35,6 +35,18 @@ def check_shapes(x: np.ndarray, w: np.ndarray, group: int, kernel_shape, in_chan
                          f"spatial shape {list(w.shape[2:])}")
 
 
+def check_bias(bias: np.ndarray | None, out_channels: int) -> None:
+    if bias is not None and bias.shape != (out_channels,):
+        raise ValueError(f"bias of shape {list(bias.shape)} does not fit {out_channels} output "
+                         f"channels (expected [{out_channels}])")
+
+
+def check_weight_scale(w_scale: np.ndarray, w: np.ndarray) -> None:
+    if np.size(w_scale) not in (1, w.shape[0]):
+        raise ValueError(f"w_scale has {np.size(w_scale)} values; give one, or one per "
+                         f"output channel ({w.shape[0]})")
+
+
 def correlate(x: np.ndarray, w: np.ndarray, group: int, window: win.Window) -> np.ndarray:
     """Grouped cross-correlation of ``x`` (N x C x ...) with ``w`` (M x C/group x k...), both
     already in the accumulation dtype; ``x`` is zero-padded as ``window`` says."""
@@ -61,6 +73,10 @@ def channel_bias(bias: np.ndarray, rank: int) -> np.ndarray:
 @register("Conv")
 class Conv(OpImpl):
     """Conv: grouped, dilated, strided cross-correlation plus an optional bias."""
+
+    def check(self, x, w, bias=None, group=1, kernel_shape=None, **_):
+        check_shapes(x, w, group, kernel_shape, 1, "Conv")
+        check_bias(bias, w.shape[0])
 
     def run(self, x, w, bias=None, auto_pad="NOTSET", dilations=None, group=1,
             kernel_shape=None, pads=None, strides=None):
@@ -94,6 +110,9 @@ def integer_correlate(x, x_zero_point, w, w_zero_point, group, kernel_shape, aut
 class ConvInteger(OpImpl):
     """ConvInteger: int8/uint8 convolution with zero points, int32 result."""
 
+    def check(self, x, w, *_zero_points, group=1, kernel_shape=None, **_):
+        check_shapes(x, w, group, kernel_shape, 1, "ConvInteger")
+
     def run(self, x, w, x_zero_point=None, w_zero_point=None, auto_pad="NOTSET",
             dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
         acc = integer_correlate(x, x_zero_point, w, w_zero_point, group, kernel_shape, auto_pad,
@@ -110,12 +129,16 @@ class QLinearConv(OpImpl):
     onnxruntime does.
     """
 
+    def check(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
+              bias=None, group=1, kernel_shape=None, **_):
+        check_shapes(x, w, group, kernel_shape, 1, "QLinearConv")
+        check_bias(bias, w.shape[0])
+        check_weight_scale(w_scale, w)
+
     def run(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
             bias=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
             strides=None):
-        if np.size(w_scale) not in (1, w.shape[0]):
-            raise ValueError(f"w_scale has {np.size(w_scale)} values; give one, or one per "
-                             f"output channel ({w.shape[0]})")
+        check_weight_scale(w_scale, w)
         acc = integer_correlate(x, x_zero_point, w, w_zero_point, group, kernel_shape, auto_pad,
                                 dilations, pads, strides, "QLinearConv")
         if bias is not None:
@@ -134,6 +157,10 @@ class ConvTranspose(OpImpl):
     Each input position scatters ``x * w`` over a kernel-sized patch of a full-size result,
     which is then cropped by the pads (given, or derived from ``output_shape``/``auto_pad``).
     """
+
+    def check(self, x, w, bias=None, group=1, kernel_shape=None, **_):
+        check_shapes(x, w, group, kernel_shape, 0, "ConvTranspose")
+        check_bias(bias, w.shape[1] * group)
 
     def run(self, x, w, bias=None, auto_pad="NOTSET", dilations=None, group=1,
             kernel_shape=None, output_padding=None, output_shape=None, pads=None, strides=None):

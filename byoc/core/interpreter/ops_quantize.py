@@ -28,18 +28,15 @@ def float_dtype(onnx_type: int, what: str) -> np.dtype:
     return dtype
 
 
-def quant_params(param: np.ndarray, x: np.ndarray, axis: int, block_size: int,
-                 name: str) -> np.ndarray:
-    """Check a scale or zero point against ``x`` and make it usable by quantize/dequantize.
-
-    Per-tensor (one value) and per-axis (one value per index of ``axis``) parameters pass
-    through; a blocked parameter (the shape of ``x`` with ``ceil(D / block_size)`` at ``axis``)
-    is expanded to the full shape of ``x``. ``axis`` only matters for the last two, so a
-    rank-1 input with the default axis 1 quantizes per tensor, as the spec says.
-    """
+def check_quant_params(param: np.ndarray, x: np.ndarray, axis: int, block_size: int,
+                       name: str) -> None:
+    """Raise a ValueError unless ``param`` (a scale or zero point) is per tensor (one value),
+    per axis (one value per index of ``axis``) or blocked (the shape of ``x`` with
+    ``ceil(D / block_size)`` at ``axis``). ``axis`` only matters for the last two, so a rank-1
+    input with the default axis 1 quantizes per tensor, as the spec says."""
     param = np.asarray(param)
     if param.size == 1 and not block_size:
-        return param
+        return
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{name} has {param.size} values, but axis {axis} is out of range for "
                          f"an input of rank {x.ndim}")
@@ -51,14 +48,25 @@ def quant_params(param: np.ndarray, x: np.ndarray, axis: int, block_size: int,
             raise ValueError(f"{name} of shape {list(param.shape)} does not fit blocks of "
                              f"{block_size} along axis {axis} of an input of shape "
                              f"{list(x.shape)}; expected {expected}")
-        expanded = np.repeat(param, block_size, axis=axis)
-        return np.take(expanded, np.arange(x.shape[axis]), axis=axis)
-    if param.ndim != 1 or param.size != x.shape[axis]:
+    elif param.ndim != 1 or param.size != x.shape[axis]:
         raise ValueError(f"{name} of shape {list(param.shape)} fits neither per-tensor nor "
                          f"per-axis quantization along axis {axis} of an input of shape "
                          f"{list(x.shape)}; give one value, one per index of the axis, or "
                          f"set block_size for blocked quantization")
-    return param
+
+
+def quant_params(param: np.ndarray, x: np.ndarray, axis: int, block_size: int,
+                 name: str) -> np.ndarray:
+    """Check a scale or zero point against ``x`` (see :func:`check_quant_params`) and make it
+    usable by quantize/dequantize: a blocked parameter is expanded to the full shape of ``x``,
+    the others pass through."""
+    check_quant_params(param, x, axis, block_size, name)
+    param = np.asarray(param)
+    if not block_size:
+        return param
+    axis %= x.ndim
+    expanded = np.repeat(param, block_size, axis=axis)
+    return np.take(expanded, np.arange(x.shape[axis]), axis=axis)
 
 
 @register("QuantizeLinear")
@@ -70,6 +78,11 @@ class QuantizeLinear(OpImpl):
     (integer types divide exactly in float64); before, in at least float32, as onnxruntime
     does. ``saturate`` only concerns float8 outputs, which byoc does not support.
     """
+
+    def check(self, x, y_scale, y_zero_point=None, axis=1, block_size=0, **_):
+        check_quant_params(y_scale, x, axis, block_size, "y_scale")
+        if y_zero_point is not None:
+            check_quant_params(y_zero_point, x, axis, block_size, "y_zero_point")
 
     def run(self, x, y_scale, y_zero_point=None, axis=1, saturate=1, block_size=0,
             output_dtype=0, precision=0):
@@ -121,6 +134,11 @@ class DequantizeLinear(OpImpl):
     is exact; the product is formed in float32 (float64 for a float64 output) and rounded once
     to the output type, which for 8-bit inputs equals multiplying in the output type.
     """
+
+    def check(self, x, x_scale, x_zero_point=None, axis=1, block_size=0, **_):
+        check_quant_params(x_scale, x, axis, block_size, "x_scale")
+        if x_zero_point is not None:
+            check_quant_params(x_zero_point, x, axis, block_size, "x_zero_point")
 
     def run(self, x, x_scale, x_zero_point=None, axis=1, block_size=0, output_dtype=0):
         if x.dtype not in DEQUANTIZABLE_TYPES:
