@@ -24,11 +24,14 @@ SEED = 20240611
 
 @dataclass(frozen=True)
 class Case:
-    """One broken input: its file name (relative to the corpus folder) and the fragments the
-    error message must contain."""
+    """One broken input: its file name (relative to the corpus folder), the kind of damage, the
+    fragments the error message must contain, and the --input-shape arguments it is given
+    (cases about binding symbolic dimensions)."""
 
     file: str
+    category: str
     fragments: tuple[str, ...]
+    input_shapes: tuple[str, ...] = ()
 
 
 def _vi(name: str, elem_type: int, shape) -> onnx.ValueInfoProto:
@@ -89,6 +92,7 @@ def _external(location: str) -> onnx.ModelProto:
 
 
 def _binary_cases(valid: bytes) -> dict[str, tuple[bytes, tuple[str, ...]]]:
+    """Files that are not an ONNX protobuf at all; the message must name the file."""
     rng = np.random.default_rng(SEED)
     cases: dict[str, tuple[bytes, tuple[str, ...]]] = {}
     for fraction in (0.02, 0.1, 0.25, 0.5, 0.75, 0.9):
@@ -109,228 +113,229 @@ def _binary_cases(valid: bytes) -> dict[str, tuple[bytes, tuple[str, ...]]]:
     return cases
 
 
-def _model_cases() -> dict[str, tuple[onnx.ModelProto, tuple[str, ...]]]:
+def _model_cases() -> list[tuple[Case, onnx.ModelProto]]:
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
-    cases: dict[str, tuple[onnx.ModelProto, tuple[str, ...]]] = {}
+    cases: list[tuple[Case, onnx.ModelProto]] = []
 
-    def case(name: str, fragments: tuple[str, ...]) -> Callable:
+    def case(category: str, name: str, fragments: tuple[str, ...],
+             input_shapes: tuple[str, ...] = ()) -> Callable:
         def register(build: Callable[[], onnx.ModelProto]):
-            cases[name] = (build(), fragments)
+            cases.append((Case(name, category, fragments, input_shapes), build()))
             return build
         return register
 
-    @case("missing_initializer.onnx", ("mul_w", "'w'"))
+    @case("graph structure", "missing_initializer.onnx", ("mul_w", "'w'"))
     def _():
         return _model([helper.make_node("Mul", ["x", "w"], ["y"], name="mul_w")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])])
 
-    @case("used_before_defined.onnx", ("relu_first", "'h'"))
+    @case("graph structure", "used_before_defined.onnx", ("relu_first", "'h'"))
     def _():
         return _model([helper.make_node("Relu", ["h"], ["y"], name="relu_first"),
                        helper.make_node("Neg", ["x"], ["h"], name="neg_second")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])])
 
-    @case("cycle.onnx", ("'b'",))
+    @case("graph structure", "cycle.onnx", ("'b'",))
     def _():
         return _model([helper.make_node("Add", ["x", "b"], ["a"], name="cycle_a"),
                        helper.make_node("Relu", ["a"], ["b"], name="cycle_b")],
                       [("x", f32, [2, 3])], [("b", f32, [2, 3])])
 
-    @case("self_loop.onnx", ("'a'",))
+    @case("graph structure", "self_loop.onnx", ("'a'",))
     def _():
         return _model([helper.make_node("Add", ["x", "a"], ["a"], name="self_loop")],
                       [("x", f32, [2, 3])], [("a", f32, [2, 3])])
 
-    @case("two_definitions.onnx", ("'y'",))
+    @case("graph structure", "two_definitions.onnx", ("'y'",))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="first_def"),
                        helper.make_node("Neg", ["x"], ["y"], name="second_def")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])])
 
-    @case("output_redefines_input.onnx", ("'x'",))
+    @case("graph structure", "output_redefines_input.onnx", ("'x'",))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["x"], name="redefine_x")],
                       [("x", f32, [2, 3])], [("x", f32, [2, 3])])
 
-    @case("conv_on_int64.onnx", ("conv_int", "Conv"))
+    @case("dtypes", "conv_on_int64.onnx", ("conv_int", "Conv"))
     def _():
         return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_int")],
                       [("x", i64, [1, 1, 4, 4])], [("y", i64, ["n", "c", "h", "w"])],
                       [_tensor("w", np.ones((1, 1, 3, 3), np.int64))])
 
-    @case("add_mixed_dtypes.onnx", ("add_mixed", "Add"))
+    @case("dtypes", "add_mixed_dtypes.onnx", ("add_mixed", "Add"))
     def _():
         return _model([helper.make_node("Add", ["x", "c"], ["y"], name="add_mixed")],
                       [("x", f32, [2, 3])], [("y", f32, ["a", "b"])],
                       [_tensor("c", np.ones((2, 3), np.int64))])
 
-    @case("matmul_3x4_by_5x6.onnx", ("mm_bad", "MatMul"))
+    @case("shapes", "matmul_3x4_by_5x6.onnx", ("mm_bad", "MatMul"))
     def _():
         return _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm_bad")],
                       [("x", f32, [3, 4])], [("y", f32, ["a", "b"])],
                       [_tensor("w", np.ones((5, 6), np.float32))])
 
-    @case("add_not_broadcastable.onnx", ("add_bcast", "Add"))
+    @case("shapes", "add_not_broadcastable.onnx", ("add_bcast", "Add"))
     def _():
         return _model([helper.make_node("Add", ["x", "c"], ["y"], name="add_bcast")],
                       [("x", f32, [2, 3])], [("y", f32, ["a", "b"])],
                       [_tensor("c", np.ones((4,), np.float32))])
 
-    @case("declared_output_shape_wrong.onnx", ("'y'", "[7,7]"))
+    @case("shapes", "declared_output_shape_wrong.onnx", ("'y'", "[7,7]"))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu_decl")],
                       [("x", f32, [2, 3])], [("y", f32, [7, 7])])
 
-    @case("declared_output_dtype_wrong.onnx", ("'y'", "INT32"))
+    @case("dtypes", "declared_output_dtype_wrong.onnx", ("'y'", "INT32"))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu_dtype")],
                       [("x", f32, [2, 3])], [("y", TensorProto.INT32, [2, 3])])
 
-    @case("unknown_op.onnx", ("FrobnicateTensor",))
+    @case("ops and opsets", "unknown_op.onnx", ("FrobnicateTensor",))
     def _():
         return _unary("FrobnicateTensor", "frob")
 
-    @case("unknown_domain.onnx", ("com.example.unknown", "Frob"))
+    @case("ops and opsets", "unknown_domain.onnx", ("com.example.unknown", "Frob"))
     def _():
         model = _unary("Frob", "frob_custom")
         model.graph.node[0].domain = "com.example.unknown"
         model.opset_import.append(helper.make_opsetid("com.example.unknown", 1))
         return model
 
-    @case("unknown_domain_not_imported.onnx", ("com.example.missing",))
+    @case("ops and opsets", "unknown_domain_not_imported.onnx", ("com.example.missing",))
     def _():
         model = _unary("Frob", "frob_missing")
         model.graph.node[0].domain = "com.example.missing"
         return model
 
-    @case("opset_0.onnx", ("opset 0",))
+    @case("ops and opsets", "opset_0.onnx", ("opset 0",))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])], opsets={"": 0})
 
-    @case("opset_999.onnx", ("opset 999",))
+    @case("ops and opsets", "opset_999.onnx", ("opset 999",))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])], opsets={"": 999})
 
-    @case("no_opset_import.onnx", ("opset",))
+    @case("ops and opsets", "no_opset_import.onnx", ("opset",))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])], opsets={})
 
-    @case("unbound_symbolic_dim.onnx", ("'x'", "--input-shape"))
+    @case("symbolic dims", "unbound_symbolic_dim.onnx", ("'x'", "--input-shape"))
     def _():
         return _unary("Relu", "relu_sym", shape=("batch", 3))
 
-    @case("unknown_rank_input.onnx", ("'x'", "shape"))
+    @case("symbolic dims", "unknown_rank_input.onnx", ("'x'", "shape"))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu_rank")],
                       [("x", f32, None)], [("y", f32, ["a", "b"])])
 
     # Zero-sized tensors are legal ONNX; these cases are broken because an op cannot use them.
-    @case("zero_sized_kernel.onnx", ("conv_zero_kernel", "kernel_shape"))
+    @case("shapes", "zero_sized_kernel.onnx", ("conv_zero_kernel", "kernel_shape"))
     def _():
         return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_zero_kernel")],
                       [("x", f32, [1, 1, 4, 4])], [("y", f32, ["n", "c", "h", "w"])],
                       [_tensor("w", np.ones((1, 1, 0, 3), np.float32))])
 
-    @case("zero_height_conv_input.onnx", ("conv_zero_height", "'y'", "negative"))
+    @case("shapes", "zero_height_conv_input.onnx", ("conv_zero_height", "'y'", "negative"))
     def _():
         return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_zero_height")],
                       [("x", f32, [1, 1, 0, 4])], [("y", f32, ["n", "c", "h", "w"])],
                       [_tensor("w", np.ones((1, 1, 3, 3), np.float32))])
 
-    @case("zero_sized_pool_kernel.onnx", ("pool_zero_kernel", "kernel_shape"))
+    @case("shapes", "zero_sized_pool_kernel.onnx", ("pool_zero_kernel", "kernel_shape"))
     def _():
         return _model([helper.make_node("MaxPool", ["x"], ["y"], name="pool_zero_kernel",
                                         kernel_shape=[0, 0])],
                       [("x", f32, [1, 1, 4, 4])], [("y", f32, ["n", "c", "h", "w"])])
 
-    @case("negative_dim.onnx", ("'x'", "-4"))
+    @case("shapes", "negative_dim.onnx", ("'x'", "-4"))
     def _():
         return _unary("Relu", "relu_negative", shape=(-4, 3))
 
-    @case("huge_input.onnx", ("'x'", "1099511627776"))
+    @case("huge sizes", "huge_input.onnx", ("'x'", "1099511627776"))
     def _():
         return _unary("Relu", "relu_huge", shape=(1 << 20, 1 << 20))
 
-    @case("constant_of_shape_huge.onnx", ("fill_huge", "ConstantOfShape"))
+    @case("huge sizes", "constant_of_shape_huge.onnx", ("fill_huge", "ConstantOfShape"))
     def _():
         return _model([helper.make_node("ConstantOfShape", ["shape"], ["big"], name="fill_huge"),
                        helper.make_node("Add", ["big", "x"], ["y"], name="add_big")],
                       [("x", f32, [1])], [("y", f32, ["a", "b"])],
                       [_tensor("shape", np.array([1 << 20, 1 << 20], np.int64))])
 
-    @case("expand_huge.onnx", ("expand_huge", "Expand"))
+    @case("huge sizes", "expand_huge.onnx", ("expand_huge", "Expand"))
     def _():
         return _model([helper.make_node("Expand", ["x", "shape"], ["y"], name="expand_huge")],
                       [("x", f32, [1, 1])], [("y", f32, ["a", "b"])],
                       [_tensor("shape", np.array([1 << 21, 1 << 21], np.int64))])
 
-    @case("huge_initializer_claim.onnx", ("'w'",))
+    @case("huge sizes", "huge_initializer_claim.onnx", ("'w'",))
     def _():
         weight = _raw_tensor("w", [1 << 20, 1 << 20], b"\0" * 16)
         return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add_w")],
                       [("x", f32, [1])], [("y", f32, ["a", "b"])], [weight])
 
-    @case("empty_op_type.onnx", ("nameless_op",))
+    @case("graph structure", "empty_op_type.onnx", ("nameless_op",))
     def _():
         return _unary("", "nameless_op")
 
-    @case("no_graph_outputs.onnx", ("output",))
+    @case("graph structure", "no_graph_outputs.onnx", ("output",))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu_unused")],
                       [("x", f32, [2, 3])], [])
 
-    @case("output_never_produced.onnx", ("'ghost'",))
+    @case("graph structure", "output_never_produced.onnx", ("'ghost'",))
     def _():
         return _model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
                       [("x", f32, [2, 3])], [("ghost", f32, [2, 3])])
 
-    @case("raw_data_too_short.onnx", ("'w'",))
+    @case("tensor data", "raw_data_too_short.onnx", ("'w'",))
     def _():
         weight = _raw_tensor("w", [2, 3], b"\0" * 10)
         return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add_w")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])], [weight])
 
-    @case("raw_data_too_long.onnx", ("'w'",))
+    @case("tensor data", "raw_data_too_long.onnx", ("'w'",))
     def _():
         weight = _raw_tensor("w", [2, 3], b"\0" * 100)
         return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add_w")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])], [weight])
 
-    @case("float_data_count_wrong.onnx", ("'w'",))
+    @case("tensor data", "float_data_count_wrong.onnx", ("'w'",))
     def _():
         weight = TensorProto(name="w", data_type=f32, dims=[2, 3], float_data=[1.0, 2.0])
         return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add_w")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])], [weight])
 
-    @case("initializer_undefined_dtype.onnx", ("'w'",))
+    @case("tensor data", "initializer_undefined_dtype.onnx", ("'w'",))
     def _():
         weight = helper.make_tensor("w", f32, [2], vals=[1.0, 2.0])
         weight.data_type = TensorProto.UNDEFINED
         return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add_w")],
                       [("x", f32, [2])], [("y", f32, [2])], [weight])
 
-    @case("external_data_missing.onnx", ("'w'", "no_such_weights.bin", "not found"))
+    @case("external data", "external_data_missing.onnx", ("'w'", "no_such_weights.bin", "not found"))
     def _():
         return _external("no_such_weights.bin")
 
-    @case("external_data_parent_dir.onnx", ("'w'", "../outside.bin", "outside"))
+    @case("external data", "external_data_parent_dir.onnx", ("'w'", "../outside.bin", "outside"))
     def _():
         return _external("../outside.bin")
 
-    @case("external_data_absolute.onnx", ("'w'", "/etc/hostname", "absolute"))
+    @case("external data", "external_data_absolute.onnx", ("'w'", "/etc/hostname", "absolute"))
     def _():
         return _external("/etc/hostname")
 
-    @case("reshape_bad_count.onnx", ("reshape_bad", "Reshape"))
+    @case("shapes", "reshape_bad_count.onnx", ("reshape_bad", "Reshape"))
     def _():
         return _model([helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape_bad")],
                       [("x", f32, [2, 3])], [("y", f32, ["a", "b"])],
                       [_tensor("shape", np.array([4, 4], np.int64))])
 
-    @case("gather_index_out_of_range.onnx", ("gather_oob", "Gather"))
+    @case("shapes", "gather_index_out_of_range.onnx", ("gather_oob", "Gather"))
     def _():
         return _model([helper.make_node("Shape", ["x"], ["s"], name="shape_of_x"),
                        helper.make_node("Gather", ["s", "i"], ["n"], name="gather_oob", axis=0),
@@ -338,29 +343,29 @@ def _model_cases() -> dict[str, tuple[onnx.ModelProto, tuple[str, ...]]]:
                       [("x", f32, [2, 3])], [("y", f32, ["a"])],
                       [_tensor("i", np.array([7], np.int64))])
 
-    @case("missing_required_attribute.onnx", ("cast_no_to", "Cast"))
+    @case("node attributes and arity", "missing_required_attribute.onnx", ("cast_no_to", "Cast"))
     def _():
         return _unary("Cast", "cast_no_to")
 
-    @case("attribute_wrong_type.onnx", ("softmax_bad_axis", "Softmax"))
+    @case("node attributes and arity", "attribute_wrong_type.onnx", ("softmax_bad_axis", "Softmax"))
     def _():
         model = _unary("Softmax", "softmax_bad_axis")
         model.graph.node[0].attribute.append(helper.make_attribute("axis", "last"))
         return model
 
-    @case("too_many_inputs.onnx", ("relu_three", "Relu"))
+    @case("node attributes and arity", "too_many_inputs.onnx", ("relu_three", "Relu"))
     def _():
         return _model([helper.make_node("Relu", ["x", "x", "x"], ["y"], name="relu_three")],
                       [("x", f32, [2, 3])], [("y", f32, [2, 3])])
 
-    @case("input_not_tensor.onnx", ("'x'",))
+    @case("dtypes", "input_not_tensor.onnx", ("'x'",))
     def _():
         model = _unary("Relu", "relu_seq")
         model.graph.input[0].type.CopyFrom(helper.make_sequence_type_proto(
             helper.make_tensor_type_proto(f32, [2, 3])))
         return model
 
-    @case("control_flow_subgraph.onnx", ("if_node",))
+    @case("ops and opsets", "control_flow_subgraph.onnx", ("if_node",))
     def _():
         branch = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "branch", [],
                                    [_vi("t", f32, [2, 3])])
@@ -369,18 +374,187 @@ def _model_cases() -> dict[str, tuple[onnx.ModelProto, tuple[str, ...]]]:
                       [("x", f32, [2, 3]), ("cond", TensorProto.BOOL, [])],
                       [("y", f32, [2, 3])])
 
-    @case("string_input.onnx", ("'x'", "STRING"))
+    @case("dtypes", "string_input.onnx", ("'x'", "STRING"))
     def _():
         return _unary("Identity", "identity_str", dtype=TensorProto.STRING)
+
+    @case("dtypes", "matmul_int8_by_float.onnx", ("mm_mixed", "MatMul", "int8"))
+    def _():
+        return _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm_mixed")],
+                      [("x", TensorProto.INT8, [2, 3])], [("y", f32, ["a", "b"])],
+                      [_tensor("w", np.ones((3, 4), np.float32))])
+
+    @case("dtypes", "bfloat16_input.onnx", ("'x'", "BFLOAT16"))
+    def _():
+        return _unary("Relu", "relu_bf16", dtype=TensorProto.BFLOAT16)
+
+    @case("shapes", "conv_group_does_not_divide.onnx", ("conv_group", "group 2", "3 input "))
+    def _():
+        return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_group", group=2)],
+                      [("x", f32, [1, 3, 4, 4])], [("y", f32, ["n", "c", "h", "w"])],
+                      [_tensor("w", np.ones((2, 3, 3, 3), np.float32))])
+
+    @case("shapes", "conv_weight_channels_wrong.onnx", ("conv_channels", "[2, 5, 3, 3]"))
+    def _():
+        return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_channels")],
+                      [("x", f32, [1, 3, 4, 4])], [("y", f32, ["n", "c", "h", "w"])],
+                      [_tensor("w", np.ones((2, 5, 3, 3), np.float32))])
+
+    @case("shapes", "conv_bias_length_wrong.onnx", ("conv_bias", "bias", "[7]"))
+    def _():
+        return _model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv_bias")],
+                      [("x", f32, [1, 3, 4, 4])], [("y", f32, ["n", "c", "h", "w"])],
+                      [_tensor("w", np.ones((2, 3, 3, 3), np.float32)),
+                       _tensor("b", np.ones(7, np.float32))])
+
+    @case("shapes", "quantize_scale_length_wrong.onnx", ("quant_scale", "y_scale", "[4]"))
+    def _():
+        return _model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"],
+                                        name="quant_scale")],
+                      [("x", f32, [2, 3])], [("y", TensorProto.INT8, ["a", "b"])],
+                      [_tensor("s", np.ones(4, np.float32)), _tensor("z", np.int8(0))])
+
+    @case("shapes", "concat_axis_out_of_range.onnx", ("concat_axis", "Concat", "axis"))
+    def _():
+        return _model([helper.make_node("Concat", ["x", "x"], ["y"], name="concat_axis",
+                                        axis=5)],
+                      [("x", f32, [2, 3])], [("y", f32, ["a", "b"])])
+
+    @case("shapes", "split_sizes_wrong.onnx", ("split_sizes", "Split"))
+    def _():
+        return _model([helper.make_node("Split", ["x", "sizes"], ["a", "b"], name="split_sizes",
+                                        axis=1)],
+                      [("x", f32, [2, 3])], [("a", f32, ["p", "q"]), ("b", f32, ["r", "s"])],
+                      [_tensor("sizes", np.array([2, 2], np.int64))])
+
+    @case("ops and opsets", "ml_domain_only.onnx", ("ai.onnx.ml 3", "no ai.onnx opset"))
+    def _():
+        return _model([helper.make_node("Normalizer", ["x"], ["y"], name="normalize",
+                                        domain="ai.onnx.ml")],
+                      [("x", f32, [2, 3])], [("y", f32, [2, 3])], opsets={"ai.onnx.ml": 3})
+
+    @case("ops and opsets", "ml_op_with_ai_onnx.onnx", ("scaler", "ai.onnx.ml::Scaler"))
+    def _():
+        return _model([helper.make_node("Scaler", ["x"], ["y"], name="scaler",
+                                        domain="ai.onnx.ml", scale=[2.0])],
+                      [("x", f32, [2, 3])], [("y", f32, [2, 3])],
+                      opsets={"": OPSET, "ai.onnx.ml": 3})
+
+    @case("ops and opsets", "ir_version_too_new.onnx", ("ir_version 99",))
+    def _():
+        model = _unary("Relu", "relu_ir")
+        model.ir_version = 99
+        return model
+
+    @case("huge sizes", "reshape_to_huge.onnx", ("reshape_huge", "Reshape", "GiB"))
+    def _():
+        return _model([helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape_huge")],
+                      [("x", f32, [2, 3])], [("y", f32, ["a", "b"])],
+                      [_tensor("shape", np.array([1 << 20, 1 << 20], np.int64))])
+
+    @case("huge sizes", "range_huge.onnx", ("range_huge", "Range", "GiB"))
+    def _():
+        return _model([helper.make_node("Range", ["start", "limit", "delta"], ["r"],
+                                        name="range_huge"),
+                       helper.make_node("Add", ["r", "x"], ["y"], name="add_range")],
+                      [("x", f32, [1])], [("y", f32, ["a"])],
+                      [_tensor("start", np.float32(0)), _tensor("limit", np.float32(1e12)),
+                       _tensor("delta", np.float32(1))])
+
+    @case("huge sizes", "tile_constant_huge.onnx", ("tile_huge", "Tile", "GiB"))
+    def _():
+        return _model([helper.make_node("Tile", ["c", "repeats"], ["t"], name="tile_huge"),
+                       helper.make_node("Add", ["t", "x"], ["y"], name="add_tile")],
+                      [("x", f32, [1])], [("y", f32, ["a", "b"])],
+                      [_tensor("c", np.ones((2, 3), np.float32)),
+                       _tensor("repeats", np.array([1 << 20, 1 << 20], np.int64))])
+
+    @case("huge sizes", "pad_huge.onnx", ("pad_huge", "Pad", "GiB"))
+    def _():
+        return _model([helper.make_node("Pad", ["x", "pads"], ["y"], name="pad_huge")],
+                      [("x", f32, [2, 3])], [("y", f32, ["a", "b"])],
+                      [_tensor("pads", np.array([0, 0, 1 << 20, 1 << 20], np.int64))])
+
+    @case("huge sizes", "input_dims_overflow_int64.onnx", ("'x'", "GiB"))
+    def _():
+        return _unary("Relu", "relu_overflow", shape=(1 << 62, 1 << 62))
+
+    @case("tensor data", "constant_attribute_too_short.onnx", ("const_short", "raw_data"))
+    def _():
+        value = _raw_tensor("v", [2, 3], b"\0" * 5)
+        return _model([helper.make_node("Constant", [], ["c"], name="const_short", value=value),
+                       helper.make_node("Add", ["c", "x"], ["y"], name="add_c")],
+                      [("x", f32, [2, 3])], [("y", f32, ["a", "b"])])
+
+    @case("node attributes and arity", "constant_without_value.onnx", ("const_empty", "value"))
+    def _():
+        return _model([helper.make_node("Constant", [], ["c"], name="const_empty"),
+                       helper.make_node("Add", ["c", "x"], ["y"], name="add_c")],
+                      [("x", f32, [2, 3])], [("y", f32, ["a", "b"])])
+
+    @case("node attributes and arity", "cast_to_invalid_type.onnx", ("cast_bad", "Cast"))
+    def _():
+        return _unary("Cast", "cast_bad", to=999)
+
+    @case("node attributes and arity", "transpose_repeated_axis.onnx", ("transpose_bad", "perm"))
+    def _():
+        return _unary("Transpose", "transpose_bad", perm=[0, 0])
+
+    @case("node attributes and arity", "attribute_twice.onnx", ("softmax_twice", "'axis'"))
+    def _():
+        model = _unary("Softmax", "softmax_twice", axis=1)
+        model.graph.node[0].attribute.append(helper.make_attribute("axis", 0))
+        return model
+
+    # The same model, given wrong --input-shape bindings.
+    def symbolic() -> onnx.ModelProto:
+        return _model([helper.make_node("Add", ["x", "z"], ["y"], name="add_sym")],
+                      [("x", f32, ["batch", 3]), ("z", f32, ["batch", 3])],
+                      [("y", f32, ["batch", 3])])
+
+    @case("symbolic dims", "bound_wrong_rank.onnx", ("'x'", "2x3x4"),
+          ("x=2x3x4", "z=2x3"))
+    def _():
+        return symbolic()
+
+    @case("symbolic dims", "bound_against_fixed_dim.onnx", ("'x'", "2x5"), ("x=2x5", "z=2x3"))
+    def _():
+        return symbolic()
+
+    @case("symbolic dims", "bound_inconsistently.onnx", ("add_sym", "Add"),
+          ("x=2x3", "z=4x3"))
+    def _():
+        return symbolic()
+
+    @case("symbolic dims", "bound_unknown_input.onnx", ("nope", "--input-shape"),
+          ("x=2x3", "z=2x3", "nope=1"))
+    def _():
+        return symbolic()
+
+    @case("symbolic dims", "bound_one_of_two.onnx", ("'z'", "--input-shape"), ("x=2x3",))
+    def _():
+        return symbolic()
+
+    @case("symbolic dims", "bound_huge.onnx", ("'x'", "GiB"),
+          ("x=1099511627776x3", "z=1099511627776x3"))
+    def _():
+        return symbolic()
+
+    @case("symbolic dims", "bound_negative.onnx", ("x=-2x3",), ("x=-2x3", "z=2x3"))
+    def _():
+        return symbolic()
+
+    @case("symbolic dims", "bound_not_a_number.onnx", ("x=twox3",), ("x=twox3", "z=2x3"))
+    def _():
+        return symbolic()
 
     return cases
 
 
 def _all_cases() -> list[tuple[Case, bytes]]:
-    built = [(Case(name, fragments), data) for name, (data, fragments)
+    built = [(Case(name, "unreadable file", fragments), data) for name, (data, fragments)
              in _binary_cases(_valid_model().SerializeToString()).items()]
-    built += [(Case(name, fragments), model.SerializeToString()) for name, (model, fragments)
-              in _model_cases().items()]
+    built += [(case, model.SerializeToString()) for case, model in _model_cases()]
     return built
 
 
@@ -403,5 +577,8 @@ def write_corpus(folder) -> list[Case]:
 
 
 if __name__ == "__main__":
-    for written in write_corpus(sys.argv[1] if len(sys.argv) > 1 else "malformed_models"):
-        print(written.file)
+    written = write_corpus(sys.argv[1] if len(sys.argv) > 1 else "malformed_models")
+    for case in written:
+        print(f"{case.category:28} {case.file} {' '.join(case.input_shapes)}")
+    categories = sorted({case.category for case in written})
+    print(f"{len(written)} cases in {len(categories)} categories")
