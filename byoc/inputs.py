@@ -21,9 +21,12 @@ def parse_shape_bindings(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
             shape = tuple(int(d) for d in dims.lower().split("x")) if dims else ()
         except ValueError:
             shape = None
-        if not sep or not name or shape is None or any(d < 0 for d in shape):
+        if not sep or not name or shape is None:
             raise InputError(f"--input-shape {spec!r}: expected NAME=DIMS with dims separated "
                              f"by 'x', e.g. input=1x3x224x224")
+        if any(d < 0 for d in shape):
+            raise InputError(f"--input-shape {spec!r}: a dimension is negative; give sizes of "
+                             f"0 or more, e.g. {name}=1x3x224x224")
         bindings[name] = shape
     return bindings
 

@@ -73,6 +73,9 @@ def _read(source: ModelSource) -> tuple[onnx.ModelProto, str]:
     path = Path(source)
     if not path.is_file():
         raise ModelImportError(f"{path}: no such model file")
+    if path.stat().st_size == 0:
+        raise ModelImportError(f"{path}: the file is empty, not an ONNX model; export or copy "
+                               f"the model again")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
@@ -236,7 +239,8 @@ class _Importer:
             # The checker's message spreads one sentence over several lines.
             message = " ".join(str(exc).split())
             raise ModelImportError(f"{self.origin}: the ONNX checker rejects the model: "
-                                   f"{message}") from None
+                                   f"{message}; fix the model where the checker points (run "
+                                   f"onnx.checker.check_model on it to see the same)") from None
 
     # -- values --------------------------------------------------------------------------------
 
@@ -315,7 +319,7 @@ class _Importer:
         shape = list(ttype.shape)
         if any(d < 0 for d in shape):
             raise ModelImportError(f"{self.origin}: input {name!r} has a negative dimension "
-                                   f"in {shape}")
+                                   f"in {shape}; dimensions must be 0 or more")
         self._check_size(ttype, f"input {name!r}")
         return ttype
 
@@ -458,7 +462,9 @@ class _Importer:
                 RuntimeError) as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ShapeInferenceError(f"{self.origin}: {label} is inconsistent with its "
-                                      f"inputs: {message}") from None
+                                      f"inputs: {message}; check the node's input shapes, "
+                                      f"dtypes and attributes against the op's ONNX "
+                                      f"specification") from None
         types = {}
         for out, type_proto in result.items():
             ttype = _static_type(type_proto)
