@@ -251,11 +251,15 @@ def test_quantize_without_zero_point_then_dequantize(threads):
     run_both(model, feeds, threads)
 
 
-def test_quantize_declines_ill_fitting_scale():
+def test_quantize_with_an_ill_fitting_scale_is_refused_at_import():
+    """The importer checks quantization parameters now, so the model never reaches the
+    plugin: the error names the node and the scale's shape."""
     feeds = {"x": np.zeros((2, 6), np.float32), "scale": np.ones((4,), np.float32)}
     node = helper.make_node("QuantizeLinear", ["x", "scale"], ["q"], axis=1)
     model = model_of([node], feeds, {"q": (np.uint8, (2, 6))}, opset=13)
-    declines(model, "fits neither per tensor")
+    with pytest.raises(byoc.errors.ByocError, match="QuantizeLinear_0.*y_scale of shape \\[4\\] "
+                                                    "fits neither per-tensor"):
+        byoc.compile(model, plugins=["cpu_llvm"])
 
 
 # -- Dropout with a mask or a zero ratio ---------------------------------------------------
