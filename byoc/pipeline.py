@@ -2,14 +2,20 @@
 
 Plugins are called only through their hooks (:mod:`byoc.plugins.hookspecs`). The host plugin
 is always present, as the last resort: it takes every node no selected plugin takes, and every
-partition whose plugin fails to lower or generate code for it. Such a fallback is a warning
-naming the plugin, the partition and the error; under ``strict`` it is an error, and so is a
-node that a selected plugin's pattern reached but that ends up on the host anyway.
+partition whose plugin fails to lower it, generate code for it or create its runtime. Such a
+fallback is a warning naming the plugin, the partition and the error; under ``strict`` it is
+an error naming them, and so is a node that a selected plugin's pattern reached but that ends
+up on the host anyway. A plugin that fails while partitioning (its patterns hook, its cost
+hook or a pattern check raises or returns nonsense) is taken to decline, with one warning
+naming the plugin and the pattern; under ``strict`` that is an error too. Failures at run
+time are :class:`~byoc.compiled.CompiledModel`'s to handle.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -20,6 +26,7 @@ from byoc.core.passes import optimize
 from byoc.errors import ByocError, PluginError
 from byoc.layouts import check_layout, signature_in_layout
 from byoc.partition.partitioner import PartitionPlan, PluginClaims, partition_graph
+from byoc.partition.patterns import Pattern
 from byoc.plugins.api import Partition, Payload
 from byoc.plugins.manager import PluginManager, default_manager
 
@@ -48,14 +55,14 @@ def compile_graph(graph: Graph, options: CompileOptions,
     manager = manager or default_manager()
     plugins = _selected(options, manager)
     optimize(graph)
-    claims = [PluginClaims(name, priority,
-                           manager.call(name, "byoc_partition_patterns") or [],
-                           _cost_function(manager, name, graph))
+    faults: list[str] = []  # plugin hooks that failed while partitioning
+    claims = [PluginClaims(name, priority, _patterns_of(manager, name, faults),
+                           _cost_function(manager, name, graph, faults))
               for priority, name in enumerate(plugins)]
     plan = partition_graph(graph, claims, host=options.host,
                            min_partition_size=options.min_partition_size,
                            pins=dict(options.pins))
-    fallbacks = _check_failures(plan, options.strict)
+    fallbacks = _partitioning_faults(faults + plan.check_failures, options.strict)
     if options.strict:
         _check_strict(plan, options.host)
     parts = []
@@ -63,15 +70,20 @@ def compile_graph(graph: Graph, options: CompileOptions,
         try:
             parts.append(_compile_partition(manager, partition, graph, options))
         except ByocError as exc:
-            if partition.plugin == options.host or options.strict:
+            if partition.plugin == options.host:
                 raise
-            message = (f"plugin {partition.plugin!r} could not compile partition "
-                       f"{partition.name!r} ({len(partition.nodes)} nodes); it runs on the host "
-                       f"({options.host}) instead. The error: {exc}")
+            failed = (f"plugin {partition.plugin!r} could not compile partition "
+                      f"{partition.name!r} ({len(partition.nodes)} nodes)")
+            if options.strict:
+                raise PluginError(f"--strict: {failed}: {exc}. Fix or report the plugin, or "
+                                  f"drop --strict to run the partition on the host "
+                                  f"({options.host})") from exc
+            message = f"{failed}; it runs on the host ({options.host}) instead. The error: {exc}"
             warnings.warn(message, FallbackWarning, stacklevel=2)
             fallbacks.append(message)
             host_partition = dataclasses.replace(partition, plugin=options.host)
             parts.append(_compile_partition(manager, host_partition, graph, options))
+
     def host_part(name: str) -> CompiledPartition:
         partition = next(p for p in plan.partitions if p.name == name)
         return _compile_partition(manager, dataclasses.replace(partition, plugin=options.host),
@@ -81,20 +93,20 @@ def compile_graph(graph: Graph, options: CompileOptions,
                          host=options.host, host_compiler=host_part)
 
 
-def _check_failures(plan: PartitionPlan, strict: bool) -> list[str]:
-    """Pattern checks that failed were taken as declines: an error under strict, else one
-    warning (the failures are returned for CompiledModel.fallbacks)."""
-    if not plan.check_failures:
+def _partitioning_faults(faults: list[str], strict: bool) -> list[str]:
+    """Plugin hooks that failed while partitioning (patterns, costs, pattern checks) were
+    taken as declines or unknown costs: an error under strict, else one warning (returned for
+    CompiledModel.fallbacks)."""
+    if not faults:
         return []
-    shown = "; ".join(plan.check_failures[:5])
-    more = (f" (and {len(plan.check_failures) - 5} more)"
-            if len(plan.check_failures) > 5 else "")
+    shown = "; ".join(faults[:5])
+    more = f" (and {len(faults) - 5} more)" if len(faults) > 5 else ""
     if strict:
-        raise PluginError(f"--strict: {len(plan.check_failures)} pattern check(s) failed: "
+        raise PluginError(f"--strict: {len(faults)} plugin fault(s) while partitioning: "
                           f"{shown}{more}. Fix or report the plugin, or drop --strict to let "
                           f"those nodes go to another plugin or the host")
-    message = (f"{len(plan.check_failures)} pattern check(s) failed and were taken as "
-               f"declines: {shown}{more}")
+    message = (f"{len(faults)} plugin fault(s) while partitioning, taken as declines: "
+               f"{shown}{more}")
     warnings.warn(message, FallbackWarning, stacklevel=3)
     return [message]
 
@@ -120,10 +132,46 @@ def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
     return names
 
 
-def _cost_function(manager: PluginManager, plugin: str, graph: Graph):
+def _patterns_of(manager: PluginManager, plugin: str, faults: list[str]) -> list[Pattern]:
+    """The plugin's patterns; if its hook fails or returns something else than a list of
+    Patterns, the fault is recorded and the plugin claims nothing."""
+    try:
+        patterns = manager.call(plugin, "byoc_partition_patterns")
+    except ByocError as exc:
+        faults.append(f"plugin {plugin!r} claims nothing: byoc_partition_patterns failed "
+                      f"({exc})")
+        return []
+    if patterns is None:
+        return []
+    if not isinstance(patterns, (list, tuple)) or \
+            not all(isinstance(p, Pattern) for p in patterns):
+        faults.append(f"plugin {plugin!r} claims nothing: byoc_partition_patterns returned "
+                      f"{patterns!r:.80}, expected a list of byoc.partition.patterns.Pattern")
+        return []
+    return list(patterns)
+
+
+def _cost_function(manager: PluginManager, plugin: str, graph: Graph, faults: list[str]):
+    """The plugin's cost hook for the partitioner. A cost hook that fails, or returns
+    something else than a finite number or None, gives an unknown cost (the fault is
+    recorded once per pattern)."""
+    failed: set[str] = set()
+
     def cost(pattern_name: str, nodes: list[Node]) -> float | None:
-        return manager.call(plugin, "byoc_partition_cost", pattern_name=pattern_name,
-                            nodes=nodes, graph=graph)
+        try:
+            value = manager.call(plugin, "byoc_partition_cost", pattern_name=pattern_name,
+                                 nodes=nodes, graph=graph)
+            if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                 and math.isfinite(value)):
+                return value
+            raise PluginError(f"byoc_partition_cost returned {value!r:.60}, expected a finite "
+                              f"number or None")
+        except ByocError as exc:
+            if pattern_name not in failed:
+                failed.add(pattern_name)
+                faults.append(f"plugin {plugin!r}, pattern {pattern_name!r}: its cost is taken "
+                              f"as unknown ({exc})")
+            return None
     return cost
 
 
@@ -141,6 +189,8 @@ def _compile_partition(manager: PluginManager, partition: Partition, graph: Grap
         raise PluginError(f"plugin {partition.plugin!r}: byoc_codegen_partition returned "
                           f"{type(payload).__name__} for partition {partition.name!r}, "
                           f"expected a byoc.plugins.api.Payload")
+    # Checked again: the plugin may have changed its fields after building it.
+    payload = dataclasses.replace(payload)
     layout = check_layout(plugin.info.preferred_layout, partition.plugin)
     signature = signature_in_layout(partition.signature(), layout)
     runtime = manager.call(partition.plugin, "byoc_runtime_create", payload=payload,

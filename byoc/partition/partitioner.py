@@ -8,9 +8,10 @@ The rules, all of them, in the order they are applied:
 
 1. **Candidates.** :func:`~byoc.partition.patterns.find_matches` runs each plugin's patterns;
    every accepted match is a candidate (plugin, pattern, the nodes it claims). The reasons
-   patterns declined a node are kept for the explanations. A check that raises declines
-   too, with a reason naming the plugin and the error, and is listed in
-   ``PartitionPlan.check_failures`` so the pipeline can warn or, under strict, refuse.
+   patterns declined a node are kept for the explanations. A check that raises, or returns
+   neither Accept nor Decline, declines too, with a reason naming the plugin and the error,
+   and is listed in ``PartitionPlan.check_failures`` so the pipeline can warn or, under
+   strict, refuse.
 2. **Pins.** ``pins`` maps a node name or an op type to a plugin name (a node name wins over an
    op type when both apply). A pinned node may only be taken by the plugin it is pinned to:
    candidates of any other plugin that contain it are dropped ("pinned to X"). Pinning to the

@@ -112,7 +112,8 @@ class Declined:
 
     pattern: str
     reason: str
-    # The check raised: a bug in the plugin, which the partitioner reports and strict refuses.
+    # The check raised or returned neither Accept nor Decline: a bug in the plugin, which the
+    # partitioner reports and strict refuses.
     check_failed: bool = False
 
 
@@ -151,8 +152,8 @@ def match_at(pattern: Pattern, node: Node, graph: Graph,
             return Declined(pattern.name, f"the check raised {type(exc).__name__}: {exc}",
                             check_failed=True)
         if not isinstance(verdict, (Accept, Decline)):
-            raise ByocError(f"check of pattern {pattern.name!r} returned {verdict!r}; it must "
-                            f"return Accept() or Decline(reason)")
+            return Declined(pattern.name, f"the check returned {verdict!r:.60} instead of "
+                                          f"Accept() or Decline(reason)", check_failed=True)
         if isinstance(verdict, Decline):
             return Declined(pattern.name, verdict.reason)
     return match

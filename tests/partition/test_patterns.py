@@ -193,10 +193,12 @@ def test_find_matches_explains_guard_refusal():
     assert not relu.matches and "also read by Sigmoid node 'sig'" in relu.declines[0].reason
 
 
-def test_check_must_return_a_verdict():
+def test_a_check_without_a_verdict_is_a_failed_check():
     pattern = make_op_pattern("npu.conv", "Conv", check=lambda m, g: True)
-    with pytest.raises(ByocError, match="Accept"):
-        find_matches(conv_graph(), [pattern])
+    (result,) = find_matches(conv_graph(), [pattern])
+    (declined,) = result.declines
+    assert declined.check_failed and not result.matches
+    assert declined.reason == "the check returned True instead of Accept() or Decline(reason)"
     with pytest.raises(ByocError):
         Decline("")
 

@@ -52,8 +52,22 @@ class Faulty:
         def check(match, graph):
             if self.fault == "check_raises":
                 raise Boom("the check fell over")
+            if self.fault == "check_returns_true":
+                return True
             return Accept()
+        if self.fault == "patterns_raises":
+            raise Boom("no pattern table")
+        if self.fault == "patterns_returns_garbage":
+            return ["Add", 42]
         return [make_op_pattern("faulty.add", "Add", check=check)]
+
+    @hookimpl
+    def byoc_partition_cost(self, pattern_name, nodes, graph):
+        if self.fault == "cost_raises":
+            raise Boom("no cost model")
+        if self.fault == "cost_returns_nan":
+            return float("nan")
+        return None
 
     @hookimpl
     def byoc_lower_partition(self, partition, graph, constants):
@@ -114,7 +128,8 @@ class FaultyRuntime:
         return good
 
 
-COMPILE_FAULTS = ["check_raises", "lower_raises", "lower_returns_none", "codegen_raises",
+COMPILE_FAULTS = ["check_raises", "check_returns_true", "patterns_raises",
+                  "patterns_returns_garbage", "lower_raises", "lower_returns_none", "codegen_raises",
                   "codegen_returns_bytes", "runtime_create_raises",
                   "runtime_create_returns_none", "runtime_without_run"]
 RUN_FAULTS = ["run_raises", "run_raises_byoc_error", "run_fails_on_second_call",
@@ -122,6 +137,11 @@ RUN_FAULTS = ["run_raises", "run_raises_byoc_error", "run_fails_on_second_call",
               "run_extra_names", "run_returns_text"]
 # What each fault's message must mention besides the plugin.
 SAYS = {"check_raises": r"faulty\.add.*Boom: the check fell over",
+        "check_returns_true": r"faulty\.add.*returned True instead of Accept\(\)",
+        "patterns_raises": r"claims nothing: byoc_partition_patterns failed .*Boom",
+        "patterns_returns_garbage": r"returned \['Add', 42\], expected a list of .*Pattern",
+        "cost_raises": r"pattern 'faulty\.add': its cost is taken as unknown .*Boom",
+        "cost_returns_nan": r"pattern 'faulty\.add': its cost is taken as unknown .*nan",
         "lower_raises": "byoc_lower_partition: Boom", "lower_returns_none": "returned nothing",
         "codegen_raises": "byoc_codegen_partition: Boom", "codegen_returns_bytes": "Payload",
         "runtime_create_raises": "byoc_runtime_create: Boom",
@@ -134,8 +154,11 @@ SAYS = {"check_raises": r"faulty\.add.*Boom: the check fell over",
         "run_returns_text": "output 's' is str"}
 
 
+COST_FAULTS = ["cost_raises", "cost_returns_nan"]
+
+
 def test_there_are_at_least_fifteen_fault_kinds():
-    assert len(set(COMPILE_FAULTS) | set(RUN_FAULTS)) == len(SAYS) >= 15
+    assert len(set(COMPILE_FAULTS) | set(RUN_FAULTS) | set(COST_FAULTS)) == len(SAYS) >= 15
 
 
 @pytest.fixture
@@ -208,7 +231,7 @@ def test_a_raising_check_is_a_decline_the_plan_explains(faulty, model):
     assert compiled.plan.check_failures == [
         "plugin 'faulty', pattern 'faulty.add', node 'add' (ai.onnx::Add): the check raised "
         "Boom: the check fell over"]
-    with pytest.raises(PluginError, match="--strict: 1 pattern check"):
+    with pytest.raises(PluginError, match="--strict: 1 plugin fault.* while partitioning"):
         compile_faulty(model, strict=True)
 
 
@@ -303,3 +326,22 @@ def test_cli_run_of_an_artifact_whose_runtime_fails_prints_one_error(faulty, mod
     err = capsys.readouterr().err
     assert err.startswith("byoc: error: ") and err.count("byoc: error:") == 1
     assert "plugin 'faulty'" in err and "p0_faulty" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fault", COST_FAULTS)
+def test_a_broken_cost_hook_is_an_unknown_cost(fault, faulty, model, feeds):
+    """The partitioner does without the cost (the plugin still runs what it claims), with
+    one warning naming plugin and pattern; under strict it is an error."""
+    faulty.fault = fault
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = compile_faulty(model)
+    messages = fallback_messages(caught)
+    assert len(messages) == 1 and says(fault, messages[0]), messages
+    assert compiled.plan.patterns["add"] == "faulty.add"
+    assert PLUGIN in [part.plugin for part in compiled.parts]
+    np.testing.assert_array_equal(compiled.run(feeds)["y"],
+                                  compile_reference(model).run(feeds)["y"])
+    with pytest.raises(PluginError) as failed:
+        compile_faulty(model, strict=True)
+    assert says(fault, str(failed.value)), str(failed.value)
