@@ -109,10 +109,18 @@ class AveragePool(OpImpl):
 
 @register("GlobalAveragePool")
 class GlobalAveragePool(OpImpl):
+    """The mean over the spatial axes, summed in float64 and rounded once to the input's type.
+
+    A float32 sum depends on the order it is taken in, and a quantized model's pooled values
+    (multiples of one scale) often average to exactly a rounding tie of the QuantizeLinear
+    that follows: one order gives one side, another order the other. In float64 the sum of a
+    plane of same-scale float32 values is exact, so every backend that sums in float64 gets
+    the same bits whatever its order.
+    """
+
     def run(self, x):
         spatial = tuple(range(2, x.ndim))
-        return x.mean(axis=spatial, keepdims=True, dtype=accumulation_dtype(x.dtype)).astype(
-            x.dtype)
+        return x.mean(axis=spatial, keepdims=True, dtype=np.float64).astype(x.dtype)
 
 
 @register("GlobalMaxPool")

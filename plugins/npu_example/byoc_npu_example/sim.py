@@ -121,7 +121,10 @@ class Simulator:
         if command.mode is PoolMode.GLOBAL_AVERAGE:
             n, h, w, c = values.shape
             planes = np.ascontiguousarray(values.transpose(0, 3, 1, 2)).reshape(n, c, h * w)
-            result = planes.mean(axis=2, dtype=np.float32).reshape(n, 1, 1, c)
+            # Summed in float64 (exact for one plane of int8 steps), rounded once: the
+            # reference's GlobalAveragePool, whatever the order of the sum.
+            result = planes.mean(axis=2, dtype=np.float64).astype(np.float32).reshape(
+                n, 1, 1, c)
         elif command.mode is PoolMode.MAX:
             result = _windows(values, command.window, fill=-np.inf).max(axis=(3, 4))
         else:

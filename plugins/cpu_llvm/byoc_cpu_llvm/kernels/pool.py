@@ -368,7 +368,8 @@ def lower_global_pool(program, group) -> None:
     if node.op_type == "GlobalMaxPool":
         emit_reduction(program, group, "max", None, shape, axes)
     else:
-        emit_reduction(program, group, "sum", "mean", shape, axes)
+        # Summed and divided in double, rounded once: the reference's GlobalAveragePool.
+        emit_reduction(program, group, "sum", "mean", shape, axes, acc_dtype=np.float64)
 
 
 __all__ = ["lower_global_pool", "lower_pool"]

@@ -171,24 +171,33 @@ def horizontal(kb: KernelBuilder, kind: str, vec: ir.Value, dtype) -> ir.Value:
 
 
 def reduce_run(kb: KernelBuilder, kind: str, base: ir.Value, start: ir.Value, length: int,
-               dtype, vec_acc: Var | None, scalar_acc: Var) -> None:
+               dtype, vec_acc: Var | None, scalar_acc: Var, acc_dtype=None) -> None:
     """Fold ``length`` contiguous values from ``start`` into the accumulators: whole vectors
-    into ``vec_acc`` (when given), the rest into ``scalar_acc``."""
+    into ``vec_acc`` (when given), the rest into ``scalar_acc``. With ``acc_dtype`` (a wider
+    float than ``dtype``) each value is widened before it is folded in."""
     elem = llvm_type(dtype)
+    acc_dtype = np.dtype(acc_dtype or dtype)
     b = kb.b
+
+    def widened(x: ir.Value, lanes: int) -> ir.Value:
+        if acc_dtype == np.dtype(dtype):
+            return x
+        wide = llvm_type(acc_dtype)
+        return b.fpext(x, ir.VectorType(wide, lanes) if lanes > 1 else wide)
+
     done = 0
     if vec_acc is not None:
         lanes = vec_acc.typ.count
         whole = length // lanes * lanes
         if whole:
             with kb.loop(0, whole, lanes, name="v") as i:
-                x = vload(kb, base, b.add(start, i), elem, lanes)
-                vec_acc.set(combine(kb, kind, vec_acc.get(), x, dtype))
+                x = widened(vload(kb, base, b.add(start, i), elem, lanes), lanes)
+                vec_acc.set(combine(kb, kind, vec_acc.get(), x, acc_dtype))
         done = whole
     if done < length:
         with kb.loop(done, length, name="s") as i:
-            x = kb.load(base, b.add(start, i), elem)
-            scalar_acc.set(combine(kb, kind, scalar_acc.get(), x, dtype))
+            x = widened(kb.load(base, b.add(start, i), elem), 1)
+            scalar_acc.set(combine(kb, kind, scalar_acc.get(), x, acc_dtype))
 
 
 def unravel(kb: KernelBuilder, index: ir.Value, sizes: list[int]) -> list[ir.Value]:
@@ -298,9 +307,14 @@ def plan_groups(shape, axes) -> list[list]:
     return groups
 
 
-def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes) -> None:
+def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes,
+                   acc_dtype=None) -> None:
     """A kernel folding ``group.head``'s first input over ``axes`` with ``kind`` (see
-    :func:`combine`); ``finish`` is None, ``mean`` (divide by the count) or ``sqrt``."""
+    :func:`combine`); ``finish`` is None, ``mean`` (divide by the count) or ``sqrt``.
+
+    ``acc_dtype``, a float wider than the input's, accumulates and finishes in that type and
+    rounds once at the end, as the reference does for GlobalAveragePool (only for reductions
+    whose innermost dims are reduced)."""
     graph = program.graph
     node = group.head
     dtype = graph.types[node.inputs[0]].dtype
@@ -325,12 +339,18 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
     src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
     b = kb.b
     init = const(identity(kind, dtype), ir.Constant(elem, None))
+    acc_dtype = np.dtype(acc_dtype or dtype)
+    acc_elem = llvm_type(acc_dtype)
+    if acc_dtype != dtype and (not groups[-1][1] or not is_float(dtype)):
+        raise ValueError("a wider accumulator needs a float reduction over the innermost dims")
 
     def finished(value, flat):
         if finish == "mean":
             value = b.fdiv(value, const(float(count), value))
         elif finish == "sqrt":
             value = kb.intrinsic("llvm.sqrt", value.type, [value])
+        if acc_dtype != dtype:
+            value = b.fptrunc(value, elem)
         return epilogue.apply(kb, value, flat)
 
     def nest(levels, offset, body):
@@ -346,22 +366,25 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
         # Innermost group reduced: each output folds contiguous runs.
         outputs = int(np.prod([s for s, _ in kept], dtype=np.int64))
         run = groups[-1][0]
-        lanes = lanes_for(dtype)
-        vec_type = ir.VectorType(elem, lanes)
+        lanes = lanes_for(acc_dtype)
+        vec_type = ir.VectorType(acc_elem, lanes)
+        acc_init = const(identity(kind, acc_dtype), ir.Constant(acc_elem, None))
         begin, end = kb.thread_share(outputs)
         vec_acc = Var(kb, vec_type, name="vacc") if run >= lanes else None
-        scalar_acc = Var(kb, elem, name="acc")
+        scalar_acc = Var(kb, acc_elem, name="acc")
         with kb.loop(begin, end, name="o") as o:
             base = dot(kb, unravel(kb, o, [s for s, _ in kept]), [st for _, st in kept])
-            scalar_acc.set(init)
+            scalar_acc.set(acc_init)
             if vec_acc is not None:
-                vec_acc.set(ir.Constant(vec_type, [init] * lanes))
+                vec_acc.set(ir.Constant(vec_type, [acc_init] * lanes))
             nest(reduced[:-1], base,
-                 lambda off: reduce_run(kb, kind, src, off, run, dtype, vec_acc, scalar_acc))
+                 lambda off: reduce_run(kb, kind, src, off, run, dtype, vec_acc, scalar_acc,
+                                        acc_dtype))
             total = scalar_acc.get()
             if vec_acc is not None:
                 total = combine(kb, "sum" if kind == "sumsq" else kind,
-                                horizontal(kb, kind, vec_acc.get(), dtype), total, dtype)
+                                horizontal(kb, kind, vec_acc.get(), acc_dtype), total,
+                                acc_dtype)
             vstore(kb, finished(total, o), dst, o)
     else:
         # Innermost group kept: accumulate chunks of output rows in place.
