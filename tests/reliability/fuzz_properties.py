@@ -1,0 +1,281 @@
+"""The properties every compiled fuzz case must have, checked by :func:`check_case`.
+
+1. The optimized graph's node names are unique, and every node is in exactly one partition:
+   the partitions' nodes, counted with repeats, are the graph's nodes.
+2. The partition graph is acyclic, and the plan lists it in a topological order. The edges
+   are rebuilt here from which partition's node defines each value a partition reads, not
+   taken from the plan's own boundary lists.
+3. Every node of a non-host partition was matched by one of that plugin's own patterns (as
+   the plugin declares them through ``byoc_partition_patterns``), and its explanation names
+   that plugin; host nodes have no pattern.
+4. Only plugins in play appear; a pinned node runs on the plugin it is pinned to or on the
+   host; no non-host partition is smaller than the minimum partition size.
+5. Nothing falls back to the host: a pattern that accepts nodes its plugin then cannot
+   compile or run is a dishonest check.
+6. The outputs equal the reference interpreter's (``byoc.testing.compile_reference``):
+   integer outputs exactly; float outputs within ``|got - want| <= FLOAT_ATOL * max(1,
+   max|want|) + FLOAT_RTOL * |want|`` (see the constants for why), with NaN where the
+   reference has NaN.
+7. Every partition, fed the reference's values of its inputs, gives the reference's values
+   of its outputs, within the same bounds; a partition whose patterns declare
+   ``quantized_steps`` (``byoc_conformance_limits``: hardware that requantizes in fixed
+   point) may be that many steps off. When a case has such a partition, property 6 checks
+   only dtypes and shapes: one step off early in a network grows through the later layers,
+   so the end-to-end outputs have no bound; each partition is held to its own instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import warnings
+from collections import Counter
+
+import numpy as np
+
+import byoc
+from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
+from byoc.core.interpreter.runner import Interpreter, evaluate_node
+from byoc.plugins.manager import default_manager
+from byoc.testing import compile_reference
+from tests.reliability.fuzz_graphs import HOST, FuzzCase
+
+# cpu_llvm evaluates float ops in float32 (the reference sums products in float64 and rounds
+# once, and uses numpy's transcendental functions). Over the at most 8 ops of a fuzz graph
+# the differences stay near 1e-6 relative; 1e-4 leaves room for a few roundings compounding
+# through Softmax or Gemm. The absolute term scales with the output's magnitude because sums
+# that cancel lose precision relative to their terms, not to their result.
+FLOAT_RTOL = 1e-4
+FLOAT_ATOL = 1e-5
+
+
+# Bugs the fuzzer found that are not fixed yet: a name, a regular expression matching the
+# failure's message, and what is wrong. The fuzz tests count a matching failure as an event
+# rather than failing; each has its minimal model as a strict xfail in
+# test_fuzz_regressions.py, so fixing the bug fails that test and the entry goes.
+KNOWN_BUGS: dict[str, tuple[str, str]] = {}
+
+
+def known_bug(exc: BaseException) -> str | None:
+    """The name of the known bug ``exc`` is an instance of, or None."""
+    message = str(exc)
+    for name, (pattern, _) in KNOWN_BUGS.items():
+        if re.search(pattern, message):
+            return name
+    return None
+
+
+class PropertyFailure(AssertionError):
+    """A fuzz property does not hold; the message says which and where."""
+
+
+def compile_case(case: FuzzCase) -> CompiledModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)  # checked as a property instead
+        return byoc.compile(case.model, **case.compile_options())
+
+
+def check_case(case: FuzzCase) -> CompiledModel:
+    """Compile and run ``case`` and check every property in this module's docstring."""
+    compiled = compile_case(case)
+    check_plan(compiled, case)
+    feeds = case.inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)
+        got = compiled.run(feeds)
+    if compiled.fallbacks:
+        raise PropertyFailure("work fell back to the host: " + " | ".join(compiled.fallbacks))
+    want = compile_reference(case.model).run(feeds)
+    steps = {part.signature.name: quantized_steps(compiled, part) for part in compiled.parts}
+    compare_outputs(got, want, compiled, exact_values=not any(steps.values()))
+    if any(steps.values()):
+        check_partitions(compiled, feeds, steps)
+    return compiled
+
+
+@functools.lru_cache(maxsize=None)
+def declared_steps(plugin: str) -> dict[str, int]:
+    """The ``quantized_steps`` ``plugin`` declares for each of its patterns (0 when not)."""
+    limits = default_manager().call(plugin, "byoc_conformance_limits") or []
+    return {limit.pattern: limit.quantized_steps for limit in limits}
+
+
+def quantized_steps(compiled: CompiledModel, part: CompiledPartition) -> int:
+    """How many quantization steps ``part``'s results may be off: the most any pattern it
+    holds declares."""
+    if part.plugin == HOST:
+        return 0
+    partition = next(p for p in compiled.plan.partitions if p.name == part.signature.name)
+    declared = declared_steps(part.plugin)
+    return max((declared.get(compiled.plan.patterns[n.name], 0) for n in partition.nodes),
+               default=0)
+
+
+def reference_values(graph, feeds: dict) -> dict[str, np.ndarray]:
+    """Every value of the optimized graph on the reference interpreter; values inside a
+    quantized integer group (which the interpreter skips) are evaluated node by node, as a
+    partition boundary there would carry them."""
+    env = Interpreter(graph).values(feeds)
+    for node in graph.nodes:
+        if any(out and out not in env for out in node.outputs):
+            results = evaluate_node(node, [env[v] if v else None for v in node.inputs],
+                                    [graph.types.get(v) for v in node.outputs])
+            env.update((v, a) for v, a in zip(node.outputs, results) if v)
+    return env
+
+
+def check_partitions(compiled: CompiledModel, feeds: dict, steps: dict[str, int]) -> None:
+    """Property 7: each partition on the reference's inputs, against the reference's
+    outputs, within its declared steps."""
+    graph = compiled.graph
+    env = reference_values(graph, feeds)
+    for part in compiled.parts:
+        signature = part.signature
+        alone = CompiledModel(None, [part], inputs={v: graph.types[v] for v in signature.inputs},
+                              outputs={v: graph.types[v] for v in signature.outputs},
+                              strict=True)
+        got = alone.run({v: env[v] for v in signature.inputs})
+        allowed = steps[signature.name]
+        for name, array in got.items():
+            compare_value(name, array, env[name], compiled,
+                          f"partition {signature.name} ({part.plugin}, fed the reference's "
+                          f"inputs, {allowed} step(s) allowed)",
+                          allowed * _step_of(graph, name) if allowed else 0)
+
+
+def check_plan(compiled: CompiledModel, case: FuzzCase) -> None:
+    graph, plan = compiled.graph, compiled.plan
+    names = [n.name for n in graph.nodes]
+    repeated = sorted(n for n, k in Counter(names).items() if k > 1)
+    if repeated:
+        raise PropertyFailure(f"node names appear more than once: {repeated}")
+    placed = Counter(n.name for p in plan.partitions for n in p.nodes)
+    if placed != Counter(names):
+        missing = sorted(set(names) - set(placed))
+        twice = sorted(n for n, k in placed.items() if k > 1)
+        foreign = sorted(set(placed) - set(names))
+        raise PropertyFailure(f"nodes not in exactly one partition: missing {missing}, in "
+                              f"several {twice}, not in the graph {foreign}")
+    _check_acyclic(plan)
+    _check_ownership(plan, case)
+
+
+def _check_acyclic(plan) -> None:
+    defined_in = {v: i for i, p in enumerate(plan.partitions) for n in p.nodes
+                  for v in n.outputs if v}
+    edges = {(defined_in[v], i) for i, p in enumerate(plan.partitions) for n in p.nodes
+             for v in n.present_inputs if v in defined_in and defined_in[v] != i}
+    indegree = Counter(b for _, b in edges)
+    ready = [i for i in range(len(plan.partitions)) if not indegree[i]]
+    visited = 0
+    while ready:
+        a = ready.pop()
+        visited += 1
+        for edge in [e for e in edges if e[0] == a]:
+            indegree[edge[1]] -= 1
+            if not indegree[edge[1]]:
+                ready.append(edge[1])
+    if visited != len(plan.partitions):
+        raise PropertyFailure(f"the partition graph has a cycle: edges {sorted(edges)}")
+    backwards = sorted((plan.partitions[a].name, plan.partitions[b].name)
+                       for a, b in edges if a > b)
+    if backwards:
+        raise PropertyFailure(f"partitions listed out of topological order: {backwards}")
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_patterns(plugin: str) -> frozenset[str]:
+    """The names of the patterns ``plugin`` declares."""
+    return frozenset(p.name for p in default_manager().call(plugin, "byoc_partition_patterns")
+                     or [])
+
+
+def _check_ownership(plan, case: FuzzCase) -> None:
+    in_play = {*case.plugins, HOST}
+    if case.default_plugins is None:
+        in_play.add("cpu_llvm")
+    in_play.update(case.default_plugins or ())
+    for partition in plan.partitions:
+        plugin = partition.plugin
+        if plugin not in in_play:
+            raise PropertyFailure(f"{partition.name}: plugin {plugin!r} is not in play")
+        if plugin != HOST and len(partition.nodes) < case.min_partition_size:
+            raise PropertyFailure(f"{partition.name} has {len(partition.nodes)} nodes, fewer "
+                                  f"than min_partition_size={case.min_partition_size}")
+        for node in partition.nodes:
+            pattern = plan.patterns[node.name]
+            explained = plan.explanations[node.name].plugin
+            if explained != plugin:
+                raise PropertyFailure(f"node {node.name!r} is in {partition.name} but its "
+                                      f"explanation says {explained!r}")
+            if plugin == HOST and pattern is not None:
+                raise PropertyFailure(f"host node {node.name!r} has pattern {pattern!r}")
+            if plugin != HOST and pattern not in plugin_patterns(plugin):
+                raise PropertyFailure(f"node {node.name!r} ({node.op_type}) is in "
+                                      f"{partition.name} without a {plugin} pattern "
+                                      f"(pattern: {pattern!r})")
+            pin = case.pins.get(node.name, case.pins.get(node.op_type))
+            if pin is not None and plugin not in (pin, HOST):
+                raise PropertyFailure(f"node {node.name!r} ({node.op_type}) is pinned to "
+                                      f"{pin!r} but runs in {partition.name}")
+
+
+def _step_of(graph, value: str) -> float:
+    """One quantization step of ``value``: 1 for an integer value; the scale of the
+    DequantizeLinear that produced a float value (per-tensor), else 0 (no step applies)."""
+    if graph.types[value].dtype.kind in "iu":
+        return 1.0
+    producer = next((n for n in graph.nodes if value in n.outputs), None)
+    if producer is not None and producer.op_type == "DequantizeLinear":
+        scale = graph.constants.get(producer.inputs[1])
+        if scale is not None and np.size(scale) == 1:
+            return float(np.asarray(scale).reshape(()))
+    return 0.0
+
+
+def compare_outputs(got: dict, want: dict, compiled: CompiledModel,
+                    exact_values: bool = True) -> None:
+    """Property 6: the model's outputs against the reference's (values only when
+    ``exact_values``; dtypes and shapes always)."""
+    if set(got) != set(want):
+        raise PropertyFailure(f"outputs {sorted(got)}, the reference gives {sorted(want)}")
+    for name, expected in want.items():
+        actual = np.asarray(got[name])
+        if not exact_values:
+            _check_type(name, actual, expected, "output")
+            continue
+        compare_value(name, actual, expected, compiled, "output", 0)
+
+
+def _check_type(name: str, actual: np.ndarray, expected: np.ndarray, what: str) -> None:
+    if actual.dtype != expected.dtype or actual.shape != expected.shape:
+        raise PropertyFailure(f"{what} {name!r} is {actual.dtype}{list(actual.shape)}, the "
+                              f"reference gives {expected.dtype}{list(expected.shape)}")
+
+
+def compare_value(name: str, actual: np.ndarray, expected: np.ndarray,
+                  compiled: CompiledModel, what: str, bound: float) -> None:
+    """``actual`` against the reference's ``expected``: within ``bound`` when it is not 0,
+    else integers exactly and floats within the module's tolerance."""
+    actual = np.asarray(actual)
+    _check_type(name, actual, expected, what)
+    where = ", ".join(f"{p.name}: {', '.join(n.op_type for n in p.nodes)}"
+                      for p in compiled.plan.partitions)
+    if bound:
+        diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+        bad = ~(diff <= bound * (1 + 1e-6))
+    elif expected.dtype.kind in "fc":
+        a, b = actual.astype(np.float64), expected.astype(np.float64)
+        finite = b[np.isfinite(b)]
+        atol = FLOAT_ATOL * max(1.0, float(np.max(np.abs(finite), initial=0.0)))
+        with np.errstate(invalid="ignore"):
+            bad = ~((np.abs(a - b) <= atol + FLOAT_RTOL * np.abs(b))
+                    | (np.isnan(a) & np.isnan(b)) | (a == b))
+    else:
+        bad = actual != expected
+    if np.any(bad):
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise PropertyFailure(
+            f"{what} {name!r} differs from the reference in {int(np.count_nonzero(bad))} "
+            f"of {bad.size} elements; first at {index}: got {actual[index]!r}, expected "
+            f"{expected[index]!r} (partitions: {where})")
