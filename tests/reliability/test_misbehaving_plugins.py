@@ -14,6 +14,7 @@ import re
 import warnings
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -345,3 +346,23 @@ def test_a_broken_cost_hook_is_an_unknown_cost(fault, faulty, model, feeds):
     with pytest.raises(PluginError) as failed:
         compile_faulty(model, strict=True)
     assert says(fault, str(failed.value)), str(failed.value)
+
+
+# A CLI run calls the runtime once, so "run_fails_on_second_call" has nothing to show there.
+@pytest.mark.parametrize("fault", COMPILE_FAULTS + COST_FAULTS +
+                         [f for f in RUN_FAULTS if f != "run_fails_on_second_call"])
+def test_cli_names_every_fault_without_a_traceback(fault, faulty, model, tmp_path, capsys):
+    """``byoc run model.onnx --plugins faulty``: the run finishes on the host with a warning
+    naming the plugin; with --strict it is one ``byoc: error:`` paragraph and exit 1."""
+    from byoc.cli import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    faulty.fault = fault
+    assert main(["run", str(path), "--plugins", PLUGIN]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and says(fault, " ".join(err.split())), err  # unwrapped
+    assert main(["run", str(path), "--plugins", PLUGIN, "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("byoc: error: ") and err.count("byoc: error:") == 1, err
+    assert "Traceback" not in err and says(fault, " ".join(err.split())), err
