@@ -134,6 +134,16 @@ def _varied(case: Case) -> str:
     return ", ".join(f"{k}={v}" for k, v in case.varied.items()) or "the base values"
 
 
+def outside_tolerance(got: np.ndarray, want: np.ndarray, rtol: float,
+                      atol: float) -> np.ndarray:
+    """Where float results miss ``|got - want| <= atol + rtol * |want|``; NaN matches NaN and
+    equal infinities match."""
+    a, b = got.astype(np.float64), want.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf: equal infinities pass by a == b
+        return ~((np.abs(a - b) <= atol + rtol * np.abs(b)) | (np.isnan(a) & np.isnan(b))
+                 | (a == b))
+
+
 def _compare(case: Case, name: str, got: np.ndarray | None, want: np.ndarray,
              step: float | None) -> None:
     if got is None:
@@ -152,9 +162,7 @@ def _compare(case: Case, name: str, got: np.ndarray | None, want: np.ndarray,
         # No result is closer to the reference than its own rounding (float16 has 11 bits).
         eps = float(np.finfo(want.dtype).eps)
         rtol, atol = max(case.rtol, 2 * eps), max(case.atol, eps if eps > 1e-4 else 0.0)
-        with np.errstate(invalid="ignore"):  # inf - inf: equal infinities pass by a == b
-            bad = ~((np.abs(a - b) <= atol + rtol * np.abs(b))
-                    | (np.isnan(a) & np.isnan(b)) | (a == b))
+        bad = outside_tolerance(a, b, rtol, atol)
         kind = f"beyond rtol={rtol:g}, atol={atol:g}"
     else:
         bad = got != want

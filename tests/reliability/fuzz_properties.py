@@ -35,6 +35,7 @@ import numpy as np
 
 import byoc
 from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
+from byoc.conformance.check import outside_tolerance
 from byoc.core.interpreter.runner import Interpreter, evaluate_node
 from byoc.plugins.manager import default_manager
 from byoc.testing import compile_reference
@@ -265,12 +266,9 @@ def compare_value(name: str, actual: np.ndarray, expected: np.ndarray,
         diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
         bad = ~(diff <= bound * (1 + 1e-6))
     elif expected.dtype.kind in "fc":
-        a, b = actual.astype(np.float64), expected.astype(np.float64)
-        finite = b[np.isfinite(b)]
+        finite = expected[np.isfinite(expected)]
         atol = FLOAT_ATOL * max(1.0, float(np.max(np.abs(finite), initial=0.0)))
-        with np.errstate(invalid="ignore"):
-            bad = ~((np.abs(a - b) <= atol + FLOAT_RTOL * np.abs(b))
-                    | (np.isnan(a) & np.isnan(b)) | (a == b))
+        bad = outside_tolerance(actual, expected, FLOAT_RTOL, atol)
     else:
         bad = actual != expected
     if np.any(bad):

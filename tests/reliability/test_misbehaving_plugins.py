@@ -198,13 +198,18 @@ def says(fault: str, message: str) -> bool:
     return (f"plugin {PLUGIN!r}" in message and re.search(SAYS[fault], message) is not None)
 
 
-@pytest.mark.parametrize("fault", COMPILE_FAULTS)
-def test_a_compile_time_fault_falls_back_to_the_host(fault, faulty, model, feeds):
+def compile_with_fault(faulty, model, fault):
+    """Compile with ``fault`` planted; the compiled model and its FallbackWarning messages."""
     faulty.fault = fault
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         compiled = compile_faulty(model)
-    messages = fallback_messages(caught)
+    return compiled, fallback_messages(caught)
+
+
+@pytest.mark.parametrize("fault", COMPILE_FAULTS)
+def test_a_compile_time_fault_falls_back_to_the_host(fault, faulty, model, feeds):
+    compiled, messages = compile_with_fault(faulty, model, fault)
     assert len(messages) == 1 and says(fault, messages[0]), messages
     assert all(part.plugin != PLUGIN for part in compiled.parts)
     assert compiled.fallbacks == messages
@@ -333,11 +338,7 @@ def test_cli_run_of_an_artifact_whose_runtime_fails_prints_one_error(faulty, mod
 def test_a_broken_cost_hook_is_an_unknown_cost(fault, faulty, model, feeds):
     """The partitioner does without the cost (the plugin still runs what it claims), with
     one warning naming plugin and pattern; under strict it is an error."""
-    faulty.fault = fault
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compiled = compile_faulty(model)
-    messages = fallback_messages(caught)
+    compiled, messages = compile_with_fault(faulty, model, fault)
     assert len(messages) == 1 and says(fault, messages[0]), messages
     assert compiled.plan.patterns["add"] == "faulty.add"
     assert PLUGIN in [part.plugin for part in compiled.parts]
