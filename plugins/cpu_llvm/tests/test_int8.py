@@ -162,6 +162,26 @@ def test_qlinear_conv_and_conv_integer(int_path, x_dtype, w_dtype, case):
     assert len(np.unique(reference["y"])) > 20  # not all saturated
 
 
+@pytest.mark.parametrize("x_dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("side", [2, 5, 7, 9])  # 4, 25, 49, 81 output columns
+@pytest.mark.parametrize("kernel", [1, 2])
+def test_narrow_results_of_a_tail_column_stay_in_their_row(int_path, x_dtype, side, kernel):
+    """Output rows of 4 channels whose last 16-column vector has few valid lanes (49 = 3 x 16
+    + 1): each lane's byte goes to its own place and nothing past it (the next channel's first
+    columns, where a 4-byte store once landed)."""
+    rng = np.random.default_rng(side)
+    x_shape, w_shape = [1, 3, side + kernel - 1, side + kernel - 1], [4, 3, kernel, kernel]
+    init = {"xs": np.float32(0.05), "xz": np.array(6, x_dtype), "w": ints(rng, np.int8, w_shape),
+            "wz": np.array(0, np.int8), "ws": np.float32(0.01), "ys": np.float32(0.0346),
+            "yz": np.array(3, x_dtype)}
+    model = make_model(
+        [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])],
+        [("x", TT[np.dtype(x_dtype)], x_shape)],
+        [("y", TT[np.dtype(x_dtype)], [1, 4, side, side])], init, opset=13)
+    reference = check_exact(model, {"x": ints(rng, x_dtype, x_shape)})
+    assert len(np.unique(reference["y"])) > 3
+
+
 @pytest.mark.parametrize("x_dtype,w_dtype", TYPE_PAIRS)
 @pytest.mark.parametrize("x_shape,n", [([3, 5, 37], 21), ([1, 512], 100), ([70, 16], 3)])
 def test_qlinear_matmul_and_matmul_integer(int_path, x_dtype, w_dtype, x_shape, n):

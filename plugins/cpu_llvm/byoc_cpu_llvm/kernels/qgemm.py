@@ -331,10 +331,23 @@ class _Tile:
                     value = total
                 mask = b.select(row_ok, masks[v], no)
                 col = b.add(col0, const_i64(v * LANES))
-                if spec.col_stride == 1:
+                if spec.col_stride != 1:
+                    self._scatter(value, out, out_row, col, mask, out_t)
+                elif out_t == I32:
                     _masked_store(kb, value, kb.element(out, b.add(out_row, col), out_t), mask)
                 else:
-                    self._scatter(value, out, out_row, col, mask, out_t)
+                    # LLVM 22 compiles a truncating masked store whose mask it knows has one
+                    # lane into a 4-byte store, writing over the next three bytes (a tail of
+                    # one column, e.g. 49 = 3 x 16 + 1). Narrow results go as one plain store
+                    # when every lane is valid, lane by lane otherwise.
+                    full = b.and_(row_ok, b.icmp_signed(
+                        ">=", b.sub(ncols, const_i64(v * LANES)), const_i64(LANES)))
+                    with b.if_else(full) as (whole, partial):
+                        with whole:
+                            b.store(value, kb.element(out, b.add(out_row, col), out_t),
+                                    align=1)
+                        with partial:
+                            self._scatter(value, out, out_row, col, mask, out_t)
 
     def _scatter(self, value, out, out_row, col, mask, out_t) -> None:
         kb, b = self.kb, self.kb.b
