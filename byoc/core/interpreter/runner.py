@@ -70,13 +70,6 @@ class Interpreter:
         ]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        env = self.values(feeds)
-        return {name: env[name] for name in self.graph.outputs}
-
-    def values(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every value a run computes, by name, with the constants and the inputs. Values
-        inside a quantized integer group (its DequantizeLinear and float results) are not
-        computed, so they are not there; the group's output is."""
         env: dict[str, np.ndarray] = dict(self.graph.constants)
         env.update(check_feeds(self.graph, feeds))
         for node, impl in zip(self.graph.nodes, self._impls):
@@ -88,7 +81,7 @@ class Interpreter:
                 continue
             results = execute(impl, [env[name] if name else None for name in node.inputs])
             env.update((name, array) for name, array in zip(node.outputs, results) if name)
-        return env
+        return {name: env[name] for name in self.graph.outputs}
 
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
