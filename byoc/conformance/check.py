@@ -144,6 +144,14 @@ def outside_tolerance(got: np.ndarray, want: np.ndarray, rtol: float,
                  | (a == b))
 
 
+def where_different(bad: np.ndarray, got: np.ndarray, want: np.ndarray, kind: str = "") -> str:
+    """``N of M elements [kind]; first at (i, ...): got X, expected Y`` for a mask ``bad``."""
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    kind = f" {kind}" if kind else ""
+    return (f"{int(np.count_nonzero(bad))} of {bad.size} elements{kind}; first at {index}: "
+            f"got {got[index]!r}, expected {want[index]!r}")
+
+
 def _compare(case: Case, name: str, got: np.ndarray | None, want: np.ndarray,
              step: float | None) -> None:
     if got is None:
@@ -168,8 +176,6 @@ def _compare(case: Case, name: str, got: np.ndarray | None, want: np.ndarray,
         bad = got != want
         kind = "(integer and boolean outputs must be equal)"
     if np.any(bad):
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ConformanceFailure(
             f"{case.describe()}: output {name!r} differs from the reference interpreter in "
-            f"{int(np.count_nonzero(bad))} of {bad.size} elements {kind}; first at {index}: "
-            f"got {got[index]!r}, expected {want[index]!r}")
+            f"{where_different(bad, got, want, kind)}")

@@ -39,7 +39,7 @@ import numpy as np
 
 import byoc
 from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
-from byoc.conformance.check import outside_tolerance
+from byoc.conformance.check import outside_tolerance, where_different
 from byoc.core.interpreter.integer_groups import plan_integer_groups
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.plugins.manager import default_manager
@@ -318,8 +318,5 @@ def compare_value(name: str, actual: np.ndarray, expected: np.ndarray,
     else:
         bad = actual != expected
     if np.any(bad):
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise PropertyFailure(
-            f"{what} {name!r} differs from the reference in {int(np.count_nonzero(bad))} "
-            f"of {bad.size} elements; first at {index}: got {actual[index]!r}, expected "
-            f"{expected[index]!r} (partitions: {where})")
+        raise PropertyFailure(f"{what} {name!r} differs from the reference in "
+                              f"{where_different(bad, actual, expected)} (partitions: {where})")
