@@ -37,7 +37,15 @@ The rules, all of them, in the order they are applied:
    group. Plugin groups are merged first, then host groups, with the same rule.
 5. **Minimum size.** A non-host region with fewer than ``min_partition_size`` nodes goes back to
    the host ("partition too small (N < min)"), and host regions are merged again (rule 4).
-6. **Output.** The regions become :class:`~byoc.plugins.api.Partition` objects named
+6. **Quantized layers stay whole.** The reference evaluates DequantizeLinear ->
+   Conv/MatMul/Gemm -> [Relu/Clip] -> QuantizeLinear as one integer operation, which exists
+   only for the layer as a whole: split across partitions, each part would compute in float
+   and could round one step away. A layer's nodes (see :func:`quantized_layers`) must end in
+   one region. When rules 2-5 put them in several (a pin, two plugins taking different nodes
+   of it, a region the minimum size returned to the host), every candidate holding one of
+   them is dropped ("<pattern> dropped: quantized layer Q is kept whole on the host: ..."),
+   the layer becomes one host group, and rules 3-6 run again until no layer is split.
+7. **Output.** The regions become :class:`~byoc.plugins.api.Partition` objects named
    ``p<i>_<plugin>``, listed in a topological order of the partition graph (ties broken by
    the graph position of each region's first node), with nodes in graph order. A partition's
    inputs are the non-constant values it reads from outside; its outputs are the values it
@@ -52,6 +60,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Callable
 
+from byoc.core.interpreter.integer_groups import integer_plans
 from byoc.core.ir import Graph, Node
 from byoc.errors import ByocError, describe_node
 from byoc.partition.patterns import Pattern, find_matches
@@ -170,44 +179,22 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     check_failures: list[str] = []
     candidates = _collect_candidates(graph, claims, index, note, check_failures)
     candidates = _apply_pins(graph, candidates, pins or {}, note)
+    before_layers = {key: {p: list(r) for p, r in by.items()} for key, by in reasons.items()}
 
-    owner: dict[int, _Candidate] = {}
-    for candidate in sorted(candidates, key=lambda c: c.rank):
-        blocking = [n for n in candidate.nodes if id(n) in owner]
-        if not blocking:
-            for node in candidate.nodes:
-                owner[id(node)] = candidate
-            continue
-        for node in candidate.nodes:
-            winner = owner.get(id(node)) or owner[id(blocking[0])]
-            taken = f"taken by {winner.pattern} (rule: {_deciding_rule(winner, candidate)})"
-            if id(node) in owner:
-                note(node, candidate.plugin, f"overlap: {taken}")
-            else:
-                note(node, candidate.plugin, f"overlap: {candidate.pattern} needs node "
-                                             f"{blocking[0].name!r}, {taken}")
-
-    groups = _Groups(graph)
-    seen: set[int] = set()
-    for node in graph.nodes:
-        candidate = owner.get(id(node))
-        if candidate is None:
-            groups.add(host, [node])
-        elif id(candidate) not in seen:
-            seen.add(id(candidate))
-            groups.add(candidate.plugin, candidate.nodes)
-    groups.merge_all(lambda plugin: plugin != host)
-    groups.merge_all(lambda plugin: plugin == host)
-
-    for gid in list(groups.members):
-        size = len(groups.members[gid])
-        if groups.plugin[gid] != host and size < min_partition_size:
-            for node in groups.members[gid]:
-                note(node, groups.plugin[gid],
-                     f"partition too small ({size} < {min_partition_size})")
-                owner.pop(id(node), None)
-            groups.plugin[gid] = host
-    groups.merge_all(lambda plugin: plugin == host)
+    layers = quantized_layers(graph)
+    kept_whole: dict[int, str] = {}  # id(node) -> why its quantized layer runs on the host
+    while True:
+        reasons = {key: {p: list(r) for p, r in by.items()} for key, by in before_layers.items()}
+        owner = _resolve_overlaps(_drop_for_layers(candidates, kept_whole, note), note)
+        groups = _regions(graph, owner, host, min_partition_size, layers, note)
+        split = _split_layers(layers, groups)
+        if not split:
+            break
+        for layer, plugins in split:
+            why = (f"quantized layer {layer[-1].name!r} is kept whole on the host: its nodes "
+                   f"would run in different partitions ({', '.join(plugins)}), each part in "
+                   f"float math instead of the one integer operation the layer stands for")
+            kept_whole.update((id(n), why) for n in layer)
 
     partitions = [_make_partition(graph, f"p{i}_{groups.plugin[gid]}", groups.plugin[gid],
                                   groups.members[gid], index)
@@ -229,6 +216,106 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     _check_cover(graph, plan)
     plan.check_acyclic()
     return plan
+
+
+def quantized_layers(graph: Graph) -> list[list[Node]]:
+    """The nodes of every quantized layer the reference evaluates as one integer operation
+    (:mod:`byoc.core.interpreter.integer_groups`) that must share a partition for that: the
+    op, its activation and QuantizeLinear, and each of its DequantizeLinear nodes that only
+    the op reads. A DequantizeLinear that other nodes read too may run elsewhere; whoever
+    runs the layer quantizes its float output back, which is exact. Layers never share
+    nodes, and each is cut out of the graph on its own without a cycle: only its
+    QuantizeLinear's output is read outside it."""
+    consumers = graph.consumers()
+    layers = []
+    for plan in integer_plans(graph).values():
+        group = plan.group
+        dequantize = {id(d): d for d in group.dequantize if d is not None}.values()
+        own = [dq for dq in dequantize if dq.outputs[0] not in graph.outputs
+               and all(r is group.op for r in consumers.get(dq.outputs[0], []))]
+        layers.append([*own, *(n for n in (group.op, group.activation, group.quantize) if n)])
+    return layers
+
+
+def _drop_for_layers(candidates: list[_Candidate], kept_whole: dict[int, str],
+                     note: Callable[[Node, str, str], None]) -> list[_Candidate]:
+    """The candidates holding no node of a layer kept whole on the host (rule 6)."""
+    kept = []
+    for candidate in candidates:
+        held = [n for n in candidate.nodes if id(n) in kept_whole]
+        if not held:
+            kept.append(candidate)
+            continue
+        for node in candidate.nodes:
+            note(node, candidate.plugin, f"{candidate.pattern} dropped: {kept_whole[id(held[0])]}")
+    return kept
+
+
+def _resolve_overlaps(candidates: list[_Candidate],
+                      note: Callable[[Node, str, str], None]) -> dict[int, _Candidate]:
+    """Rule 3: id(node) -> the candidate that takes it."""
+    owner: dict[int, _Candidate] = {}
+    for candidate in sorted(candidates, key=lambda c: c.rank):
+        blocking = [n for n in candidate.nodes if id(n) in owner]
+        if not blocking:
+            for node in candidate.nodes:
+                owner[id(node)] = candidate
+            continue
+        for node in candidate.nodes:
+            winner = owner.get(id(node)) or owner[id(blocking[0])]
+            taken = f"taken by {winner.pattern} (rule: {_deciding_rule(winner, candidate)})"
+            if id(node) in owner:
+                note(node, candidate.plugin, f"overlap: {taken}")
+            else:
+                note(node, candidate.plugin, f"overlap: {candidate.pattern} needs node "
+                                             f"{blocking[0].name!r}, {taken}")
+    return owner
+
+
+def _regions(graph: Graph, owner: dict[int, _Candidate], host: str, min_partition_size: int,
+             layers: list[list[Node]], note: Callable[[Node, str, str], None]) -> "_Groups":
+    """Rules 4 and 5: the regions, with the nodes the minimum size returns to the host
+    removed from ``owner``. A quantized layer no plugin took starts as one host group."""
+    groups = _Groups(graph)
+    whole_on_host = {id(n): layer for layer in layers
+                     if not any(id(m) in owner for m in layer) for n in layer}
+    placed: set[int] = set()
+    for node in graph.nodes:
+        if id(node) in placed:
+            continue
+        candidate = owner.get(id(node))
+        if candidate is not None:
+            members = candidate.nodes
+            groups.add(candidate.plugin, members)
+        else:
+            members = whole_on_host.get(id(node), [node])
+            groups.add(host, members)
+        placed.update(id(n) for n in members)
+    groups.merge_all(lambda plugin: plugin != host)
+    groups.merge_all(lambda plugin: plugin == host)
+
+    for gid in list(groups.members):
+        size = len(groups.members[gid])
+        if groups.plugin[gid] != host and size < min_partition_size:
+            for node in groups.members[gid]:
+                note(node, groups.plugin[gid],
+                     f"partition too small ({size} < {min_partition_size})")
+                owner.pop(id(node), None)
+            groups.plugin[gid] = host
+    groups.merge_all(lambda plugin: plugin == host)
+    return groups
+
+
+def _split_layers(layers: list[list[Node]],
+                  groups: "_Groups") -> list[tuple[list[Node], list[str]]]:
+    """The quantized layers whose nodes are in more than one region, with the plugins of
+    those regions."""
+    split = []
+    for layer in layers:
+        regions = {groups.group_of[id(n)] for n in layer}
+        if len(regions) > 1:
+            split.append((layer, sorted({groups.plugin[g] for g in regions})))
+    return split
 
 
 def _validate(claims: list[PluginClaims], host: str, min_partition_size: int,
