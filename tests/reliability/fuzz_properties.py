@@ -9,7 +9,10 @@
    the plugin declares them through ``byoc_partition_patterns``), and its explanation names
    that plugin; host nodes have no pattern.
 4. Only plugins in play appear; a pinned node runs on the plugin it is pinned to or on the
-   host; no non-host partition is smaller than the minimum partition size.
+   host; no non-host partition is smaller than the minimum partition size; no quantized
+   group the reference evaluates as one integer layer (DequantizeLinear -> Conv/MatMul/Gemm
+   -> [activation] -> QuantizeLinear) has its op, activation and QuantizeLinear in
+   different partitions.
 5. Nothing falls back to the host: a pattern that accepts nodes its plugin then cannot
    compile or run is a dishonest check.
 6. The outputs equal the reference interpreter's (``byoc.testing.compile_reference``):
@@ -22,10 +25,6 @@
    point) may be that many steps off. When a case has such a partition, property 6 checks
    only dtypes and shapes: one step off early in a network grows through the later layers,
    so the end-to-end outputs have no bound; each partition is held to its own instead.
-   Cases whose plan splits a quantized integer group across partitions are checked this way
-   too, with one step allowed in the partitions holding its parts (they do float math whose
-   rounding ties may go either way); their end-to-end difference is the known bug
-   ``split-quantized-group``.
 """
 
 from __future__ import annotations
@@ -59,14 +58,9 @@ FLOAT_ATOL = 1e-5
 # failure's message, and what is wrong. The fuzz tests count a matching failure as an event
 # rather than failing; each has its minimal model as a strict xfail in
 # test_fuzz_regressions.py, so fixing the bug fails that test and the entry goes.
-KNOWN_BUGS: dict[str, tuple[str, str]] = {
-    "split-quantized-group": (
-        r"quantized group\(s\) split across partitions",
-        "the reference evaluates DequantizeLinear -> Conv/MatMul/Gemm -> QuantizeLinear as one "
-        "integer layer, but when a pin or the minimum partition size puts its nodes in "
-        "different partitions, each partition evaluates its part as literal float math, which "
-        "can round one step away; the partitioner should keep such groups in one partition"),
-}
+# None is open now; "split-quantized-group" (a pin splitting a quantized layer, found with
+# seed 2) was one until the partitioner's rule 6.
+KNOWN_BUGS: dict[str, tuple[str, str]] = {}
 
 
 def known_bug(exc: BaseException) -> str | None:
@@ -99,39 +93,11 @@ def check_case(case: FuzzCase) -> CompiledModel:
     if compiled.fallbacks:
         raise PropertyFailure("work fell back to the host: " + " | ".join(compiled.fallbacks))
     want = compile_reference(case.model).run(feeds)
-    declared = {part.signature.name: quantized_steps(compiled, part) for part in compiled.parts}
-    split = split_integer_groups(compiled)
-    steps = dict(declared)
-    for partitions in split.values():  # float math where a tie may round either way
-        steps.update((name, max(steps[name], 1)) for name in partitions)
+    steps = {part.signature.name: quantized_steps(compiled, part) for part in compiled.parts}
     if any(steps.values()):
-        check_partitions(compiled, feeds, steps, split)
-    try:
-        compare_outputs(got, want, compiled, exact_values=not any(declared.values()))
-    except PropertyFailure as failure:
-        if split:
-            raise PropertyFailure(f"{failure}; quantized group(s) split across partitions: "
-                                  f"{', '.join(split)}") from None
-        raise
+        check_partitions(compiled, feeds, steps)
+    compare_outputs(got, want, compiled, exact_values=not any(steps.values()))
     return compiled
-
-
-def split_integer_groups(compiled: CompiledModel) -> dict[str, set[str]]:
-    """The quantized groups the reference evaluates as integer layers (DequantizeLinear ->
-    Conv/MatMul/Gemm -> [activation] -> QuantizeLinear) whose nodes the plan put in more than
-    one partition: the name of their QuantizeLinear -> the partitions."""
-    graph, plan = compiled.graph, compiled.plan
-    producer = {v: n for n in graph.nodes for v in n.outputs}
-    partition_of = {n.name: p.name for p in plan.partitions for n in p.nodes}
-    split = {}
-    for name, group in plan_integer_groups(graph).items():
-        nodes = [*group.replaced_nodes, group.group.quantize]
-        nodes += [producer[v] for v in group.group.op.present_inputs
-                  if v in producer and producer[v].op_type == "DequantizeLinear"]
-        partitions = {partition_of[n.name] for n in nodes}
-        if len(partitions) > 1:
-            split[name] = partitions
-    return split
 
 
 @functools.lru_cache(maxsize=None)
@@ -152,11 +118,10 @@ def quantized_steps(compiled: CompiledModel, part: CompiledPartition) -> int:
                default=0)
 
 
-def reference_values(graph, feeds: dict, split: list[str]) -> dict[str, np.ndarray]:
-    """Every value of the optimized graph on the reference's implementations, as the
-    partitioned model computes them: quantized groups run as integer layers, except the
-    ``split`` ones, whose parts run in different partitions as literal float math."""
-    groups = {name: g for name, g in plan_integer_groups(graph).items() if name not in split}
+def reference_values(graph, feeds: dict) -> dict[str, np.ndarray]:
+    """Every value of the optimized graph on the reference's implementations, quantized
+    groups run as integer layers."""
+    groups = plan_integer_groups(graph)
     replaced = {n.name for g in groups.values() for n in g.replaced_nodes}
     env = {**graph.constants, **feeds}
     for node in graph.nodes:
@@ -170,12 +135,11 @@ def reference_values(graph, feeds: dict, split: list[str]) -> dict[str, np.ndarr
     return env
 
 
-def check_partitions(compiled: CompiledModel, feeds: dict, steps: dict[str, int],
-                     split: list[str]) -> None:
+def check_partitions(compiled: CompiledModel, feeds: dict, steps: dict[str, int]) -> None:
     """Property 7: each partition on the reference's inputs, against the reference's
     outputs, within its declared steps."""
     graph = compiled.graph
-    env = reference_values(graph, feeds, split)
+    env = reference_values(graph, feeds)
     for part in compiled.parts:
         signature = part.signature
         alone = CompiledModel(None, [part], inputs={v: graph.types[v] for v in signature.inputs},
@@ -205,6 +169,18 @@ def check_plan(compiled: CompiledModel, case: FuzzCase) -> None:
                               f"several {twice}, not in the graph {foreign}")
     _check_acyclic(plan)
     _check_ownership(plan, case)
+    _check_layers_whole(compiled)
+
+
+def _check_layers_whole(compiled: CompiledModel) -> None:
+    partition_of = {n.name: p.name for p in compiled.plan.partitions for n in p.nodes}
+    for name, plan in plan_integer_groups(compiled.graph).items():
+        group = plan.group
+        core = [n for n in (group.op, group.activation, group.quantize) if n is not None]
+        partitions = sorted({partition_of[n.name] for n in core})
+        if len(partitions) > 1:
+            raise PropertyFailure(f"quantized group {name!r} ({group.op.op_type}) is split "
+                                  f"across partitions {', '.join(partitions)}")
 
 
 def _check_acyclic(plan) -> None:

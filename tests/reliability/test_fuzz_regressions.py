@@ -14,7 +14,7 @@ from tests.reliability.fuzz_graphs import load_case
 from tests.reliability.fuzz_properties import KNOWN_BUGS, check_case
 from tests.reliability.test_fuzz_partition import REGRESSIONS
 
-KNOWN_BUG_CASES: dict[str, str] = {"903240d9932e": "split-quantized-group"}
+KNOWN_BUG_CASES: dict[str, str] = {}
 
 
 def _cases():

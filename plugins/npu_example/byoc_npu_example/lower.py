@@ -6,7 +6,9 @@ buffer after the constants, and writes one command per layer (none for a Flatten
 output descriptor views its input's buffer).
 
 A partition may also read the float output of a DequantizeLinear left outside it (another
-plugin reads it too), or contain such a DequantizeLinear shared by several of its layers.
+plugin reads it too), or contain such a DequantizeLinear shared by several of its layers,
+or one whose layers a pin or another plugin took, so that it only hands its float output
+on (the int8 value comes in as a partition input).
 Either way the NPU keeps the int8 value: the runtime quantizes such a float input back
 (exact: ``round(float32(q - z) * s / s) == q - z`` for every int8 ``q``), and dequantizes a
 float output with the reference's formula.
@@ -60,9 +62,12 @@ def partition_layers(partition: Partition, graph: Graph,
         covered.update(id(n) for n in group.nodes)
     dequantized: dict[str, Quant] = {}
     for node in partition.nodes:
-        if id(node) in covered:
-            continue
         quant = _shared_dequantize(node, graph)
+        if id(node) in covered:
+            # a layer's input DequantizeLinear that another partition may read as well
+            if quant is not None:
+                dequantized[node.outputs[0]] = quant
+            continue
         if quant is None:
             raise PluginError(f"npu_example: partition {partition.name!r} holds node "
                               f"{node.name!r} ({node.op_type}), which is not part of a layer "
@@ -92,8 +97,8 @@ def lower_partition(partition: Partition, graph: Graph, config: NpuConfig = CONF
     inputs, written = [], set()
     for value in partition.inputs:
         if value in graph.types and graph.types[value].dtype in (np.int8, np.uint8):
-            quant = next((q for layer in layers for q in layer.inputs if q.value == value),
-                         None)
+            quant = next((q for q in [*(q for layer in layers for q in layer.inputs),
+                                      *dequantized.values()] if q.value == value), None)
             is_float = False
         else:
             producer = graph.producers().get(value)

@@ -208,3 +208,33 @@ def test_a_dequantize_shared_with_a_host_op_is_declined():
     # The conv still runs on the NPU, reading the float value and quantizing it back.
     assert compiled.plan.partition_of("layer").plugin == "npu_example"
     assert_equal_to_reference(compiled, model, ["y"])
+
+
+def residual_adds_model():
+    """xq -> DequantizeLinear 'shared', read by two quantized Adds: shared + shared, then
+    (that sum) + shared. The NPU claims the DequantizeLinear for its two Add layers."""
+    init = {"s": np.float32(0.05), "z": np.int8(0), "s1": np.float32(0.1), "z1": np.int8(0),
+            "s2": np.float32(0.15), "z2": np.int8(0)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="shared"),
+             helper.make_node("Add", ["xd", "xd"], ["a1"], name="add1"),
+             helper.make_node("QuantizeLinear", ["a1", "s1", "z1"], ["q1"]),
+             helper.make_node("DequantizeLinear", ["q1", "s1", "z1"], ["d1"]),
+             helper.make_node("Add", ["d1", "xd"], ["a2"], name="add2"),
+             helper.make_node("QuantizeLinear", ["a2", "s2", "z2"], ["y"])]
+    return make_model(nodes, [("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                      [("y", TensorProto.INT8, [1, 4, 3, 3])], init, opset=13)
+
+
+@pytest.mark.parametrize("options", [
+    {"pins": {"Add": "reference"}},              # both layers pinned away: it stands alone
+    {"pins": {"add2": "reference"}},             # the second layer reads its float output
+])
+def test_a_shared_dequantize_whose_layers_run_elsewhere_still_compiles(options):
+    """Pins drop the Add layers the DequantizeLinear was claimed for; the NPU partition
+    holding it receives the int8 value and hands the float one on (found by the fuzzer)."""
+    model = residual_adds_model()
+    compiled = byoc.compile(model, plugins=["npu_example"], **options)
+    assert compiled.plan.partition_of("shared").plugin == "npu_example"
+    assert not compiled.fallbacks
+    assert_equal_to_reference(compiled, model)
