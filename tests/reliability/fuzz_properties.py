@@ -20,11 +20,14 @@
    max|want|) + FLOAT_RTOL * |want|`` (see the constants for why), with NaN where the
    reference has NaN.
 7. Every partition, fed the reference's values of its inputs, gives the reference's values
-   of its outputs, within the same bounds; a partition whose patterns declare
+   of its outputs, within the same bounds. A quantized layer whose pattern declares
    ``quantized_steps`` (``byoc_conformance_limits``: hardware that requantizes in fixed
-   point) may be that many steps off. When a case has such a partition, property 6 checks
-   only dtypes and shapes: one step off early in a network grows through the later layers,
-   so the end-to-end outputs have no bound; each partition is held to its own instead.
+   point) may be that many steps off the integer result of its actual input; a partition
+   holding such layers is held to the bounds that follow (:func:`stepped_bounds`), since a
+   step of one layer moves the input of the next. When a case has such a partition,
+   property 6 checks only dtypes and shapes: one step off early in a network grows through
+   the later layers, so the end-to-end outputs have no bound; each partition is held to its
+   own instead.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import byoc
 from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
 from byoc.conformance.check import outside_tolerance, where_different
 from byoc.core.interpreter.integer_groups import plan_integer_groups
+from byoc.core.interpreter.ops_conv import integer_correlate
+from byoc.core.interpreter.quant import along_axis, requantize
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.plugins.manager import default_manager
 from byoc.testing import compile_reference
@@ -137,7 +142,8 @@ def reference_values(graph, feeds: dict) -> dict[str, np.ndarray]:
 
 def check_partitions(compiled: CompiledModel, feeds: dict, steps: dict[str, int]) -> None:
     """Property 7: each partition on the reference's inputs, against the reference's
-    outputs, within its declared steps."""
+    outputs: exactly (floats within the tolerance) when none of its patterns declares
+    steps, else within the bounds :func:`stepped_bounds` gives."""
     graph = compiled.graph
     env = reference_values(graph, feeds)
     for part in compiled.parts:
@@ -146,12 +152,103 @@ def check_partitions(compiled: CompiledModel, feeds: dict, steps: dict[str, int]
                               outputs={v: graph.types[v] for v in signature.outputs},
                               strict=True)
         got = alone.run({v: env[v] for v in signature.inputs})
-        allowed = steps[signature.name]
+        what = f"partition {signature.name} ({part.plugin}, fed the reference's inputs"
+        if not steps[signature.name]:
+            for name, array in got.items():
+                compare_value(name, array, env[name], compiled, what + ")")
+            continue
+        partition = next(p for p in compiled.plan.partitions if p.name == signature.name)
+        bounds = stepped_bounds(compiled, partition, env)
         for name, array in got.items():
-            compare_value(name, array, env[name], compiled,
-                          f"partition {signature.name} ({part.plugin}, fed the reference's "
-                          f"inputs, {allowed} step(s) allowed)",
-                          allowed * _step_of(graph, name) if allowed else 0)
+            if name in bounds:
+                compare_bounds(name, array, env[name], bounds[name], compiled,
+                               what + ", each layer within its declared steps)")
+            else:  # behind an op the bounds cannot follow: only the type is checked
+                _check_type(name, np.asarray(array), env[name], what + ")")
+
+
+# Ops whose outputs never decrease when an input increases (quantization scales are
+# positive): evaluated on the lower and on the upper bounds of their inputs, they give the
+# bounds of their outputs.
+MONOTONE_OPS = frozenset({"DequantizeLinear", "QuantizeLinear", "Add", "Relu", "Clip",
+                          "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",
+                          "Transpose", "Concat", "Identity"})
+
+
+def stepped_bounds(compiled: CompiledModel, partition,
+                   env: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Lower and upper bounds of the values ``partition`` computes when every quantized layer
+    in it may be off its integer result by the steps its pattern declares, applied to the
+    layer's actual input (which an earlier layer of the partition may already have moved):
+    a declared step is per layer, and a layer's weights can turn one step of its input into
+    several of its output. Values behind an op that is neither a quantized layer nor in
+    ``MONOTONE_OPS`` are left out."""
+    graph, plan = compiled.graph, compiled.plan
+    groups = plan_integer_groups(graph)
+    inside = {n.name for n in partition.nodes}
+    replaced = {n.name for g in groups.values() for n in g.replaced_nodes}
+    declared = declared_steps(partition.plugin)
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    unknown: set[str] = set()
+
+    def bound(value: str):
+        return bounds.get(value, (env[value], env[value])) if value else (None, None)
+
+    for node in partition.nodes:
+        group = groups.get(node.name)
+        if group is not None and all(n.name in inside for n in group.replaced_nodes):
+            if group.layer.x in unknown:
+                unknown.update(node.outputs)
+                continue
+            lo, hi = _layer_bounds(group.layer, *bound(group.layer.x))  # int64
+            k = declared.get(plan.patterns[node.name], 0)
+            layer = group.layer
+            bounds[node.outputs[0]] = (np.maximum(lo - k, layer.out_min).astype(layer.y_dtype),
+                                       np.minimum(hi + k, layer.out_max).astype(layer.y_dtype))
+        elif node.name in replaced:
+            continue
+        elif node.op_type in MONOTONE_OPS and not unknown.intersection(node.inputs):
+            ends = []
+            for end in (0, 1):
+                ends.append(evaluate_node(node, [bound(v)[end] for v in node.inputs],
+                                          [graph.types.get(v) for v in node.outputs],
+                                          graph.opsets.get(node.domain or "", 0)))
+            bounds.update((v, (lo, hi)) for v, lo, hi in zip(node.outputs, *ends) if v)
+        else:
+            unknown.update(v for v in node.outputs if v)
+    return {v: b for v, b in bounds.items() if v not in unknown}
+
+
+def _layer_bounds(layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The integer results of ``layer`` (an IntegerLayer) over inputs between ``lo`` and
+    ``hi``: the accumulator is linear in the input, so its extremes take each input element
+    at the end its weight's sign asks for; requantization never decreases."""
+    axis = 0 if layer.kind == "conv" else 1
+    shape = [-1 if i == axis else 1 for i in range(layer.weight.ndim)]
+    diff = layer.weight.astype(np.int64) - layer.w_zero.reshape(shape)
+    positive, negative = np.maximum(diff, 0), np.minimum(diff, 0)
+    x_zero = np.asarray(layer.x_zero, dtype=np.int64)
+
+    def acc(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        x = x.astype(np.int64)
+        if layer.kind == "conv":
+            a = layer.attrs
+            return integer_correlate(x, x_zero, weight, None, a["group"] or 1,
+                                     a["kernel_shape"], a["auto_pad"] or "NOTSET",
+                                     a["dilations"], a["pads"], a["strides"], "Conv")
+        return np.matmul(x - x_zero, weight)
+
+    out_axis = 1 if layer.kind == "conv" else -1
+
+    def result(total: np.ndarray) -> np.ndarray:
+        if layer.bias is not None:
+            total = total + along_axis(layer.bias, out_axis, total.ndim)
+        y = requantize(total, along_axis(layer.multiplier, out_axis, total.ndim),
+                       np.asarray(layer.y_zero), layer.y_dtype)
+        return np.clip(y.astype(np.int64), layer.out_min, layer.out_max)
+
+    return (result(acc(lo, positive) + acc(hi, negative)),
+            result(acc(hi, positive) + acc(lo, negative)))
 
 
 def check_plan(compiled: CompiledModel, case: FuzzCase) -> None:
@@ -243,19 +340,6 @@ def _check_ownership(plan, case: FuzzCase) -> None:
                                       f"{pin!r} but runs in {partition.name}")
 
 
-def _step_of(graph, value: str) -> float:
-    """One quantization step of ``value``: 1 for an integer value; the scale of the
-    DequantizeLinear that produced a float value (per-tensor), else 0 (no step applies)."""
-    if graph.types[value].dtype.kind in "iu":
-        return 1.0
-    producer = next((n for n in graph.nodes if value in n.outputs), None)
-    if producer is not None and producer.op_type == "DequantizeLinear":
-        scale = graph.constants.get(producer.inputs[1])
-        if scale is not None and np.size(scale) == 1:
-            return float(np.asarray(scale).reshape(()))
-    return 0.0
-
-
 def compare_outputs(got: dict, want: dict, compiled: CompiledModel,
                     exact_values: bool = True) -> None:
     """Property 6: the model's outputs against the reference's (values only when
@@ -267,7 +351,7 @@ def compare_outputs(got: dict, want: dict, compiled: CompiledModel,
         if not exact_values:
             _check_type(name, actual, expected, "output")
             continue
-        compare_value(name, actual, expected, compiled, "output", 0)
+        compare_value(name, actual, expected, compiled, "output")
 
 
 def _check_type(name: str, actual: np.ndarray, expected: np.ndarray, what: str) -> None:
@@ -277,17 +361,12 @@ def _check_type(name: str, actual: np.ndarray, expected: np.ndarray, what: str) 
 
 
 def compare_value(name: str, actual: np.ndarray, expected: np.ndarray,
-                  compiled: CompiledModel, what: str, bound: float) -> None:
-    """``actual`` against the reference's ``expected``: within ``bound`` when it is not 0,
-    else integers exactly and floats within the module's tolerance."""
+                  compiled: CompiledModel, what: str) -> None:
+    """``actual`` against the reference's ``expected``: integers exactly, floats within the
+    module's tolerance."""
     actual = np.asarray(actual)
     _check_type(name, actual, expected, what)
-    where = ", ".join(f"{p.name}: {', '.join(n.op_type for n in p.nodes)}"
-                      for p in compiled.plan.partitions)
-    if bound:
-        diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-        bad = ~(diff <= bound * (1 + 1e-6))
-    elif expected.dtype.kind in "fc":
+    if expected.dtype.kind in "fc":
         finite = expected[np.isfinite(expected)]
         atol = FLOAT_ATOL * max(1.0, float(np.max(np.abs(finite), initial=0.0)))
         bad = outside_tolerance(actual, expected, FLOAT_RTOL, atol)
@@ -295,4 +374,27 @@ def compare_value(name: str, actual: np.ndarray, expected: np.ndarray,
         bad = actual != expected
     if np.any(bad):
         raise PropertyFailure(f"{what} {name!r} differs from the reference in "
-                              f"{where_different(bad, actual, expected)} (partitions: {where})")
+                              f"{where_different(bad, actual, expected)} (partitions: "
+                              f"{_layout(compiled)})")
+
+
+def compare_bounds(name: str, actual: np.ndarray, expected: np.ndarray,
+                   bounds: tuple[np.ndarray, np.ndarray], compiled: CompiledModel,
+                   what: str) -> None:
+    """``actual`` between the ``bounds`` (floats with the module's tolerance); the message
+    shows the reference's ``expected`` where it is not."""
+    actual = np.asarray(actual)
+    _check_type(name, actual, expected, what)
+    lo, hi = (np.asarray(b, np.float64) for b in bounds)
+    slack = FLOAT_ATOL * np.maximum(1.0, np.abs(hi)) if expected.dtype.kind in "fc" else 0.0
+    values = actual.astype(np.float64)
+    bad = ~((values >= lo - slack) & (values <= hi + slack))
+    if np.any(bad):
+        raise PropertyFailure(f"{what} {name!r} is outside its bounds in "
+                              f"{where_different(bad, actual, expected)} (partitions: "
+                              f"{_layout(compiled)})")
+
+
+def _layout(compiled: CompiledModel) -> str:
+    return ", ".join(f"{p.name}: {', '.join(n.op_type for n in p.nodes)}"
+                     for p in compiled.plan.partitions)
