@@ -273,7 +273,7 @@ def _resolve_overlaps(candidates: list[_Candidate],
 
 
 def _regions(graph: Graph, owner: dict[int, _Candidate], host: str, min_partition_size: int,
-             layers: list[list[Node]], note: Callable[[Node, str, str], None]) -> "_Groups":
+             layers: list[list[Node]], note: Callable[[Node, str, str], None]) -> _Groups:
     """Rules 4 and 5: the regions, with the nodes the minimum size returns to the host
     removed from ``owner``. A quantized layer no plugin took starts as one host group."""
     groups = _Groups(graph)
@@ -307,7 +307,7 @@ def _regions(graph: Graph, owner: dict[int, _Candidate], host: str, min_partitio
 
 
 def _split_layers(layers: list[list[Node]],
-                  groups: "_Groups") -> list[tuple[list[Node], list[str]]]:
+                  groups: _Groups) -> list[tuple[list[Node], list[str]]]:
     """The quantized layers whose nodes are in more than one region, with the plugins of
     those regions."""
     split = []

@@ -33,7 +33,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import warnings
 from collections import Counter
 
@@ -57,24 +56,6 @@ from tests.reliability.fuzz_graphs import HOST, FuzzCase
 # that cancel lose precision relative to their terms, not to their result.
 FLOAT_RTOL = 1e-4
 FLOAT_ATOL = 1e-5
-
-
-# Bugs the fuzzer found that are not fixed yet: a name, a regular expression matching the
-# failure's message, and what is wrong. The fuzz tests count a matching failure as an event
-# rather than failing; each has its minimal model as a strict xfail in
-# test_fuzz_regressions.py, so fixing the bug fails that test and the entry goes.
-# None is open now; "split-quantized-group" (a pin splitting a quantized layer, found with
-# seed 2) was one until the partitioner's rule 6.
-KNOWN_BUGS: dict[str, tuple[str, str]] = {}
-
-
-def known_bug(exc: BaseException) -> str | None:
-    """The name of the known bug ``exc`` is an instance of, or None."""
-    message = str(exc)
-    for name, (pattern, _) in KNOWN_BUGS.items():
-        if re.search(pattern, message):
-            return name
-    return None
 
 
 class PropertyFailure(AssertionError):

@@ -12,10 +12,6 @@ example database. A failing case is shrunk by hypothesis; the minimal one is wri
 tests/reliability/regressions/<hash>.onnx (or ``$BYOC_FUZZ_REGRESSIONS``) with its compile
 settings in the model's metadata, and test_fuzz_regressions.py replays it from then on.
 
-A failure whose message matches a bug in ``KNOWN_BUGS`` (fuzz_properties.py) is counted as a
-hypothesis event instead of failing the run: its minimal model is already a strict xfail in
-test_fuzz_regressions.py, which fails the day the bug is fixed, so the entry is then removed.
-
 Measured on a 2-core machine with an empty cpu_llvm object cache: the default run is
 ``FLOAT_CASES + QDQ_CASES`` (1,400) cases, plus the smoke tests, in about two and a half
 minutes; docs/reliability.md has the figures.
@@ -33,7 +29,7 @@ from hypothesis import HealthCheck, event, given, note, seed, settings
 from byoc.core.interpreter.base import lookup
 from tests.reliability.fuzz_graphs import FuzzCase, case_file_name, float_graphs, fuzz_cases, \
     load_case, qdq_graphs, save_case
-from tests.reliability.fuzz_properties import PropertyFailure, check_case, known_bug
+from tests.reliability.fuzz_properties import PropertyFailure, check_case
 
 SEED = int(os.environ.get("BYOC_FUZZ_SEED", "20240607"))
 REGRESSIONS = Path(os.environ.get("BYOC_FUZZ_REGRESSIONS",
@@ -64,11 +60,7 @@ class _Saver:
     def check(self, case: FuzzCase) -> None:
         try:
             compiled = check_case(case)
-        except Exception as exc:
-            bug = known_bug(exc)
-            if bug is not None:
-                event(f"known bug: {bug}")
-                return
+        except Exception:
             folder = self.folder or REGRESSIONS
             path = folder / case_file_name(case)
             kept = path.exists() and path != self.written  # saved before: never deleted
