@@ -179,12 +179,12 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     check_failures: list[str] = []
     candidates = _collect_candidates(graph, claims, index, note, check_failures)
     candidates = _apply_pins(graph, candidates, pins or {}, note)
-    before_layers = {key: {p: list(r) for p, r in by.items()} for key, by in reasons.items()}
+    before_layers = _copy_reasons(reasons)
 
     layers = quantized_layers(graph)
     kept_whole: dict[int, str] = {}  # id(node) -> why its quantized layer runs on the host
     while True:
-        reasons = {key: {p: list(r) for p, r in by.items()} for key, by in before_layers.items()}
+        reasons = _copy_reasons(before_layers)  # each round explains its own outcome
         owner = _resolve_overlaps(_drop_for_layers(candidates, kept_whole, note), note)
         groups = _regions(graph, owner, host, min_partition_size, layers, note)
         split = _split_layers(layers, groups)
@@ -216,6 +216,10 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     _check_cover(graph, plan)
     plan.check_acyclic()
     return plan
+
+
+def _copy_reasons(reasons: dict[int, dict[str, list[str]]]) -> dict[int, dict[str, list[str]]]:
+    return {key: {plugin: list(r) for plugin, r in by.items()} for key, by in reasons.items()}
 
 
 def quantized_layers(graph: Graph) -> list[list[Node]]:
