@@ -99,14 +99,13 @@ def _partitioning_faults(faults: list[str], strict: bool) -> list[str]:
     CompiledModel.fallbacks)."""
     if not faults:
         return []
-    shown = "; ".join(faults[:5])
-    more = f" (and {len(faults) - 5} more)" if len(faults) > 5 else ""
+    shown = _first_few(faults)
     if strict:
         raise PluginError(f"--strict: {len(faults)} plugin fault(s) while partitioning: "
-                          f"{shown}{more}. Fix or report the plugin, or drop --strict to let "
+                          f"{shown}. Fix or report the plugin, or drop --strict to let "
                           f"those nodes go to another plugin or the host")
     message = (f"{len(faults)} plugin fault(s) while partitioning, taken as declines: "
-               f"{shown}{more}")
+               f"{shown}")
     warnings.warn(message, FallbackWarning, stacklevel=3)
     return [message]
 
@@ -206,14 +205,19 @@ def _compile_partition(manager: PluginManager, partition: Partition, graph: Grap
                              dict(sorted(ops.items())))
 
 
+def _first_few(lines: list[str], shown: int = 5) -> str:
+    """The first ``shown`` lines joined with "; ", and how many more there are."""
+    more = f" (and {len(lines) - shown} more)" if len(lines) > shown else ""
+    return "; ".join(lines[:shown]) + more
+
+
 def _check_strict(plan: PartitionPlan, host: str) -> None:
     stranded = [e for e in plan.explanations.values()
                 if e.plugin == host and e.considered_by]
     if stranded:
-        lines = "; ".join(f"node {e.node!r} ({e.op}): " + " / ".join(
+        lines = _first_few([f"node {e.node!r} ({e.op}): " + " / ".join(
             f"{p}: {', '.join(e.reasons.get(p, []))}" for p in e.considered_by)
-            for e in stranded[:5])
-        more = f" (and {len(stranded) - 5} more)" if len(stranded) > 5 else ""
+            for e in stranded])
         raise ByocError(f"--strict: {len(stranded)} node(s) a selected plugin matched would run "
-                        f"on the host: {lines}{more}. Drop --strict to allow the fallback, or "
+                        f"on the host: {lines}. Drop --strict to allow the fallback, or "
                         f"change the model or the plugin")

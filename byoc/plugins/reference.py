@@ -83,29 +83,16 @@ def _dequantize_copy(subgraph: Graph, graph: Graph, dq: Node) -> list[Node]:
         zero = dq.inputs[2] if len(dq.inputs) > 2 else ""
         if not zero and graph.types[data].dtype != np.uint8:
             return []
-        requantized = _fresh(subgraph, f"{data}__requantized")
+        requantized = subgraph.fresh_name(f"{data}__requantized")
         subgraph.types[requantized] = graph.types[data]
         nodes.append(Node("QuantizeLinear", [dq.outputs[0], *dq.inputs[1:]], [requantized],
-                          dict(dq.attrs), _fresh_node(subgraph, f"{dq.name}__requantize")))
+                          dict(dq.attrs), subgraph.fresh_name(f"{dq.name}__requantize")))
         data = requantized
-    output = _fresh(subgraph, f"{dq.outputs[0]}__inside")
+    output = subgraph.fresh_name(f"{dq.outputs[0]}__inside")
     subgraph.types[output] = graph.types[dq.outputs[0]]
     nodes.append(Node("DequantizeLinear", [data, *dq.inputs[1:]], [output], dict(dq.attrs),
-                      _fresh_node(subgraph, f"{dq.name}__inside"), dq.domain))
+                      subgraph.fresh_name(f"{dq.name}__inside"), dq.domain))
     return nodes
-
-
-def _fresh(graph: Graph, name: str) -> str:
-    while name in graph.types or name in graph.constants:
-        name += "_"
-    return name
-
-
-def _fresh_node(graph: Graph, name: str) -> str:
-    names = {n.name for n in graph.nodes}
-    while name in names:
-        name += "_"
-    return name
 
 
 @hookimpl

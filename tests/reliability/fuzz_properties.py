@@ -41,6 +41,7 @@ import numpy as np
 import byoc
 from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
 from byoc.conformance.check import outside_tolerance, where_different
+from byoc.core.interpreter import Interpreter
 from byoc.core.interpreter.integer_groups import plan_integer_groups
 from byoc.core.interpreter.ops_conv import integer_correlate
 from byoc.core.interpreter.quant import along_axis, requantize
@@ -105,20 +106,8 @@ def quantized_steps(compiled: CompiledModel, part: CompiledPartition) -> int:
 
 
 def reference_values(graph, feeds: dict) -> dict[str, np.ndarray]:
-    """Every value of the optimized graph on the reference's implementations, quantized
-    groups run as integer layers."""
-    groups = plan_integer_groups(graph)
-    replaced = {n.name for g in groups.values() for n in g.replaced_nodes}
-    env = {**graph.constants, **feeds}
-    for node in graph.nodes:
-        if node.name in groups:
-            env[node.outputs[0]] = groups[node.name].evaluate(env)
-        elif node.name not in replaced:
-            results = evaluate_node(node, [env[v] if v else None for v in node.inputs],
-                                    [graph.types.get(v) for v in node.outputs],
-                                    graph.opsets.get(node.domain or "", 0))
-            env.update((v, a) for v, a in zip(node.outputs, results) if v)
-    return env
+    """Every value of the optimized graph on the reference interpreter."""
+    return Interpreter(graph).values(feeds)
 
 
 def check_partitions(compiled: CompiledModel, feeds: dict, steps: dict[str, int]) -> None:

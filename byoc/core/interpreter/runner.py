@@ -70,6 +70,12 @@ class Interpreter:
         ]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        env = self.values(feeds)
+        return {name: env[name] for name in self.graph.outputs}
+
+    def values(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every value the graph computes (and its constants and inputs), by name. The
+        values a quantized group's integer evaluation makes unnecessary are left out."""
         env: dict[str, np.ndarray] = dict(self.graph.constants)
         env.update(check_feeds(self.graph, feeds))
         for node, impl in zip(self.graph.nodes, self._impls):
@@ -81,7 +87,7 @@ class Interpreter:
                 continue
             results = execute(impl, [env[name] if name else None for name in node.inputs])
             env.update((name, array) for name, array in zip(node.outputs, results) if name)
-        return {name: env[name] for name in self.graph.outputs}
+        return env
 
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
