@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
 from byoc.compiled import CompiledModel, load
-from byoc.core.importer import ModelSource
+from byoc.core.importer import ModelSource, import_with_tail
 from byoc.core.importer import import_model as _import
 from byoc.core.ir import Graph
 from byoc.core.passes import optimize
@@ -19,7 +19,9 @@ from byoc.plugins.manager import PluginManager
 def import_model(model: ModelSource,
                  input_shapes: Mapping[str, Sequence[int]] | None = None,
                  optimize_graph: bool = False) -> Graph:
-    """Import an ONNX model (path, bytes or ModelProto) into a verified graph IR."""
+    """Import an ONNX model (path, bytes or ModelProto) into a verified graph IR. The IR is
+    static: a node whose output size depends on runtime values is refused here (``compile``
+    runs it, and what depends on it, as the model's dynamic tail)."""
     graph = _import(model, input_shapes)
     verify(graph)
     if optimize_graph:
@@ -30,16 +32,20 @@ def import_model(model: ModelSource,
 def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             constant_inputs: Mapping[str, np.ndarray] | None = None,
+            fed_inputs: Collection[str] = (),
             strict: bool = False, min_partition_size: int = 1,
             pins: Mapping[str, str] | None = None, host: str = HOST_PLUGIN,
             plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
             default_plugins: Sequence[str] | None = None,
-            manager: PluginManager | None = None) -> CompiledModel:
+            manager: PluginManager | None = None, dynamic_tail: bool = True) -> CompiledModel:
     """Compile a model for the given plugins, in priority order. After them come the
     ``default_plugins`` (by default cpu_llvm, the LLVM host backend, when it is installed;
     ``()`` for none), and the reference host plugin takes whatever none of them takes.
 
     ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values;
+    ``fed_inputs`` names the inputs that will be fed at run time, among them initializers
+    the model lets users override (listed among its graph inputs, IR version 4 and later):
+    those become inputs of the compiled model, the others stay constants;
     ``strict`` turns every fallback to the host into an error, also later when a plugin's
     runtime fails while running (without it, that partition moves to the host: see
     :class:`~byoc.compiled.CompiledModel`); ``min_partition_size`` sends smaller accelerator
@@ -47,15 +53,27 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     plugin that must run them; ``plugin_options`` gives plugins their run-time options by
     plugin name (``{"cpu_llvm": {"threads": 2}}``). ``manager`` defaults to every installed
     plugin.
+
+    ``dynamic_tail``: a node whose output size depends on the values of runtime inputs
+    (NonMaxSuppression, NonZero, TopK with a runtime K...), and every node depending on it,
+    run eagerly on the reference interpreter after the compiled partitions, and their outputs
+    have the shapes each run gives them (:mod:`byoc.core.dynamic_tail`); with False such a
+    model is refused with a ShapeInferenceError naming the node and the inputs to make
+    constant, for users who want static graphs only.
     """
-    graph = (model.copy() if isinstance(model, Graph)
-             else _import(model, input_shapes, constant_inputs))
+    tail = None
+    if isinstance(model, Graph):
+        graph = model.copy()
+    elif dynamic_tail:
+        graph, tail = import_with_tail(model, input_shapes, constant_inputs, fed_inputs)
+    else:
+        graph = _import(model, input_shapes, constant_inputs, fed_inputs)
     verify(graph)
     options = CompileOptions(plugins=tuple(plugins), strict=strict,
                              min_partition_size=min_partition_size, pins=dict(pins or {}),
                              host=host, plugin_options=dict(plugin_options or {}),
                              default_plugins=default_plugins)
-    return compile_graph(graph, options, manager)
+    return compile_graph(graph, options, manager, tail)
 
 
 __all__ = ["compile", "import_model", "load"]

@@ -2,7 +2,8 @@
 
 The manifest records the format version, the byoc version that wrote it, and the sha256 of
 every other entry. Reading never unpickles or evaluates anything: arrays load with
-``allow_pickle=False``, YAML with ``safe_load``, and entries whose names are absolute, contain
+``allow_pickle=False`` (so strings are stored as fixed-width unicode, not as the object arrays
+byoc holds them in), YAML with ``safe_load``, and entries whose names are absolute, contain
 ``..``, are links, appear twice, or are not listed in the manifest are refused before anything
 is used. Sizes are judged from the zip directory before anything is inflated, and every read
 is bounded by the declared size, so a zip bomb is refused rather than expanded.
@@ -22,9 +23,15 @@ from typing import Any
 import numpy as np
 import yaml
 
+from byoc.core import dtypes
 from byoc.errors import ArtifactError
 
-FORMAT_VERSION = 1
+# Format 2 adds a dynamic tail (byoc.core.dynamic_tail) to format 1; an artifact without one
+# is still written as format 1, so byoc versions that predate tails keep loading it, and
+# refuse (as newer than they understand) one they would otherwise run without its tail.
+FORMAT_VERSION = 2
+OLDEST_FORMAT_VERSION = 1
+_TAIL_FORMAT_VERSION = 2
 MANIFEST = "manifest.yaml"
 # Limits judged from the zip directory before inflating anything (zip bombs): per entry, for
 # the whole artifact, and for the manifest.
@@ -43,23 +50,54 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Ends every stored string: fixed-width unicode drops trailing NUL characters, which a string
+# may hold, but never drops this one.
+_STRING_END = "$"
+
+
 def array_bytes(array: np.ndarray) -> bytes:
+    """``array`` as a .npy file, bit for bit. ml_dtypes' types (bfloat16, float8...) are
+    written with their name as the header's ``descr`` (numpy's own descr for them, ``<V2``,
+    would lose the type); strings as fixed-width unicode, each with a terminator."""
+    array = np.require(array, requirements="C")  # (np.ascontiguousarray makes 0-d arrays 1-d)
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    if array.dtype == dtypes.STRING:
+        np.save(buffer, _terminated_strings(array), allow_pickle=False)
+    elif array.dtype in dtypes.ML_DTYPES:
+        np.lib.format.write_array_header_1_0(
+            buffer, {"descr": array.dtype.name, "fortran_order": False, "shape": array.shape})
+        buffer.write(array.tobytes())
+    else:
+        np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
 
 def array_from_bytes(data: bytes, name: str) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError) as exc:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, TypeError) as exc:
         raise ArtifactError(f"artifact entry {name!r} is not a valid .npy array ({exc}); "
                             f"{_AGAIN}") from None
+    if array.dtype.kind != "U":
+        return array
+    strings = np.empty(array.shape, dtypes.STRING)
+    strings.flat[:] = [text[:-len(_STRING_END)] for text in array.flat]
+    return strings
+
+
+def _terminated_strings(array: np.ndarray) -> np.ndarray:
+    texts = list(array.flat)
+    if not all(isinstance(text, str) for text in texts):
+        kinds = sorted({type(text).__name__ for text in texts if not isinstance(text, str)})
+        raise ArtifactError(f"an array of Python objects ({', '.join(kinds)}) cannot be "
+                            f"stored in an artifact; only strings can")
+    return np.array([text + _STRING_END for text in texts], np.str_).reshape(array.shape)
 
 
 def write(path: str | Path, manifest: dict[str, Any], entries: dict[str, bytes]) -> None:
     """Write ``entries`` and the manifest (with their checksums added) to ``path``."""
-    manifest = dict(manifest, format_version=FORMAT_VERSION,
+    version = _TAIL_FORMAT_VERSION if "dynamic_tail" in manifest else OLDEST_FORMAT_VERSION
+    manifest = dict(manifest, format_version=version,
                     files={name: sha256(data) for name, data in sorted(entries.items())})
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
@@ -187,7 +225,7 @@ def _read_manifest(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{path}: artifact format {version} is newer than this byoc "
                             f"understands (format {FORMAT_VERSION}); upgrade byoc")
-    if version < FORMAT_VERSION:
+    if version < OLDEST_FORMAT_VERSION:
         raise ArtifactError(f"{path}: artifact format {version} is no longer supported; "
                             f"compile the model again")
     files = manifest.get("files")

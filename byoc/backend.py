@@ -21,7 +21,13 @@ class ByocRep(BackendRep):
     (a Reshape target, Resize scales, Slice bounds given as graph inputs) cannot be compiled
     before those values are known; such a model is compiled at ``run`` with those inputs
     frozen to the values given (integer and bool inputs first, every input if that is not
-    enough), and the compiled model is reused for the same values.
+    enough), and the compiled model is reused for the same values. (Compiling for the values
+    given puts the whole model on the plugins, where byoc.compile's dynamic tail would run
+    the value-dependent nodes on the reference interpreter; so the backend turns it off.)
+
+    Inputs given by name may include initializers the model lists among its graph inputs
+    (IR version 4 and later): they override the stored values, as in onnxruntime. The model
+    is then compiled with those initializers as inputs, once per set of names.
     """
 
     def __init__(self, model: onnx.ModelProto, compiled: CompiledModel | None,
@@ -30,8 +36,10 @@ class ByocRep(BackendRep):
         self.compiled = compiled
         self.options = options
         self._specialized: dict[bytes, tuple[CompiledModel, list[str]]] = {}
+        self._overriding: dict[tuple[str, ...], CompiledModel] = {}
+        self.initializer_names = {t.name for t in model.graph.initializer}
         self.input_names = [i.name for i in model.graph.input
-                            if i.name not in {t.name for t in model.graph.initializer}]
+                            if i.name not in self.initializer_names]
         self.output_names = [o.name for o in model.graph.output]
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
@@ -41,13 +49,34 @@ class ByocRep(BackendRep):
             if isinstance(inputs, np.ndarray):
                 inputs = [inputs]
             feeds = {n: np.asarray(v) for n, v in zip(self.input_names, inputs)}
-        if self.compiled is not None:
+        overridden = tuple(sorted(set(feeds) & self.initializer_names))
+        if overridden:
+            results = self._overriding_compiled(overridden, feeds).run(feeds)
+        elif self.compiled is not None:
             results = self.compiled.run(feeds)
         else:
             compiled, frozen = self._specialize(feeds)
             results = compiled.run({k: v for k, v in feeds.items() if k not in frozen})
         return namedtupledict("Outputs", self.output_names)(
             *[results[n] for n in self.output_names])
+
+    def compiled_models(self) -> list[CompiledModel]:
+        """The models compiled so far: the one compiled at prepare, or those compiled at
+        ``run`` for the input values given, and those compiled for overridden
+        initializers."""
+        if self.compiled is not None:
+            return [self.compiled, *self._overriding.values()]
+        return [compiled for compiled, _ in self._specialized.values()] + \
+            list(self._overriding.values())
+
+    def _overriding_compiled(self, overridden: tuple[str, ...],
+                             feeds: dict[str, np.ndarray]) -> CompiledModel:
+        if overridden not in self._overriding:
+            self._overriding[overridden] = compile_model(
+                self.model, fed_inputs=overridden,
+                input_shapes={n: a.shape for n, a in feeds.items() if n not in overridden},
+                **self.options)
+        return self._overriding[overridden]
 
     def _specialize(self, feeds: dict[str, np.ndarray]) -> tuple[CompiledModel, list[str]]:
         key = b"".join(n.encode() + a.dtype.str.encode() + str(a.shape).encode() + a.tobytes()
@@ -75,11 +104,12 @@ class ByocBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> ByocRep:
         if not cls.supports_device(device):
             raise ValueError(f"byoc's ONNX backend runs on the CPU, not on {device!r}")
+        options = {"dynamic_tail": False, **kwargs}
         try:
-            compiled = compile_model(model, **kwargs)
+            compiled = compile_model(model, **options)
         except ShapeInferenceError:
             compiled = None
-        return ByocRep(model, compiled, kwargs)
+        return ByocRep(model, compiled, options)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",

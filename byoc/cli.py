@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 import byoc
+from byoc.core.dynamic_tail import TAIL_HOST
 from byoc.errors import ByocError, InputError, PluginError
 from byoc.inputs import (describe_array, load_inputs, parse_pins, parse_plugin_options,
                          parse_shape_bindings, random_inputs)
@@ -140,6 +141,7 @@ def build_parser(from_plugins: PluginCommands | None = None,
     _add_shape_option(show)
     show.add_argument("--optimize", action="store_true",
                       help="print the graph after the core clean-up passes")
+    _add_dynamic_tail_option(show)
     show.set_defaults(handler=_show)
 
     run = commands.add_parser(
@@ -148,7 +150,9 @@ def build_parser(from_plugins: PluginCommands | None = None,
                     "files; inputs not given are generated from --seed.")
     run.add_argument("model", help="ONNX model file or compiled .byoc artifact")
     run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|FILE.npz",
-                     help="an input array (repeatable); an .npz gives inputs by key")
+                     help="an input array (repeatable); an .npz gives inputs by key. An "
+                          "ONNX model's initializers that it also lists among its graph "
+                          "inputs may be given too: they override the stored values")
     run.add_argument("--seed", type=int, default=0, help="seed for generated inputs (0)")
     run.add_argument("--output", metavar="FILE.npz", help="write the outputs to an .npz file")
     run.add_argument("--profile", action="store_true",
@@ -161,6 +165,7 @@ def build_parser(from_plugins: PluginCommands | None = None,
                           "work at run time: a failing plugin is always an error)")
     _add_plugin_option(run)
     _add_shape_option(run)
+    _add_dynamic_tail_option(run)
     run.set_defaults(handler=_run)
 
     compile_ = commands.add_parser(
@@ -184,6 +189,7 @@ def build_parser(from_plugins: PluginCommands | None = None,
                           help="write the partitioned model as ONNX, one node per partition")
     _add_plugin_option(compile_)
     _add_shape_option(compile_)
+    _add_dynamic_tail_option(compile_)
     compile_.set_defaults(handler=_compile)
 
     ops = commands.add_parser("ops", help="list the ONNX ops byoc supports")
@@ -234,12 +240,31 @@ def _add_shape_option(parser: argparse.ArgumentParser) -> None:
                         help="bind an input with symbolic dims, e.g. input=1x3x224x224")
 
 
-def _show(args: argparse.Namespace) -> None:
-    from byoc.core.printer import format_graph
+def _add_dynamic_tail_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-dynamic-tail", action="store_true",
+                        help="static shapes only: refuse a model with a node whose output size "
+                             "depends on runtime values (NonMaxSuppression, NonZero...) instead "
+                             "of running it and what depends on it eagerly on the reference "
+                             "interpreter")
 
-    graph = byoc.import_model(args.model, parse_shape_bindings(args.input_shape),
-                              optimize_graph=args.optimize)
+
+def _show(args: argparse.Namespace) -> None:
+    from byoc.core.importer import import_with_tail
+    from byoc.core.passes import optimize
+    from byoc.core.printer import format_graph
+    from byoc.core.verify import verify
+
+    shapes = parse_shape_bindings(args.input_shape)
+    if args.no_dynamic_tail:
+        graph, tail = byoc.import_model(args.model, shapes), None
+    else:
+        graph, tail = import_with_tail(args.model, shapes)
+        verify(graph)
+    if args.optimize:
+        optimize(graph)
     print(format_graph(graph))
+    if tail is not None:
+        print(tail.format())
 
 
 @contextlib.contextmanager
@@ -260,18 +285,19 @@ def _fallbacks_printed() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    given = load_inputs(args.input)
     if Path(args.model).suffix == ".byoc":
-        if args.input_shape or args.plugins:
-            raise InputError("--input-shape and --plugins apply to ONNX models; a compiled "
-                             "artifact has fixed shapes and plugins")
+        if args.input_shape or args.plugins or args.no_dynamic_tail:
+            raise InputError("--input-shape, --plugins and --no-dynamic-tail apply to ONNX "
+                             "models; a compiled artifact has fixed shapes and plugins")
         model = byoc.load(args.model, plugin_options=parse_plugin_options(args.plugin_option))
     else:
         with _fallbacks_printed():
             model = byoc.compile(args.model, plugins=_plugin_list(args.plugins),
                                  input_shapes=parse_shape_bindings(args.input_shape),
-                                 strict=args.strict,
-                                 plugin_options=parse_plugin_options(args.plugin_option))
-    given = load_inputs(args.input)
+                                 fed_inputs=given, strict=args.strict,
+                                 plugin_options=parse_plugin_options(args.plugin_option),
+                                 dynamic_tail=not args.no_dynamic_tail)
     generated = random_inputs({n: t for n, t in model.inputs.items() if n not in given},
                               seed=args.seed)
     with _fallbacks_printed():
@@ -305,7 +331,8 @@ def _compile(args: argparse.Namespace) -> None:
                              input_shapes=parse_shape_bindings(args.input_shape),
                              strict=args.strict, min_partition_size=args.min_partition_size,
                              pins=parse_pins(args.pin),
-                             plugin_options=parse_plugin_options(args.plugin_option))
+                             plugin_options=parse_plugin_options(args.plugin_option),
+                             dynamic_tail=not args.no_dynamic_tail)
     out = args.output or str(Path(args.model).with_suffix(".byoc"))
     model.save(out)
     print(format_summary(model))
@@ -313,21 +340,51 @@ def _compile(args: argparse.Namespace) -> None:
     if args.report:
         from byoc.report import write_html_report
 
+        tail_facts = {}
+        if model.tail is not None:
+            tail_facts[f"dynamic tail ({TAIL_HOST})"] = (
+                f"{model.tail.describe()}; runs after the partitions: "
+                f"{', '.join(node.name for node in model.tail.nodes)}")
         write_html_report(args.report, model.graph, model.plan, title=Path(args.model).name,
-                          layouts=model.layout_plan())
+                          summary=tail_facts, layouts=model.layout_plan())
         print(f"wrote {args.report}")
     if args.emit_onnx:
         from byoc.report import write_partitioned_onnx
 
         write_partitioned_onnx(args.emit_onnx, model.graph, model.plan)
         print(f"wrote {args.emit_onnx}")
+        if model.tail is not None:
+            print(f"  (the static graph's partitions only: the dynamic tail's "
+                  f"{len(model.tail.nodes)} nodes run after them, on the values it outputs)")
 
 
 def _ops(args: argparse.Namespace) -> None:
-    from byoc.core.interpreter import registered_ops
+    from byoc.core.op_coverage import supported_op_coverage
 
-    for domain, op_type in sorted(registered_ops()):
-        print(f"{domain or 'ai.onnx'}::{op_type}")
+    coverage = supported_op_coverage()
+    width = max(len(c.qualified_name) for c in coverage)
+    for c in coverage:
+        revisions = ", ".join(map(str, c.revisions))
+        print(f"{c.qualified_name:<{width}}  {c.opsets_text():<28}  (op versions {revisions})")
+    print(f"{len(coverage)} op types")
+    _print_plugin_ops()
+
+
+def _print_plugin_ops() -> None:
+    from byoc.plugins.manager import installed_custom_ops
+
+    failures: list[PluginError] = []
+    declared = installed_custom_ops(errors=failures)
+    for d in declared:
+        versions = ", ".join(map(str, d.op.opsets))
+        doc = f": {d.op.doc}" if d.op.doc else ""
+        print(f"{d.op.qualified_name}  domain versions {versions}  (declared by {d.declarer}"
+              f"{doc})")
+    if declared:
+        print(f"{len(declared)} op types declared by plugins")
+    for failure in failures:
+        print(f"byoc: warning: the ops of a plugin that could not be loaded are missing: "
+              f"{textwrap.fill(str(failure), 100)}", file=sys.stderr)
 
 
 def _plugins(args: argparse.Namespace) -> None:
@@ -396,6 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`byoc ops | head`): nothing left to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a bug in byoc or in a plugin, not the user's fault
         if os.environ.get("BYOC_DEBUG"):
             raise

@@ -8,6 +8,10 @@ When a runtime fails (raises, or breaks its output contract) in a model compiled
 process, the partition is compiled for the host once, with a FallbackWarning, and the host
 version is used from then on; under ``strict``, and for a loaded artifact (which has no graph
 to recompile from), the failure is an ExecutionError naming the plugin and the partition.
+
+A model with a dynamic tail (:mod:`byoc.core.dynamic_tail`) runs it after the partitions,
+eagerly on the reference interpreter, on the values the partitions computed; the artifact
+stores its nodes in the manifest and its constants as .npy entries, like everything else.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from byoc import __version__, artifact
 from byoc.core import dtypes
+from byoc.core.dynamic_tail import TAIL_HOST, DynamicTail
 from byoc.core.interpreter.runner import check_signature
 from byoc.core.ir import Graph, TensorType
 from byoc.errors import ArtifactError, ByocError, ExecutionError
@@ -68,6 +73,9 @@ class CompiledModel:
     ``host_compiler(partition_name)`` compiles one partition for the ``host`` plugin; with it
     and without ``strict``, a partition whose runtime fails moves to the host (see the module
     docstring). ``fallbacks`` lists every such move, compile-time ones included.
+
+    ``outputs`` are the model's outputs in the model's order, each with its static type, or
+    None for one the dynamic ``tail`` computes (its shape is decided by each run).
     """
 
     def __init__(self, graph: Graph | None, parts: list[CompiledPartition],
@@ -76,7 +84,8 @@ class CompiledModel:
                  outputs: dict[str, TensorType] | None = None,
                  constants: dict[str, np.ndarray] | None = None, name: str = "",
                  strict: bool = False, host: str | None = None,
-                 host_compiler: Callable[[str], CompiledPartition] | None = None) -> None:
+                 host_compiler: Callable[[str], CompiledPartition] | None = None,
+                 tail: DynamicTail | None = None) -> None:
         self.graph = graph
         self.parts = parts
         self.plan = plan
@@ -90,7 +99,14 @@ class CompiledModel:
             constants = {n: graph.constants[n] for n in graph.outputs if n in graph.constants}
             name = graph.name
         self.inputs: dict[str, TensorType] = dict(inputs or {})
-        self.outputs: dict[str, TensorType] = dict(outputs or {})
+        # What the partitions hand out: the model's static outputs, then the values the tail
+        # reads from them.
+        self._static_outputs: dict[str, TensorType] = dict(outputs or {})
+        self.tail = tail
+        self.outputs: dict[str, TensorType | None] = dict(self._static_outputs)
+        if tail is not None:
+            self.outputs = {name: None if name in tail.outputs else self._static_outputs[name]
+                            for name in tail.model_outputs}
         self.name = name
         # Graph outputs that are constants: no partition produces them.
         self._constant_outputs = dict(constants or {})
@@ -126,7 +142,19 @@ class CompiledModel:
             if profiles is not None:
                 profiles.append(PartitionProfile(part.signature.name, part.plugin, seconds,
                                                  runtime_counters(part.runtime)))
-        return {name: env.get(name) for name in self.outputs}
+        tail_outputs = self._run_tail(env, profiles) if self.tail is not None else {}
+        return {name: tail_outputs[name] if name in tail_outputs else env.get(name)
+                for name in self.outputs}
+
+    def _run_tail(self, env: LayoutEnv,
+                  profiles: list[PartitionProfile] | None) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        outputs = self.tail.run({name: env.get(name) for name in self.tail.inputs})
+        if profiles is not None:
+            profiles.append(PartitionProfile("dynamic_tail", TAIL_HOST,
+                                             time.perf_counter() - start,
+                                             {"nodes": len(self.tail.nodes)}))
+        return outputs
 
     def _move_to_host(self, index: int, failure: ByocError) -> CompiledPartition:
         """Replace partition ``index``, whose runtime just failed, by its host version;
@@ -145,7 +173,8 @@ class CompiledModel:
     def layout_plan(self) -> LayoutPlan:
         """Where runs convert boundary values between layouts (and where no conversion is
         needed because producer and consumer share a plugin layout)."""
-        return plan_conversions([part.signature for part in self.parts], list(self.outputs))
+        return plan_conversions([part.signature for part in self.parts],
+                                list(self._static_outputs))
 
     # -- artifacts ---------------------------------------------------------------------------
 
@@ -178,11 +207,21 @@ class CompiledModel:
             "byoc_version": __version__,
             "model": self.name,
             "inputs": _signature(self.inputs),
-            "outputs": _signature(self.outputs),
+            "outputs": _signature(self._static_outputs),
             "constant_outputs": store("weights/outputs", self._constant_outputs),
             "plugins": {part.plugin: part.plugin_version for part in self.parts},
             "partitions": partitions,
         }
+        if self.tail is not None:
+            tail_arrays: list[np.ndarray] = []
+
+            def store_tail_array(array: np.ndarray) -> str:
+                tail_arrays.append(array)
+                return str(len(tail_arrays) - 1)
+
+            manifest["dynamic_tail"] = self.tail.to_dict(store_tail_array)
+            manifest["dynamic_tail_arrays"] = store(
+                "weights/dynamic_tail", {str(i): a for i, a in enumerate(tail_arrays)})
         artifact.write(path, manifest, entries)
 
 
@@ -221,7 +260,7 @@ def load(path: str | Path, manager: PluginManager | None = None,
         parts.append(CompiledPartition(spec.signature, spec.plugin, spec.plugin_version,
                                        spec.payload, runtime, spec.ops))
     return CompiledModel(None, parts, inputs=layout.inputs, outputs=layout.outputs,
-                         constants=layout.constants, name=layout.name)
+                         constants=layout.constants, name=layout.name, tail=layout.tail)
 
 
 @dataclass
@@ -242,6 +281,7 @@ class _ModelSpec:
     outputs: dict[str, TensorType]
     constants: dict[str, np.ndarray]
     partitions: list[_PartitionSpec]
+    tail: DynamicTail | None
 
 
 class _ManifestReader:
@@ -331,7 +371,38 @@ def _parse_manifest(read: _ManifestReader, manifest: Mapping) -> _ModelSpec:
         ops = read.string_map(read.get(spec, "ops", dict, at), f"{at}.ops", int)
         partitions.append(_PartitionSpec(signature, plugin, version, payload, ops))
     model = read.get(manifest, "model", str, "")
-    return _ModelSpec(model, inputs, outputs, constants, partitions)
+    tail = _parse_tail(read, manifest, inputs, outputs) if "dynamic_tail" in manifest else None
+    return _ModelSpec(model, inputs, outputs, constants, partitions, tail)
+
+
+def _parse_tail(read: _ManifestReader, manifest: Mapping, inputs: Mapping[str, TensorType],
+                outputs: Mapping[str, TensorType]) -> DynamicTail:
+    """The dynamic tail, checked (DynamicTail.check) and fed only by the model's inputs and
+    the static outputs the manifest declares."""
+    arrays = read.arrays(read.get(manifest, "dynamic_tail_arrays", dict, ""),
+                         "dynamic_tail_arrays")
+
+    def load_array(key: str) -> np.ndarray:
+        if key not in arrays:
+            raise ArtifactError(f"the artifact's dynamic tail names array {key!r}, which "
+                                f"dynamic_tail_arrays does not list")
+        return arrays[key]
+
+    try:
+        tail = DynamicTail.from_dict(read.get(manifest, "dynamic_tail", dict, ""), load_array)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{read.path}: {exc}; the artifact is damaged or was edited, "
+                            f"compile the model again") from None
+    unfed = [name for name in tail.inputs if name not in inputs and name not in outputs]
+    if unfed:
+        raise read.fail("dynamic_tail", f"reads {', '.join(map(repr, unfed))}, which are "
+                                        f"neither inputs nor outputs of the model's partitions")
+    missing = [name for name in tail.model_outputs
+               if name not in outputs and name not in tail.outputs]
+    if missing:
+        raise read.fail("dynamic_tail.model_outputs", f"lists {', '.join(map(repr, missing))}, "
+                                                       f"which nothing computes")
+    return tail
 
 
 def compatible(recorded: str, installed: str) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
+from byoc.core.dynamic_tail import DynamicTail
 from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
 from byoc.errors import ByocError, PluginError
@@ -50,8 +51,10 @@ class CompileOptions:
 
 
 def compile_graph(graph: Graph, options: CompileOptions,
-                  manager: PluginManager | None = None) -> CompiledModel:
-    """Optimize ``graph`` in place, partition it and compile every partition."""
+                  manager: PluginManager | None = None,
+                  tail: DynamicTail | None = None) -> CompiledModel:
+    """Optimize ``graph`` in place, partition it and compile every partition. The model's
+    dynamic ``tail``, if it has one, runs after the partitions (plugins never see it)."""
     manager = manager or default_manager()
     plugins = _selected(options, manager)
     optimize(graph)
@@ -90,7 +93,7 @@ def compile_graph(graph: Graph, options: CompileOptions,
                                   graph, options)
 
     return CompiledModel(graph, parts, plan=plan, fallbacks=fallbacks, strict=options.strict,
-                         host=options.host, host_compiler=host_part)
+                         host=options.host, host_compiler=host_part, tail=tail)
 
 
 def _partitioning_faults(faults: list[str], strict: bool) -> list[str]:

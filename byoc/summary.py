@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Sequence
+
+from byoc.core.dynamic_tail import TAIL_HOST
 
 if TYPE_CHECKING:
     from byoc.compiled import CompiledModel, PartitionProfile
@@ -17,7 +20,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def format_summary(model: CompiledModel) -> str:
-    """One row per partition: plugin, node and op counts, boundary tensors."""
+    """One row per partition: plugin, node and op counts, boundary tensors; a model's
+    dynamic tail last, with the nodes that start it and why."""
     rows = []
     for part in model.parts:
         ops = ", ".join(f"{op} {n}" for op, n in part.ops.items())
@@ -30,6 +34,12 @@ def format_summary(model: CompiledModel) -> str:
     shares = ", ".join(f"{plugin} {n}/{total} nodes" for plugin, n in by_plugin.items())
     count = f"{len(model.parts)} partition{'s' if len(model.parts) != 1 else ''}"
     header = f"{model.name}: {count} ({shares})"
+    tail = model.tail
+    if tail is not None:
+        tail_ops = Counter(node.op_type for node in tail.nodes)
+        rows.append(["dynamic_tail", TAIL_HOST, str(len(tail.nodes)),
+                     ", ".join(f"{op} {n}" for op, n in tail_ops.items()),
+                     _shorten(", ".join(tail.inputs)), _shorten(", ".join(tail.outputs))])
     text = header + "\n" + table(["partition", "plugin", "nodes", "ops", "inputs", "outputs"],
                                  rows)
     layouts = model.layout_plan()
@@ -38,6 +48,8 @@ def format_summary(model: CompiledModel) -> str:
         lines += [f"  {c.value}: stays {c.source} ({c.producer} -> {', '.join(c.consumers)}; "
                   f"the conversions back and forth cancel)" for c in layouts.kept]
         text += ("\nlayout conversions at partition boundaries:\n" + "\n".join(lines))
+    if tail is not None:
+        text += f"\ndynamic tail ({TAIL_HOST}): {tail.describe()}"
     return text
 
 
@@ -49,5 +61,8 @@ def format_profile(profile: Sequence[PartitionProfile]) -> str:
 
 
 def _boundary(values) -> str:
-    text = ", ".join(f"{name}:{ttype}" for name, ttype in values.items())
+    return _shorten(", ".join(f"{name}:{ttype}" for name, ttype in values.items()))
+
+
+def _shorten(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."

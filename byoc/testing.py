@@ -36,24 +36,35 @@ def make_model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[ValueSpec],
     return model
 
 
-_TRAINING_BN = "BatchNormalization in training mode updates statistics; byoc compiles inference"
-_TRAINING_DROPOUT = ("Dropout in training mode drops elements at random; a reference for "
-                     "inference cannot reproduce onnx's random mask")
-# Corpus cases in scope by their ops that test training behaviour, with the reason each is
-# skipped.
-TRAINING_MODE_CASES: dict[str, str] = {
-    "test_batchnorm_epsilon_training_mode": _TRAINING_BN,
-    "test_batchnorm_example_training_mode": _TRAINING_BN,
-    "test_training_dropout": _TRAINING_DROPOUT,
-    "test_training_dropout_default": _TRAINING_DROPOUT,
-    "test_training_dropout_default_mask": _TRAINING_DROPOUT,
-    "test_training_dropout_mask": _TRAINING_DROPOUT,
+# Corpus cases byoc does not run, each with the reason. Reports count them as not passing.
+CORPUS_SKIPS: dict[str, str] = {
+    "test_attention_4d_causal_fp16_expanded": (
+        "float16 rounding: the expected values come from numpy evaluating the expanded graph "
+        "with float16 intermediates; byoc, like onnxruntime, accumulates half-precision "
+        "products more precisely and lands 1.2e-3 away, outside the case's 1e-3 tolerance"),
+}
+# Corpus cases whose expected outputs contradict the ONNX specification and onnxruntime; byoc
+# follows the specification. Reports list them apart and leave them out of pass rates.
+CORPUS_ERRATA: dict[str, str] = {
+    "test_maxunpool_export_with_output_shape": (
+        "the expected output reads MaxUnpool's indices as positions in the shape the "
+        "attributes give; the specification (indices of the MaxPool input, whose shape "
+        "output_shape gives), onnxruntime and PyTorch read them in output_shape (onnx issue "
+        "2398)"),
 }
 
 
 def in_node_corpus_scope(case) -> bool:
-    """Whether a case of onnx's node test corpus is within byoc's scope: byoc supports its
-    opset, every op it uses and every element type it reads, writes or casts to."""
+    """Whether a case of onnx's node test corpus is within byoc's scope (see
+    :func:`out_of_corpus_scope`)."""
+    return out_of_corpus_scope(case) is None
+
+
+def out_of_corpus_scope(case) -> str | None:
+    """Why a case of onnx's node test corpus is outside byoc's scope, or None when byoc
+    supports its opset, every op it uses and every element type it reads, writes, holds
+    (initializers, Constant values) or converts to (the ``to``, ``output_dtype`` and
+    ``precision`` attributes)."""
     from byoc.core import dtypes
     from byoc.core.importer import MIN_OPSET
     from byoc.core.interpreter import registered_ops
@@ -61,12 +72,27 @@ def in_node_corpus_scope(case) -> bool:
     supported = {op for domain, op in registered_ops() if domain == ""}
     graph = case.model.graph
     opset = next((o.version for o in case.model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    element_types = [v.type.tensor_type.elem_type if v.type.HasField("tensor_type") else -1
-                     for v in list(graph.input) + list(graph.output)]
-    element_types += [a.i for n in graph.node for a in n.attribute if a.name == "to"]
-    return (MIN_OPSET <= opset
-            and all(n.domain in ("", "ai.onnx") and n.op_type in supported for n in graph.node)
-            and all(dtypes.to_numpy(t) is not None for t in element_types))
+    if opset < MIN_OPSET:
+        return f"opset {opset} is older than byoc imports ({MIN_OPSET})"
+    unsupported = sorted({f"{n.domain or 'ai.onnx'}::{n.op_type}" for n in graph.node
+                          if n.domain not in ("", "ai.onnx") or n.op_type not in supported})
+    if unsupported:
+        return f"uses ops byoc does not support: {', '.join(unsupported)}"
+    values = list(graph.input) + list(graph.output)
+    if any(not v.type.HasField("tensor_type") for v in values):
+        return "has inputs or outputs that are not tensors (sequences, optionals)"
+    element_types = [v.type.tensor_type.elem_type for v in values]
+    element_types += [t.data_type for t in graph.initializer]
+    for attribute in (a for n in graph.node for a in n.attribute):
+        if attribute.name in ("to", "output_dtype", "precision") and attribute.i:
+            element_types.append(attribute.i)
+        elif attribute.type == onnx.AttributeProto.TENSOR:
+            element_types.append(attribute.t.data_type)
+    unknown = sorted({dtypes.onnx_type_name(t) for t in element_types
+                      if dtypes.to_numpy(t) is None})
+    if unknown:
+        return f"uses element types byoc does not support: {', '.join(unknown)}"
+    return None
 
 
 def node_corpus() -> list:

@@ -143,6 +143,12 @@ def pattern_cases(plugin: str, pattern: Pattern, limits: PatternLimits | None) -
 def _op_cases(plugin: str, pattern: str, family: Family, op: str, declared: dict,
               limits: PatternLimits | None) -> list[Case]:
     table = family.param_table(op)
+    if family.name == "onnx_node_tests" and not table:
+        raise PluginError(
+            f"the conformance kit cannot build a model for pattern {pattern!r}: no family of "
+            f"the kit builds {op} and onnx's node corpus has no case of it (a plugin's own "
+            f"op, or an op byoc does not support); give the pattern PatternLimits(skip=...) "
+            f"with the reason, and check it with the plugin's own tests")
     relevant = [p for p in family.relevant(op) if p in table]
     accepted = {p: _sample(declared[p]) if p in declared else list(table[p].default)
                 for p in relevant}

@@ -2,7 +2,7 @@
 
 For an op no family of :mod:`byoc.conformance.families` builds, the kit takes the single-node
 models of onnx's own node test corpus (the part within byoc's scope, see
-:func:`byoc.testing.node_corpus`, less its training-mode cases) with the inputs onnx generated
+:func:`byoc.testing.node_corpus`, less the cases it skips or holds errata for) with the inputs onnx generated
 for them; inputs after the first become constants. The one parameter is ``case``, the corpus
 test name; by default a few cases per op are tried.
 """
@@ -23,7 +23,7 @@ CASES_PER_OP = 3
 
 @functools.lru_cache(maxsize=1)
 def _cases_by_op() -> dict[str, list]:
-    from byoc.testing import TRAINING_MODE_CASES, node_corpus
+    from byoc.testing import CORPUS_ERRATA, CORPUS_SKIPS, node_corpus
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # onnx's corpus generators warn about overflows
@@ -32,7 +32,7 @@ def _cases_by_op() -> dict[str, list]:
     for case in cases:
         nodes = case.model.graph.node
         if len(nodes) == 1 and "_expanded" not in case.name and \
-                case.name not in TRAINING_MODE_CASES:
+                case.name not in CORPUS_SKIPS and case.name not in CORPUS_ERRATA:
             by_op.setdefault(nodes[0].op_type, []).append(case)
     return by_op
 

@@ -46,7 +46,13 @@ class MatchState:
 
 
 def node_label(node: Node) -> str:
-    return f"{node.op_type} node {node.name!r}"
+    return f"{qualified_op_type(node)} node {node.name!r}"
+
+
+def qualified_op_type(node: Node) -> str:
+    """How patterns name a node's op: ``Conv`` for ONNX's ops, ``com.mychip::FusedGelu`` for
+    an op of another domain (one a plugin declares)."""
+    return f"{node.domain}::{node.op_type}" if node.domain else node.op_type
 
 
 class Matcher(ABC):
@@ -126,7 +132,7 @@ class OpMatcher(Matcher):
         return self.match_node(node, st)
 
     def match_node(self, node, st):
-        if node.op_type not in self.op_types or node.domain:
+        if qualified_op_type(node) not in self.op_types:
             return f"{node_label(node)} is not {_fmt(self.op_types)}"
         reason = self._check_node(node, st.graph)
         if reason:
@@ -253,7 +259,7 @@ class Optional(Matcher):
             return None
         st.restore(snap)
         # Explain the failure of the branch the graph was taking: the op's when it is there.
-        there = node is not None and node.op_type in self.op.op_types and not node.domain
+        there = node is not None and qualified_op_type(node) in self.op.op_types
         return present if there else absent
 
 
@@ -261,7 +267,8 @@ def op(op_type: str | tuple[str, ...], *inputs: Matcher, attrs: dict[str, Any] |
        dtype: Any = None, rank: int | tuple[int, ...] | None = None,
        shape: Callable[[tuple[int, ...]], bool] | None = None, min_inputs: int | None = None,
        commutative: bool = False, label: str | None = None, shareable: bool = False) -> OpMatcher:
-    """Match a node of ``op_type`` (a name or a tuple of alternatives) in the default domain.
+    """Match a node of ``op_type`` (a name or a tuple of alternatives): an ONNX op by its name
+    (``"Conv"``), an op of another domain by its qualified name (``"com.mychip::FusedGelu"``).
 
     With input matchers, the node's inputs are matched by position; it may omit trailing
     inputs down to ``min_inputs`` (default: all). Without input matchers, any inputs are

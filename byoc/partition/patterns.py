@@ -29,7 +29,8 @@ from typing import Any, Callable, Union
 from byoc.core.ir import Graph, Node
 from byoc.errors import ByocError
 from byoc.partition.matchers import (Alt, Const, Matcher, MatchState, OpMatcher, Optional,
-                                     Wildcard, alt, const, node_label, op, optional, wildcard)
+                                     Wildcard, alt, const, node_label, op, optional,
+                                     qualified_op_type, wildcard)
 
 # -- check results -----------------------------------------------------------------------------
 
@@ -204,7 +205,7 @@ def find_matches(graph: Graph, patterns: list[Pattern]) -> list[MatchResult]:
     for node in graph.nodes:
         result = MatchResult(node)
         for pattern, types in roots:
-            if node.op_type not in types or node.domain:
+            if qualified_op_type(node) not in types:
                 continue
             outcome = match_at(pattern, node, graph, producers, consumers)
             (result.declines if isinstance(outcome, Declined) else result.matches).append(outcome)

@@ -4,20 +4,24 @@ These are the types named in :mod:`byoc.plugins.hookspecs`: what a plugin says a
 (:class:`PluginInfo`), the piece of graph it is asked to compile (:class:`Partition`), what its
 code generator hands back to be stored in an artifact (:class:`Payload`), what it must
 provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`),
-the commands it adds to the ``byoc`` command line (:class:`CliCommand`), and what its patterns
-accept, for the conformance kit (:class:`PatternLimits`).
+the commands it adds to the ``byoc`` command line (:class:`CliCommand`), what its patterns
+accept, for the conformance kit (:class:`PatternLimits`), and the ops of its own domain it
+declares so that models holding them import (:class:`CustomOp`, kept with the plugin that
+declared it as a :class:`DeclaredOp`).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from byoc.core.interpreter.base import OpImpl
 from byoc.core.ir import Graph, Node, TensorType
-from byoc.errors import PluginError, VerificationError
+from byoc.errors import PluginError, ShapeInferenceError, UnsupportedOpError, VerificationError
 
 if TYPE_CHECKING:
     import argparse
@@ -133,8 +137,9 @@ class Payload:
     ``data`` is opaque bytes only the plugin's runtime reads (a binary, a command stream,
     serialized weights). ``metadata`` is plain data written as YAML next to it: dicts with
     string keys, lists, strings, ints, floats, bools and None (no numpy values). ``arrays``
-    holds named numpy arrays (weights, packed constants) that byoc stores as .npy files in the
-    artifact and hands back unchanged with the payload.
+    holds named numpy arrays (weights, packed constants; numbers, or strings as object arrays
+    of ``str``) that byoc stores as .npy files in the artifact and hands back unchanged with
+    the payload.
     """
 
     data: bytes
@@ -148,9 +153,11 @@ class Payload:
             raise PluginError(f"Payload.data must be bytes, not {type(self.data).__name__}")
         _check_plain(self.metadata, "metadata")
         for key, array in self.arrays.items():
-            if type(key) is not str or not isinstance(array, np.ndarray) or array.dtype.hasobject:
-                raise PluginError(f"Payload.arrays[{key!r}] must be a numeric numpy array "
-                                  f"under a string key")
+            if type(key) is not str or not isinstance(array, np.ndarray) or (
+                    array.dtype.hasobject
+                    and not all(isinstance(text, str) for text in array.flat)):
+                raise PluginError(f"Payload.arrays[{key!r}] must be a numpy array of numbers "
+                                  f"or strings under a string key")
 
 
 def _check_plain(value: Any, path: str) -> None:
@@ -262,3 +269,138 @@ class PatternLimits:
                 raise PluginError(f"PatternLimits for {self.pattern!r}: accepts[{name!r}] must "
                                   f"be a non-empty sequence of values (a tuple or a range), "
                                   f"not {values!r}")
+
+
+_OP_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ONNX_DOMAINS = ("", "ai.onnx")
+_INFER_TYPES_ARGUMENTS = ("input_types", "input_values", "attributes", "opset", "output_count")
+
+
+@dataclass(frozen=True)
+class CustomOp:
+    """An op of a plugin's own domain (returned in a list by ``byoc_import_custom_ops``), so
+    that models holding it import, run on the reference interpreter and can be checked.
+
+    ``domain`` and ``op_type`` name it as ONNX nodes do (``"com.mychip"``, ``"FusedGelu"``;
+    the domain may not be ONNX's own). ``implementation`` is its reference semantics: an
+    :class:`byoc.core.interpreter.OpImpl` subclass, written like byoc's own op families
+    (``run`` takes the inputs positionally and the attributes as keyword arguments; ``check``
+    may refuse inputs it cannot run on). ``infer_types`` gives the types of a node's outputs
+    from what is known at import; it is called with these keyword arguments, of which it may
+    take any subset: ``input_types`` (a :class:`~byoc.core.ir.TensorType` per input, None for
+    an omitted optional input), ``input_values`` (the input's array where it is a constant or
+    computed from constants, else None), ``attributes`` (the node's attributes by name),
+    ``opset`` (the version of ``domain`` the model imports) and ``output_count`` (how many
+    outputs the node lists). It returns a list of one TensorType per output of the node, or
+    raises ValueError saying why the node's inputs or attributes do not fit the op.
+    ``opsets`` are the versions of ``domain`` the op is declared for (a model importing
+    another version is refused), ``doc`` one line for ``byoc ops``.
+    """
+
+    domain: str
+    op_type: str
+    implementation: type[OpImpl]
+    infer_types: Callable[..., list[TensorType]]
+    opsets: tuple[int, ...] = (1,)
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        name = f"CustomOp {self.domain}::{self.op_type}"
+        if not isinstance(self.domain, str) or self.domain in _ONNX_DOMAINS:
+            raise PluginError(f"{name}: a custom op needs a domain of its own (e.g. "
+                              f"'com.mychip'), not {self.domain!r}, which is ONNX's")
+        if not isinstance(self.op_type, str) or not _OP_TYPE.fullmatch(self.op_type):
+            raise PluginError(f"{name}: the op type must be an identifier such as "
+                              f"'FusedGelu', not {self.op_type!r}")
+        if not (isinstance(self.implementation, type)
+                and issubclass(self.implementation, OpImpl)):
+            raise PluginError(f"{name}: implementation must be a subclass of "
+                              f"byoc.core.interpreter.OpImpl, not {self.implementation!r:.60}")
+        if not callable(self.infer_types):
+            raise PluginError(f"{name}: infer_types must be callable, not "
+                              f"{self.infer_types!r:.60}")
+        unknown = _unknown_arguments(self.infer_types)
+        if unknown:
+            raise PluginError(f"{name}: infer_types takes {', '.join(unknown)}, which byoc does "
+                              f"not pass; it may take any of {', '.join(_INFER_TYPES_ARGUMENTS)}")
+        opsets = tuple(self.opsets) if isinstance(self.opsets, (tuple, list, range)) else ()
+        if not opsets or not all(isinstance(v, int) and v >= 1 for v in opsets):
+            raise PluginError(f"{name}: opsets must be a non-empty sequence of domain versions "
+                              f"(ints from 1), not {self.opsets!r}")
+        object.__setattr__(self, "opsets", opsets)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.domain}::{self.op_type}"
+
+
+def _unknown_arguments(function: Callable[..., Any]) -> list[str]:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: called with everything
+        return []
+    return [p.name for p in parameters
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            and p.name not in _INFER_TYPES_ARGUMENTS]
+
+
+@dataclass(frozen=True)
+class DeclaredOp:
+    """A :class:`CustomOp` with the plugin that declared it: its registration name and origin,
+    which messages and ``byoc ops`` show."""
+
+    plugin: str
+    origin: str
+    op: CustomOp
+
+    @property
+    def declarer(self) -> str:
+        return f"plugin {self.plugin!r} (from {self.origin})"
+
+    def infer_types(self, node_label: str, opset: int | None,
+                    input_types: list[TensorType | None],
+                    input_values: list[np.ndarray | None], attributes: dict[str, Any],
+                    output_count: int) -> list[TensorType]:
+        """The output types of the node ``node_label`` as the op's ``infer_types`` gives
+        them, checked. UnsupportedOpError when the model imports a version of the domain the
+        op is not declared for, ShapeInferenceError when ``infer_types`` refuses the node
+        (ValueError), PluginError naming the plugin and the op when it fails otherwise or
+        returns something else than one TensorType per output."""
+        op = self.op
+        if opset not in op.opsets:
+            raise UnsupportedOpError(
+                f"{node_label}: {self.declarer} declares {op.qualified_name} for version(s) "
+                f"{', '.join(map(str, op.opsets))} of domain {op.domain}, not {opset}; import "
+                f"a declared version in the model or update the plugin")
+        given = {"input_types": list(input_types), "input_values": list(input_values),
+                 "attributes": dict(attributes), "opset": opset, "output_count": output_count}
+        try:
+            result = op.infer_types(**_arguments_taken(op.infer_types, given))
+        except ValueError as exc:
+            raise ShapeInferenceError(f"{node_label} does not fit the op {op.qualified_name} "
+                                      f"of {self.declarer}: {exc}; fix the node's inputs or "
+                                      f"attributes") from None
+        except Exception as exc:
+            raise PluginError(f"{self.declarer} failed in the infer_types of its op "
+                              f"{op.qualified_name} for {node_label}: {type(exc).__name__}: "
+                              f"{exc} (a bug in the plugin: report it to its authors)") from exc
+        if not isinstance(result, (list, tuple)) or len(result) != output_count or \
+                not all(isinstance(t, TensorType) for t in result):
+            raise PluginError(f"{self.declarer}: the infer_types of its op {op.qualified_name} "
+                              f"returned {result!r:.100} for {node_label}, which has "
+                              f"{output_count} output(s); it must return a list of "
+                              f"{output_count} byoc.core.ir.TensorType, one per output (a bug "
+                              f"in the plugin: report it to its authors)")
+        return list(result)
+
+
+def _arguments_taken(function: Callable[..., Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of ``given`` that ``function`` names (all of them if it takes
+    ``**kwargs`` or has no signature), so that infer_types may take fewer of them."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return given
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return given
+    return {p.name: given[p.name] for p in parameters if p.name in given}

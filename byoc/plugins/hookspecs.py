@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
     from byoc.core.ir import Graph, Node
     from byoc.partition.patterns import Pattern
-    from byoc.plugins.api import (CliCommand, Partition, PartitionSignature, PatternLimits,
-                                  Payload, PluginInfo, Runtime)
+    from byoc.plugins.api import (CliCommand, CustomOp, Partition, PartitionSignature,
+                                  PatternLimits, Payload, PluginInfo, Runtime)
 
 PROJECT = "byoc"
 
@@ -62,6 +62,36 @@ def byoc_plugin_info() -> PluginInfo:
 
     :returns: A :class:`byoc.plugins.api.PluginInfo` with the plugin's name, version, the
         device it drives, a one-line description and its preferred tensor layout (or None).
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+# -- import ---------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_import_custom_ops() -> list[CustomOp]:
+    """Declare the ops of the plugin's own domain (``com.mychip::FusedGelu``), so that models
+    holding them import, run on the reference interpreter and can be checked against it.
+
+    Called once when the plugin registers, right after :func:`byoc_plugin_info`. The ops of
+    *every installed* plugin are known to the importer, whether or not the plugin is selected
+    for a compilation: a model holding a vendor's op imports with ``byoc show`` and compiles
+    for any plugins as soon as the vendor's plugin is installed, and such a node runs on the
+    host reference unless a selected plugin's pattern claims it (``op("com.mychip::FusedGelu")``
+    matches it). An op of a custom domain that no installed plugin declares is refused at
+    import with a message naming the domain, the op and this hook.
+
+    For each node of a declared op, the importer takes the node's output types from the op's
+    ``infer_types`` instead of ONNX's schemas, runs the implementation's ``check``, and
+    evaluates the node when its inputs are known; the reference interpreter runs its
+    ``implementation``. ``byoc ops`` lists the declared ops with their plugins.
+
+    :returns: A list of :class:`byoc.plugins.api.CustomOp` (empty or None if the plugin
+        declares none), each (domain, op type) once. Registration fails with a PluginError
+        naming both plugins when another registered plugin declares the same op, or naming
+        the op when byoc implements it itself; the plugin is then not registered.
 
     firstresult: called for this plugin only; its return value is the result.
     """

@@ -6,6 +6,10 @@
 :meth:`PluginManager.register`. Either way a plugin is validated when it registers, and every
 problem is a :class:`byoc.errors.PluginError` naming the plugin, the hook and the expected
 signature. Hooks are called for one plugin at a time with :meth:`PluginManager.call`.
+
+Registering a plugin also makes the ops it declares with ``byoc_import_custom_ops`` known to
+the importer and the reference interpreter (:func:`byoc.core.interpreter.base.declare_plugin_op`)
+until it is unregistered.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 
 import pluggy
 
+from byoc.core.interpreter.base import declare_plugin_op, declared_ops, withdraw_plugin_op
 from byoc.errors import ByocError, PluginError
 from byoc.plugins import hookspecs
-from byoc.plugins.api import PluginInfo
+from byoc.plugins.api import CustomOp, DeclaredOp, PluginInfo
 
 ENTRY_POINT_GROUP = "byoc.plugins"
 
@@ -49,13 +54,14 @@ def _closest_hook(name: str) -> str:
 @dataclass(frozen=True)
 class LoadedPlugin:
     """A registered plugin: the name it is registered under, what it says about itself, where
-    it came from (``"<distribution> <version>"`` for an installed package) and the plugin
-    object (module or instance) whose hooks are called."""
+    it came from (``"<distribution> <version>"`` for an installed package), the plugin
+    object (module or instance) whose hooks are called and the ops it declares."""
 
     name: str
     info: PluginInfo
     origin: str
     object: Any
+    custom_ops: tuple[CustomOp, ...] = ()
 
 
 class PluginManager:
@@ -110,7 +116,9 @@ class PluginManager:
 
         ``name`` defaults to the name in the plugin's ``byoc_plugin_info``. Raises
         PluginError if the plugin defines an unknown hook, an implementation whose
-        arguments the spec does not have, lacks ``byoc_plugin_info``, or if the name is taken.
+        arguments the spec does not have, lacks ``byoc_plugin_info``, if the name is taken,
+        or if an op it declares with ``byoc_import_custom_ops`` is malformed or declared
+        already (by another plugin or by byoc).
         """
         if inspect.isclass(plugin):
             try:
@@ -139,15 +147,34 @@ class PluginManager:
                 other = self._plugins[final]
                 raise PluginError(f"two plugins are named {final!r}: one from {other.origin} "
                                   f"and one from {origin}; uninstall one of them")
+            custom_ops = self._custom_ops_of(plugin, final, origin)
+            _declare(final, origin, custom_ops)
         except BaseException:
             self._pm.unregister(plugin)
             raise
         if final != provisional:
             self._pm.unregister(plugin)
             self._pluggy_register(plugin, final, final)
-        loaded = LoadedPlugin(final, info, origin, plugin)
+        loaded = LoadedPlugin(final, info, origin, plugin, custom_ops)
         self._plugins[final] = loaded
         return loaded
+
+    def _custom_ops_of(self, plugin: Any, name: str, origin: str) -> tuple[CustomOp, ...]:
+        custom_ops = self._call_object(plugin, name, "byoc_import_custom_ops", {})
+        if custom_ops is None:
+            return ()
+        if not isinstance(custom_ops, (list, tuple)) or \
+                not all(isinstance(op, CustomOp) for op in custom_ops):
+            raise PluginError(
+                f"plugin {name!r} (from {origin}): byoc_import_custom_ops returned "
+                f"{custom_ops!r:.80}, expected a list of byoc.plugins.api.CustomOp; expected "
+                f"signature: {hook_signature('byoc_import_custom_ops')}")
+        names = [op.qualified_name for op in custom_ops]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise PluginError(f"plugin {name!r} (from {origin}) declares {', '.join(twice)} "
+                              f"more than once in byoc_import_custom_ops; declare each op once")
+        return tuple(custom_ops)
 
     def validate(self, plugin: Any, name: str) -> None:
         """Check what can be checked before registering: every attribute named ``byoc_*`` is
@@ -199,6 +226,8 @@ class PluginManager:
         """Remove the plugin registered as ``name`` (embedding code and tests)."""
         loaded = self.get(name)
         self._pm.unregister(loaded.object)
+        for op in loaded.custom_ops:
+            withdraw_plugin_op(op.domain, op.op_type)
         del self._plugins[name]
 
     # -- queries -----------------------------------------------------------------------------
@@ -252,6 +281,19 @@ class PluginManager:
                               f"its authors)") from exc
 
 
+def _declare(plugin: str, origin: str, custom_ops: tuple[CustomOp, ...]) -> None:
+    """Declare the plugin's ops to the interpreter, all or (on a PluginError) none."""
+    declared: list[CustomOp] = []
+    try:
+        for op in custom_ops:
+            declare_plugin_op(DeclaredOp(plugin, origin, op))
+            declared.append(op)
+    except PluginError:
+        for op in declared:
+            withdraw_plugin_op(op.domain, op.op_type)
+        raise
+
+
 def _origin_of(ep: Any) -> str:
     dist = getattr(ep, "dist", None)
     if dist is None:
@@ -271,3 +313,17 @@ def default_manager() -> PluginManager:
         manager.load_entry_points()
         _default = manager
     return _default
+
+
+def installed_custom_ops(errors: list[PluginError] | None = None) -> list[DeclaredOp]:
+    """The ops that the installed plugins, and those registered in-process, declare with
+    ``byoc_import_custom_ops``, each with its plugin, sorted by domain and op type. The
+    installed plugins are loaded by a manager of their own, so the process-wide one is left
+    as it was; a plugin that cannot be loaded raises, or is appended to ``errors``."""
+    manager = PluginManager()
+    manager.load_entry_points(errors=errors)
+    try:
+        return declared_ops()
+    finally:
+        for plugin in manager.plugins():
+            manager.unregister(plugin.name)

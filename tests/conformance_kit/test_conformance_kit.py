@@ -146,3 +146,13 @@ def test_without_limits_only_the_base_case_must_be_taken():
 def test_malformed_limits_are_refused_with_the_reason(limits, message):
     with pytest.raises(PluginError, match=message):
         cases_of(limits)
+
+
+def test_a_pattern_of_a_plugins_own_op_is_refused_with_what_to_do_unless_skipped():
+    """The kit has no model builder for a vendor's op: it says so instead of crashing."""
+    from plugins.toy_plugins import Vendor
+
+    manager = PluginManager()
+    manager.register(Vendor())
+    with pytest.raises(PluginError, match="cannot build a model for pattern 'vendor.bias_gelu'"):
+        plugin_cases("vendor", manager)

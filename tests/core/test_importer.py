@@ -4,6 +4,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import byoc
+from byoc.core import importer
+from byoc.core.importer import import_model
 from byoc.errors import ModelImportError, ShapeInferenceError, UnsupportedOpError
 from conftest import make_model
 
@@ -30,8 +32,31 @@ def test_symbolic_dims_bind_and_shape_subgraphs_resolve():
 
 
 def test_unbound_symbolic_dim_names_input_and_fix():
-    with pytest.raises(ShapeInferenceError, match=r"input 'x'.*--input-shape x=Nx3x4"):
+    with pytest.raises(ShapeInferenceError, match=r"input 'x' \[N,3,4\]: 'N' \(dim 0\).*"
+                                                  r"--input-shape x=1x3x4 "):
         byoc.import_model(reshape_by_shape_subgraph_model())
+
+
+def test_unbound_dims_of_every_input_are_named_at_once_with_a_consistent_example():
+    model = make_model([helper.make_node("Add", ["ids", "mask"], ["sum"]),
+                        helper.make_node("Relu", ["image"], ["act"])],
+                       [("ids", TensorProto.FLOAT, ["batch", "sequence"]),
+                        ("mask", TensorProto.FLOAT, ["batch", "sequence"]),
+                        ("image", TensorProto.FLOAT, ["N", 3, "height", "width"])],
+                       [("sum", TensorProto.FLOAT, ["batch", "sequence"]),
+                        ("act", TensorProto.FLOAT, ["N", 3, "height", "width"])])
+    with pytest.raises(ShapeInferenceError) as caught:
+        byoc.import_model(model)
+    message = str(caught.value)
+    for fragment in ("input 'ids' [batch,sequence]: 'batch' (dim 0), 'sequence' (dim 1)",
+                     "input 'mask'", "input 'image' [N,3,height,width]",
+                     "--input-shape ids=1x128 --input-shape mask=1x128 "
+                     "--input-shape image=1x3x224x224",
+                     "input_shapes={'ids': (1, 128), 'mask': (1, 128), "
+                     "'image': (1, 3, 224, 224)}"):
+        assert fragment in message
+    # The example is one that works.
+    byoc.import_model(model, {"ids": (1, 128), "mask": (1, 128), "image": (1, 3, 224, 224)})
 
 
 def test_binding_that_contradicts_static_dims_is_refused():
@@ -44,13 +69,24 @@ def test_binding_for_unknown_input_is_refused():
         byoc.import_model(reshape_by_shape_subgraph_model(), {"x": (1, 3, 4), "nope": (1,)})
 
 
-def test_initializer_that_is_also_an_input_is_a_constant():
-    model = make_model([helper.make_node("Add", ["x", "c"], ["y"])],
-                       [("x", TensorProto.FLOAT, [2]), ("c", TensorProto.FLOAT, [2])],
-                       [("y", TensorProto.FLOAT, [2])], {"c": np.array([1, 2], np.float32)})
-    graph = byoc.import_model(model)
+def initializer_listed_as_input_model():
+    return make_model([helper.make_node("Add", ["x", "c"], ["y"])],
+                      [("x", TensorProto.FLOAT, [2]), ("c", TensorProto.FLOAT, [2])],
+                      [("y", TensorProto.FLOAT, [2])], {"c": np.array([1, 2], np.float32)})
+
+
+def test_initializer_that_is_also_an_input_is_a_constant_unless_fed():
+    graph = byoc.import_model(initializer_listed_as_input_model())
     assert graph.inputs == ["x"]
     np.testing.assert_array_equal(graph.constants["c"], [1, 2])
+    fed = import_model(initializer_listed_as_input_model(), fed_inputs={"x", "c"})
+    assert fed.inputs == ["x", "c"] and "c" not in fed.constants
+    assert fed.types["c"] == graph.types["c"]
+
+
+def test_feeding_a_name_the_model_does_not_have_lists_what_can_be_fed():
+    with pytest.raises(ModelImportError, match=r"input 'nope' is given.*are x, c"):
+        import_model(initializer_listed_as_input_model(), fed_inputs={"nope"})
 
 
 def test_constant_node_becomes_a_constant():
@@ -64,11 +100,19 @@ def test_constant_node_becomes_a_constant():
     np.testing.assert_array_equal(graph.constants["c"], [3.0])
 
 
-def test_unsupported_op_names_node_op_domain_and_opset():
-    model = make_model([helper.make_node("Det", ["x"], ["y"], name="det0")],
-                       [("x", TensorProto.FLOAT, [3, 3])], [("y", TensorProto.FLOAT, [])])
-    with pytest.raises(UnsupportedOpError, match=r"node 'det0' \(ai.onnx::Det, opset 17\)"):
-        byoc.import_model(model)
+def unsupported_op_model(monkeypatch):
+    """A one-node model of an op byoc is made not to implement (whichever ops it gains)."""
+    implemented = importer.lookup
+    monkeypatch.setattr(importer, "lookup",
+                        lambda domain, op: None if op == "Hardmax" else implemented(domain, op))
+    return make_model([helper.make_node("Hardmax", ["x"], ["y"], name="hardmax0")],
+                      [("x", TensorProto.FLOAT, [3, 3])], [("y", TensorProto.FLOAT, [3, 3])])
+
+
+def test_unsupported_op_names_node_op_domain_and_opset(monkeypatch):
+    with pytest.raises(UnsupportedOpError,
+                       match=r"node 'hardmax0' \(ai.onnx::Hardmax, opset 17\)"):
+        byoc.import_model(unsupported_op_model(monkeypatch))
 
 
 def test_custom_domain_op_is_unsupported():
@@ -79,12 +123,22 @@ def test_custom_domain_op_is_unsupported():
         byoc.import_model(model)
 
 
-@pytest.mark.parametrize("opset", [7, 99])
+@pytest.mark.parametrize("opset", [0, 99])
 def test_opset_out_of_range(opset):
     model = make_model([helper.make_node("Relu", ["x"], ["y"])],
                        [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [3])])
     model.opset_import[0].version = opset
-    with pytest.raises(ModelImportError, match=f"opset {opset} of ai.onnx; byoc supports"):
+    with pytest.raises(ModelImportError, match=f"opset {opset} of ai.onnx, which does not "
+                                               f"exist.*byoc supports opsets 1 to"):
+        byoc.import_model(model)
+
+
+def test_old_opset_is_upgraded_and_its_nodes_say_so(monkeypatch):
+    model = unsupported_op_model(monkeypatch)
+    model.opset_import[0].version = 8
+    model.ir_version = 3
+    with pytest.raises(UnsupportedOpError, match=r"node 'hardmax0' \(ai.onnx::Hardmax, "
+                                                 r"opset 9, upgraded from opset 8\)"):
         byoc.import_model(model)
 
 

@@ -1,20 +1,23 @@
-"""Two small plugins that exercise the whole plugin path in tests.
+"""Three small plugins that exercise the whole plugin path in tests.
 
 ``convfuse`` claims Conv -> [bias Add] -> [Relu] composites and runs them with its own numpy
 kernels (float64 accumulation over sliding windows); ``adder`` claims elementwise Adds of two
-run-time values and runs them with numpy. Each lowers its partition to a list of steps, packs
-the weights into its payload and rebuilds the steps from the payload in its runtime, as a
-real plugin would.
+run-time values and runs them with numpy; ``vendor`` declares an op of its own domain,
+com.mychip::BiasGelu (``byoc_import_custom_ops``), and claims its nodes. Each lowers its
+partition to a list of steps, packs the weights into its payload and rebuilds the steps from
+the payload in its runtime, as a real plugin would.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
+from byoc.core.interpreter import OpImpl
 from byoc.partition.patterns import Accept, Decline, make_conv_pattern, make_op_pattern
-from byoc.plugins import Payload, PluginInfo, hookimpl
+from byoc.plugins import CustomOp, Payload, PluginInfo, hookimpl
 
 
 def _conv_check(match, graph):
@@ -158,3 +161,94 @@ class StepRuntime:
 
 
 KERNELS = {"Conv": StepRuntime.conv, "Add": StepRuntime.add, "Relu": StepRuntime.relu}
+
+
+# -- a vendor op ---------------------------------------------------------------------------------
+
+VENDOR_DOMAIN = "com.mychip"
+
+
+def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    wide = x.astype(np.float64)
+    if approximate == "tanh":
+        inner = np.sqrt(2 / np.pi) * (wide + 0.044715 * wide ** 3)
+        return (0.5 * wide * (1 + np.tanh(inner))).astype(x.dtype)
+    erf = np.frompyfunc(math.erf, 1, 1)
+    return (0.5 * wide * (1 + erf(wide / np.sqrt(2)).astype(np.float64))).astype(x.dtype)
+
+
+class BiasGelu(OpImpl):
+    """com.mychip::BiasGelu(X, bias) = Gelu(X + bias), bias along X's last axis; attribute
+    approximate is "none" (erf) or "tanh", as in ONNX's Gelu."""
+
+    def run(self, x, bias, approximate="none"):
+        return _gelu(x + bias, approximate)
+
+    def check(self, x, bias, approximate="none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
+
+
+def bias_gelu_types(input_types, attributes):
+    x, bias = input_types
+    if x.dtype != np.float32 or bias.dtype != np.float32:
+        raise ValueError(f"BiasGelu computes float32, not {x.dtype} and {bias.dtype}")
+    if x.rank < 1 or bias.shape != x.shape[-1:]:
+        raise ValueError(f"the bias must have shape [{x.shape[-1] if x.rank else '?'}] (X's "
+                         f"last axis), not {list(bias.shape)}")
+    return [x]
+
+
+BIAS_GELU = CustomOp(VENDOR_DOMAIN, "BiasGelu", BiasGelu, bias_gelu_types, opsets=(1,),
+                     doc="Gelu(X + bias), the bias along X's last axis")
+
+
+class Vendor:
+    """Declares com.mychip::BiasGelu and claims its nodes, which it runs with numpy."""
+
+    version = "2.0.0"
+
+    @hookimpl
+    def byoc_plugin_info(self):
+        return PluginInfo(name="vendor", version=self.version, device="toy chip with a Gelu unit",
+                          description="runs its own op com.mychip::BiasGelu")
+
+    @hookimpl
+    def byoc_import_custom_ops(self):
+        return [BIAS_GELU]
+
+    @hookimpl
+    def byoc_partition_patterns(self):
+        return [make_op_pattern("vendor.bias_gelu", BIAS_GELU.qualified_name)]
+
+    @hookimpl
+    def byoc_lower_partition(self, partition, graph, constants):
+        steps, arrays = [], {}
+        for node in partition.nodes:
+            x, bias = node.inputs
+            step = {"op": BIAS_GELU.qualified_name, "inputs": [x], "output": node.outputs[0],
+                    "approximate": node.attrs.get("approximate", "none")}
+            if bias in constants:
+                step["bias"] = f"{node.name}.bias"
+                arrays[step["bias"]] = constants[bias]
+            else:
+                step["inputs"].append(bias)
+            steps.append(step)
+        return steps, arrays
+
+    @hookimpl
+    def byoc_codegen_partition(self, partition, lowered):
+        steps, arrays = lowered
+        return Payload(json.dumps(steps).encode(), {"steps": len(steps)}, arrays)
+
+    @hookimpl
+    def byoc_runtime_create(self, payload, partition):
+        return StepRuntime(json.loads(payload.data), payload.arrays, partition)
+
+
+def _bias_gelu_kernel(runtime, step, x, bias=None):
+    bias = runtime.arrays[step["bias"]] if bias is None else bias
+    return _gelu(x + bias, step["approximate"])
+
+
+KERNELS[BIAS_GELU.qualified_name] = _bias_gelu_kernel

@@ -12,7 +12,8 @@ so that every backend has one bit-exact target.
 A group qualifies when the input and output are quantized per tensor, the weight is a
 constant quantized per tensor or per output channel, the bias (if any) is int32 with scale
 ``x_scale * w_scale`` and zero point 0, Gemm has alpha = beta = 1, and the activation is Relu,
-Clip with constant bounds, or absent. Other groups keep their literal float semantics.
+Clip with constant bounds, or absent, and every (De)QuantizeLinear is a numpy integer type
+with a numpy float scale, not blocked. Other groups keep their literal float semantics.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def integer_layer(graph: Graph, group: QdqGroup) -> IntegerLayer | None:
     dq_x, dq_w = group.dequantize[0], group.dequantize[1]
     dq_b = group.dequantize[2] if len(group.dequantize) > 2 else None
     if len(op.present_inputs) > 2 and dq_b is None:
+        return None
+    if not _numpy_integer_quantization(graph, group):
         return None
     x_scale, x_zero = _params(graph, dq_x)
     w_scale, w_zero = _params(graph, dq_w)
@@ -270,6 +273,19 @@ def _evaluator(layer: IntegerLayer) -> Callable[[Env], np.ndarray]:
         acc = integer_matmul(env[layer.x], x_zero, layer.weight, layer.w_zero)
         return finish(acc.astype(np.int64), -1)
     return evaluate
+
+
+def _numpy_integer_quantization(graph: Graph, group: QdqGroup) -> bool:
+    """Whether every (De)QuantizeLinear of the group quantizes per tensor or per axis (no
+    ``block_size``) between a numpy float scale and a numpy integer type. Blocked
+    quantization and the 4-bit, 2-bit, float8 and float4 types keep their float semantics."""
+    dequantize = [dq for dq in group.dequantize if dq is not None]
+    nodes = dequantize + [group.quantize]
+    quantized = [dq.inputs[0] for dq in dequantize] + [group.quantize.outputs[0]]
+    scales = [node.inputs[1] for node in nodes]
+    return (not any(node.attrs.get("block_size", 0) for node in nodes)
+            and all(graph.types[name].dtype.kind in "iu" for name in quantized)
+            and all(graph.types[name].dtype.kind == "f" for name in scales))
 
 
 def _params(graph: Graph, node: Node) -> tuple[np.ndarray | None, np.ndarray | None]:

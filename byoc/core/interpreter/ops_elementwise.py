@@ -1,4 +1,4 @@
-"""Elementwise math, activations, comparisons, logic and Cast."""
+"""Elementwise math, activations, comparisons and logic."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 
-from byoc.core.dtypes import to_numpy
 from byoc.core.interpreter.base import OpImpl, register
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -177,15 +176,3 @@ class Mean(Variadic):
 class Where(OpImpl):
     def run(self, condition, x, y):
         return np.where(condition, x, y).astype(x.dtype)
-
-
-@register("Cast")
-class Cast(OpImpl):
-    def run(self, x, to, saturate=1, round_mode="up"):
-        dtype = to_numpy(to)
-        if dtype is None:
-            raise ValueError(f"Cast to ONNX type {to} is not supported")
-        if np.issubdtype(x.dtype, np.floating) and np.issubdtype(dtype, np.integer):
-            with np.errstate(invalid="ignore"):
-                return np.trunc(x).astype(dtype)
-        return x.astype(dtype)

@@ -1,4 +1,5 @@
-"""Pooling and normalization over windows: MaxPool, AveragePool, the global pools and LRN."""
+"""Pooling and normalization over windows: MaxPool, AveragePool, LpPool, the global pools,
+MaxUnpool and LRN."""
 
 from __future__ import annotations
 
@@ -127,6 +128,90 @@ class GlobalAveragePool(OpImpl):
 class GlobalMaxPool(OpImpl):
     def run(self, x):
         return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+@register("LpPool")
+class LpPool(OpImpl):
+    """The p-norm ``(sum |x|^p)^(1/p)`` of each window; padding counts as zeros. ``ceil_mode``
+    and ``dilations`` come with opset 18."""
+
+    def check(self, x, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
+              p=2, pads=None, strides=None):
+        if p <= 0:
+            raise ValueError(f"LpPool's p attribute must be positive; got {p}")
+        pool_window(x, kernel_shape, "LpPool", strides=strides, dilations=dilations,
+                    pads=pads, auto_pad=auto_pad, ceil_mode=ceil_mode)
+
+    def run(self, x, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2,
+            pads=None, strides=None):
+        window = pool_window(x, kernel_shape, "LpPool", strides=strides, dilations=dilations,
+                             pads=pads, auto_pad=auto_pad, ceil_mode=ceil_mode)
+        dtype = accumulation_dtype(x.dtype)
+        powers = np.abs(x.astype(dtype)) ** np.asarray(p, dtype)
+        padded = win.pad_for_windows(powers, window, 0)
+        total = np.zeros(x.shape[:2] + window.out_shape, dtype)
+        for view in win.taps(padded, window):
+            total += view
+        return (total ** np.asarray(1 / p, dtype)).astype(x.dtype)
+
+
+@register("GlobalLpPool")
+class GlobalLpPool(OpImpl):
+    """The p-norm over all spatial axes of each channel."""
+
+    def check(self, x, p=2):
+        if p <= 0:
+            raise ValueError(f"GlobalLpPool's p attribute must be positive; got {p}")
+
+    def run(self, x, p=2):
+        dtype = accumulation_dtype(x.dtype)
+        spatial = tuple(range(2, x.ndim))
+        total = np.sum(np.abs(x.astype(dtype)) ** np.asarray(p, dtype), axis=spatial,
+                       keepdims=True)
+        return (total ** np.asarray(1 / p, dtype)).astype(x.dtype)
+
+
+@register("MaxUnpool")
+class MaxUnpool(OpImpl):
+    """Scatter each value of X to the flat position its index in I names (MaxPool's Indices:
+    row-major over the whole output tensor); every other element is 0.
+
+    The output's shape is the ``output_shape`` input when given, else the shape MaxPool with
+    the same kernel, strides and pads would have pooled from.
+    """
+
+    def check(self, x, indices, output_shape=None, kernel_shape=None, pads=None,
+              strides=None):
+        if indices.shape != x.shape:
+            raise ValueError(f"MaxUnpool's indices input must have the shape of X "
+                             f"{list(x.shape)}; got {list(indices.shape)}")
+        if x.ndim < 3:
+            raise ValueError(f"MaxUnpool needs an N x C x D1 x ... input; got shape "
+                             f"{list(x.shape)}")
+        if output_shape is not None and output_shape.shape != (x.ndim,):
+            raise ValueError(f"MaxUnpool's output_shape input must hold {x.ndim} dims (one per "
+                             f"dim of X); got shape {list(output_shape.shape)}")
+        if kernel_shape is None or len(kernel_shape) != x.ndim - 2:
+            raise ValueError(f"MaxUnpool needs kernel_shape with one value per spatial axis of "
+                             f"its input {list(x.shape)}; got {kernel_shape}")
+        win.unpooled_shape(x.shape[2:], kernel_shape, strides=strides, pads=pads)
+
+    def run(self, x, indices, output_shape=None, kernel_shape=None, pads=None, strides=None):
+        self.check(x, indices, output_shape, kernel_shape, pads, strides)
+        if output_shape is not None:
+            shape = tuple(int(d) for d in output_shape)
+        else:
+            shape = x.shape[:2] + win.unpooled_shape(x.shape[2:], kernel_shape,
+                                                     strides=strides, pads=pads)
+        size = int(np.prod(shape))
+        flat = indices.reshape(-1)
+        outside = (flat < 0) | (flat >= size)
+        if outside.any():
+            raise ValueError(f"MaxUnpool index {int(flat[outside][0])} is outside the output "
+                             f"of shape {list(shape)} ({size} elements)")
+        y = np.zeros(size, x.dtype)
+        y[flat] = x.reshape(-1)
+        return y.reshape(shape)
 
 
 @register("LRN")

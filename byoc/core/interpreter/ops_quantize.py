@@ -1,18 +1,24 @@
-"""QuantizeLinear and DequantizeLinear: per tensor, per axis and blocked, integer types."""
+"""QuantizeLinear and DequantizeLinear: per tensor, per axis and blocked; to and from the
+8- and 16-bit integers, the 4- and 2-bit integers, float8 and float4e2m1."""
 
 from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
-from byoc.core.dtypes import SUPPORTED_ONNX_TYPES, onnx_type_name, to_numpy
+from byoc.core.dtypes import FLOAT8_TYPES, NARROW_INTEGER_TYPES, onnx_type_name, to_numpy
 from byoc.core.interpreter.base import OpImpl, register
 from byoc.core.interpreter.quant import dequantize, quantize
 
-QUANTIZED_TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16))
+QUANTIZED_TYPES = (tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16))
+                   + NARROW_INTEGER_TYPES + FLOAT8_TYPES + (np.dtype(ml_dtypes.float4_e2m1fn),))
 DEQUANTIZABLE_TYPES = QUANTIZED_TYPES + (np.dtype(np.int32),)
-_BYOC_DTYPES = {to_numpy(t) for t in SUPPORTED_ONNX_TYPES}
+# The types a dequantized value (or a division's precision) may have: numpy's floats and
+# bfloat16.
+OUTPUT_FLOAT_TYPES = tuple(np.dtype(t) for t in (np.float32, np.float16, np.float64,
+                                                 ml_dtypes.bfloat16))
 
 
 def type_names(dtypes) -> str:
@@ -22,9 +28,9 @@ def type_names(dtypes) -> str:
 def float_dtype(onnx_type: int, what: str) -> np.dtype:
     """The numpy dtype of an ONNX float type given as an attribute."""
     dtype = to_numpy(onnx_type)
-    if dtype is None or not np.issubdtype(dtype, np.floating):
+    if dtype not in OUTPUT_FLOAT_TYPES:
         raise ValueError(f"{what} {onnx_type_name(onnx_type)} is not supported; use FLOAT, "
-                         f"FLOAT16 or DOUBLE")
+                         f"FLOAT16, BFLOAT16 or DOUBLE")
     return dtype
 
 
@@ -75,8 +81,10 @@ class QuantizeLinear(OpImpl):
 
     The output type is y_zero_point's, else the ``output_dtype`` attribute's, else uint8.
     From opset 23 the division runs in the ``precision`` attribute's type, else y_scale's
-    (integer types divide exactly in float64); before, in at least float32, as onnxruntime
-    does. ``saturate`` only concerns float8 outputs, which byoc does not support.
+    (an int32 scale divides exactly in float64, a float8e8m0 one, a power of two, in
+    float32); before, in at least float32, as onnxruntime does. Float outputs (float8,
+    float4e2m1) take ``x / y_scale + y_zero_point`` converted as Cast converts, with
+    ``saturate`` as Cast's.
     """
 
     def check(self, x, y_scale, y_zero_point=None, axis=1, block_size=0, **_):
@@ -88,24 +96,28 @@ class QuantizeLinear(OpImpl):
             output_dtype=0, precision=0):
         out_dtype = self.output_dtype(y_zero_point, output_dtype)
         if precision:
-            division = to_numpy(precision)
-            if division is None:
-                raise ValueError(f"QuantizeLinear precision {onnx_type_name(precision)} is not "
-                                 f"supported")
+            division = float_dtype(precision, "QuantizeLinear precision")
         elif self.opset >= 23:
-            division = y_scale.dtype
+            division = self.scale_division_dtype(y_scale.dtype)
         else:
             # Before opset 23 the spec leaves the precision open; onnxruntime divides float16
             # in float32, and the float16 division of opset 23 would turn some values into ties.
-            division = np.promote_types(y_scale.dtype, np.float32)
-        if division not in _BYOC_DTYPES:
-            raise ValueError(f"QuantizeLinear with a {division.name} scale is not supported")
-        if not np.issubdtype(division, np.floating):
-            division = np.dtype(np.float64)
+            division = np.promote_types(self.scale_division_dtype(y_scale.dtype), np.float32)
         scale = quant_params(y_scale, x, axis, block_size, "y_scale")
         zero_point = (None if y_zero_point is None
                       else quant_params(y_zero_point, x, axis, block_size, "y_zero_point"))
-        return quantize(x, scale, zero_point, axis, out_dtype, precision=division)
+        return quantize(x, scale, zero_point, axis, out_dtype, precision=division,
+                        saturate_float8=bool(saturate))
+
+    @staticmethod
+    def scale_division_dtype(scale_dtype: np.dtype) -> np.dtype:
+        if scale_dtype in OUTPUT_FLOAT_TYPES:
+            return scale_dtype
+        if scale_dtype == np.int32:
+            return np.dtype(np.float64)
+        if scale_dtype == ml_dtypes.float8_e8m0fnu:
+            return np.dtype(np.float32)
+        raise ValueError(f"QuantizeLinear with a {scale_dtype.name} scale is not supported")
 
     @staticmethod
     def output_dtype(zero_point: np.ndarray | None, output_dtype: int) -> np.dtype:
@@ -130,9 +142,11 @@ class QuantizeLinear(OpImpl):
 class DequantizeLinear(OpImpl):
     """DequantizeLinear: ``(x - x_zero_point) * x_scale``.
 
-    The output type is the ``output_dtype`` attribute's, else x_scale's. ``x - x_zero_point``
-    is exact; the product is formed in float32 (float64 for a float64 output) and rounded once
-    to the output type, which for 8-bit inputs equals multiplying in the output type.
+    The output type is the ``output_dtype`` attribute's, else x_scale's (a float8e8m0 scale
+    needs ``output_dtype``). ``x - x_zero_point`` is exact for integer types and taken in
+    float32 for float8 and float4; the product is formed in float32 (float64 for a float64
+    output) and rounded once to the output type, which for 8-bit inputs equals multiplying
+    in the output type.
     """
 
     def check(self, x, x_scale, x_zero_point=None, axis=1, block_size=0, **_):
@@ -149,11 +163,11 @@ class DequantizeLinear(OpImpl):
                              f"is {x.dtype.name}; they must have the same type")
         if output_dtype:
             out_dtype = float_dtype(output_dtype, "DequantizeLinear output_dtype")
-        elif x_scale.dtype in _BYOC_DTYPES and np.issubdtype(x_scale.dtype, np.floating):
+        elif x_scale.dtype in OUTPUT_FLOAT_TYPES:
             out_dtype = x_scale.dtype
         else:
-            raise ValueError(f"DequantizeLinear with a {x_scale.dtype.name} scale is not "
-                             f"supported; use float32, float16 or float64")
+            raise ValueError(f"DequantizeLinear with a {x_scale.dtype.name} scale needs the "
+                             f"output_dtype attribute; give FLOAT, FLOAT16 or BFLOAT16")
         product_dtype = np.float64 if out_dtype == np.float64 else np.float32
         scale = quant_params(x_scale, x, axis, block_size, "x_scale").astype(product_dtype)
         zero_point = (None if x_zero_point is None

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from byoc.core.interpreter.base import OpImpl, register
+from byoc.core.ir import TensorType
 
 
 def int_list(values) -> list[int] | None:
@@ -238,23 +239,38 @@ class Identity(OpImpl):
 
 @register("Dropout")
 class Dropout(OpImpl):
-    """Dropout at inference: the identity, with an all-kept mask.
+    """Dropout: at inference (the usual case) the identity, with an all-kept mask.
 
-    The mask is bool from opset 10 and the input's dtype before. Training mode (opset 12's
-    ``training_mode`` input) with a non-zero ratio drops at random, which an oracle cannot do,
-    so it is refused.
+    The mask is bool from opset 10 and the input's dtype before. In training mode (opset 12's
+    ``training_mode`` input set) with a ratio above 0, each element is kept with probability
+    ``1 - ratio`` and scaled by ``1 / (1 - ratio)``. The draw is numpy's MT19937 generator
+    seeded with the ``seed`` attribute (uniform numbers, kept where at least ``ratio``), as
+    onnx's own reference draws it, so a seeded node gives the same mask every run; without a
+    seed, each run draws anew, as the specification says.
     """
 
     def run(self, data, ratio_input=None, training_mode=None, ratio=0.5, seed=None):
         drop_ratio = float(ratio_input) if ratio_input is not None else ratio
-        if training_mode is not None and bool(training_mode) and drop_ratio > 0:
-            raise ValueError("Dropout in training mode drops elements at random; byoc's "
-                             "reference interpreter runs inference only (set training_mode "
-                             "to false or the ratio to 0)")
+        training = training_mode is not None and bool(training_mode)
+        if not 0 <= drop_ratio < 1 and training:
+            raise ValueError(f"Dropout's ratio is {drop_ratio}; it must be in [0, 1)")
+        if not training or drop_ratio == 0:
+            kept = np.ones(data.shape, bool)
+            output = data
+        else:
+            kept = np.random.RandomState(seed).uniform(0, 1.0, data.shape) >= drop_ratio
+            output = (data * kept / (1 - drop_ratio)).astype(data.dtype)
         if len(self.node.outputs) < 2:
-            return data
-        mask = np.ones(data.shape, dtype=bool if self.opset >= 10 else data.dtype)
-        return data, mask
+            return output
+        return output, kept.astype(self._mask_dtype(data.dtype))
+
+    def infer_types(self, input_types, **attrs):
+        data = input_types[0]
+        mask = TensorType(self._mask_dtype(data.dtype), data.shape)
+        return [data, mask][:len(self.node.outputs)]
+
+    def _mask_dtype(self, data_dtype: np.dtype) -> np.dtype:
+        return np.dtype(bool) if self.opset >= 10 else np.dtype(data_dtype)
 
 
 @register("Constant")

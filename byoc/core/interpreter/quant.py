@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_RANGES = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
-           for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32)}
+from byoc.core import dtypes
+from byoc.core.interpreter.ops_cast import cast
 
 
 def along_axis(param: np.ndarray, axis: int, rank: int) -> np.ndarray:
@@ -24,13 +24,16 @@ def along_axis(param: np.ndarray, axis: int, rank: int) -> np.ndarray:
 
 def saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Clamp integer-valued ``values`` to the range of ``dtype`` and convert."""
-    low, high = _RANGES[np.dtype(dtype)]
+    low, high = dtypes.integer_range(dtype)
     return np.clip(values, low, high).astype(dtype)
 
 
 def quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int = 1,
-             dtype: np.dtype | None = None, precision: np.dtype = np.float32) -> np.ndarray:
-    """QuantizeLinear: ``saturate(round_half_to_even(x / scale) + zero_point)``.
+             dtype: np.dtype | None = None, precision: np.dtype = np.float32,
+             saturate_float8: bool = True) -> np.ndarray:
+    """QuantizeLinear: ``saturate(round_half_to_even(x / scale) + zero_point)`` for integer
+    types; for float types (float8, float4) ``x / scale + zero_point`` converted as Cast
+    converts, ``saturate_float8`` being Cast's ``saturate``.
 
     The division is done in ``precision``: float32 by default, as onnxruntime does for float
     inputs; ONNX asks for the scale's type (or the node's ``precision`` attribute) from
@@ -38,7 +41,12 @@ def quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, ax
     """
     dtype = np.dtype(dtype or (zero_point.dtype if zero_point is not None else np.uint8))
     rank = x.ndim
-    scaled = x.astype(precision) / along_axis(scale, axis, rank).astype(precision)
+    scaled = dtypes.widened(x.astype(precision)
+                            / along_axis(scale, axis, rank).astype(precision))
+    if dtypes.is_float(dtype):
+        if zero_point is not None:
+            scaled = scaled + dtypes.widened(along_axis(zero_point, axis, rank))
+        return cast(scaled, dtype, saturate_float8)
     rounded = np.rint(scaled).astype(np.float64)
     if zero_point is not None:
         rounded = rounded + along_axis(zero_point, axis, rank).astype(np.float64)
@@ -47,11 +55,14 @@ def quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, ax
 
 def dequantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None,
                axis: int = 1) -> np.ndarray:
-    """DequantizeLinear: ``(x - zero_point) * scale``, in the scale's float dtype."""
+    """DequantizeLinear: ``(x - zero_point) * scale``, in the scale's float dtype. The
+    difference is taken in int64 (exactly) for integer types, in float32 for the float8
+    and float4 types."""
     rank = x.ndim
-    shifted = x.astype(np.int64)
+    wide = np.float32 if dtypes.is_float(x.dtype) else np.int64
+    shifted = x.astype(wide)
     if zero_point is not None:
-        shifted = shifted - along_axis(zero_point, axis, rank).astype(np.int64)
+        shifted = shifted - along_axis(zero_point, axis, rank).astype(wide)
     scale = along_axis(scale, axis, rank)
     return (shifted.astype(scale.dtype) * scale).astype(scale.dtype)
 

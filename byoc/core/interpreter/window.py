@@ -2,8 +2,9 @@
 
 A window op slides a kernel of ``kernel[i]`` taps, ``dilations[i]`` apart, over the spatial
 axes of an ``N x C x D1 x ... x Dn`` tensor in steps of ``strides[i]``. :func:`plan` turns the
-ONNX attributes into output sizes and begin/end pads; :func:`pad_for_windows` pads the input
-so every window lies inside it; :func:`taps` gives, for each kernel tap, the strided view of
+ONNX attributes into output sizes and begin/end pads; :func:`unpooled_shape` runs that
+geometry backwards, for MaxUnpool; :func:`pad_for_windows` pads the input so every window
+lies inside it; :func:`taps` gives, for each kernel tap, the strided view of
 the padded input that the tap reads at every output position. Looping over taps (not pixels)
 keeps the ops vectorized.
 """
@@ -101,6 +102,22 @@ def plan(in_shape: Sequence[int], kernel: Sequence[int], *, strides=None, dilati
                 size -= 1
             out_shape.append(size)
     return Window(kernel, strides, dilations, tuple(begin), tuple(end), tuple(out_shape))
+
+
+def unpooled_shape(pooled_shape: Sequence[int], kernel: Sequence[int], *, strides=None,
+                   pads=None) -> tuple[int, ...]:
+    """The spatial shape an input of pooling had, given the pooled shape: the largest one
+    that pools to it, ``(pooled - 1) * stride + kernel - pads``."""
+    rank = len(pooled_shape)
+    kernel = spatial_attr(kernel, rank, 1, "kernel_shape")
+    strides = spatial_attr(strides, rank, 1, "strides")
+    begin, end = explicit_pads(pads, rank)
+    shape = tuple((n - 1) * s + k - b - e
+                  for n, s, k, b, e in zip(pooled_shape, strides, kernel, begin, end))
+    if any(d < 0 for d in shape):
+        raise ValueError(f"pads {list(pads)} are larger than the unpooled extent "
+                         f"{[(n - 1) * s + k for n, s, k in zip(pooled_shape, strides, kernel)]}")
+    return shape
 
 
 def pad_for_windows(x: np.ndarray, window: Window, value=0) -> np.ndarray:

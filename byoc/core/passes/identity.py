@@ -1,4 +1,4 @@
-"""Removal of Identity and inference-mode Dropout nodes."""
+"""Removal of Identity nodes and of Dropout nodes that cannot drop anything."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def remove_identities(graph: Graph) -> int:
     removed = 0
     producers = graph.producers()
     for node in list(graph.nodes):
-        if node.op_type not in PASS_THROUGH_OPS or node.domain:
+        if node.op_type not in PASS_THROUGH_OPS or node.domain or _may_train(node, graph):
             continue
         source, target = node.inputs[0], node.outputs[0]
         producer = producers.get(source)
@@ -31,7 +31,7 @@ def remove_identities(graph: Graph) -> int:
         mask_type = graph.types.get(mask)
         graph.remove_node(node)
         if mask:
-            graph.constants[mask] = np.ones(mask_type.shape, dtype=bool)
+            graph.constants[mask] = np.ones(mask_type.shape, dtype=mask_type.dtype)
             graph.types[mask] = mask_type
         if keeps_output_name:
             _rename_output(graph, producer, source, target)
@@ -40,6 +40,17 @@ def remove_identities(graph: Graph) -> int:
             graph.replace_all_uses(target, source)
         removed += 1
     return removed
+
+
+def _may_train(node: Node, graph: Graph) -> bool:
+    """Whether a Dropout may drop elements: its training_mode input is not a constant false
+    and its ratio not a constant 0."""
+    if node.op_type != "Dropout" or len(node.inputs) < 3 or not node.inputs[2]:
+        return False
+    training, ratio = node.inputs[2], node.inputs[1]
+    if graph.is_constant(training) and not np.asarray(graph.constants[training]).any():
+        return False
+    return not (ratio and graph.is_constant(ratio) and float(graph.constants[ratio]) == 0)
 
 
 def _rename_output(graph: Graph, producer: Node, old: str, new: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from byoc.core.interpreter import registered_ops
-from byoc.core.ir import Graph
+from byoc.core.ir import Graph, Node
 from byoc.errors import PluginError
 from byoc.partition.int8_patterns import make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, make_op_pattern
@@ -15,8 +15,9 @@ from byoc.plugins import hookimpl
 from byoc.plugins.api import (Partition, PartitionSignature, PatternLimits, Payload,
                               PluginInfo)
 from byoc_cpu_llvm import __version__
+from byoc_cpu_llvm.codegen import LLVM_TYPES
 from byoc_cpu_llvm.jit import compile_ir
-from byoc_cpu_llvm.kernels import supports
+from byoc_cpu_llvm.kernels import LOWERINGS, supports
 from byoc_cpu_llvm.kernels.qgemm import (
     integer_group_refusal,
     integer_plans,
@@ -43,6 +44,9 @@ def byoc_plugin_info() -> PluginInfo:
 
 def _check(match, graph: Graph):
     node = match.root
+    reason = _dtype_refusal(node, graph)
+    if reason is not None:
+        return Decline(reason)
     if node.op_type in ALIASING_OPS:
         reason = alias_refusal(node, graph)
         if reason is not None and node.op_type == "Dropout":
@@ -50,6 +54,17 @@ def _check(match, graph: Graph):
     else:
         reason = supports(node, graph) or integer_group_refusal(node, graph)
     return Accept() if reason is None else Decline(reason)
+
+
+def _dtype_refusal(node: Node, graph: Graph) -> str | None:
+    """Why cpu_llvm cannot compute ``node`` when one of its inputs or outputs has an element
+    type without an LLVM type here (bfloat16, float8, 4-bit integers, strings...)."""
+    for role, names in (("input", node.inputs), ("output", node.outputs)):
+        for name in names:
+            if name and graph.types[name].dtype not in LLVM_TYPES:
+                return (f"cpu_llvm has no LLVM type for element type "
+                        f"{graph.types[name].dtype.name} ({role} {name!r})")
+    return None
 
 
 def _check_qdq(match, graph: Graph):
@@ -74,6 +89,13 @@ def byoc_partition_patterns() -> list:
     qdq = [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=_check_qdq),
            make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=_check_qdq)]
     return qdq + [make_op_pattern(f"{NAME}.{op.lower()}", op, check=_check) for op in ops]
+
+
+def _without_kernel() -> list[str]:
+    """The ops byoc supports that cpu_llvm has no kernel for (their patterns decline all)."""
+    return sorted(op for domain, op in registered_ops()
+                  if not domain and op not in LOWERINGS and op not in ALIASING_OPS
+                  and op not in _FOLDED)
 
 
 @hookimpl
@@ -155,6 +177,9 @@ def byoc_conformance_limits() -> list[PatternLimits]:
     limits += [PatternLimits(f"{NAME}.{op.lower()}", skip=f"byoc folds {op} into a constant "
                                                            f"before partitioning")
                for op in _FOLDED]
+    limits += [PatternLimits(f"{NAME}.{op.lower()}", skip=f"cpu_llvm has no kernel for {op}: "
+                                                           f"it declines every such node")
+               for op in _without_kernel()]
     return limits + [PatternLimits(f"{NAME}.qdq_conv", accepts={"group": (1, 2, "depthwise"),
                                                                 "dilation": (1, 2)}),
                      PatternLimits(f"{NAME}.qdq_matmul", accepts={"trans_b": (0, 1)})]

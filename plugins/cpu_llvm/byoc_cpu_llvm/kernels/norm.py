@@ -1,5 +1,6 @@
 """Normalizations: BatchNormalization (inference), InstanceNormalization,
-LayerNormalization and LRN.
+LayerNormalization, GroupNormalization, RMSNormalization, MeanVarianceNormalization,
+LpNormalization and LRN.
 
 Each follows the reference's arithmetic step by step (same operations in the same order, no
 fused multiply-adds), so only the order of the long sums (mean, variance) differs from it.
@@ -12,18 +13,23 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from byoc.core.interpreter.ops_norm import MeanVarianceNormalization
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.elementwise import strides_for
 from byoc_cpu_llvm.kernels.reduce import (
+    CHUNK,
     FLOATS,
     Epilogue,
     Var,
+    dot,
     empty_dims,
     horizontal,
     lanes_for,
+    plan_groups,
     reduce_run,
+    unravel,
 )
 
 SPAN = 4096  # spatial elements one BatchNormalization work item covers
@@ -50,8 +56,9 @@ def _per_channel(node: Node, graph: Graph, params: list[str]) -> str | None:
     return None
 
 
-def _sum_run(kb, base, start, length, dtype) -> ir.Value:
-    """The sum of ``length`` contiguous values (vector accumulators, then the lanes)."""
+def _sum_run(kb, base, start, length, dtype, kind: str = "sum") -> ir.Value:
+    """The sum (``kind`` "sum") or the sum of squares ("sumsq") of ``length`` contiguous
+    values (vector accumulators, then the lanes)."""
     elem = llvm_type(dtype)
     lanes = lanes_for(dtype)
     vec = None
@@ -59,10 +66,10 @@ def _sum_run(kb, base, start, length, dtype) -> ir.Value:
         vec_type = ir.VectorType(elem, lanes)
         vec = Var(kb, vec_type, ir.Constant(vec_type, [0.0] * lanes), name="vsum")
     scalar = Var(kb, elem, ir.Constant(elem, 0.0), name="sum")
-    reduce_run(kb, "sum", base, start, length, dtype, vec, scalar)
+    reduce_run(kb, kind, base, start, length, dtype, vec, scalar)
     total = scalar.get()
     if vec is not None:
-        total = kb.b.fadd(horizontal(kb, "sum", vec.get(), dtype), total)
+        total = kb.b.fadd(horizontal(kb, kind, vec.get(), dtype), total)
     return total
 
 
@@ -181,11 +188,12 @@ def lower_instancenorm(program, group) -> None:
 
 # -- LayerNormalization --------------------------------------------------------------------------
 
-def _layer_axis(node: Node, graph: Graph) -> int:
+def _trailing_axis(node: Node, graph: Graph) -> int:
+    """The first of the dims ``axis..rank-1`` a Layer- or RMSNormalization normalizes."""
     rank = len(graph.types[node.inputs[0]].shape)
     axis = node.attrs.get("axis", -1)
     if not -rank <= axis < rank:
-        raise ValueError(f"LayerNormalization axis {axis} is out of range for rank {rank}")
+        raise ValueError(f"{node.op_type} axis {axis} is out of range for rank {rank}")
     return axis % rank
 
 
@@ -217,7 +225,7 @@ def check_layernorm(node: Node, graph: Graph) -> str | None:
     if reason:
         return reason
     try:
-        axis = _layer_axis(node, graph)
+        axis = _trailing_axis(node, graph)
     except ValueError as error:
         return str(error)
     for value in node.inputs[1:3]:
@@ -236,7 +244,7 @@ def lower_layernorm(program, group) -> None:
     x_type = graph.types[node.inputs[0]]
     dtype = x_type.dtype
     elem = llvm_type(dtype)
-    axis = _layer_axis(node, graph)
+    axis = _trailing_axis(node, graph)
     length = int(np.prod(x_type.shape[axis:], dtype=np.int64))
     rows = int(np.prod(x_type.shape[:axis], dtype=np.int64))
     params = [(v, _param_stride(graph.types[v].shape, x_type.shape, axis)) if v else None
@@ -272,6 +280,301 @@ def lower_layernorm(program, group) -> None:
                     offset = j if param[1] else const_i64(0)
                     y = op(y, kb.load(pbase, offset, elem))
             kb.store(epilogue.apply(kb, y, at), dst, at)
+    kb.finish()
+
+
+# -- GroupNormalization --------------------------------------------------------------------------
+
+def check_groupnorm(node: Node, graph: Graph) -> str | None:
+    x_type = graph.types[node.inputs[0]]
+    if x_type.dtype != np.float32:
+        return f"cpu_llvm GroupNormalization handles float32 only, not {x_type.dtype}"
+    opset = graph.opsets.get("", 0)
+    if opset >= 21 and node.attrs.get("stash_type", 1) != 1:
+        return "cpu_llvm GroupNormalization supports stash_type FLOAT (1) only"
+    reason = _common(node, graph, node.inputs[1:3])
+    if reason:
+        return reason
+    channels = x_type.shape[1]
+    groups = node.attrs.get("num_groups", 0)
+    if groups < 1 or channels % groups:
+        return f"GroupNormalization num_groups {groups} does not divide {channels} channels"
+    expected = channels if opset >= 21 else groups
+    for value in node.inputs[1:3]:
+        if graph.types[value].shape != (expected,):
+            return (f"GroupNormalization-{opset} parameter {value!r} must hold {expected} "
+                    f"values")
+    return None
+
+
+@lowering("GroupNormalization", check=check_groupnorm, epilogue=True)
+def lower_groupnorm(program, group) -> None:
+    """Each (sample, group) is a contiguous run of ``channels/groups * spatial`` values:
+    threads split the runs; a run is standardized like InstanceNormalization's planes, then
+    each of its channels takes its scale and bias (per group before opset 21)."""
+    kb, epilogue, layout, (src, scale, bias), dst = _per_channel_kernel(program, group, 3)
+    node = group.head
+    dtype, elem, spatial, epsilon = layout.dtype, layout.elem, layout.spatial, layout.epsilon
+    groups = node.attrs["num_groups"]
+    per_group = layout.channels // groups
+    per_channel_params = program.graph.opsets.get("", 0) >= 21
+    length = per_group * spatial
+    b = kb.b
+    count = ir.Constant(elem, float(length))
+    begin, end = kb.thread_share(layout.batch * groups)
+    with kb.loop(begin, end, name="run") as run:
+        base = b.mul(run, const_i64(length))
+        mean = b.fdiv(_sum_run(kb, src, base, length, dtype), count)
+        var = b.fdiv(_variance_sum(kb, src, base, length, mean, dtype), count)
+        denominator = _sqrt(kb, b.fadd(var, epsilon))
+        first_channel = b.mul(b.urem(run, const_i64(groups)), const_i64(per_group))
+        with kb.loop(0, per_group, name="c") as c:
+            param = b.add(first_channel, c) if per_channel_params else b.urem(
+                run, const_i64(groups))
+            s, t = kb.load(scale, param, elem), kb.load(bias, param, elem)
+            plane = b.add(base, b.mul(c, const_i64(spatial)))
+            with kb.loop(0, spatial, name="i") as i:
+                at = b.add(plane, i)
+                normalized = b.fdiv(b.fsub(kb.load(src, at, elem), mean), denominator)
+                kb.store(epilogue.apply(kb, b.fadd(b.fmul(normalized, s), t), at), dst, at)
+    kb.finish()
+
+
+# -- RMSNormalization ----------------------------------------------------------------------------
+
+def check_rmsnorm(node: Node, graph: Graph) -> str | None:
+    x_type = graph.types[node.inputs[0]]
+    if x_type.dtype != np.float32:
+        return f"cpu_llvm RMSNormalization handles float32 only, not {x_type.dtype}"
+    if node.attrs.get("stash_type", 1) != 1:
+        return "cpu_llvm RMSNormalization supports stash_type FLOAT (1) only"
+    reason = empty_dims(node, graph)
+    if reason:
+        return reason
+    try:
+        axis = _trailing_axis(node, graph)
+    except ValueError as error:
+        return str(error)
+    scale = graph.types[node.inputs[1]]
+    if scale.dtype != x_type.dtype:
+        return "cpu_llvm RMSNormalization needs scale in the input's dtype"
+    if _param_stride(scale.shape, x_type.shape, axis) is None:
+        return ("cpu_llvm RMSNormalization needs scale shaped like the normalized dims (or one "
+                "value)")
+    return None
+
+
+@lowering("RMSNormalization", check=check_rmsnorm, epilogue=True)
+def lower_rmsnorm(program, group) -> None:
+    """Threads split the rows (the normalized dims are the contiguous tail of each); a row
+    sums its squares with vector accumulators, then scales every element."""
+    graph = program.graph
+    node = group.head
+    x_type = graph.types[node.inputs[0]]
+    dtype, elem = x_type.dtype, llvm_type(x_type.dtype)
+    axis = _trailing_axis(node, graph)
+    length = int(np.prod(x_type.shape[axis:], dtype=np.int64))
+    rows = int(np.prod(x_type.shape[:axis], dtype=np.int64))
+    scale_stride = _param_stride(graph.types[node.inputs[1]].shape, x_type.shape, axis)
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    slots = [program.value(v) for v in (node.inputs[0], node.inputs[1], group.output)]
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, scale, dst = (kb.buffer(s) for s in slots)
+    b = kb.b
+    epsilon = ir.Constant(elem, float(np.float32(node.attrs.get("epsilon", 1e-5))))
+    count = ir.Constant(elem, float(length))
+    begin, end = kb.thread_share(rows)
+    with kb.loop(begin, end, name="row") as row:
+        base = b.mul(row, const_i64(length))
+        mean_square = b.fdiv(_sum_run(kb, src, base, length, dtype, "sumsq"), count)
+        reciprocal = b.fdiv(ir.Constant(elem, 1.0), _sqrt(kb, b.fadd(mean_square, epsilon)))
+        with kb.loop(0, length, name="j") as j:
+            at = b.add(base, j)
+            weight = kb.load(scale, j if scale_stride else const_i64(0), elem)
+            y = b.fmul(b.fmul(kb.load(src, at, elem), reciprocal), weight)
+            kb.store(epilogue.apply(kb, y, at), dst, at)
+    kb.finish()
+
+
+# -- MeanVarianceNormalization -------------------------------------------------------------------
+
+def _mvn_axes(node: Node, graph: Graph) -> set[int]:
+    rank = len(graph.types[node.inputs[0]].shape)
+    axes = list(node.attrs.get("axes", (0, 2, 3)))
+    if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+        raise ValueError(f"MeanVarianceNormalization axes {axes} are out of range for rank "
+                         f"{rank} or repeat a dim")
+    return {a % rank for a in axes}
+
+
+def check_mvn(node: Node, graph: Graph) -> str | None:
+    dtype = graph.types[node.inputs[0]].dtype
+    if dtype not in FLOATS:
+        return f"cpu_llvm MeanVarianceNormalization does not handle {dtype}"
+    try:
+        _mvn_axes(node, graph)
+    except ValueError as error:
+        return str(error)
+    return empty_dims(node, graph)
+
+
+@lowering("MeanVarianceNormalization", check=check_mvn, epilogue=True)
+def lower_mvn(program, group) -> None:
+    """The input is planned as a reduction (size-1 dims dropped, neighbouring dims of one kind
+    merged); threads split the kept positions, and each makes three passes over its reduced
+    elements (sum, squared deviations, normalize) in loops whose innermost one is contiguous
+    when the innermost dims are reduced, so LLVM vectorizes it."""
+    graph = program.graph
+    node = group.head
+    x_type = graph.types[node.inputs[0]]
+    elem = llvm_type(x_type.dtype)
+    groups = plan_groups(x_type.shape, _mvn_axes(node, graph))
+    strides = [int(np.prod([s for s, _ in groups[i + 1:]], dtype=np.int64))
+               for i in range(len(groups))]
+    kept = [(size, stride) for (size, reduced), stride in zip(groups, strides) if not reduced]
+    reduced = [(size, stride) for (size, is_reduced), stride in zip(groups, strides)
+               if is_reduced]
+    count = ir.Constant(elem, float(np.prod([s for s, _ in reduced], dtype=np.int64)))
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    slots = [program.value(node.inputs[0]), program.value(group.output)]
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = (kb.buffer(s) for s in slots)
+    b = kb.b
+    total = Var(kb, elem, name="total")
+
+    def over_reduced(levels, offset, body):
+        if not levels:
+            body(offset)
+            return
+        size, stride = levels[0]
+        with kb.loop(0, size, name="r") as r:
+            over_reduced(levels[1:], b.add(offset, b.mul(r, const_i64(stride))), body)
+
+    def accumulate(base, term):
+        total.set(ir.Constant(elem, 0.0))
+        over_reduced(reduced, base, lambda at: total.set(
+            b.fadd(total.get(), term(kb.load(src, at, elem)), flags=("reassoc",))))
+        return total.get()
+
+    begin, end = kb.thread_share(int(np.prod([s for s, _ in kept], dtype=np.int64)))
+    with kb.loop(begin, end, name="o") as o:
+        base = dot(kb, unravel(kb, o, [s for s, _ in kept]), [st for _, st in kept])
+        mean = b.fdiv(accumulate(base, lambda x: x), count)
+
+        def squared_deviation(x):
+            centered = b.fsub(x, mean)
+            return b.fmul(centered, centered)
+
+        std = _sqrt(kb, b.fdiv(accumulate(base, squared_deviation), count))
+        denominator = b.fadd(std, ir.Constant(elem, MeanVarianceNormalization.EPSILON))
+
+        def normalize(at):
+            y = b.fdiv(b.fsub(kb.load(src, at, elem), mean), denominator)
+            kb.store(epilogue.apply(kb, y, at), dst, at)
+
+        over_reduced(reduced, base, normalize)
+    kb.finish()
+
+
+# -- LpNormalization -----------------------------------------------------------------------------
+
+def _lp_layout(node: Node, graph: Graph) -> tuple[int, int, int]:
+    """``(outer, length, inner)`` around the normalized axis."""
+    shape = graph.types[node.inputs[0]].shape
+    axis = node.attrs.get("axis", -1)
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"LpNormalization axis {axis} is out of range for rank {len(shape)}")
+    axis %= len(shape)
+    return (int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
+            int(np.prod(shape[axis + 1:], dtype=np.int64)))
+
+
+def check_lpnorm(node: Node, graph: Graph) -> str | None:
+    dtype = graph.types[node.inputs[0]].dtype
+    if dtype not in FLOATS:
+        return f"cpu_llvm LpNormalization does not handle {dtype}"
+    if node.attrs.get("p", 2) not in (1, 2):
+        return "LpNormalization p must be 1 or 2"
+    try:
+        _lp_layout(node, graph)
+    except ValueError as error:
+        return str(error)
+    return empty_dims(node, graph)
+
+
+@lowering("LpNormalization", check=check_lpnorm, epilogue=True)
+def lower_lpnorm(program, group) -> None:
+    """When the axis is innermost each row is contiguous: threads split the rows. Otherwise
+    threads split ``outer`` x chunks of ``inner``, keep the chunk's norms in a per-thread
+    scratch row, and every pass runs along ``inner`` (contiguous), which LLVM vectorizes. A
+    zero norm gives 0, as in the reference."""
+    graph = program.graph
+    node = group.head
+    dtype = graph.types[node.inputs[0]].dtype
+    elem = llvm_type(dtype)
+    outer, length, inner = _lp_layout(node, graph)
+    squares = node.attrs.get("p", 2) == 2
+    scratch_slot = None
+    if inner > 1:
+        scratch_slot = program.scratch(f"{group.output}.lp_norms", dtype, CHUNK)
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    slots = [program.value(node.inputs[0]), program.value(group.output)]
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = (kb.buffer(s) for s in slots)
+    b = kb.b
+    zero = ir.Constant(elem, 0.0)
+
+    def term(x):
+        return b.fmul(x, x) if squares else kb.intrinsic("llvm.fabs", elem, [x])
+
+    def finished(total):
+        return _sqrt(kb, total) if squares else total
+
+    def store_normalized(at, norm):
+        quotient = b.fdiv(kb.load(src, at, elem), norm)
+        y = b.select(b.fcmp_ordered("==", norm, zero), zero, quotient)
+        kb.store(epilogue.apply(kb, y, at), dst, at)
+
+    if inner == 1:
+        total = Var(kb, elem, name="total")
+        begin, end = kb.thread_share(outer)
+        with kb.loop(begin, end, name="row") as row:
+            base = b.mul(row, const_i64(length))
+            total.set(zero)
+            with kb.loop(0, length, name="j") as j:
+                x = kb.load(src, b.add(base, j), elem)
+                total.set(b.fadd(total.get(), term(x), flags=("reassoc",)))
+            norm = finished(total.get())
+            with kb.loop(0, length, name="j") as j:
+                store_normalized(b.add(base, j), norm)
+        kb.finish()
+        return
+    chunks = -(-inner // CHUNK)
+    norms = kb.element(kb.buffer(scratch_slot), b.mul(kb.tid, const_i64(CHUNK)), elem)
+    begin, end = kb.thread_share(outer * chunks)
+    with kb.loop(begin, end, name="item") as item:
+        lo = b.mul(b.urem(item, const_i64(chunks)), const_i64(CHUNK))
+        hi_full = b.add(lo, const_i64(CHUNK))
+        hi = b.select(b.icmp_signed("<", hi_full, const_i64(inner)), hi_full, const_i64(inner))
+        base = b.mul(b.udiv(item, const_i64(chunks)), const_i64(length * inner))
+        with kb.loop(lo, hi, name="k") as k:
+            kb.store(zero, norms, b.sub(k, lo))
+        with kb.loop(0, length, name="a") as a:
+            row = b.add(base, b.mul(a, const_i64(inner)))
+            with kb.loop(lo, hi, name="k") as k:
+                slot = b.sub(k, lo)
+                x = kb.load(src, b.add(row, k), elem)
+                kb.store(b.fadd(kb.load(norms, slot, elem), term(x)), norms, slot)
+        with kb.loop(lo, hi, name="k") as k:
+            slot = b.sub(k, lo)
+            kb.store(finished(kb.load(norms, slot, elem)), norms, slot)
+        with kb.loop(0, length, name="a") as a:
+            row = b.add(base, b.mul(a, const_i64(inner)))
+            with kb.loop(lo, hi, name="k") as k:
+                store_normalized(b.add(row, k), kb.load(norms, b.sub(k, lo), elem))
     kb.finish()
 
 
@@ -334,4 +637,5 @@ def lower_lrn(program, group) -> None:
     kb.finish()
 
 
-__all__ = ["lower_batchnorm", "lower_instancenorm", "lower_layernorm", "lower_lrn"]
+__all__ = ["lower_batchnorm", "lower_groupnorm", "lower_instancenorm", "lower_layernorm",
+           "lower_lpnorm", "lower_lrn", "lower_mvn", "lower_rmsnorm"]

@@ -1,0 +1,73 @@
+"""Vectorized float32 exp, sigmoid and tanh for kernels whose time goes into them (the
+softmax of Attention, the gates of recurrent layers): polynomial approximations to about
+1-2 ulp, where the libm calls of :mod:`~byoc_cpu_llvm.kernels.scalar_ops` would run one lane
+at a time."""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from byoc_cpu_llvm.codegen import I32, KernelBuilder
+
+# Cephes' expf: exp(r) on |r| <= ln2 / 2 as 1 + r + r^2 * P(r).
+_EXP_POLYNOMIAL = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                   1.6666665459e-1, 5.0000001201e-1)
+# Cephes' tanhf for |x| < 0.625: x + x^3 * P(x^2).
+_TANH_POLYNOMIAL = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                    1.33314422036e-1, -3.33332819422e-1)
+_EXP_LOWEST, _EXP_HIGHEST = -87.33654, 88.37626   # log(FLT_MIN), log(FLT_MAX)
+
+
+def _splat(x: ir.Value, value: float) -> ir.Constant:
+    return ir.Constant(x.type, [value] * x.type.count)
+
+
+def _polynomial(b: ir.IRBuilder, x: ir.Value, coefficients) -> ir.Value:
+    result = _splat(x, coefficients[0])
+    for coefficient in coefficients[1:]:
+        result = b.fadd(b.fmul(result, x), _splat(x, coefficient))
+    return result
+
+
+def vector_exp(kb: KernelBuilder, x: ir.Value) -> ir.Value:
+    """``exp(x)``: ``x = n ln2 + r`` (ln2 split in two so ``r`` stays exact), ``exp(r)`` by
+    its polynomial, times ``2^n`` built in the exponent bits. Inputs below log(FLT_MIN)
+    (-inf included) give 0, above log(FLT_MAX) the largest float."""
+    b = kb.b
+    clamped = kb.intrinsic("llvm.minnum", x.type, [
+        kb.intrinsic("llvm.maxnum", x.type, [x, _splat(x, _EXP_LOWEST)]),
+        _splat(x, _EXP_HIGHEST)])
+    n = kb.intrinsic("llvm.floor", x.type, [
+        b.fadd(b.fmul(clamped, _splat(x, 1.44269504088896341)), _splat(x, 0.5))])
+    r = b.fsub(b.fsub(clamped, b.fmul(n, _splat(x, 0.693359375))),
+               b.fmul(n, _splat(x, -2.12194440e-4)))
+    exp_r = b.fadd(b.fadd(b.fmul(_polynomial(b, r, _EXP_POLYNOMIAL), b.fmul(r, r)), r),
+                   _splat(r, 1.0))
+    ints = ir.VectorType(I32, x.type.count)
+    exponent = b.shl(b.add(b.fptosi(n, ints), ir.Constant(ints, [127] * x.type.count)),
+                     ir.Constant(ints, [23] * x.type.count))
+    result = b.fmul(exp_r, b.bitcast(exponent, x.type))
+    return b.select(b.fcmp_ordered("<", x, _splat(x, _EXP_LOWEST)), _splat(x, 0.0), result)
+
+
+def vector_sigmoid(kb: KernelBuilder, x: ir.Value) -> ir.Value:
+    """``1 / (1 + exp(-x))``."""
+    one = _splat(x, 1.0)
+    return kb.b.fdiv(one, kb.b.fadd(one, vector_exp(kb, kb.b.fneg(x))))
+
+
+def vector_tanh(kb: KernelBuilder, x: ir.Value) -> ir.Value:
+    """``tanh(x)``: the odd polynomial near 0, else ``1 - 2 / (exp(2|x|) + 1)`` with x's
+    sign (which cannot overflow, and keeps its relative precision away from 0)."""
+    b = kb.b
+    magnitude = kb.intrinsic("llvm.fabs", x.type, [x])
+    square = b.fmul(x, x)
+    near_zero = b.fadd(x, b.fmul(b.fmul(_polynomial(b, square, _TANH_POLYNOMIAL), square), x))
+    one = _splat(x, 1.0)
+    far = b.fsub(one, b.fdiv(_splat(x, 2.0),
+                             b.fadd(vector_exp(kb, b.fadd(magnitude, magnitude)), one)))
+    far = kb.intrinsic("llvm.copysign", x.type, [far, x])
+    return b.select(b.fcmp_ordered("<", magnitude, _splat(x, 0.625)), near_zero, far)
+
+
+__all__ = ["vector_exp", "vector_sigmoid", "vector_tanh"]

@@ -1,0 +1,1 @@
+"""Real-world-shaped models (a package, so its conftest does not shadow tests/conftest.py)."""
