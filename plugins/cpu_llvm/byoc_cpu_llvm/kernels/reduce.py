@@ -1,5 +1,6 @@
-"""Reductions (ReduceSum/Mean/Max/Min/Prod/L2) and ArgMax, plus helpers shared by the pool,
-softmax and normalization kernels (accumulator variables, vector loads, the fused epilogue).
+"""Reductions (ReduceSum/Mean/Max/Min/Prod/L1/L2/SumSquare/LogSum/LogSumExp) and
+ArgMax/ArgMin, plus helpers shared by the pool, softmax and normalization kernels (accumulator
+variables, vector loads, the fused epilogue).
 
 A reduction is planned on the input's shape with its size-1 dims dropped and neighbouring
 dims of the same kind (reduced or kept) merged into one. When the innermost group is reduced
@@ -26,13 +27,14 @@ from byoc_cpu_llvm.codegen import (
 )
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.elementwise import strides_for
-from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS, const
+from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS, const, exp, fast_exp, log
 from byoc_cpu_llvm.target import host_target
 
 FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
 INTS = {np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
                               np.int64, np.uint64)}
-REDUCE_OPS = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2")
+REDUCE_OPS = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2",
+              "ReduceL1", "ReduceSumSquare", "ReduceLogSum")
 # Heads in this package that apply a fused elementwise epilogue to their results.
 CHUNK = 512  # elements of the kept inner dim one work item covers
 
@@ -124,14 +126,21 @@ def greater(kb: KernelBuilder, a: ir.Value, b: ir.Value, dtype) -> ir.Value:
 
 
 def combine(kb: KernelBuilder, kind: str, acc: ir.Value, x: ir.Value, dtype) -> ir.Value:
-    """One step of a reduction: ``sum``, ``prod``, ``sumsq`` (acc + x*x), or NaN-propagating
-    ``max``/``min`` (as numpy's max and min)."""
+    """One step of a reduction: ``sum``, ``prod``, ``sumsq`` (acc + x*x), ``l1`` (acc + |x|,
+    integers wrapping as numpy's abs does), or NaN-propagating ``max``/``min`` (as numpy's
+    max and min)."""
     b = kb.b
     f = is_float(dtype)
     if kind == "sum":
         return b.fadd(acc, x, flags=("reassoc",)) if f else b.add(acc, x)
     if kind == "sumsq":
         return b.fadd(acc, b.fmul(x, x), flags=("reassoc",)) if f else b.add(acc, b.mul(x, x))
+    if kind == "l1":
+        if f:
+            return b.fadd(acc, kb.intrinsic("llvm.fabs", x.type, [x]), flags=("reassoc",))
+        if is_signed(dtype):
+            x = b.select(b.icmp_signed("<", x, const(0, x)), b.neg(x), x)
+        return b.add(acc, x)
     if kind == "prod":
         return b.fmul(acc, x, flags=("reassoc",)) if f else b.mul(acc, x)
     if f:
@@ -144,9 +153,15 @@ def combine(kb: KernelBuilder, kind: str, acc: ir.Value, x: ir.Value, dtype) -> 
     return b.select(greater(kb, acc, x, dtype), x, acc)
 
 
+def merging(kind: str) -> str:
+    """How partial results of a ``kind`` reduction combine: sums of squares or of absolute
+    values add up."""
+    return "sum" if kind in ("sumsq", "l1") else kind
+
+
 def identity(kind: str, dtype) -> float | int:
     dtype = np.dtype(dtype)
-    if kind in ("sum", "sumsq"):
+    if merging(kind) == "sum":
         return 0
     if kind == "prod":
         return 1
@@ -165,7 +180,7 @@ def horizontal(kb: KernelBuilder, kind: str, vec: ir.Value, dtype) -> ir.Value:
         return vec
     acc = kb.b.extract_element(vec, ir.Constant(I32, 0))
     for lane in range(1, vec.type.count):
-        acc = combine(kb, kind if kind != "sumsq" else "sum", acc,
+        acc = combine(kb, merging(kind), acc,
                       kb.b.extract_element(vec, ir.Constant(I32, lane)), dtype)
     return acc
 
@@ -307,10 +322,25 @@ def plan_groups(shape, axes) -> list[list]:
     return groups
 
 
+def split_levels(shape, axes) -> tuple[list[list], list[tuple[int, int]],
+                                       list[tuple[int, int]]]:
+    """The groups of :func:`plan_groups`, and the (size, element stride) of the kept and of
+    the reduced ones, outermost first."""
+    groups = plan_groups(shape, set(axes))
+    strides, step = [], 1
+    for size, _ in reversed(groups):
+        strides.append(step)
+        step *= size
+    strides = strides[::-1]
+    kept = [(s, st) for (s, red), st in zip(groups, strides) if not red]
+    reduced = [(s, st) for (s, red), st in zip(groups, strides) if red]
+    return groups, kept, reduced
+
+
 def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes,
                    acc_dtype=None) -> None:
     """A kernel folding ``group.head``'s first input over ``axes`` with ``kind`` (see
-    :func:`combine`); ``finish`` is None, ``mean`` (divide by the count) or ``sqrt``.
+    :func:`combine`); ``finish`` is None, ``mean`` (divide by the count), ``sqrt`` or ``log``.
 
     ``acc_dtype``, a float wider than the input's, accumulates and finishes in that type and
     rounds once at the end, as the reference does for GlobalAveragePool (only for reductions
@@ -323,15 +353,8 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
     if 0 in tuple(in_shape):
         emit_empty_reduction(program, group, kind, finish)
         return
-    groups = plan_groups(in_shape, set(axes))
-    strides, step = [], 1
-    for size, _ in reversed(groups):
-        strides.append(step)
-        step *= size
-    strides = strides[::-1]
+    groups, kept, reduced = split_levels(in_shape, axes)
     count = int(np.prod([s for s, red in groups if red], dtype=np.int64))
-    kept = [(s, st) for (s, red), st in zip(groups, strides) if not red]
-    reduced = [(s, st) for (s, red), st in zip(groups, strides) if red]
     epilogue = Epilogue(program, group, out_shape)
     in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
     kb = program.kernel(node.name or node.op_type)
@@ -347,20 +370,11 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
     def finished(value, flat):
         if finish == "mean":
             value = b.fdiv(value, const(float(count), value))
-        elif finish == "sqrt":
-            value = kb.intrinsic("llvm.sqrt", value.type, [value])
+        elif finish is not None:
+            value = finishing(kb, finish, value)
         if acc_dtype != dtype:
             value = b.fptrunc(value, elem)
         return epilogue.apply(kb, value, flat)
-
-    def nest(levels, offset, body):
-        """Loops over the reduced groups in ``levels``, calling body(offset) innermost."""
-        if not levels:
-            body(offset)
-            return
-        size, stride = levels[0]
-        with kb.loop(0, size, name="r") as r:
-            nest(levels[1:], b.add(offset, b.mul(r, const_i64(stride))), body)
 
     if groups[-1][1]:
         # Innermost group reduced: each output folds contiguous runs.
@@ -377,12 +391,12 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
             scalar_acc.set(acc_init)
             if vec_acc is not None:
                 vec_acc.set(ir.Constant(vec_type, [acc_init] * lanes))
-            nest(reduced[:-1], base,
+            nest(kb, reduced[:-1], base,
                  lambda off: reduce_run(kb, kind, src, off, run, dtype, vec_acc, scalar_acc,
                                         acc_dtype))
             total = scalar_acc.get()
             if vec_acc is not None:
-                total = combine(kb, "sum" if kind == "sumsq" else kind,
+                total = combine(kb, merging(kind),
                                 horizontal(kb, kind, vec_acc.get(), acc_dtype), total,
                                 acc_dtype)
             vstore(kb, finished(total, o), dst, o)
@@ -411,7 +425,7 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
                     x = kb.load(src, b.add(offset, k), elem)
                     kb.store(combine(kb, kind, kb.load(dst, at, elem), x, dtype), dst, at)
 
-            nest(reduced, in_base, body)
+            nest(kb, reduced, in_base, body)
             if finish is not None or group.epilogue:
                 with kb.loop(lo, hi, name="k") as k:
                     at = b.add(out_base, k)
@@ -419,10 +433,28 @@ def emit_reduction(program, group, kind: str, finish: str | None, in_shape, axes
     kb.finish()
 
 
+def nest(kb: KernelBuilder, levels, offset: ir.Value, body) -> None:
+    """Loops over the (size, stride) ``levels``, calling ``body(offset)`` innermost."""
+    if not levels:
+        body(offset)
+        return
+    size, stride = levels[0]
+    with kb.loop(0, size, name="r") as r:
+        nest(kb, levels[1:], kb.b.add(offset, kb.b.mul(r, const_i64(stride))), body)
+
+
+def finishing(kb: KernelBuilder, finish: str, value: ir.Value) -> ir.Value:
+    """``sqrt`` or ``log`` of a reduction's result."""
+    if finish == "sqrt":
+        return kb.intrinsic("llvm.sqrt", value.type, [value])
+    return log(kb, value)
+
+
 def emit_empty_reduction(program, group, kind: str, finish: str | None) -> None:
     """A reduction of an empty input, as numpy's: every output element (there may be none) is
     ``kind``'s identity (0, 1, or the dtype's lowest/highest value for max/min, -inf/inf for
-    floats) after ``finish`` (a mean of nothing is 0/0 = NaN) and the epilogue."""
+    floats) after ``finish`` (a mean of nothing is 0/0 = NaN, a log of nothing -inf) and the
+    epilogue."""
     graph = program.graph
     node = group.head
     dtype = graph.types[node.inputs[0]].dtype
@@ -440,8 +472,8 @@ def emit_empty_reduction(program, group, kind: str, finish: str | None) -> None:
         value = const(identity(kind, dtype), ir.Constant(elem, None))
         if finish == "mean":
             value = b.fdiv(value, const(0.0, value))
-        elif finish == "sqrt":
-            value = kb.intrinsic("llvm.sqrt", value.type, [value])
+        elif finish is not None:
+            value = finishing(kb, finish, value)
         kb.store(epilogue.apply(kb, value, o), dst, o)
     kb.finish()
 
@@ -450,7 +482,11 @@ def emit_empty_reduction(program, group, kind: str, finish: str | None) -> None:
 
 _KINDS = {"ReduceSum": ("sum", None), "ReduceMean": ("sum", "mean"),
           "ReduceMax": ("max", None), "ReduceMin": ("min", None),
-          "ReduceProd": ("prod", None), "ReduceL2": ("sumsq", "sqrt")}
+          "ReduceProd": ("prod", None), "ReduceL2": ("sumsq", "sqrt"),
+          "ReduceL1": ("l1", None), "ReduceSumSquare": ("sumsq", None),
+          "ReduceLogSum": ("sum", "log")}
+# Reductions whose integer inputs the reference computes in float64 (and truncates back).
+_FLOAT_RESULTS = ("ReduceMean", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
 
 
 def reduce_axes(node: Node, graph: Graph) -> tuple[int, ...] | str:
@@ -476,7 +512,7 @@ def check_reduce(node: Node, graph: Graph) -> str | None:
     dtype = head_dtype(node, graph)
     if dtype not in FLOATS | INTS:
         return f"cpu_llvm {node.op_type} does not handle {dtype}"
-    if dtype in INTS and node.op_type in ("ReduceMean", "ReduceL2"):
+    if dtype in INTS and node.op_type in _FLOAT_RESULTS:
         return (f"cpu_llvm {node.op_type} handles float inputs only (integer inputs are "
                 f"reduced in float64 by the reference)")
     axes = reduce_axes(node, graph)
@@ -491,21 +527,107 @@ def lower_reduce(program, group) -> None:
     emit_reduction(program, group, kind, finish, shape, reduce_axes(node, program.graph))
 
 
-# -- ArgMax --------------------------------------------------------------------------------------
+# -- ReduceLogSumExp ----------------------------------------------------------------------------
 
-def check_argmax(node: Node, graph: Graph) -> str | None:
+@lowering("ReduceLogSumExp", check=check_reduce, epilogue=True)
+def lower_reduce_log_sum_exp(program, group) -> None:
+    """``m + log(sum(exp(x - m)))`` with ``m`` the largest element (0 when it is not finite,
+    as the reference shifts): each output takes two passes over its elements, one for ``m``
+    and one for the sum. Its elements are runs of the innermost dims when those are reduced
+    (read as vectors, with vectorized exp for float32), else single strided elements."""
+    graph = program.graph
+    node = group.head
+    dtype = graph.types[node.inputs[0]].dtype
+    elem = llvm_type(dtype)
+    in_shape = graph.types[node.inputs[0]].shape
+    if 0 in tuple(in_shape):
+        emit_empty_reduction(program, group, "sum", "log")
+        return
+    groups, kept, reduced = split_levels(in_shape, reduce_axes(node, graph))
+    run = reduced[-1][0] if groups[-1][1] else 1
+    outer_levels = reduced[:-1] if groups[-1][1] else reduced
+    outputs = int(np.prod([s for s, _ in kept], dtype=np.int64))
+    epilogue = Epilogue(program, group, graph.types[group.output].shape)
+    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
+    kb = program.kernel(node.name or node.op_type)
+    epilogue.bind(kb)
+    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    b = kb.b
+    lanes = lanes_for(dtype) if run >= lanes_for(dtype) else 1
+    vec_type = ir.VectorType(elem, lanes)
+    vec_acc = Var(kb, vec_type, name="vacc") if lanes > 1 else None
+    scalar_acc = Var(kb, elem, name="acc")
+    begin, end = kb.thread_share(outputs)
+    with kb.loop(begin, end, name="o") as o:
+        base = dot(kb, unravel(kb, o, [s for s, _ in kept]), [st for _, st in kept])
+        # Pass 1: the largest element.
+        lowest = const(-np.inf, ir.Constant(elem, None))
+        scalar_acc.set(lowest)
+        if vec_acc is not None:
+            vec_acc.set(ir.Constant(vec_type, [lowest] * lanes))
+        nest(kb, outer_levels, base,
+             lambda off: reduce_run(kb, "max", src, off, run, dtype, vec_acc, scalar_acc))
+        largest = scalar_acc.get()
+        if vec_acc is not None:
+            largest = combine(kb, "max", horizontal(kb, "max", vec_acc.get(), dtype), largest,
+                              dtype)
+        finite = b.fcmp_ordered("!=", kb.intrinsic("llvm.fabs", elem, [largest]),
+                                const(np.inf, largest))
+        shift = b.select(finite, largest, const(0.0, largest))
+        # Pass 2: the sum of exp(x - shift).
+        zero = const(0.0, largest)
+        scalar_acc.set(zero)
+        if vec_acc is not None:
+            vec_acc.set(ir.Constant(vec_type, [zero] * lanes))
+        nest(kb, outer_levels, base,
+             lambda off: _sum_shifted_exp(kb, src, off, run, elem, shift, vec_acc, scalar_acc))
+        total = scalar_acc.get()
+        if vec_acc is not None:
+            total = b.fadd(horizontal(kb, "sum", vec_acc.get(), dtype), total)
+        result = b.fadd(log(kb, total), shift)
+        vstore(kb, epilogue.apply(kb, result, o), dst, o)
+    kb.finish()
+
+
+def _sum_shifted_exp(kb: KernelBuilder, src: ir.Value, start: ir.Value, length: int,
+                     elem: ir.Type, shift: ir.Value, vec_acc: Var | None,
+                     scalar_acc: Var) -> None:
+    """Add ``exp(x - shift)`` of ``length`` contiguous values from ``start`` to the
+    accumulators: whole vectors into ``vec_acc`` (when given), the rest into ``scalar_acc``."""
+    b = kb.b
+    done = 0
+    if vec_acc is not None:
+        lanes = vec_acc.typ.count
+        done = length // lanes * lanes
+        shifts = kb.splat(shift, lanes)
+        with kb.loop(0, done, lanes, name="v") as i:
+            x = vload(kb, src, b.add(start, i), elem, lanes)
+            vec_acc.set(b.fadd(vec_acc.get(), fast_exp(kb, b.fsub(x, shifts)),
+                               flags=("reassoc",)))
+    if done < length:
+        with kb.loop(done, length, name="s") as i:
+            x = kb.load(src, b.add(start, i), elem)
+            scalar_acc.set(b.fadd(scalar_acc.get(), exp(kb, b.fsub(x, shift)),
+                                  flags=("reassoc",)))
+
+
+# -- ArgMax, ArgMin ------------------------------------------------------------------------------
+
+def check_arg_extreme(node: Node, graph: Graph) -> str | None:
     dtype = head_dtype(node, graph)
     if dtype not in FLOATS | INTS:
-        return f"cpu_llvm ArgMax does not handle {dtype}"
+        return f"cpu_llvm {node.op_type} does not handle {dtype}"
     rank = len(graph.types[node.inputs[0]].shape)
     if not -rank <= node.attrs.get("axis", 0) < rank:
-        return f"ArgMax axis {node.attrs.get('axis')} is out of range for rank {rank}"
+        return f"{node.op_type} axis {node.attrs.get('axis')} is out of range for rank {rank}"
     return empty_dims(node, graph)
 
 
-@lowering("ArgMax", check=check_argmax, epilogue=True)
-def lower_argmax(program, group) -> None:
-    """Each output scans its run along the axis (stride = the size of the dims after it)."""
+@lowering("ArgMax", "ArgMin", check=check_arg_extreme, epilogue=True)
+def lower_arg_extreme(program, group) -> None:
+    """Each output scans its run along the axis (stride = the size of the dims after it) for
+    the first extreme element (the last with ``select_last_index``); a NaN counts as the
+    extreme, as in numpy."""
     graph = program.graph
     node = group.head
     dtype = graph.types[node.inputs[0]].dtype
@@ -513,6 +635,7 @@ def lower_argmax(program, group) -> None:
     shape = graph.types[node.inputs[0]].shape
     axis = node.attrs.get("axis", 0) % len(shape)
     last = bool(node.attrs.get("select_last_index", 0))
+    beats = ">" if node.op_type == "ArgMax" else "<"
     length = shape[axis]
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     outputs = int(np.prod(shape, dtype=np.int64)) // length
@@ -533,13 +656,14 @@ def lower_argmax(program, group) -> None:
             x = kb.load(src, b.add(base, b.mul(r, const_i64(inner))), elem)
             current = best.get()
             if is_float(dtype):
-                if last:  # a NaN always wins (the last one); else the last maximum
-                    take = b.or_(b.fcmp_unordered("uno", x, x), b.fcmp_ordered(">=", x, current))
-                else:  # the first NaN, else the first maximum
+                if last:  # a NaN always wins (the last one); else the last extreme
+                    take = b.or_(b.fcmp_unordered("uno", x, x),
+                                 b.fcmp_ordered(beats + "=", x, current))
+                else:  # the first NaN, else the first extreme
                     take = b.and_(b.fcmp_ordered("ord", current, current),
-                                  b.fcmp_unordered(">", x, current))
+                                  b.fcmp_unordered(beats, x, current))
             else:
-                op = ">=" if last else ">"
+                op = beats + "=" if last else beats
                 take = (b.icmp_signed(op, x, current) if is_signed(dtype)
                         else b.icmp_unsigned(op, x, current))
             best.set(b.select(take, x, current))

@@ -14,16 +14,28 @@ import numpy as np
 from llvmlite import ir
 
 from byoc_cpu_llvm.codegen import KernelBuilder, llvm_type
+from byoc_cpu_llvm.kernels.vector_math import vector_exp
 
 Emitter = Callable[[KernelBuilder, str, list[ir.Value], dict, list[np.dtype], np.dtype],
                    ir.Value]
 EMITTERS: dict[str, Emitter] = {}
 
 
+# Ops whose emitters take float16 operands as they are: conversions, and comparisons with a
+# threshold that the reference rounds to the input's type first.
+_OWN_HALF_HANDLING = {"Cast", "CastLike", "ThresholdedRelu"}
+# Inputs an op reads only the element type of, never the values (the elementwise kernel
+# passes None for them).
+TYPE_ONLY_INPUTS = {"CastLike": (1,)}
+# Ops whose float32 emitters compute a whole vector at once (with vector_math) where a scalar
+# loop would call libm once per element, which LLVM cannot vectorize.
+VECTOR_MATH_OPS = {"Mish", "Swish"}
+
+
 def emitter(*op_types: str):
     def register(fn: Emitter) -> Emitter:
         for op in op_types:
-            EMITTERS[op] = fn if op == "Cast" else _half_via_float(fn)
+            EMITTERS[op] = fn if op in _OWN_HALF_HANDLING else _half_via_float(fn)
         return fn
     return register
 
@@ -89,6 +101,22 @@ def libm(name: str) -> Callable[[KernelBuilder, ir.Value], ir.Value]:
 
 
 exp, log, tanh, erf = libm("exp"), libm("log"), libm("tanh"), libm("erf")
+expm1 = libm("expm1")
+
+
+# log(FLT_MAX): exp overflows to inf beyond it.
+_EXP_OVERFLOWS_ABOVE = 88.72283935546875
+
+
+def fast_exp(kb: KernelBuilder, x: ir.Value) -> ir.Value:
+    """``exp(x)``: vectorized (to 1-2 ulp) for a vector of float32, else libm's. Either way
+    a NaN stays NaN and an overflow is inf, as in numpy (vector_exp alone clamps both)."""
+    if not (isinstance(x.type, ir.VectorType) and x.type.element == ir.FloatType()):
+        return exp(kb, x)
+    b = kb.b
+    result = select(kb, b.fcmp_ordered(">", x, const(_EXP_OVERFLOWS_ABOVE, x)),
+                    const(np.inf, x), vector_exp(kb, x))
+    return select(kb, b.fcmp_unordered("uno", x, x), x, result)
 
 
 def fmax(kb, a, b):
@@ -465,3 +493,171 @@ def _softsign(kb, op, args, attrs, dtypes, out):
     if not is_float(out):
         return _via_double(kb, lambda v: _softsign_float(kb, v), args[0], out)
     return _softsign_float(kb, args[0])
+
+
+# -- inverse trigonometry and hyperbolic functions (float only in ONNX) ------------------------
+
+@emitter("Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
+def _more_trig(kb, op, args, attrs, dtypes, out):
+    return _in_double(kb, op.lower(), args[0])
+
+
+# -- activations added with opsets 10-22 ---------------------------------------------------------
+
+@emitter("Celu")
+def _celu(kb, op, args, attrs, dtypes, out):
+    """``max(0, x) + min(0, alpha * expm1(x / alpha))``: one of the two terms is always 0 (the
+    second has the sign of x whatever alpha's sign), so a select gives the sum exactly, and
+    a NaN reaches the result through the second term."""
+    (x,) = args
+    alpha = const(attrs.get("alpha", 1.0), x)
+    negative = kb.b.fmul(alpha, expm1(kb, kb.b.fdiv(x, alpha)))
+    return select(kb, kb.b.fcmp_ordered(">", x, const(0.0, x)), x, negative)
+
+
+@emitter("ThresholdedRelu")
+def _thresholded_relu(kb, op, args, attrs, dtypes, out):
+    """``x`` where ``x > alpha``, else 0, comparing with alpha rounded to x's type (float16
+    included) as the reference does."""
+    (x,) = args
+    alpha = np.asarray(attrs.get("alpha", 1.0), dtypes[0]).item()
+    return select(kb, kb.b.fcmp_ordered(">", x, const(alpha, x)), x, const(0.0, x))
+
+
+# Above this, tanh(softplus(x)) is 1 in float64 (and float32): Mish is x itself.
+_MISH_IDENTITY_FROM = 40.0
+
+
+@emitter("Mish")
+def _mish(kb, op, args, attrs, dtypes, out):
+    """``x * tanh(softplus(x))``, as ``x * n / (n + 2)`` with ``n = e^x (e^x + 2)`` (the
+    identity ``tanh(log(1 + e^x)) = ((1 + e^x)^2 - 1) / ((1 + e^x)^2 + 1)``): one exp instead
+    of exp, log and tanh, and vectorizable. Large x, where n would overflow, gives x."""
+    (x,) = args
+    b = kb.b
+    e = fast_exp(kb, x)
+    n = b.fmul(e, b.fadd(e, const(2.0, x)))
+    mish = b.fmul(x, b.fdiv(n, b.fadd(n, const(2.0, x))))
+    return select(kb, b.fcmp_ordered(">", x, const(_MISH_IDENTITY_FROM, x)), x, mish)
+
+
+@emitter("Swish")
+def _swish(kb, op, args, attrs, dtypes, out):
+    """``x * sigmoid(alpha * x)``, the sigmoid as ``1 / (1 + exp(-(alpha * x)))``."""
+    (x,) = args
+    b = kb.b
+    scaled = b.fmul(const(attrs.get("alpha", 1.0), x), x)
+    one = const(1.0, x)
+    return b.fmul(x, b.fdiv(one, b.fadd(one, fast_exp(kb, b.fneg(scaled)))))
+
+
+def _shrink_float(kb, x, bias: float, lambd: float):
+    """``x + bias`` below ``-lambd``, else ``x - bias`` above ``lambd``, else 0 (NaN too)."""
+    b = kb.b
+    above = select(kb, b.fcmp_ordered(">", x, const(lambd, x)),
+                   b.fsub(x, const(bias, x)), const(0.0, x))
+    return select(kb, b.fcmp_ordered("<", x, const(-lambd, x)), b.fadd(x, const(bias, x)),
+                  above)
+
+
+@emitter("Shrink")
+def _shrink(kb, op, args, attrs, dtypes, out):
+    bias, lambd = attrs.get("bias", 0.0), attrs.get("lambd", 0.5)
+    if not is_float(out):
+        return _via_double(kb, lambda v: _shrink_float(kb, v, bias, lambd), args[0], out)
+    return _shrink_float(kb, args[0], bias, lambd)
+
+
+# -- IsNaN, IsInf, Mod -------------------------------------------------------------------------
+
+def _as_bool(kb, flag: ir.Value) -> ir.Value:
+    return kb.b.zext(flag, _like(flag, llvm_type(np.dtype(bool))))
+
+
+@emitter("IsNaN")
+def _is_nan(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    return _as_bool(kb, kb.b.fcmp_unordered("uno", x, x))
+
+
+@emitter("IsInf")
+def _is_inf(kb, op, args, attrs, dtypes, out):
+    (x,) = args
+    b = kb.b
+    detected = [value for value, attr in ((np.inf, "detect_positive"),
+                                          (-np.inf, "detect_negative")) if attrs.get(attr, 1)]
+    if not detected:
+        return ir.Constant(_like(x, llvm_type(np.dtype(bool))), None)
+    flags = [b.fcmp_ordered("==", x, const(value, x)) for value in detected]
+    return _as_bool(kb, flags[0] if len(flags) == 1 else b.or_(*flags))
+
+
+@emitter("Mod")
+def _mod(kb, op, args, attrs, dtypes, out):
+    """``fmod=1``: the remainder of the quotient truncated (C's fmod, LLVM's rem);
+    ``fmod=0``: of the quotient rounded down, so a nonzero result takes the divisor's sign
+    (numpy's remainder, whose zero results take the divisor's sign too). Integer division by
+    zero gives 0, as in numpy."""
+    a, d = args
+    b = kb.b
+    if is_float(out):
+        r = b.frem(a, d)
+        if attrs.get("fmod", 0):
+            return r
+        zero = const(0.0, r)
+        signs_differ = b.xor(b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", d, zero))
+        adjusted = select(kb, b.and_(b.fcmp_ordered("!=", r, zero), signs_differ),
+                          b.fadd(r, d), r)
+        signed_zero = kb.intrinsic("llvm.copysign", r.type, [zero, d])
+        return select(kb, b.fcmp_ordered("==", r, zero), signed_zero, adjusted)
+    zero, one = const(0, d), const(1, d)
+    by_zero = b.icmp_unsigned("==", d, zero)
+    if not is_signed(out):
+        return select(kb, by_zero, zero, b.urem(a, select(kb, by_zero, one, d)))
+    # Dividing by -1 could trap (INT_MIN / -1 overflows); its remainder is 0, as by 1.
+    trivial = b.or_(by_zero, b.icmp_signed("==", d, const(-1, d)))
+    r = select(kb, by_zero, zero, b.srem(a, select(kb, trivial, one, d)))
+    if attrs.get("fmod", 0):
+        return r
+    signs_differ = b.xor(b.icmp_signed("<", r, zero), b.icmp_signed("<", d, zero))
+    return select(kb, b.and_(b.icmp_signed("!=", r, zero), signs_differ), b.add(r, d), r)
+
+
+# -- bitwise logic and shifts (integer types only) ---------------------------------------------
+
+@emitter("BitwiseAnd", "BitwiseOr", "BitwiseXor")
+def _bitwise(kb, op, args, attrs, dtypes, out):
+    a, c = args
+    return {"BitwiseAnd": kb.b.and_, "BitwiseOr": kb.b.or_, "BitwiseXor": kb.b.xor}[op](a, c)
+
+
+@emitter("BitwiseNot")
+def _bitwise_not(kb, op, args, attrs, dtypes, out):
+    return kb.b.not_(args[0])
+
+
+@emitter("BitShift")
+def _bit_shift(kb, op, args, attrs, dtypes, out):
+    """As the reference: a shift by a negative amount or by the type's width or more (which
+    LLVM leaves undefined) gives the fill, -1 for a right shift of a negative value, else 0."""
+    x, amount = args
+    b = kb.b
+    width = const(8 * np.dtype(out).itemsize, amount)
+    signed = is_signed(out)
+    beyond = b.icmp_unsigned(">=", amount, width)  # a negative amount is a huge unsigned one
+    amount = select(kb, beyond, const(0, amount), amount)
+    fill = const(0, x)
+    if attrs.get("direction") == "LEFT":
+        shifted = b.shl(x, amount)
+    elif signed:
+        shifted = b.ashr(x, amount)
+        fill = select(kb, b.icmp_signed("<", x, const(0, x)), const(-1, x), fill)
+    else:
+        shifted = b.lshr(x, amount)
+    return select(kb, beyond, fill, shifted)
+
+
+@emitter("CastLike")
+def _cast_like(kb, op, args, attrs, dtypes, out):
+    """Cast to the type of the second input (whose values are not read)."""
+    return _cast(kb, "Cast", args[:1], attrs, dtypes[:1], out)
