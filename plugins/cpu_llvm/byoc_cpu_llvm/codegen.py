@@ -1,5 +1,10 @@
 """Emitting kernels with llvmlite's IR builder: types, loops, vectors, math intrinsics.
 
+The IR helpers every kernel shares live here, once: ``const`` (a constant of a value's type),
+signed ``smin``/``smax``, ``splat``, the dtype tests ``is_float``/``is_signed``, and
+``counted_loop``, the one loop skeleton (a header of phis, a body, an exit) that
+:meth:`KernelBuilder.loop`, the GEMM driver's unit loop and the micro-kernels' k loops use.
+
 Every kernel is a function ``void k(ptr buffers, i64 tid, i64 nthreads)``: ``buffers`` is the
 partition's table of buffer pointers (see :mod:`byoc_cpu_llvm.program`), ``tid`` and
 ``nthreads`` say which share of the work this thread does. Shapes are constants baked into
@@ -9,6 +14,7 @@ the IR, so LLVM sees fixed trip counts and strides.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -39,8 +45,92 @@ def llvm_type(dtype: np.dtype) -> ir.Type:
     return LLVM_TYPES[np.dtype(dtype)]
 
 
+def is_float(dtype) -> bool:
+    return np.issubdtype(np.dtype(dtype), np.floating)
+
+
+def is_signed(dtype) -> bool:
+    return np.issubdtype(np.dtype(dtype), np.signedinteger)
+
+
 def const_i64(value: int) -> ir.Constant:
     return ir.Constant(I64, int(value))
+
+
+def const(value, like: ir.Value) -> ir.Value:
+    """A constant of ``like``'s type (a splat when ``like`` is a vector)."""
+    t = like.type
+    if isinstance(t, ir.VectorType):
+        return ir.Constant(t, [_scalar_const(value, t.element)] * t.count)
+    return _scalar_const(value, t)
+
+
+def _scalar_const(value, t: ir.Type) -> ir.Constant:
+    if isinstance(t, ir.IntType):
+        return ir.Constant(t, int(value))
+    return ir.Constant(t, float(value))
+
+
+def smin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """``min(x, y)`` of signed integers."""
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def smax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """``max(x, y)`` of signed integers."""
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
+    """``<lanes x T>`` holding ``value`` in every lane."""
+    undef = ir.Constant(ir.VectorType(value.type, lanes), ir.Undefined)
+    first = b.insert_element(undef, value, ir.Constant(I32, 0))
+    return b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+
+@dataclass
+class LoopState:
+    """A loop being emitted by :func:`counted_loop`: ``index`` and ``carried`` are the
+    header's phis; the body sets ``next_index`` (default ``index + step``) and
+    ``next_carried`` (default: unchanged). After the loop the phis hold the final values."""
+
+    index: ir.Value
+    carried: list[ir.Value]
+    next_index: ir.Value | None = None
+    next_carried: list[ir.Value] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def counted_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str, step: int = 1,
+                 carried: Sequence[ir.Value] = ()) -> Iterator[LoopState]:
+    """``for (i = start; i < stop; i = next)`` around the body (``i`` an i64), with
+    loop-carried values that start as ``carried``; leaves ``b`` after the loop."""
+    function = b.function
+    pre = b.block
+    header = function.append_basic_block(f"{name}.header")
+    body = function.append_basic_block(f"{name}.body")
+    done = function.append_basic_block(f"{name}.done")
+    b.branch(header)
+    b.position_at_end(header)
+    index = b.phi(I64, name=name)
+    index.add_incoming(start, pre)
+    phis = []
+    for number, initial in enumerate(carried):
+        phi = b.phi(initial.type, name=f"{name}.carried{number}")
+        phi.add_incoming(initial, pre)
+        phis.append(phi)
+    b.cbranch(b.icmp_signed("<", index, stop), body, done)
+    b.position_at_end(body)
+    state = LoopState(index, phis)
+    yield state
+    following = state.next_index
+    if following is None:
+        following = b.add(index, const_i64(step), name=f"{name}.next")
+    index.add_incoming(following, b.block)
+    for phi, value in zip(phis, state.next_carried or phis):
+        phi.add_incoming(value, b.block)
+    b.branch(header)
+    b.position_at_end(done)
 
 
 class KernelBuilder:
@@ -86,21 +176,8 @@ class KernelBuilder:
         """``for (i = start; i < stop; i += step)`` around the body; yields ``i`` (i64)."""
         start = const_i64(start) if isinstance(start, int) else start
         stop = const_i64(stop) if isinstance(stop, int) else stop
-        pre = self.b.block
-        header = self.function.append_basic_block(f"{name}.header")
-        body = self.function.append_basic_block(f"{name}.body")
-        done = self.function.append_basic_block(f"{name}.done")
-        self.b.branch(header)
-        self.b.position_at_end(header)
-        index = self.b.phi(I64, name=name)
-        index.add_incoming(start, pre)
-        self.b.cbranch(self.b.icmp_signed("<", index, stop), body, done)
-        self.b.position_at_end(body)
-        yield index
-        following = self.b.add(index, const_i64(step), name=f"{name}.next")
-        index.add_incoming(following, self.b.block)
-        self.b.branch(header)
-        self.b.position_at_end(done)
+        with counted_loop(self.b, start, stop, name, step) as state:
+            yield state.index
 
     def thread_share(self, total: int) -> tuple[ir.Value, ir.Value]:
         """This thread's half-open slice ``[begin, end)`` of ``range(total)``, split evenly."""
@@ -137,11 +214,8 @@ class KernelBuilder:
         return self.intrinsic("llvm.fma", a.type, [a, b, c])
 
     def splat(self, value: ir.Value, lanes: int) -> ir.Value:
-        vec_type = ir.VectorType(value.type, lanes)
-        undef = ir.Constant(vec_type, ir.Undefined)
-        first = self.b.insert_element(undef, value, ir.Constant(I32, 0))
-        return self.b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(I32, lanes),
-                                                               [0] * lanes))
+        """``<lanes x T>`` holding ``value`` in every lane."""
+        return splat(self.b, value, lanes)
 
 
 def _type_suffix(t: ir.Type) -> str:

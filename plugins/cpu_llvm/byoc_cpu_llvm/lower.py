@@ -11,8 +11,8 @@ from byoc.errors import PluginError
 from byoc.plugins.api import Partition
 from byoc_cpu_llvm.fusion import Group, plan_groups
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
-from byoc_cpu_llvm.kernels.qgemm import QdqLayer, lower_qdq_layer, partition_qdq_layers
 from byoc_cpu_llvm.program import ProgramBuilder
+from byoc_cpu_llvm.qdq_groups import QdqLayer, lower_qdq_layer, partition_qdq_layers
 
 # Ops that only reinterpret their input's memory: their output aliases the input.
 ALIASING_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}

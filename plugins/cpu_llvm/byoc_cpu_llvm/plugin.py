@@ -7,23 +7,19 @@ from typing import Any
 import numpy as np
 
 from byoc.core.interpreter import registered_ops
+from byoc.core.interpreter.integer_groups import integer_plans
 from byoc.core.ir import Graph, Node
 from byoc.errors import PluginError
 from byoc.partition.int8_patterns import make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, make_op_pattern
 from byoc.plugins import hookimpl
-from byoc.plugins.api import (Partition, PartitionSignature, PatternLimits, Payload,
-                              PluginInfo)
+from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
 from byoc_cpu_llvm import __version__
 from byoc_cpu_llvm.codegen import LLVM_TYPES
 from byoc_cpu_llvm.jit import compile_ir
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
-from byoc_cpu_llvm.kernels.qgemm import (
-    integer_group_refusal,
-    integer_plans,
-    qdq_refusal,
-)
 from byoc_cpu_llvm.lower import ALIASING_OPS, alias_refusal, lower_partition
+from byoc_cpu_llvm.qdq_groups import integer_group_refusal, qdq_refusal
 from byoc_cpu_llvm.runtime import (
     MIN_WORK_PER_EXTRA_THREAD,
     CpuRuntime,

@@ -28,7 +28,8 @@ def check(model, feeds, rtol=1e-4):
     reference = compile_reference(model).run(feeds)
     for threads in THREADS:
         compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                                plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+                                plugin_options={"cpu_llvm": {"threads": threads,
+                                                            "min_work_per_thread": 0}})
         assert compiled.parts and all(p.plugin == "cpu_llvm" for p in compiled.parts)
         ours = compiled.run(feeds)
         for name, expected in reference.items():

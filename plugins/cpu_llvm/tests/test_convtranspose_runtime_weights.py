@@ -14,6 +14,7 @@ import byoc
 from byoc.core.dtypes import to_onnx
 from byoc.testing import compile_reference, make_model
 
+
 def model_of(op, feeds, attrs=None, outputs=("y",), consts=None, epilogue=None, types=None,
              **kwargs):
     """One ``op`` node over ``feeds`` (graph inputs, in order) and ``consts`` (initializers);

@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import pytest
 
-from byoc.conformance.corpus_results import (FAIL, PASS, format_report, load_cases, run_case,
-                                             summarize, supported_op_types)
+from byoc.conformance.corpus_results import (
+    FAIL,
+    PASS,
+    format_report,
+    load_cases,
+    run_case,
+    summarize,
+    supported_op_types,
+)
 
 MINIMUM_RATE = 0.95
 PASSED_FLOOR = 1626  # cases whose outputs match; only ever rises

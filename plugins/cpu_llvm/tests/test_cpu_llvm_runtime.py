@@ -8,8 +8,8 @@ from onnx import TensorProto, helper
 
 import byoc
 from byoc.errors import ByocError
-from byoc_cpu_llvm import jit
 from byoc.testing import compile_reference, make_model
+from byoc_cpu_llvm import jit
 
 
 def chain_model():
@@ -42,7 +42,8 @@ def cache(tmp_path, monkeypatch):
 def test_fused_chain_matches_the_reference(cache, threads):
     model = chain_model()
     compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                            plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+                            plugin_options={"cpu_llvm": {"threads": threads,
+                                                        "min_work_per_thread": 0}})
     assert {p.plugin for p in compiled.parts} == {"cpu_llvm"}
     assert all(p.runtime.counters()["threads"] == threads for p in compiled.parts)
     reference = compile_reference(model).run(feeds())
@@ -69,7 +70,8 @@ def test_second_compile_reads_the_object_cache(cache, monkeypatch):
 def test_artifact_round_trip(cache, tmp_path):
     compiled = byoc.compile(chain_model(), plugins=["cpu_llvm"])
     compiled.save(tmp_path / "m.byoc")
-    loaded = byoc.load(tmp_path / "m.byoc", plugin_options={"cpu_llvm": {"threads": 2, "min_work_per_thread": 0}})
+    loaded = byoc.load(tmp_path / "m.byoc",
+                       plugin_options={"cpu_llvm": {"threads": 2, "min_work_per_thread": 0}})
     for key, value in compiled.run(feeds(3)).items():
         np.testing.assert_array_equal(loaded.run(feeds(3))[key], value)
 

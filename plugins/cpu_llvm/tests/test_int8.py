@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from byoc_cpu_llvm.kernels import qgemm
-from byoc_cpu_llvm.target import host_target
 from onnx import TensorProto as T
 from onnx import helper
 
 import byoc
 from byoc.testing import compile_reference, make_model, zoo_module
+from byoc_cpu_llvm.kernels import int8_product
+from byoc_cpu_llvm.target import host_target
 
 TT = {np.dtype(np.uint8): T.UINT8, np.dtype(np.int8): T.INT8, np.dtype(np.int16): T.INT16,
       np.dtype(np.uint16): T.UINT16, np.dtype(np.int32): T.INT32}
@@ -47,7 +47,7 @@ def int_path(request, monkeypatch):
     """Run the integer kernels with VNNI (when the host has it) and with the portable path."""
     if request.param == "vnni" and not host_target().has("avx512vnni"):
         pytest.skip("the host has no AVX512-VNNI")
-    monkeypatch.setattr(qgemm, "USE_VNNI", request.param == "vnni")
+    monkeypatch.setattr(int8_product, "USE_VNNI", request.param == "vnni")
     return request.param
 
 

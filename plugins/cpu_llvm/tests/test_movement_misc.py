@@ -324,15 +324,15 @@ def test_resize_opset10_and_upsample():
 
 def _run_partition(node, types, feeds, threads):
     """Lower one node as a partition directly (these ops fold away in byoc.compile)."""
-    from byoc_cpu_llvm import plugin
-
     from byoc.core.ir import Graph
     from byoc.plugins.api import Partition
+    from byoc_cpu_llvm import plugin
     graph = Graph(nodes=[node], inputs=list(feeds), outputs=list(node.outputs), types=types,
                   opsets={"": 17})
     part = Partition("p", "cpu_llvm", [node], list(feeds), list(node.outputs), types, {"": 17})
     payload = plugin.byoc_codegen_partition(part, plugin.byoc_lower_partition(part, graph, {}))
-    runtime = plugin.byoc_runtime_create(payload, part.signature(), {"threads": threads, "min_work_per_thread": 0})
+    runtime = plugin.byoc_runtime_create(payload, part.signature(),
+                                         {"threads": threads, "min_work_per_thread": 0})
     return runtime.run(feeds)
 
 
@@ -357,7 +357,8 @@ def test_constant_of_shape(threads, value):
     node = helper.make_node("ConstantOfShape", ["shape"], ["y"], **attrs)
     model = build([node], {}, ["y"], {"shape": np.array([300, 250], np.int64)})
     compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                            plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+                            plugin_options={"cpu_llvm": {"threads": threads,
+                                                        "min_work_per_thread": 0}})
     assert [p.plugin for p in compiled.parts] == ["cpu_llvm"]
     np.testing.assert_array_equal(compiled.run({})["y"], compile_reference(model).run({})["y"])
     assert compiled.run({})["y"].dtype == compile_reference(model).run({})["y"].dtype
@@ -372,7 +373,8 @@ def test_range(threads, start, limit, delta, dtype):
     node = helper.make_node("Range", ["s", "l", "d"], ["y"])
     model = build([node], {}, ["y"], inits)
     compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                            plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+                            plugin_options={"cpu_llvm": {"threads": threads,
+                                                        "min_work_per_thread": 0}})
     assert [p.plugin for p in compiled.parts] == ["cpu_llvm"]
     np.testing.assert_array_equal(compiled.run({})["y"], compile_reference(model).run({})["y"])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from byoc_cpu_llvm.kernels import supports
 from onnx import TensorProto, helper
 
 import byoc
@@ -18,6 +17,7 @@ from byoc.core.dtypes import to_onnx
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.errors import ByocError
 from byoc.testing import compile_reference, make_model
+from byoc_cpu_llvm.kernels import supports
 
 THREADS = [1, 2]
 RNG = np.random.default_rng(17)

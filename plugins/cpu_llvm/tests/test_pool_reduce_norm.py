@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from byoc_cpu_llvm.kernels import supports
 from onnx import TensorProto, helper
 
 import byoc
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.testing import compile_reference, make_model
+from byoc_cpu_llvm.kernels import supports
 
 THREADS = [1, 2]
 ONNX_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
@@ -93,8 +93,8 @@ def test_maxpool(shape, attrs, threads):
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("attrs", [{"kernel_shape": [3, 3], "dilations": [2, 2]},
-                                   {"kernel_shape": [2, 3], "dilations": [3, 1], "pads": [2, 1, 2, 1],
-                                        "strides": [1, 2]}])
+                                   {"kernel_shape": [2, 3], "dilations": [3, 1],
+                                    "pads": [2, 1, 2, 1], "strides": [1, 2]}])
 def test_maxpool_dilations(attrs, threads):
     check("MaxPool", {"x": randn(2, 2, 13, 17)}, threads, exact=True, **attrs)
 
@@ -203,7 +203,8 @@ def test_reduce_noop_with_empty_axes(op, threads):
 
 INT_REDUCTIONS = [(op, dtype) for op in ("ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd")
                   for dtype in (np.int32, np.int64)]
-INT_REDUCTIONS += [(op, dtype) for op in ("ReduceMax", "ReduceMin") for dtype in (np.int8, np.uint8)]
+INT_REDUCTIONS += [(op, dtype) for op in ("ReduceMax", "ReduceMin")
+                   for dtype in (np.int8, np.uint8)]
 
 
 @pytest.mark.parametrize("threads", THREADS)

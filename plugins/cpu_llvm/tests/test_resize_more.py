@@ -205,9 +205,8 @@ def test_crop_and_resize_opset11():
 def test_declines_huge_filters():
     """Thousands of taps per position (a 1000x antialiased downscale) stay on the
     reference."""
-    from byoc_cpu_llvm.kernels import supports
-
     from byoc.core.importer import import_model
+    from byoc_cpu_llvm.kernels import supports
     x = data((1, 3000))
     model = resize_model(x, scales=[1, 0.001], mode="cubic", antialias=1)
     graph = import_model(model)
@@ -219,9 +218,8 @@ def test_declines_huge_filters():
 
 
 def test_crop_without_roi_declines():
-    from byoc_cpu_llvm.kernels import supports
-
     from byoc.core.importer import import_model
+    from byoc_cpu_llvm.kernels import supports
     node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear",
                             coordinate_transformation_mode="tf_crop_and_resize")
     model = make_model([node], [("x", TensorProto.FLOAT, [1, 1, 4, 4])],

@@ -7,15 +7,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from byoc_cpu_llvm.kernels import supports
 from onnx import TensorProto, helper
 
 import byoc
+from byoc.compiled import FallbackWarning
 from byoc.core.dtypes import to_onnx
 from byoc.core.ir import Graph, Node, TensorType
-from byoc.compiled import FallbackWarning
 from byoc.errors import ExecutionError
 from byoc.testing import compile_reference, make_model
+from byoc_cpu_llvm.kernels import supports
 
 THREADS = [1, 2]
 RNG = np.random.default_rng(11)

@@ -3,6 +3,11 @@
 A lowering is ``lower(program, group)``: it emits the group's kernel into the program
 (declaring the buffers it reads and writes) and returns nothing. ``supports(node, graph)``
 returns None when a node can be lowered, or the reason it cannot.
+
+The modules without a lowering hold what several families share: ``gemm_driver`` and
+``microkernel`` (blocked float32 products), ``int8_product`` (exact integer products),
+``reduction_parts`` (row reductions), ``strided_copy`` (data movement), ``epilogue`` and
+``scalar_ops`` (fused elementwise steps), ``vector_math`` (vectorized exp and tanh).
 """
 
 from __future__ import annotations

@@ -35,19 +35,19 @@ from byoc_cpu_llvm.codegen import (
     PTR,
     KernelBuilder,
     const_i64,
+    smax,
+    smin,
 )
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.elementwise import half_supported, strides_for
-from byoc_cpu_llvm.kernels.gemm import (
+from byoc_cpu_llvm.kernels.gemm_driver import (
     NRV,
     choose_mr,
     k_block,
     lanes,
-    smax,
-    smin,
 )
 from byoc_cpu_llvm.kernels.microkernel import call_ukernel, lane_mask, masked_load, masked_store
-from byoc_cpu_llvm.kernels.reduce import Var
+from byoc_cpu_llvm.kernels.reduction_parts import Var
 from byoc_cpu_llvm.kernels.vector_math import vector_exp, vector_tanh
 
 F32_DTYPE = np.dtype(np.float32)

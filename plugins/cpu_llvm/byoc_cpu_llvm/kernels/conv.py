@@ -6,7 +6,7 @@ ConvTranspose and the integer convolutions): each output element sums its window
 from the input and weight buffers, one element at a time.
 
 Per (image, group) a convolution is the product ``W[Mg, Cg*KH*KW] @ cols[Cg*KH*KW, OH*OW]``
-run by the blocked GEMM driver (:mod:`~byoc_cpu_llvm.kernels.gemm`): the weights are packed
+run by the blocked GEMM driver (:mod:`~byoc_cpu_llvm.kernels.gemm_driver`): the weights are packed
 at compile time, the columns (im2col) are built per (K block, N block) into per-thread
 scratch, one input row segment at a time (zero padding outside the image), and packed into
 panels. 1x1 stride-1 unpadded convolutions pack the input rows directly. Convolutions with one
@@ -21,10 +21,10 @@ from llvmlite import ir
 
 from byoc.core.interpreter import window as win
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I64, const_i64
+from byoc_cpu_llvm.codegen import F32, I64, const_i64, smax, smin
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step
-from byoc_cpu_llvm.kernels.gemm import (
+from byoc_cpu_llvm.kernels.gemm_driver import (
     NC_PANELS,
     NRV,
     GemmPlan,
@@ -34,11 +34,9 @@ from byoc_cpu_llvm.kernels.gemm import (
     lanes,
     pack_a,
     pack_rows,
-    smax,
-    smin,
 )
-from byoc_cpu_llvm.kernels.reduce import Epilogue as ReduceEpilogue
-from byoc_cpu_llvm.kernels.reduce import Var
+from byoc_cpu_llvm.kernels.reduction_parts import Epilogue as ReduceEpilogue
+from byoc_cpu_llvm.kernels.reduction_parts import Var
 
 
 def check_conv(node: Node, graph: Graph) -> str | None:
@@ -187,6 +185,25 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     kb.finish()
 
 
+def row_segment(b: ir.IRBuilder, geo: ConvGeometry, oh: ir.Value, col0: ir.Value,
+                end: ir.Value, lo_kw: ir.Value, hi_kw: ir.Value, off_h: ir.Value):
+    """Output row ``oh`` against the block of output columns [col0, end), for one kernel tap
+    (``lo_kw``, ``hi_kw``: its in-bounds output columns; ``off_h``: its input row offset):
+    ``(start, seg_lo, seg_hi, ih, lo, hi)`` with ``start`` the row's first flat column, [seg_lo,
+    seg_hi) the block's part of the row and ``ih`` the input row read; [lo, hi) is the run
+    that reads the input, [seg_lo, lo) and [hi, seg_hi) are padding (all of it when ``ih`` is
+    outside the input). Columns are relative to ``start``."""
+    ow_n = const_i64(geo.ow)
+    start = b.mul(oh, ow_n)
+    seg_lo = b.sub(smax(b, col0, start), start)
+    seg_hi = b.sub(smin(b, end, b.add(start, ow_n)), start)
+    ih = b.add(b.mul(oh, const_i64(geo.sh)), off_h)
+    valid = b.icmp_unsigned("<", ih, const_i64(geo.h))
+    lo = smin(b, smax(b, seg_lo, lo_kw), seg_hi)
+    hi = smax(b, lo, smin(b, seg_hi, hi_kw))
+    return start, seg_lo, seg_hi, ih, b.select(valid, lo, seg_hi), b.select(valid, hi, seg_hi)
+
+
 def _fill_row(kb, geo: ConvGeometry, x, ranges, rowbuf, batch, k, col0, ncols, channel_plane):
     """Write row ``k`` of the im2col matrix, columns [col0, col0 + ncols), to ``rowbuf``."""
     b = kb.b
@@ -206,16 +223,9 @@ def _fill_row(kb, geo: ConvGeometry, x, ranges, rowbuf, batch, k, col0, ncols, c
     oh_end = b.add(b.sdiv(b.sub(end, const_i64(1)), ow_n), const_i64(1))
     zero = ir.Constant(F32, 0.0)
     with kb.loop(oh_first, oh_end, name="oh") as oh:
-        start = b.mul(oh, ow_n)
-        seg_lo = b.sub(smax(b, col0, start), start)
-        seg_hi = b.sub(smin(b, end, b.add(start, ow_n)), start)
+        start, seg_lo, seg_hi, ih, lo, hi = row_segment(b, geo, oh, col0, end, lo_kw, hi_kw,
+                                                        off_h)
         shift = b.sub(start, col0)          # rowbuf index of output column 0 of this row
-        ih = b.add(b.mul(oh, const_i64(geo.sh)), off_h)
-        valid = b.icmp_unsigned("<", ih, const_i64(geo.h))
-        lo = smin(b, smax(b, seg_lo, lo_kw), seg_hi)
-        hi = smax(b, lo, smin(b, seg_hi, hi_kw))
-        lo = b.select(valid, lo, seg_hi)
-        hi = b.select(valid, hi, seg_hi)
         with kb.loop(seg_lo, lo, name="z0") as ow:
             kb.store(zero, rowbuf, b.add(shift, ow))
         src_row = b.add(plane, b.add(b.mul(ih, const_i64(geo.w)), off_w))

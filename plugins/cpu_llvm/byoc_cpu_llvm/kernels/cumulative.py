@@ -14,11 +14,10 @@ import numpy as np
 from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I32, const_i64, llvm_type
+from byoc_cpu_llvm.codegen import F32, I32, const, const_i64, is_float, llvm_type
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.elementwise import half_supported
-from byoc_cpu_llvm.kernels.reduce import CHUNK, is_float
-from byoc_cpu_llvm.kernels.scalar_ops import const
+from byoc_cpu_llvm.kernels.reduction_parts import CHUNK, chunk_bounds
 
 _NUMBERS = {np.dtype(t) for t in (np.float32, np.float64, np.int8, np.uint8, np.int16,
                                   np.uint16, np.int32, np.uint32, np.int64, np.uint64)}
@@ -121,10 +120,7 @@ def _emit_fold(kb, node: Node, graph: Graph, axis: int, src: ir.Value, dst: ir.V
     begin, end = kb.thread_share(outer * chunks if length else 0)
     with kb.loop(begin, end, name="item") as item:
         row = b.mul(b.udiv(item, const_i64(chunks)), const_i64(length * inner))
-        lo = b.mul(b.urem(item, const_i64(chunks)), const_i64(CHUNK))
-        hi_full = b.add(lo, const_i64(CHUNK))
-        hi = b.select(b.icmp_signed("<", hi_full, const_i64(inner)), hi_full,
-                      const_i64(inner))
+        lo, hi = chunk_bounds(b, item, chunks, CHUNK, inner)
 
         def at(position: ir.Value) -> ir.Value:
             """Offset of the first element at ``position`` along the axis in this row."""

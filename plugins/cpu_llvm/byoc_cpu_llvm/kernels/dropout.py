@@ -12,9 +12,8 @@ import numpy as np
 from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import LLVM_TYPES
+from byoc_cpu_llvm.codegen import LLVM_TYPES, const
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.scalar_ops import const
 
 
 def _optional(node: Node, index: int) -> str:

@@ -20,9 +20,9 @@ import numpy as np
 from byoc.core.interpreter.ops_einsum import ELLIPSIS, parse_equation, term_axes
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.epilogue import Epilogue
 from byoc_cpu_llvm.kernels.elementwise import half_supported
-from byoc_cpu_llvm.kernels.gemm import _lower_dot_product, _lower_product
+from byoc_cpu_llvm.kernels.epilogue import Epilogue
+from byoc_cpu_llvm.kernels.gemm import MatrixProduct, lower_dot_product, lower_product
 
 # Dtypes whose products are float64-accumulated dot products (gemm's plain MatMul for them),
 # which read their operands untransposed.
@@ -30,20 +30,12 @@ DOT_PRODUCT_DTYPES = (np.dtype(np.float16), np.dtype(np.float64))
 
 
 @dataclass(frozen=True)
-class MatrixProduct:
+class EinsumProduct(MatrixProduct):
     """An Einsum as ``C[batch, m, n] = A'[batch, m, k] @ B'[batch, k, n]``; ``a`` and ``b``
     name the graph values read as A and B (``swapped`` for a transposed output), each stored
     transposed when its ``trans`` flag is set."""
 
-    a: str
-    b: str
-    batch: tuple[int, ...]
-    m: int
-    n: int
-    k: int
-    trans_a: bool
-    trans_b: bool
-    swapped: bool
+    swapped: bool = False
 
 
 def _axes(node: Node, graph: Graph) -> tuple[list[list[str]], list[str], dict[str, int]]:
@@ -79,7 +71,7 @@ def _split(term: list[str], first: list[str], second: list[str]) -> bool | None:
     return None
 
 
-def matrix_product(node: Node, graph: Graph) -> MatrixProduct | str:
+def matrix_product(node: Node, graph: Graph) -> EinsumProduct | str:
     """The Einsum as a matrix product, or why it is not one."""
     if len(node.inputs) != 2:
         return "cpu_llvm runs Einsum of two operands only"
@@ -118,10 +110,10 @@ def matrix_product(node: Node, graph: Graph) -> MatrixProduct | str:
     a, b = node.inputs
     if swapped:
         # C^T = B^T A^T: B read transposed is the new A, A read transposed the new B.
-        return MatrixProduct(b, a, batch_shape, count(cols), count(rows), count(inner),
-                             not trans_b, not trans_a, True)
-    return MatrixProduct(a, b, batch_shape, count(rows), count(cols), count(inner),
-                         trans_a, trans_b, False)
+        return EinsumProduct(b, a, batch_shape, count(cols), count(rows), count(inner),
+                             not trans_b, not trans_a, swapped=True)
+    return EinsumProduct(a, b, batch_shape, count(rows), count(cols), count(inner),
+                         trans_a, trans_b)
 
 
 def _dtype(node: Node, graph: Graph) -> np.dtype | None:
@@ -148,17 +140,11 @@ def check_einsum(node: Node, graph: Graph) -> str | None:
 @lowering("Einsum", check=check_einsum)
 def lower_einsum(program, group) -> None:
     product = matrix_product(group.head, program.graph)
-    batch, m, n, k = product.batch, product.m, product.n, product.k
-    a_full = batch + ((k, m) if product.trans_a else (m, k))
-    b_full = batch + ((n, k) if product.trans_b else (k, n))
-    full_shape = batch + (m, n)
+    epilogue = Epilogue(product.batch + (product.m, product.n), -2, [-1])
     if _dtype(group.head, program.graph) in DOT_PRODUCT_DTYPES:
-        _lower_dot_product(program, group, Epilogue(full_shape, -2, [-1]), product.a,
-                           product.b, batch, [batch, batch], m, n, k)
+        lower_dot_product(program, group, epilogue, product)
         return
-    _lower_product(program, group, Epilogue(full_shape, -2, [-1]), product.a, product.b,
-                   batch, [batch, batch], m, n, k, product.trans_a, product.trans_b,
-                   full_shape, a_full, b_full)
+    lower_product(program, group, epilogue, product)
 
 
 __all__ = ["lower_einsum", "matrix_product"]

@@ -19,15 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from byoc_cpu_llvm.codegen import F32, KernelBuilder, const_i64, llvm_type
+from byoc_cpu_llvm.codegen import F32, KernelBuilder, const, const_i64, llvm_type, splat
 from byoc_cpu_llvm.kernels.elementwise import strides_for
 from byoc_cpu_llvm.kernels.microkernel import (
     lane_mask,
     masked_load,
     masked_store,
-    splat,
 )
-from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS, const
+from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS
 
 # A step maps the running value and its operands' values to the new running value.
 StepFn = Callable[[KernelBuilder, list[ir.Value]], ir.Value]

@@ -19,8 +19,8 @@ from byoc.core.interpreter.ops_shape import normalize_axis
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import I32, KernelBuilder, const_i64
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.movement import contiguous_strides, int_type_of, iterate, movable
-from byoc_cpu_llvm.kernels.reduce import dot, empty_dims
+from byoc_cpu_llvm.kernels.reduction_parts import dot, empty_dims
+from byoc_cpu_llvm.kernels.strided_copy import contiguous_strides, int_type_of, iterate, movable
 
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 

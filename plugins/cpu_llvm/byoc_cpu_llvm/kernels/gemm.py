@@ -1,278 +1,67 @@
-"""Blocked float32 matrix products: the shared GEMM driver, and the Gemm and MatMul lowerings
-(plus a plain dot-product MatMul for float16 and float64).
-
-A kernel computes ``batches`` independent products ``C[M, N] = A[M, K] @ B[K, N]`` (row-major
-C, rows ``N`` apart) in MR x NR tiles with the shared micro-kernel (see
-:mod:`~byoc_cpu_llvm.kernels.microkernel`). A is packed in slivers of MR rows (at compile time
-when it is a constant, else per K block into per-thread scratch); B is packed in panels of NR
-columns (at compile time when constant, else per (K block, N block) into per-thread scratch).
-Threads split the (batch, N panel) pairs when there are enough of them, and the M tiles
-otherwise. After the last K block of a tile its epilogue runs on it while it is in cache.
+"""Gemm and MatMul (and Einsum's matrix products, :mod:`.einsum`): float32 on the blocked
+driver of :mod:`.gemm_driver`, float16 and float64 as plain dot products accumulated in
+float64.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, F64, I64, KernelBuilder, const_i64, llvm_type
+from byoc_cpu_llvm.codegen import F32, F64, const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.elementwise import half_supported, strides_for
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step, scale_step
-from byoc_cpu_llvm.kernels.microkernel import (
-    call_ukernel,
-    lane_mask,
-    masked_load,
-    vec_type,
+from byoc_cpu_llvm.kernels.gemm_driver import (
+    NC_PANELS,
+    NRV,
+    GemmPlan,
+    choose_mr,
+    emit_gemm,
+    k_block,
+    lanes,
+    pack_a,
+    pack_a_runtime,
+    pack_b,
+    pack_rows,
+    pack_rows_strided,
 )
-from byoc_cpu_llvm.target import host_target
-
-MR_MAX = 8     # rows of a micro-tile (accumulators: MR x NRV vectors)
-NRV = 2        # vectors per micro-tile row
-KC = 256       # K block: a B panel (KC x NR floats) stays in L1
-NC_PANELS = 16  # N block, in panels: a packed B block stays in L2
 
 
-def lanes() -> int:
-    return max(4, host_target().float_lanes)
+@dataclass(frozen=True)
+class MatrixProduct:
+    """``C[batch..., m, n] = A[..., m, k] @ B[..., k, n]`` over the graph values ``a`` and
+    ``b``. Each operand has its own batch dims (``a_batch``, ``b_batch``; None: ``batch``),
+    broadcast against ``batch``, and is stored transposed when its ``trans`` flag is set."""
 
-
-def choose_mr(m: int) -> int:
-    """Rows per micro-tile: M itself when small, else the MR in [4, MR_MAX] wasting the
-    fewest padded rows (the larger on ties)."""
-    if m <= MR_MAX:
-        return m
-    return min(range(MR_MAX, 3, -1), key=lambda r: (-(-m // r)) * r - m)
-
-
-def k_block(k: int) -> int:
-    """Split K into equal blocks of at most KC."""
-    blocks = -(-k // KC)
-    return -(-k // blocks)
-
-
-def pack_a(a: np.ndarray, mr: int) -> np.ndarray:
-    """``a`` ([..., M, K]) as [..., M tiles, K, MR], zero-padded to whole tiles."""
-    *lead, m, k = a.shape
-    tiles = -(-m // mr)
-    padded = np.zeros((*lead, tiles * mr, k), np.float32)
-    padded[..., :m, :] = a
-    return np.ascontiguousarray(
-        padded.reshape(*lead, tiles, mr, k).swapaxes(-1, -2)).astype(np.float32)
-
-
-def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
-    """``b`` ([..., K, N]) as [..., N panels, K, NR], zero-padded to whole panels."""
-    *lead, k, n = b.shape
-    panels = -(-n // nr)
-    padded = np.zeros((*lead, k, panels * nr), np.float32)
-    padded[..., :n] = b
-    return np.ascontiguousarray(
-        padded.reshape(*lead, k, panels, nr).swapaxes(-2, -3)).astype(np.float32)
-
-
-@dataclass
-class GemmPlan:
-    """What the driver needs to know about one kernel's products.
-
-    ``a_ptr(kb, batch, mt, k0)`` points at the packed sliver of M tile ``mt`` from ``k0``
-    (after ``a_prepare(kb, batch, k0, kc, mt0, mt1)`` packed it, when A is not constant).
-    ``b_pack(kb, batch, k0, kc, col0, ncols, dest)`` packs a B block into panels at ``dest``
-    (each ``kc_max * NR`` floats apart); or ``b_const(kb, batch, panel, k0)`` points at a
-    pre-packed panel. ``c_info(kb, batch)`` gives the C pointer of the product, the batch
-    coordinates of the output for the epilogue and the output row of C's first row.
-    """
-
+    a: str
+    b: str
+    batch: tuple[int, ...]
     m: int
     n: int
     k: int
-    batches: int
-    mr: int
-    a_ptr: Callable
-    c_info: Callable
-    epilogue: Epilogue
-    b_pack: Callable | None = None
-    b_const: Callable | None = None
-    a_prepare: Callable | None = None
-    a_scratch: int | None = None      # scratch slot for runtime-packed A
-    b_scratch: int | None = None
+    trans_a: bool = False
+    trans_b: bool = False
+    a_batch: tuple[int, ...] | None = None
+    b_batch: tuple[int, ...] | None = None
 
+    @property
+    def operand_batches(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (self.batch if self.a_batch is None else tuple(self.a_batch),
+                self.batch if self.b_batch is None else tuple(self.b_batch))
 
-@contextlib.contextmanager
-def while_loop(kb: KernelBuilder, start: ir.Value, stop: ir.Value,
-               name: str) -> Iterator[tuple[ir.Value, Callable]]:
-    """``for (u = start; u < stop; u = next)``; the body calls ``advance(next)`` once."""
-    b = kb.b
-    pre = b.block
-    header = kb.function.append_basic_block(f"{name}.header")
-    body = kb.function.append_basic_block(f"{name}.body")
-    done = kb.function.append_basic_block(f"{name}.done")
-    b.branch(header)
-    b.position_at_end(header)
-    index = b.phi(I64, name=name)
-    index.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", index, stop), body, done)
-    b.position_at_end(body)
-    nexts = []
-    yield index, nexts.append
-    index.add_incoming(nexts[0], b.block)
-    b.branch(header)
-    b.position_at_end(done)
+    @property
+    def a_shape(self) -> tuple[int, ...]:
+        """The shape A is stored as: its batch dims, then its (maybe transposed) matrix."""
+        return self.operand_batches[0] + ((self.k, self.m) if self.trans_a else (self.m, self.k))
 
+    @property
+    def b_shape(self) -> tuple[int, ...]:
+        return self.operand_batches[1] + ((self.n, self.k) if self.trans_b else (self.k, self.n))
 
-def smin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def smax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed(">", x, y), x, y)
-
-
-def scratch_ptr(kb: KernelBuilder, slot: int, elements: int) -> ir.Value:
-    return kb.element(kb.buffer(slot), kb.b.mul(kb.tid, const_i64(elements)), F32)
-
-
-def emit_gemm(program, kb: KernelBuilder, plan: GemmPlan, out: ir.Value) -> None:
-    """Emit the blocked product described by ``plan`` into kernel ``kb``."""
-    b = kb.b
-    L = lanes()
-    nr = NRV * L
-    M, N, K, mr = plan.m, plan.n, plan.k, plan.mr
-    panels = -(-N // nr)
-    mtiles = -(-M // mr)
-    kc_max = k_block(K)
-    kblocks = -(-K // kc_max)
-    units = plan.batches * panels
-    plan.epilogue.bind(kb)
-
-    b_scr = scratch_ptr(kb, plan.b_scratch, kc_max * NC_PANELS * nr) if plan.b_pack else None
-    a_scr = (scratch_ptr(kb, plan.a_scratch, mtiles * mr * kc_max)
-             if plan.a_prepare else None)
-
-    # Split the (batch, panel) units when there are enough, else the M tiles.
-    by_units = b.icmp_signed(">=", const_i64(units), b.mul(kb.nthreads, const_i64(4)))
-    ub, ue = kb.thread_share(units)
-    mb, me = kb.thread_share(mtiles)
-    u0 = b.select(by_units, ub, const_i64(0))
-    u1 = b.select(by_units, ue, const_i64(units))
-    mt0 = b.select(by_units, const_i64(0), mb)
-    mt1 = b.select(by_units, const_i64(mtiles), me)
-
-    with while_loop(kb, u0, u1, "unit") as (u, advance):
-        batch = b.sdiv(u, const_i64(panels))
-        panel = b.srem(u, const_i64(panels))
-        count = smin(b, smin(b, b.sub(u1, u), b.sub(const_i64(panels), panel)),
-                     const_i64(NC_PANELS))
-        col0 = b.mul(panel, const_i64(nr))
-        ncols = smin(b, b.sub(const_i64(N), col0), b.mul(count, const_i64(nr)))
-        c_ptr, batch_coords, row_base = plan.c_info(kb, batch)
-        with kb.loop(0, kblocks, name="kblk") as kbi:
-            k0 = b.mul(kbi, const_i64(kc_max))
-            kc = smin(b, const_i64(kc_max), b.sub(const_i64(K), k0))
-            if plan.b_pack:
-                plan.b_pack(kb, batch, k0, kc, col0, ncols, b_scr, kc_max * nr)
-            if plan.a_prepare:
-                plan.a_prepare(kb, batch, k0, kc, mt0, mt1, a_scr, kc_max)
-            accumulate = b.zext(b.icmp_signed(">", kbi, const_i64(0)), I64)
-            last = b.icmp_signed("==", kbi, const_i64(kblocks - 1))
-            with kb.loop(const_i64(0), count, name="pan") as j:
-                if plan.b_pack:
-                    bp = kb.element(b_scr, b.mul(j, const_i64(kc_max * nr)), F32)
-                else:
-                    bp = plan.b_const(kb, batch, b.add(panel, j), k0)
-                jcol = b.mul(j, const_i64(nr))
-                cols = smin(b, const_i64(nr), b.sub(ncols, jcol))
-                tile_col = b.add(col0, jcol)
-                with kb.loop(mt0, mt1, name="mt") as mt:
-                    row = b.mul(mt, const_i64(mr))
-                    rows = smin(b, const_i64(mr), b.sub(const_i64(M), row))
-                    if plan.a_prepare:
-                        ap = kb.element(a_scr, b.mul(b.sub(mt, mt0), const_i64(kc_max * mr)),
-                                        F32)
-                    else:
-                        ap = plan.a_ptr(kb, batch, mt, k0)
-                    cp = kb.element(c_ptr, b.add(b.mul(row, const_i64(N)), tile_col), F32)
-                    call_ukernel(kb, mr, NRV, L, [ap, bp, nr, cp, N, kc, accumulate, rows,
-                                                  cols])
-                    if not plan.epilogue.empty:
-                        with _if(kb, last):
-                            plan.epilogue.apply_tile(kb, out, batch_coords,
-                                                     b.add(row_base, row), rows, tile_col,
-                                                     cols, L, nr)
-        advance(b.add(u, count))
-
-
-@contextlib.contextmanager
-def _if(kb: KernelBuilder, cond: ir.Value) -> Iterator[None]:
-    with kb.b.if_then(cond):
-        yield
-
-
-def pack_rows(kb: KernelBuilder, row_ptr: Callable, kc: ir.Value, ncols: ir.Value,
-              dest: ir.Value, panel_stride: int) -> None:
-    """Pack ``kc`` rows of B (row ``kk`` starts at ``row_ptr(kk)``, at the block's first
-    column) into panels at ``dest``; columns past ``ncols`` become zeros."""
-    b = kb.b
-    L = lanes()
-    nr = NRV * L
-    vt = vec_type(L)
-    panels = b.sdiv(b.add(ncols, const_i64(nr - 1)), const_i64(nr))
-    with kb.loop(const_i64(0), kc, name="pk") as kk:
-        src = row_ptr(kk)
-        with kb.loop(const_i64(0), panels, name="pj") as j:
-            for v in range(NRV):
-                col = b.add(b.mul(j, const_i64(nr)), const_i64(v * L))
-                mask = lane_mask(b, b.sub(ncols, col), L)
-                value = masked_load(b, kb.module, kb.element(src, col, F32), mask, vt)
-                offset = b.add(b.add(b.mul(j, const_i64(panel_stride)),
-                                     b.mul(kk, const_i64(nr))), const_i64(v * L))
-                b.store(value, kb.element(dest, offset, F32), align=4)
-
-
-def pack_rows_strided(kb: KernelBuilder, elem_ptr: Callable, kc: ir.Value, ncols: ir.Value,
-                      dest: ir.Value, panel_stride: int) -> None:
-    """Pack a B block whose element (kk, q) is at ``elem_ptr(kk, q)`` (any layout)."""
-    b = kb.b
-    nr = NRV * lanes()
-    panels = b.sdiv(b.add(ncols, const_i64(nr - 1)), const_i64(nr))
-    padded = b.mul(panels, const_i64(nr))
-    with kb.loop(const_i64(0), kc, name="pk") as kk, kb.loop(const_i64(0), padded,
-                                                             name="pq") as q:
-        inside = b.icmp_signed("<", q, ncols)
-        safe_q = b.select(inside, q, const_i64(0))
-        value = b.load(elem_ptr(kk, safe_q), typ=F32)
-        value = b.select(inside, value, ir.Constant(F32, 0.0))
-        j = b.sdiv(q, const_i64(nr))
-        offset = b.add(b.add(b.mul(j, const_i64(panel_stride)), b.mul(kk, const_i64(nr))),
-                       b.srem(q, const_i64(nr)))
-        b.store(value, kb.element(dest, offset, F32))
-
-
-def pack_a_runtime(kb: KernelBuilder, elem_ptr: Callable, m: int, mr: int, k0: ir.Value,
-                   kc: ir.Value, mt0: ir.Value, mt1: ir.Value, dest: ir.Value,
-                   kc_max: int) -> None:
-    """Pack rows of A (element (i, k) at ``elem_ptr(i, k)``) of M tiles [mt0, mt1) and
-    columns [k0, k0 + kc) into slivers at ``dest`` (``kc_max * mr`` floats apart)."""
-    b = kb.b
-    with kb.loop(mt0, mt1, name="pa_t") as mt:
-        sliver = kb.element(dest, b.mul(b.sub(mt, mt0), const_i64(kc_max * mr)), F32)
-        with kb.loop(const_i64(0), kc, name="pa_k") as kk:
-            for i in range(mr):
-                row = b.add(b.mul(mt, const_i64(mr)), const_i64(i))
-                inside = b.icmp_signed("<", row, const_i64(m))
-                safe = b.select(inside, row, const_i64(0))
-                value = b.load(elem_ptr(safe, b.add(k0, kk)), typ=F32)
-                value = b.select(inside, value, ir.Constant(F32, 0.0))
-                b.store(value, kb.element(sliver, b.add(b.mul(kk, const_i64(mr)),
-                                                        const_i64(i)), F32))
-
-
-# -- Gemm and MatMul --------------------------------------------------------------------------
 
 def _float32_only(node: Node, graph: Graph) -> str | None:
     for value in node.present_inputs + node.outputs[:1]:
@@ -315,18 +104,6 @@ def check_matmul(node: Node, graph: Graph) -> str | None:
     return None
 
 
-class _Operand:
-    """A or B of a product: a graph value seen as [batch..., rows, cols] (maybe transposed)."""
-
-    def __init__(self, program, name: str, shape, trans: bool):
-        self.name = name
-        self.shape = tuple(shape)
-        self.trans = trans
-        self.constant = program.graph.is_constant(name)
-        self.array = (np.asarray(program.graph.constants[name], np.float32)
-                      if self.constant else None)
-
-
 @lowering("Gemm", check=check_gemm, epilogue=True)
 def lower_gemm(program, group) -> None:
     node = group.head
@@ -346,8 +123,8 @@ def lower_gemm(program, group) -> None:
     if c_name and beta != 0.0:
         epi.add_step(add_scaled_step(beta), [None, epi.operand(program, c_name)])
     epi.add_nodes(program, group)
-    _lower_product(program, group, epi, a_name, b_name, (), [(), ()], m, n, k,
-                   bool(trans_a), bool(trans_b), out_shape)
+    lower_product(program, group, epi, MatrixProduct(a_name, b_name, (), m, n, k,
+                                                      bool(trans_a), bool(trans_b)))
 
 
 @lowering("MatMul", check=check_matmul, epilogue=True)
@@ -369,19 +146,20 @@ def lower_matmul(program, group) -> None:
     for name, strides in epi_shape_fix.items():
         epi.operand(program, name, strides)
     epi.add_nodes(program, group)
+    product = MatrixProduct(a_name, b_name, batch, m, n, k, a_batch=a2[:-2], b_batch=b2[:-2])
     if _matmul_dtype(node, graph) in _WIDE_MATMUL:
-        _lower_dot_product(program, group, epi, a_name, b_name, batch, [a2[:-2], b2[:-2]],
-                           m, n, k)
+        lower_dot_product(program, group, epi, product)
         return
-    _lower_product(program, group, epi, a_name, b_name, batch, [a2[:-2], b2[:-2]], m, n, k,
-                   False, False, full_shape, a2, b2)
+    lower_product(program, group, epi, product)
 
 
-def _lower_dot_product(program, group, epi: Epilogue, a_name, b_name, batch, op_batches,
-                       m, n, k) -> None:
+def lower_dot_product(program, group, epi: Epilogue, product: MatrixProduct) -> None:
     """A plain MatMul for float16 and float64: each output element is a dot product
     accumulated in float64 and rounded once to the output dtype (as the reference does), then
     put through the epilogue one element at a time. Threads split the output rows."""
+    a_name, b_name, batch = product.a, product.b, product.batch
+    m, n, k = product.m, product.n, product.k
+    op_batches = product.operand_batches
     elem = llvm_type(program.graph.types[group.head.outputs[0]].dtype)
     batches = int(np.prod(batch, dtype=np.int64)) if batch else 1
     a_bstrides = _batch_strides(op_batches[0], batch, m * k)
@@ -468,13 +246,16 @@ def _reshaped_operands(program, group, out_shape, a_rank, b_rank) -> dict[str, l
     return result
 
 
-def _lower_product(program, group, epi: Epilogue, a_name, b_name, batch, op_batches,
-                   m, n, k, trans_a, trans_b, full_shape, a_full=None, b_full=None) -> None:
+def lower_product(program, group, epi: Epilogue, product: MatrixProduct) -> None:
+    """A float32 ``product`` on the blocked driver, its epilogue ``epi`` applied per tile."""
     graph = program.graph
     L = lanes()
     nr = NRV * L
-    a_full = a_full or tuple(graph.types[a_name].shape)
-    b_full = b_full or tuple(graph.types[b_name].shape)
+    a_name, b_name, batch = product.a, product.b, product.batch
+    m, n, k = product.m, product.n, product.k
+    trans_a, trans_b = product.trans_a, product.trans_b
+    op_batches = product.operand_batches
+    a_full, b_full = product.a_shape, product.b_shape
     batches = int(np.prod(batch, dtype=np.int64)) if batch else 1
     a_const = graph.is_constant(a_name)
     b_const = graph.is_constant(b_name)
@@ -498,7 +279,7 @@ def _lower_product(program, group, epi: Epilogue, a_name, b_name, batch, op_batc
 
     if a_const:
         arr = np.asarray(graph.constants[a_name], np.float32).reshape(a_full)
-        arr = np.broadcast_to(arr, tuple(op_batches[0]) + arr.shape[-2:]).reshape(-1, *arr.shape[-2:])
+        arr = np.broadcast_to(arr, op_batches[0] + arr.shape[-2:]).reshape(-1, *arr.shape[-2:])
         if trans_a:
             arr = arr.swapaxes(-1, -2)
         a_packed_slot = program.constant(f"{group.head.name or 'gemm'}__{a_name}__apack",
@@ -626,4 +407,4 @@ def _batch_strides(op_batch, batch, matrix_elems: int) -> list[int]:
     return strides[::-1]
 
 
-__all__ = ["GemmPlan", "choose_mr", "emit_gemm", "pack_a", "pack_b", "pack_rows"]
+__all__ = ["MatrixProduct", "lower_dot_product", "lower_product"]

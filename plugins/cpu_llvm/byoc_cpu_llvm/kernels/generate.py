@@ -14,7 +14,7 @@ from llvmlite import ir
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import I64, LLVM_TYPES, const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.movement import bit_pattern, int_type_of, global_table, movable
+from byoc_cpu_llvm.kernels.strided_copy import bit_pattern, global_table, int_type_of, movable
 
 
 def _shape_values(node: Node, graph: Graph) -> list[int]:

@@ -15,7 +15,18 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from byoc_cpu_llvm.codegen import F32, I1, I32, I64, PTR, VOID, KernelBuilder, const_i64
+from byoc_cpu_llvm.codegen import (
+    F32,
+    I1,
+    I32,
+    I64,
+    PTR,
+    VOID,
+    KernelBuilder,
+    const_i64,
+    counted_loop,
+    splat,
+)
 
 UKERNEL_ARGS = [PTR, PTR, I64, PTR, I64, I64, I64, I64, I64]
 
@@ -63,19 +74,7 @@ def masked_store(b: ir.IRBuilder, module: ir.Module, value: ir.Value, ptr: ir.Va
 def lane_mask(b: ir.IRBuilder, count: ir.Value, lanes: int) -> ir.Value:
     """``<lanes x i1>`` with the first ``count`` lanes set (count may be <= 0 or > lanes)."""
     iota = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
-    splat = _splat(b, count, lanes)
-    return b.icmp_signed("<", iota, splat)
-
-
-def _splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
-    vt = ir.VectorType(value.type, lanes)
-    undef = ir.Constant(vt, ir.Undefined)
-    first = b.insert_element(undef, value, ir.Constant(I32, 0))
-    return b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
-
-
-def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
-    return _splat(b, value, lanes)
+    return b.icmp_signed("<", iota, splat(b, count, lanes))
 
 
 def ukernel(module: ir.Module, mr: int, nrv: int, lanes: int) -> ir.Function:
@@ -91,11 +90,7 @@ def ukernel(module: ir.Module, mr: int, nrv: int, lanes: int) -> ir.Function:
     for arg in (a, bp, c):
         arg.add_attribute("noalias")
     vt = vec_type(lanes)
-    entry = fn.append_basic_block("entry")
-    header = fn.append_basic_block("k.header")
-    body = fn.append_basic_block("k.body")
-    done = fn.append_basic_block("k.done")
-    b = ir.IRBuilder(entry)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
     keep = b.icmp_signed("!=", accumulate, const_i64(0))
     col_masks = [lane_mask(b, b.sub(cols, const_i64(v * lanes)), lanes) for v in range(nrv)]
     no_mask = ir.Constant(ir.VectorType(I1, lanes), None)
@@ -111,48 +106,26 @@ def ukernel(module: ir.Module, mr: int, nrv: int, lanes: int) -> ir.Function:
     for mask, ptr in zip(masks, c_ptrs):
         load_mask = b.select(keep, mask, no_mask)
         inits.append(masked_load(b, module, ptr, load_mask, vt))
-    b.branch(header)
-
-    b.position_at_end(header)
-    k = b.phi(I64, name="k")
-    k.add_incoming(const_i64(0), entry)
-    pa = b.phi(PTR, name="pa")
-    pa.add_incoming(a, entry)
-    pb = b.phi(PTR, name="pb")
-    pb.add_incoming(bp, entry)
-    accs = []
-    for idx, init in enumerate(inits):
-        phi = b.phi(vt, name=f"acc{idx}")
-        phi.add_incoming(init, entry)
-        accs.append(phi)
-    b.cbranch(b.icmp_signed("<", k, kc), body, done)
-
-    b.position_at_end(body)
-    bvecs = []
-    for v in range(nrv):
-        ptr = b.gep(pb, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
-        bvecs.append(b.load(ptr, typ=vt, align=4))
     fma = module.globals.get(f"llvm.fma.v{lanes}f32")
     if fma is None:
         fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
-    new_accs = []
-    for i in range(mr):
-        scalar = b.load(b.gep(pa, [const_i64(i)], source_etype=F32, inbounds=True), typ=F32,
-                        align=4)
-        bcast = _splat(b, scalar, lanes)
+    with counted_loop(b, const_i64(0), kc, "k", carried=[a, bp, *inits]) as loop:
+        pa, pb, *accs = loop.carried
+        bvecs = []
         for v in range(nrv):
-            new_accs.append(b.call(fma, [bcast, bvecs[v], accs[i * nrv + v]]))
-    next_k = b.add(k, const_i64(1))
-    next_pa = b.gep(pa, [const_i64(mr)], source_etype=F32, inbounds=True)
-    next_pb = b.gep(pb, [ldb], source_etype=F32, inbounds=True)
-    k.add_incoming(next_k, body)
-    pa.add_incoming(next_pa, body)
-    pb.add_incoming(next_pb, body)
-    for phi, value in zip(accs, new_accs):
-        phi.add_incoming(value, body)
-    b.branch(header)
+            ptr = b.gep(pb, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
+            bvecs.append(b.load(ptr, typ=vt, align=4))
+        new_accs = []
+        for i in range(mr):
+            scalar = b.load(b.gep(pa, [const_i64(i)], source_etype=F32, inbounds=True),
+                            typ=F32, align=4)
+            bcast = splat(b, scalar, lanes)
+            for v in range(nrv):
+                new_accs.append(b.call(fma, [bcast, bvecs[v], accs[i * nrv + v]]))
+        next_pa = b.gep(pa, [const_i64(mr)], source_etype=F32, inbounds=True)
+        next_pb = b.gep(pb, [ldb], source_etype=F32, inbounds=True)
+        loop.next_carried = [next_pa, next_pb, *new_accs]
 
-    b.position_at_end(done)
     for acc, mask, ptr in zip(accs, masks, c_ptrs):
         masked_store(b, module, acc, ptr, mask)
     b.ret_void()
@@ -164,5 +137,4 @@ def call_ukernel(kb: KernelBuilder, mr: int, nrv: int, lanes: int, args: list) -
     kb.b.call(fn, [const_i64(a) if isinstance(a, int) else a for a in args])
 
 
-__all__ = ["call_ukernel", "lane_mask", "masked_load", "masked_store", "splat", "ukernel",
-           "vec_type"]
+__all__ = ["call_ukernel", "lane_mask", "masked_load", "masked_store", "ukernel", "vec_type"]

@@ -18,22 +18,21 @@ from llvmlite import ir
 
 from byoc.core.interpreter import window as win
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import I64, const_i64, llvm_type
+from byoc_cpu_llvm.codegen import I64, const, const_i64, is_float, llvm_type
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.reduce import (
+from byoc_cpu_llvm.kernels.reduce import emit_reduction
+from byoc_cpu_llvm.kernels.reduction_parts import (
     FLOATS,
     INTS,
     Epilogue,
     Var,
-    emit_reduction,
     empty_dims,
-    is_float,
+    epilogue_kernel,
     lanes_for,
     splat,
     strided_vload,
     vstore,
 )
-from byoc_cpu_llvm.kernels.scalar_ops import const
 
 MAX_VECTOR_STRIDE = 4
 MAX_BORDER_TAPS = 4096
@@ -167,12 +166,7 @@ def lower_pool(program, group) -> None:
     h_taps, h_counts = h_axis
     w_taps, w_counts = w_axis
     planes = x_type.shape[0] * x_type.shape[1]
-    epilogue = Epilogue(program, group, graph.types[group.output].shape)
-    in_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
-
-    kb = program.kernel(node.name or node.op_type)
-    epilogue.bind(kb)
-    src, dst = kb.buffer(in_slot), kb.buffer(out_slot)
+    kb, epilogue, src, dst = epilogue_kernel(program, group)
     b = kb.b
     kh_lo_table = _table(kb, [t[0] if t else 0 for t in h_taps], I64, "khlo")
     kh_hi_table = _table(kb, [t[-1] + 1 if t else 0 for t in h_taps], I64, "khhi")

@@ -2,13 +2,13 @@
 
 Per (image, group) the convolution is the product of the constant weights [Mg, Cg*KH*KW]
 and the im2col matrix of the input, run by the integer product driver of
-:mod:`~byoc_cpu_llvm.kernels.qgemm`. The im2col columns are packed straight into the
+:mod:`~byoc_cpu_llvm.kernels.int8_product`. The im2col columns are packed straight into the
 driver's ``[K/4][NB][4]`` layout, one k row at a time; positions in the padding read the
 input's zero point (so they add nothing, as the reference's zero-padded ``x - x_zero``).
 Any stride, padding, dilation and group count; weights int8 or uint8, per tensor or per
-output channel zero points; activations int8 or uint8 with a per-tensor zero point. Run-time weights, scales, zero
-points or bias, and convolutions that are not 2-D, take an exact direct path instead
-(:func:`_lower_direct`, one int64 window sum per output element).
+output channel zero points; activations int8 or uint8 with a per-tensor zero point.
+Run-time weights, scales, zero points or bias, and convolutions that are not 2-D, take an
+exact direct path instead (:func:`_lower_direct`, one int64 window sum per output element).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I8, I64, const_i64
+from byoc_cpu_llvm.codegen import F32, I8, I32, I64, const_i64
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.conv import (
     ConvGeometry,
@@ -25,10 +25,12 @@ from byoc_cpu_llvm.kernels.conv import (
     conv_gather_geometry,
     conv_shape_refusal,
     emit_gather,
+    row_segment,
 )
-from byoc_cpu_llvm.kernels.qgemm import (
+from byoc_cpu_llvm.kernels.int8_product import (
     INT8_TYPES,
     NB,
+    DirectKernel,
     IntProduct,
     emit_product,
     emit_requantize,
@@ -45,17 +47,6 @@ def conv_refusal(graph: Graph, node: Node, x_name: str, weight: np.ndarray,
     if geo.cg * geo.groups != geo.c or geo.mg * geo.groups != geo.m or weight.shape[1] != geo.cg:
         return "Conv channels do not match the groups"
     return overflow_refusal(geo.k, bias)
-
-
-def ow_ranges(geo: ConvGeometry) -> np.ndarray:
-    """For each kernel column: the output columns [lo, hi) whose tap is inside the input."""
-    table = []
-    for kw in range(geo.kw):
-        off = kw * geo.dw - geo.pl
-        lo = min(geo.ow, max(0, -(off // geo.sw)))
-        hi = min(geo.ow, max(lo, -((off - geo.w) // geo.sw)))
-        table += [lo, hi]
-    return np.asarray(table, np.int64)
 
 
 def conv_pack(geo: ConvGeometry, x_zero: int, x_signed: bool, ranges_slot: int):
@@ -89,16 +80,9 @@ def conv_pack(geo: ConvGeometry, x_zero: int, x_signed: bool, ranges_slot: int):
             row = b.add(b.mul(b.lshr(kk, const_i64(2)), const_i64(NB * 4)),
                         b.and_(kk, const_i64(3)))
             with kb.loop(oh_first, oh_end, name="poh") as oh:
-                start = b.mul(oh, ow_n)
-                seg_lo = b.sub(_smax(b, c0, start), start)
-                seg_hi = b.sub(_smin(b, end, b.add(start, ow_n)), start)
+                start, seg_lo, seg_hi, ih, lo, hi = row_segment(b, geo, oh, c0, end, lo_kw,
+                                                                hi_kw, off_h)
                 at = b.add(row, b.mul(b.sub(start, c0), const_i64(4)))  # byte of ow = 0
-                ih = b.add(b.mul(oh, const_i64(geo.sh)), off_h)
-                valid = b.icmp_unsigned("<", ih, const_i64(geo.h))
-                lo = _smin(b, _smax(b, seg_lo, lo_kw), seg_hi)
-                hi = _smax(b, lo, _smin(b, seg_hi, hi_kw))
-                lo = b.select(valid, lo, seg_hi)
-                hi = b.select(valid, hi, seg_hi)
                 with kb.loop(seg_lo, lo, name="pz0") as ow:
                     kb.store(pad, dest, b.add(at, b.mul(ow, const_i64(4))))
                 src = b.add(plane, b.add(b.mul(ih, const_i64(geo.w)), off_w))
@@ -117,21 +101,13 @@ def conv_pack(geo: ConvGeometry, x_zero: int, x_signed: bool, ranges_slot: int):
     return pack
 
 
-def _smin(b, x, y):
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def _smax(b, x, y):
-    return b.select(b.icmp_signed(">", x, y), x, y)
-
-
 def lower_conv_product(program, tag: str, node: Node, x_name: str, out_name: str,
                        weight: np.ndarray, w_zero: np.ndarray, x_zero: int, **requant) -> None:
     graph = program.graph
     x_type = graph.types[x_name]
     geo = ConvGeometry(node, x_type.shape, weight.shape)
     x_signed = x_type.dtype == np.int8
-    ranges_slot = program.constant(f"{tag}__qowranges", ow_ranges(geo))
+    ranges_slot = program.constant(f"{tag}__qowranges", geo.ow_ranges())
     for key in ("bias", "multiplier"):
         if requant.get(key) is not None:
             requant[key] = np.broadcast_to(requant[key], (geo.m,))
@@ -253,10 +229,6 @@ def _direct(graph: Graph, x: str, w: str, params: list[str]) -> bool:
             or any(p and not graph.is_constant(p) for p in params))
 
 
-def _size(graph: Graph, name: str) -> int:
-    return int(np.prod(graph.types[name].shape, dtype=np.int64))
-
-
 def _direct_refusal(node: Node, graph: Graph, x: str, w: str, x_zero: str, w_zero: str,
                     scales=None, y_zero: str = "", bias: str = "") -> str | None:
     op = node.op_type
@@ -268,7 +240,7 @@ def _direct_refusal(node: Node, graph: Graph, x: str, w: str, x_zero: str, w_zer
     m = graph.types[w].shape[0]
     for name, per_channel in ((x_zero, False), (w_zero, True)):
         if name and (graph.types[name].dtype not in INT8_TYPES
-                     or _size(graph, name) not in ((1, m) if per_channel else (1,))):
+                     or graph.types[name].size not in ((1, m) if per_channel else (1,))):
             return f"cpu_llvm {op}: a zero point is neither per tensor nor per output channel"
     if scales is None:
         if graph.types[node.outputs[0]].dtype != np.int32:
@@ -276,15 +248,15 @@ def _direct_refusal(node: Node, graph: Graph, x: str, w: str, x_zero: str, w_zer
         return None
     if not y_zero:
         return f"cpu_llvm {op} needs y_zero_point"
-    if graph.types[y_zero].dtype not in INT8_TYPES or _size(graph, y_zero) != 1:
+    if graph.types[y_zero].dtype not in INT8_TYPES or graph.types[y_zero].size != 1:
         return f"cpu_llvm {op} needs a per-tensor int8/uint8 y_zero_point"
     if graph.types[node.outputs[0]].dtype != graph.types[y_zero].dtype:
         return f"cpu_llvm {op} output type differs from y_zero_point's"
     for name, per_channel in zip(scales, (False, True, False)):
         if (graph.types[name].dtype != np.float32
-                or _size(graph, name) not in ((1, m) if per_channel else (1,))):
+                or graph.types[name].size not in ((1, m) if per_channel else (1,))):
             return f"cpu_llvm {op}: a scale is not float32 per tensor (or per output channel)"
-    if bias and (graph.types[bias].dtype != np.int32 or _size(graph, bias) != m):
+    if bias and (graph.types[bias].dtype != np.int32 or graph.types[bias].size != m):
         return f"cpu_llvm {op} needs an int32 bias with one value per output channel"
     return None
 
@@ -301,37 +273,30 @@ def _lower_direct(program, node: Node, x_name: str, w_name: str, x_zero: str, w_
              "yz": y_zero, "bias": bias}
     if scales is not None:
         names.update(xs=scales[0], ws=scales[1], ys=scales[2])
-    slots = {key: program.value(name) for key, name in names.items() if name}
-    kb = program.kernel(node.name or node.op_type.lower())
+    direct = DirectKernel(program, node, names)
+    kb = direct.kb
     b = kb.b
-    bufs = {key: kb.buffer(slot) for key, slot in slots.items()}
-
-    def load_ext(key: str, index) -> ir.Value:
-        return kb.load_i64(bufs[key], index, graph.types[names[key]].dtype)
-
-    def per_channel(key: str, m) -> ir.Value:
-        return m if _size(graph, names[key]) != 1 else const_i64(0)
-
     zero64 = const_i64(0)
-    xz = load_ext("xz", const_i64(0)) if x_zero else zero64
+    xz = direct.load_i64("xz", zero64) if x_zero else zero64
 
     def term(acc, x_off, w_off, m):
-        wz = load_ext("wz", per_channel("wz", m)) if w_zero else zero64
-        product = b.mul(b.sub(load_ext("x", x_off), xz), b.sub(load_ext("w", w_off), wz))
+        wz = direct.load_i64("wz", direct.param_index("wz", m)) if w_zero else zero64
+        product = b.mul(b.sub(direct.load_i64("x", x_off), xz),
+                        b.sub(direct.load_i64("w", w_off), wz))
         return b.add(acc, product)
 
     def store(acc, flat, m):
         if scales is None:
-            kb.store(b.trunc(acc, ir.IntType(32)), bufs["out"], flat)
+            direct.store(b.trunc(acc, I32), flat)
             return
         if bias:
-            acc = b.add(acc, b.sext(kb.load(bufs["bias"], m, ir.IntType(32)), I64))
-        multiplier = b.fdiv(b.fmul(kb.load(bufs["xs"], const_i64(0), F32),
-                                   kb.load(bufs["ws"], per_channel("ws", m), F32)),
-                            kb.load(bufs["ys"], const_i64(0), F32))
-        value = emit_requantize(kb, acc, multiplier, load_ext("yz", const_i64(0)),
+            acc = b.add(acc, b.sext(direct.load("bias", m, I32), I64))
+        multiplier = b.fdiv(b.fmul(direct.load("xs", zero64, F32),
+                                   direct.load("ws", direct.param_index("ws", m), F32)),
+                            direct.load("ys", zero64, F32))
+        value = emit_requantize(kb, acc, multiplier, direct.load_i64("yz", zero64),
                                 graph.types[out_name].dtype)
-        kb.store(value, bufs["out"], flat)
+        direct.store(value, flat)
 
     emit_gather(kb, geo, zero64, term, store)
     kb.finish()

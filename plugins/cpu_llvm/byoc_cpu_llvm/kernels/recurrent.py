@@ -10,6 +10,10 @@ step it packs its rows of the hidden state and multiplies them by the packed ``R
 the GEMM micro-kernel, then applies the gates a vector of hidden units at a time (sigmoid
 and tanh vectorized). GRU's default form (reset gate before the recurrent product of the
 hidden gate) takes a second product per step, of ``reset * H``.
+
+Why one module above 600 lines: RNN, GRU and LSTM are one lowering; the layer description,
+the input projection and the recurrence (``Recurrence``, ``GateReader``) only make sense
+together, and the cell types differ only inside the recurrence.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from llvmlite import ir
 from byoc.core.interpreter import lookup
 from byoc.core.interpreter.ops_recurrent import activation_parameters
 from byoc.core.ir import Graph, Node, TensorType
-from byoc_cpu_llvm.codegen import F32, I32, KernelBuilder, const_i64
+from byoc_cpu_llvm.codegen import F32, I32, KernelBuilder, const_i64, smax, smin
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.epilogue import Epilogue
-from byoc_cpu_llvm.kernels.gemm import (
+from byoc_cpu_llvm.kernels.gemm_driver import (
     NRV,
     GemmPlan,
     choose_mr,
@@ -36,8 +40,6 @@ from byoc_cpu_llvm.kernels.gemm import (
     lanes,
     pack_a_runtime,
     pack_b,
-    smax,
-    smin,
 )
 from byoc_cpu_llvm.kernels.microkernel import call_ukernel, lane_mask, masked_load, masked_store
 from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS

@@ -14,9 +14,8 @@ from llvmlite import ir
 
 from byoc.core.interpreter.ops_attention import rotary_layout
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I32, const_i64
+from byoc_cpu_llvm.codegen import F32, I32, const_i64, smax, smin
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.gemm import smax, smin
 
 F32_DTYPE = np.dtype(np.float32)
 X, COS, SIN, POSITION_IDS = range(4)

@@ -1,9 +1,13 @@
 """Elementwise operators as IR: ``y = f(x, ...)`` on one value or a vector of values.
 
-Each emitter takes the kernel builder, the op type, the operand values (LLVM scalars or vectors of one
-element type), the node's attributes and the numpy dtypes of operands and result, and
-returns the result value. They are the building blocks of the fused elementwise kernels and
-of the epilogues of Conv and Gemm.
+Each emitter takes the kernel builder, the op type, the operand values (LLVM scalars or
+vectors of one element type), the node's attributes and the numpy dtypes of operands and
+result, and returns the result value. They are the building blocks of the fused elementwise
+kernels and of the epilogues of Conv and Gemm.
+
+Why one module above 600 lines: it is the table of emitters, one short function per op
+registered by ``@emitter``, read like a list; the helpers they share (float16 computed
+through float32, constants of an operand's type, lane-wise libm calls) sit at its top.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Callable
 import numpy as np
 from llvmlite import ir
 
-from byoc_cpu_llvm.codegen import KernelBuilder, llvm_type
+from byoc_cpu_llvm.codegen import KernelBuilder, const, is_float, is_signed, llvm_type
 from byoc_cpu_llvm.kernels.vector_math import vector_exp
 
 Emitter = Callable[[KernelBuilder, str, list[ir.Value], dict, list[np.dtype], np.dtype],
@@ -58,28 +62,6 @@ def _half_via_float(fn: Emitter) -> Emitter:
         result = fn(kb, op, wide_args, attrs, wide_dtypes, F32_DTYPE)
         return kb.b.fptrunc(result, _like(result, ir.HalfType()))
     return emit
-
-
-def const(value, like: ir.Value) -> ir.Value:
-    """A constant of ``like``'s type (a splat when ``like`` is a vector)."""
-    t = like.type
-    if isinstance(t, ir.VectorType):
-        return ir.Constant(t, [_scalar_const(value, t.element)] * t.count)
-    return _scalar_const(value, t)
-
-
-def _scalar_const(value, t: ir.Type) -> ir.Constant:
-    if isinstance(t, ir.IntType):
-        return ir.Constant(t, int(value))
-    return ir.Constant(t, float(value))
-
-
-def is_float(dtype: np.dtype) -> bool:
-    return np.issubdtype(dtype, np.floating)
-
-
-def is_signed(dtype: np.dtype) -> bool:
-    return np.issubdtype(dtype, np.signedinteger)
 
 
 def lanewise(kb: KernelBuilder, fn: Callable[[ir.Value], ir.Value], x: ir.Value) -> ir.Value:

@@ -16,11 +16,12 @@ from llvmlite import ir
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import const_i64, llvm_type
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.reduce import (
+from byoc_cpu_llvm.kernels.reduction_parts import (
     CHUNK,
     FLOATS,
     Epilogue,
     Var,
+    chunk_bounds,
     combine,
     empty_dims,
     horizontal,
@@ -28,7 +29,6 @@ from byoc_cpu_llvm.kernels.reduce import (
     reduce_run,
 )
 from byoc_cpu_llvm.kernels.scalar_ops import exp, log
-
 
 
 def _layout(node: Node, graph: Graph) -> tuple[int, int, int]:
@@ -123,10 +123,7 @@ def lower_softmax(program, group) -> None:
         begin, end = kb.thread_share(outer * chunks)
         with kb.loop(begin, end, name="item") as item:
             o = b.udiv(item, const_i64(chunks))
-            lo = b.mul(b.urem(item, const_i64(chunks)), const_i64(CHUNK))
-            hi_full = b.add(lo, const_i64(CHUNK))
-            hi = b.select(b.icmp_signed("<", hi_full, const_i64(inner)), hi_full,
-                          const_i64(inner))
+            lo, hi = chunk_bounds(b, item, chunks, CHUNK, inner)
             count = b.sub(hi, lo)
             base = b.add(b.mul(o, const_i64(length * inner)), lo)
 

@@ -16,9 +16,9 @@ from llvmlite import ir
 
 from byoc.core.interpreter.ops_shape import normalize_axis
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import I64, PTR, VOID, const_i64, llvm_type
+from byoc_cpu_llvm.codegen import I64, PTR, VOID, const_i64, is_float, is_signed, llvm_type
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.reduce import FLOATS, INTS, empty_dims, is_float, is_signed
+from byoc_cpu_llvm.kernels.reduction_parts import FLOATS, INTS, empty_dims
 
 
 def _layout(node: Node, graph: Graph) -> tuple[int, int, int, int]:

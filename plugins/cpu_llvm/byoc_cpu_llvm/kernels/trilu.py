@@ -13,9 +13,9 @@ import numpy as np
 from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import I64, const_i64
+from byoc_cpu_llvm.codegen import I64, const_i64, smax, smin
 from byoc_cpu_llvm.kernels import lowering
-from byoc_cpu_llvm.kernels.movement import int_type_of, movable, smax, smin
+from byoc_cpu_llvm.kernels.strided_copy import int_type_of, movable
 
 
 def check_trilu(node: Node, graph: Graph) -> str | None:
@@ -50,7 +50,7 @@ def lower_trilu(program, group) -> None:
     if len(node.inputs) > 1 and node.inputs[1]:
         # Read at run time (a constant k too); clamped so that i + k cannot overflow.
         k = kb.load(kb.buffer(program.value(node.inputs[1])), const_i64(0), I64)
-        k = smin(kb, smax(kb, k, const_i64(-matrix_rows - 1)), const_i64(cols + 1))
+        k = smin(kb.b, smax(kb.b, k, const_i64(-matrix_rows - 1)), const_i64(cols + 1))
     else:
         k = const_i64(0)
     begin, end = kb.thread_share(rows)
@@ -58,7 +58,7 @@ def lower_trilu(program, group) -> None:
         i = b.urem(row, const_i64(max(matrix_rows, 1)))  # (no rows at all when it is 0)
         # The first column past the lower triangle, or the first of the upper one.
         edge = b.add(b.add(i, k), const_i64(0 if upper else 1))
-        edge = smin(kb, smax(kb, edge, const_i64(0)), const_i64(cols))
+        edge = smin(kb.b, smax(kb.b, edge, const_i64(0)), const_i64(cols))
         kept = (edge, const_i64(cols)) if upper else (const_i64(0), edge)
         zeroed = (const_i64(0), edge) if upper else (edge, const_i64(cols))
         base = b.mul(row, const_i64(cols))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from byoc_cpu_llvm.codegen import I32, KernelBuilder
+from byoc_cpu_llvm.codegen import I32, KernelBuilder, const
 
 # Cephes' expf: exp(r) on |r| <= ln2 / 2 as 1 + r + r^2 * P(r).
 _EXP_POLYNOMIAL = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
@@ -18,14 +18,10 @@ _TANH_POLYNOMIAL = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
 _EXP_LOWEST, _EXP_HIGHEST = -87.33654, 88.37626   # log(FLT_MIN), log(FLT_MAX)
 
 
-def _splat(x: ir.Value, value: float) -> ir.Constant:
-    return ir.Constant(x.type, [value] * x.type.count)
-
-
 def _polynomial(b: ir.IRBuilder, x: ir.Value, coefficients) -> ir.Value:
-    result = _splat(x, coefficients[0])
+    result = const(coefficients[0], x)
     for coefficient in coefficients[1:]:
-        result = b.fadd(b.fmul(result, x), _splat(x, coefficient))
+        result = b.fadd(b.fmul(result, x), const(coefficient, x))
     return result
 
 
@@ -35,24 +31,24 @@ def vector_exp(kb: KernelBuilder, x: ir.Value) -> ir.Value:
     (-inf included) give 0, above log(FLT_MAX) the largest float."""
     b = kb.b
     clamped = kb.intrinsic("llvm.minnum", x.type, [
-        kb.intrinsic("llvm.maxnum", x.type, [x, _splat(x, _EXP_LOWEST)]),
-        _splat(x, _EXP_HIGHEST)])
+        kb.intrinsic("llvm.maxnum", x.type, [x, const(_EXP_LOWEST, x)]),
+        const(_EXP_HIGHEST, x)])
     n = kb.intrinsic("llvm.floor", x.type, [
-        b.fadd(b.fmul(clamped, _splat(x, 1.44269504088896341)), _splat(x, 0.5))])
-    r = b.fsub(b.fsub(clamped, b.fmul(n, _splat(x, 0.693359375))),
-               b.fmul(n, _splat(x, -2.12194440e-4)))
+        b.fadd(b.fmul(clamped, const(1.44269504088896341, x)), const(0.5, x))])
+    r = b.fsub(b.fsub(clamped, b.fmul(n, const(0.693359375, x))),
+               b.fmul(n, const(-2.12194440e-4, x)))
     exp_r = b.fadd(b.fadd(b.fmul(_polynomial(b, r, _EXP_POLYNOMIAL), b.fmul(r, r)), r),
-                   _splat(r, 1.0))
+                   const(1.0, r))
     ints = ir.VectorType(I32, x.type.count)
     exponent = b.shl(b.add(b.fptosi(n, ints), ir.Constant(ints, [127] * x.type.count)),
                      ir.Constant(ints, [23] * x.type.count))
     result = b.fmul(exp_r, b.bitcast(exponent, x.type))
-    return b.select(b.fcmp_ordered("<", x, _splat(x, _EXP_LOWEST)), _splat(x, 0.0), result)
+    return b.select(b.fcmp_ordered("<", x, const(_EXP_LOWEST, x)), const(0.0, x), result)
 
 
 def vector_sigmoid(kb: KernelBuilder, x: ir.Value) -> ir.Value:
     """``1 / (1 + exp(-x))``."""
-    one = _splat(x, 1.0)
+    one = const(1.0, x)
     return kb.b.fdiv(one, kb.b.fadd(one, vector_exp(kb, kb.b.fneg(x))))
 
 
@@ -63,11 +59,11 @@ def vector_tanh(kb: KernelBuilder, x: ir.Value) -> ir.Value:
     magnitude = kb.intrinsic("llvm.fabs", x.type, [x])
     square = b.fmul(x, x)
     near_zero = b.fadd(x, b.fmul(b.fmul(_polynomial(b, square, _TANH_POLYNOMIAL), square), x))
-    one = _splat(x, 1.0)
-    far = b.fsub(one, b.fdiv(_splat(x, 2.0),
+    one = const(1.0, x)
+    far = b.fsub(one, b.fdiv(const(2.0, x),
                              b.fadd(vector_exp(kb, b.fadd(magnitude, magnitude)), one)))
     far = kb.intrinsic("llvm.copysign", x.type, [far, x])
-    return b.select(b.fcmp_ordered("<", magnitude, _splat(x, 0.625)), near_zero, far)
+    return b.select(b.fcmp_ordered("<", magnitude, const(0.625, x)), near_zero, far)
 
 
 __all__ = ["vector_exp", "vector_sigmoid", "vector_tanh"]
