@@ -26,9 +26,9 @@ import numpy as np
 
 from byoc.core.interpreter.ops_conv import integer_correlate
 from byoc.core.interpreter.ops_linalg import integer_matmul
-from byoc.core.interpreter.quant import along_axis, requantize
 from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup, find_qdq_groups
+from byoc.quantization import along_axis, requantize
 
 Env = dict[str, np.ndarray]
 
@@ -40,7 +40,8 @@ class IntegerLayer:
     ``acc = sum((x - x_zero) * (weight - w_zero)) [+ bias]`` exactly in integers, then
     ``y = saturate(round_half_even(float32(acc) * multiplier) + y_zero)`` to ``y_dtype``, then
     clamped to ``[out_min, out_max]``: a fused Relu or Clip, quantized (quantization is
-    monotonic, so clamping after it is the same as quantizing the clamped value). ``kind`` is "conv" (``weight`` is O x I x kH x kW,
+    monotonic, so clamping after it is the same as quantizing the clamped value). ``kind`` is
+    "conv" (``weight`` is O x I x kH x kW,
     ``attrs`` the Conv's window attributes) or "matmul" (``weight`` is K x N: the MatMul's
     second operand, Gemm's transposed when transB). ``w_zero``, ``bias`` and ``multiplier``
     have one value or one per output channel. ``x`` and ``y`` name the quantized input and

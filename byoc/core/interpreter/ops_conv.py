@@ -11,7 +11,7 @@ import numpy as np
 
 from byoc.core.interpreter import window as win
 from byoc.core.interpreter.base import OpImpl, accumulation_dtype, register
-from byoc.core.interpreter.quant import along_axis, requantize
+from byoc.quantization import along_axis, requantize
 
 
 def check_shapes(x: np.ndarray, w: np.ndarray, group: int, kernel_shape, in_channels_axis: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from byoc.core.interpreter.base import OpImpl, accumulation_dtype, register
-from byoc.core.interpreter.quant import requantize
+from byoc.quantization import requantize
 
 
 @register("Gemm")

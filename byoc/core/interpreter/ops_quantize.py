@@ -10,7 +10,8 @@ import numpy as np
 
 from byoc.core.dtypes import FLOAT8_TYPES, NARROW_INTEGER_TYPES, onnx_type_name, to_numpy
 from byoc.core.interpreter.base import OpImpl, register
-from byoc.core.interpreter.quant import dequantize, quantize
+from byoc.core.interpreter.quant import quantize
+from byoc.quantization import dequantize
 
 QUANTIZED_TYPES = (tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16))
                    + NARROW_INTEGER_TYPES + FLOAT8_TYPES + (np.dtype(ml_dtypes.float4_e2m1fn),))

@@ -24,8 +24,7 @@ from byoc.core.ir import Graph
 from byoc.partition.int8_patterns import make_qdq_elementwise_pattern, make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, Pattern, const, op, wildcard, with_activation
 from byoc.plugins import hookimpl
-from byoc.plugins.api import (Partition, PartitionSignature, PatternLimits, Payload,
-                              PluginInfo)
+from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
 from byoc_npu_example import __version__
 from byoc_npu_example.commands import encode
 from byoc_npu_example.config import CONFIG

@@ -1,8 +1,9 @@
 """The NPU's requantize-and-activate unit: int32 accumulators to int8/uint8 outputs.
 
 This function is the unit's definition. The simulator's CONV2D and DEPTHWISE_CONV2D use it,
-and the unit's RTL is tested against it. It computes exactly what byoc's reference gives a
-quantized layer (:class:`byoc.core.interpreter.integer_groups.IntegerLayer`)::
+and the unit's RTL is tested against it. It is byoc's requantization
+(:func:`byoc.quantization.requantize`), which the reference gives a quantized layer
+(:class:`byoc.core.interpreter.integer_groups.IntegerLayer`)::
 
     y = clamp(round_half_even(float32(acc) * multiplier) + zero_point, qmin, qmax)
 
@@ -14,6 +15,8 @@ a fused Relu or Clip (their bounds, quantized) into one range.
 from __future__ import annotations
 
 import numpy as np
+
+from byoc import quantization
 
 OUTPUT_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))
 
@@ -32,7 +35,4 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: int, qmin: i
     acc = np.asarray(acc)
     if acc.dtype != np.int32:
         raise ValueError(f"accumulators are int32, not {acc.dtype}")
-    scaled = acc.astype(np.float32) * np.asarray(multiplier, np.float32)
-    # float64 holds every rounded float32 in the int range and the zero point exactly.
-    shifted = np.rint(scaled).astype(np.float64) + zero_point
-    return np.clip(shifted, qmin, qmax).astype(out_dtype)
+    return quantization.requantize(acc, multiplier, zero_point, out_dtype, (qmin, qmax))

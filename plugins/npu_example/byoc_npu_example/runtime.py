@@ -14,8 +14,8 @@ import numpy as np
 
 from byoc.errors import PluginError
 from byoc.plugins.api import PartitionSignature, Payload
-from byoc_npu_example.commands import FormatError, TensorDesc, decode
-from byoc_npu_example.sim import Simulator, dequantize
+from byoc_npu_example.commands import FormatError, decode
+from byoc_npu_example.sim import Simulator, dequantize, quantize
 
 
 def graph_layout_values(signature: PartitionSignature) -> set[str]:
@@ -61,7 +61,8 @@ class NpuRuntime:
             if name in self.nchw:
                 values = values.transpose(0, 2, 3, 1)
             if spec["dequantized"]:
-                values = _quantize_back(values, desc)
+                # Exact: every dequantized step divides back to the nearest integer.
+                values = quantize(values, desc)
             sim.write(spec["tensor"], values.reshape(desc.shape))
         sim.run()
         self.runs += 1
@@ -79,14 +80,6 @@ class NpuRuntime:
 
     def counters(self) -> dict[str, int]:
         return {"runs": self.runs, **self.simulator.counters}
-
-
-def _quantize_back(values: np.ndarray, desc: TensorDesc) -> np.ndarray:
-    """The int8 values a DequantizeLinear with the descriptor's quantization turned into
-    ``values`` (exact: every dequantized step divides back to the nearest integer)."""
-    steps = np.rint(values.astype(np.float32) / np.float32(desc.scale))
-    info = np.iinfo(desc.dtype)
-    return np.clip(steps + desc.zero_point, info.min, info.max).astype(desc.dtype)
 
 
 def create_runtime(payload: Payload, signature: PartitionSignature,

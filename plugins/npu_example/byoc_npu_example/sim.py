@@ -23,8 +23,18 @@ from collections import Counter
 
 import numpy as np
 
-from byoc_npu_example.commands import (Conv2d, DepthwiseConv2d, EltwiseAdd, Opcode, Pool,
-                                       PoolMode, Program, TensorDesc, Window)
+from byoc import quantization
+from byoc_npu_example.commands import (
+    Conv2d,
+    DepthwiseConv2d,
+    EltwiseAdd,
+    Opcode,
+    Pool,
+    PoolMode,
+    Program,
+    TensorDesc,
+    Window,
+)
 from byoc_npu_example.config import CONFIG
 from byoc_npu_example.requant import requantize
 
@@ -134,14 +144,14 @@ class Simulator:
                 for j in range(taps.shape[4]):
                     total += taps[:, :, :, i, j]
             result = total / _window_counts(x.shape, command)
-        self._store(command, quantize(result, y_desc, command.qmin, command.qmax))
+        self._store(command, quantize(result, y_desc, (command.qmin, command.qmax)))
 
     def eltwise_add(self, command: EltwiseAdd) -> None:
         a, a_desc = self._load(command.input)
         b, b_desc = self._load(command.input2)
         y_desc = self.program.tensors[command.output]
         total = dequantize(a, a_desc) + dequantize(b, b_desc)
-        self._store(command, quantize(total, y_desc, command.qmin, command.qmax))
+        self._store(command, quantize(total, y_desc, (command.qmin, command.qmax)))
 
 
 EXECUTE = {
@@ -154,13 +164,14 @@ EXECUTE = {
 
 def dequantize(q: np.ndarray, desc: TensorDesc) -> np.ndarray:
     """``float32(q - zero) * scale`` in float32."""
-    return (q.astype(np.int32) - desc.zero_point).astype(np.float32) * np.float32(desc.scale)
+    return quantization.dequantize(q, np.float32(desc.scale), desc.zero_point)
 
 
-def quantize(values: np.ndarray, desc: TensorDesc, qmin: int, qmax: int) -> np.ndarray:
-    """``clamp(round_half_even(values / scale) + zero, qmin, qmax)``, the division in float32."""
-    steps = np.rint(values.astype(np.float32) / np.float32(desc.scale)).astype(np.float64)
-    return np.clip(steps + desc.zero_point, qmin, qmax).astype(desc.dtype)
+def quantize(values: np.ndarray, desc: TensorDesc,
+             bounds: tuple[int, int] | None = None) -> np.ndarray:
+    """``clamp(round_half_even(values / scale) + zero, *bounds)``, the division in float32,
+    the bounds by default the descriptor type's range."""
+    return quantization.quantize(values, desc.scale, desc.zero_point, desc.dtype, bounds=bounds)
 
 
 def _windows(x: np.ndarray, window: Window, fill=0) -> np.ndarray:

@@ -7,9 +7,24 @@ import struct
 
 import numpy as np
 import pytest
-from byoc_npu_example.commands import (COMMAND_HEAD, DESCRIPTOR, HEADER, Conv2d,
-                                       DepthwiseConv2d, EltwiseAdd, FormatError, Opcode, Pool,
-                                       PoolMode, Program, TensorDesc, Window, decode, encode)
+
+from byoc_npu_example.commands import (
+    COMMAND_HEAD,
+    DESCRIPTOR,
+    HEADER,
+    Conv2d,
+    DepthwiseConv2d,
+    EltwiseAdd,
+    FormatError,
+    Opcode,
+    Pool,
+    PoolMode,
+    Program,
+    TensorDesc,
+    Window,
+    decode,
+    encode,
+)
 
 
 def sample_program() -> Program:

@@ -1,11 +1,12 @@
 """hw/npu's requantize-and-activate unit (npu_requant) against byoc's reference, bit for bit.
 
-The reference is ``byoc.core.interpreter.quant.requantize`` followed by the activation's clamp,
+The reference is ``byoc.quantization.requantize`` followed by the activation's clamp,
 as byoc's integer layers evaluate it; each result is also checked against the same formula
 written out in numpy float32, and against the plugin's own definition of the unit,
-``byoc_npu_example.requant.requantize`` (where a case is inside its contract). Hand-made cases also check the expected integers, so that three models
-agreeing on something wrong cannot pass. Every test builds or runs the Verilated unit (marked
-``cosim``; the build is cached under $BYOC_CACHE_DIR, a few seconds the first time).
+``byoc_npu_example.requant.requantize`` (where a case is inside its contract). Hand-made cases
+also check the expected integers, so that three models agreeing on something wrong cannot
+pass. Every test builds or runs the Verilated unit (marked ``cosim``; the build is cached
+under $BYOC_CACHE_DIR, a few seconds the first time).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
+from byoc import quantization
+from byoc.cosim import CosimError
 from byoc_npu_example import requant, requant_rtl
 from byoc_npu_example.requant_rtl import RequantRtl, pack_batch
-
-from byoc.core.interpreter import quant
-from byoc.cosim import CosimError
 
 pytestmark = pytest.mark.cosim
 
@@ -38,10 +39,10 @@ def unit():
 
 
 def reference(acc, multiplier, zero_point, qmin, qmax, dtype):
-    """byoc's integer layer: quant.requantize, then the fused activation's clamp."""
+    """byoc's integer layer: quantization.requantize, then the fused activation's clamp."""
     with np.errstate(over="ignore"):
-        y = quant.requantize(np.asarray(acc), np.asarray(multiplier), np.asarray(zero_point),
-                             dtype)
+        y = quantization.requantize(np.asarray(acc), np.asarray(multiplier),
+                                    np.asarray(zero_point), dtype)
     return np.clip(y, qmin, qmax).astype(dtype)
 
 
@@ -79,7 +80,7 @@ def plugin_model(acc, multiplier, zero_point, qmin, qmax, dtype):
 
 def assert_matches_references(rtl, acc, multiplier, zero_point, qmin, qmax, dtype):
     """``rtl`` (what the unit computed) equals every reference model, element for element."""
-    models = {"quant.requantize": reference, "the float32 formula": float32_formula,
+    models = {"quantization.requantize": reference, "the float32 formula": float32_formula,
               "byoc_npu_example.requant": plugin_model}
     for name, model in models.items():
         expected = model(acc, multiplier, zero_point, qmin, qmax, dtype)

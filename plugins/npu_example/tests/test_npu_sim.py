@@ -6,24 +6,33 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from byoc_npu_example.commands import (Conv2d, DepthwiseConv2d, EltwiseAdd, Pool, PoolMode,
-                                       Program, TensorDesc, Window)
-from byoc_npu_example.requant import requantize
-from byoc_npu_example.sim import Simulator, padded
 from onnx import helper
 
-from byoc.core.interpreter.quant import requantize as reference_requantize
 from byoc.core.interpreter.runner import evaluate_node
+from byoc.quantization import requantize as reference_requantize
+from byoc_npu_example.commands import (
+    Conv2d,
+    DepthwiseConv2d,
+    EltwiseAdd,
+    Pool,
+    PoolMode,
+    Program,
+    TensorDesc,
+    Window,
+)
+from byoc_npu_example.requant import requantize
+from byoc_npu_example.sim import Simulator, padded
 
 RNG = np.random.default_rng(7)
 
 
-def simulate(inputs, output, make_command, constants=np.zeros(0, np.uint8)):
+def simulate(inputs, output, make_command, constants=None):
     """Run one command. ``inputs``: (NHWC array, zero point, scale) each; ``output``: (shape,
     dtype, zero point, scale). Returns the output tensor and the simulator."""
     def aligned(size):
         return -(-size // 16) * 16
 
+    constants = np.zeros(0, np.uint8) if constants is None else constants
     offset, tensors = aligned(constants.size), []
     for array, zero, scale in inputs:
         tensors.append(TensorDesc(offset, array.shape, array.dtype, zero, scale))

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from byoc_npu_example.commands import decode
 
 import byoc
 from byoc.plugins.api import PartitionSignature
 from byoc.testing import compile_reference, zoo_module
+from byoc_npu_example.commands import decode
 
 INT8_MODELS = ["cnn_int8", "mobilenet_int8", pytest.param("resnet18_int8",
                                                            marks=pytest.mark.slow)]
@@ -105,7 +105,6 @@ def test_runtime_transposes_nchw_boundaries_itself(zoo_dir):
     """A signature without layouts (a byoc that does not convert, or an artifact written
     before it did) hands 4-D values over as NCHW; the runtime transposes them."""
     model = zoo_model("cnn_int8", zoo_dir)
-    feeds = zoo_module().sample_inputs(model)
     compiled = byoc.compile(model, plugins=["npu_example"])
     part = next(p for p in compiled.parts if p.plugin == "npu_example")
     signature = part.signature

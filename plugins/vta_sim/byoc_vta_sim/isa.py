@@ -403,6 +403,7 @@ def verilog_defines() -> list[str]:
 
 
 __all__ = ["DEP_FLAGS", "QUEUE_NAMES", "TOKEN_QUEUES", "AluInsn", "AluOp", "FinishInsn",
-           "GemmInsn", "INSN_BYTES", "Insn", "IsaError", "MemInsn", "MemType", "Module", "Opcode", "UOP_BYTES", "Uop", "decode_insn", "decode_stream",
-           "decode_uops", "encode_insn", "encode_stream", "encode_uops", "expand_loop", "insn_fields",
-           "uop_fields", "verilog_defines"]
+           "GemmInsn", "INSN_BYTES", "Insn", "IsaError", "MemInsn", "MemType", "Module", "Opcode",
+           "UOP_BYTES", "Uop", "decode_insn", "decode_stream", "decode_uops", "encode_insn",
+           "encode_stream", "encode_uops", "expand_loop", "insn_fields", "uop_fields",
+           "verilog_defines"]

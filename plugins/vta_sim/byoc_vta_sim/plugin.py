@@ -27,8 +27,7 @@ from byoc.partition.int8_patterns import (
 )
 from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
-from byoc.plugins.api import (Partition, PartitionSignature, PatternLimits, Payload,
-                              PluginInfo)
+from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
 from byoc_vta_sim import __version__
 from byoc_vta_sim.commands import cli_commands
 from byoc_vta_sim.config import DEFAULT_CONFIG
@@ -71,8 +70,8 @@ def _check_qdq(match, graph: Graph):
     if layer is None:
         return Decline("not an integer layer: the reference gives this group float semantics "
                        "(it needs per-tensor input/output scales, constant weights, an int32 "
-                       "bias with scale x_scale * w_scale, and Relu, Clip with constant bounds or no "
-                       "activation)")
+                       "bias with scale x_scale * w_scale, and Relu, Clip with constant bounds "
+                       "or no activation)")
     reason = layer_refusal(layer, graph, CONFIG)
     return Accept() if reason is None else Decline(reason)
 

@@ -17,8 +17,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from byoc_vta_sim.config import VtaConfig
-from byoc_vta_sim.isa import (AluInsn, AluOp, FinishInsn, GemmInsn, Insn, MemInsn, MemType,
-                              Uop, encode_uops)
+from byoc_vta_sim.isa import (
+    AluInsn,
+    AluOp,
+    FinishInsn,
+    GemmInsn,
+    Insn,
+    MemInsn,
+    MemType,
+    Uop,
+    encode_uops,
+)
 
 ALIGN = 256
 

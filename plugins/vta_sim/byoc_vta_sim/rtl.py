@@ -12,7 +12,8 @@ the RTL relies on the rules the validator enforces (the accumulator hazard rule 
 and would silently compute something else on a stream that breaks them.
 
 Memory map of a run: the caller's DRAM image from byte 0, then the instruction stream at the
-next 64-byte boundary, then one memory beat of zeros (a row's last beat may read past it). The image is copied in, and its bytes copied back after the run.
+next 64-byte boundary, then one memory beat of zeros (a row's last beat may read past it).
+The image is copied in, and its bytes copied back after the run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from byoc.cosim import CosimError, CosimModel, WatchdogError, build_model, locat
 from byoc.cosim.build import default_cache_dir
 from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig
 from byoc_vta_sim.isa import (
-    INSN_BYTES,
     QUEUE_NAMES,
     TOKEN_QUEUES,
     AluInsn,
@@ -39,8 +39,15 @@ from byoc_vta_sim.isa import (
     Module,
     encode_stream,
 )
-from byoc_vta_sim.sim import (MAX_UOPS, COUNTER_NAMES, SimulationError, _check_dram, _instructions,
-                              check_work, describe)
+from byoc_vta_sim.sim import (
+    COUNTER_NAMES,
+    MAX_UOPS,
+    SimulationError,
+    _check_dram,
+    _instructions,
+    check_work,
+    describe,
+)
 from byoc_vta_sim.validate import StreamError, validate_stream
 
 # Register map (hw/vta/vta_regs.v).

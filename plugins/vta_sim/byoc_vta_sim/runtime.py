@@ -20,11 +20,11 @@ import numpy as np
 
 from byoc.errors import PluginError
 from byoc.plugins.api import PartitionSignature, Payload
+from byoc.quantization import quantize
 from byoc_vta_sim.config import VtaConfig, config_from_dict
 from byoc_vta_sim.isa import decode_stream
 from byoc_vta_sim.layout import ActivationLayout
 from byoc_vta_sim.sim import Simulator
-
 
 TARGETS = ("sim", "rtl", "cosim")
 
@@ -105,9 +105,7 @@ class VtaRuntime:
         spec = self.dequantized[name]
         target = spec["quantized"]
         dtype = np.uint8 if self.regions[target][3] else np.int8
-        info = np.iinfo(dtype)
-        steps = np.rint(data.astype(np.float32) / np.float32(spec["scale"]))
-        return target, np.clip(steps + spec["zero"], info.min, info.max).astype(dtype)
+        return target, quantize(data, spec["scale"], spec["zero"], dtype)
 
     def counters(self) -> dict[str, int]:
         counters = self.rtl_counters if self.target == "rtl" else self.simulator.counters

@@ -12,15 +12,16 @@ waits for a token. A round in which nothing happens before FINISH is a deadlock,
 every blocked instruction and the token queue it waits for. The same stream on the same state
 therefore always executes in the same order, even when its tokens leave the order open.
 
-Vectorized micro-op loops. ``isa.expand_loop`` turns a GEMM or ALU instruction into index
-arrays (dst, src, wgt) in execution order, in chunks of at most ``_CHUNK_UOPS`` micro-ops to
-bound temporary memory. GEMM accumulation is order-independent (int32 addition wraps), so each
-chunk is grouped by weight element with one matrix product per distinct weight, in floating
-point, which is exact: a product of int8 vectors is an integer far below the float's mantissa.
-The products are summed per accumulator lane with ``np.bincount`` (float64, exact) and added
-to the accumulator with int32 wraparound. An ALU chunk runs as one vector operation when that
-cannot differ from the sequential semantics (no ACC element written twice and none read after
-being written); otherwise it runs micro-op by micro-op, each over its lanes.
+Vectorized micro-op loops. :func:`loop_chunks` (which the stream validator walks loops with
+too) turns a GEMM or ALU instruction into index arrays (dst, src, wgt) in execution order, in
+chunks of at most ``_CHUNK_UOPS`` micro-ops to bound temporary memory. GEMM accumulation is
+order-independent (int32 addition wraps), so each chunk is grouped by weight element with one
+matrix product per distinct weight, in floating point, which is exact: a product of int8
+vectors is an integer far below the float's mantissa. The products are summed per
+accumulator lane with ``np.bincount`` (float64, exact) and added to the accumulator with
+int32 wraparound. An ALU chunk runs as one vector operation when that cannot differ from the
+sequential semantics (no ACC element written twice and none read after being written);
+otherwise it runs micro-op by micro-op, each over its lanes.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from byoc_vta_sim.isa import (
     module_of,
     uop_fields,
 )
+from byoc_vta_sim.requant import mulshr
 from byoc_vta_sim.schedule import RoundSchedule, Stalled
 
 COUNTER_NAMES = ("gemm_uops", "alu_uops", "insns_load", "insns_compute", "insns_store",
@@ -58,10 +60,12 @@ COUNTER_NAMES = ("gemm_uops", "alu_uops", "insns_load", "insns_compute", "insns_
                  "bytes_loaded_acc", "bytes_stored_out")
 
 
-# Micro-ops expanded at once; bounds the temporaries of one GEMM chunk to about 30 MB.
+# Micro-ops expanded at once; bounds the temporaries of one GEMM chunk to about 60 MB (some
+# 450 bytes per micro-op: its lanes' inputs and products, their accumulator lane indices and
+# float64 sums, besides its three indices).
 _CHUNK_UOPS = 1 << 17
 
-_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+_INT32_MIN = -(1 << 31)
 
 
 # Micro-ops one run may execute (about half a minute of simulation). A stream whose loop
@@ -121,10 +125,7 @@ def alu_apply(op: AluOp, a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
         right = a >> np.minimum(np.maximum(b, 0), 31)
         left = _wrap_int32(a << np.minimum(np.maximum(-b, 0), 31))
         return np.where(b >= 0, right, left).astype(np.int32)
-    multiplier, shift = b >> 6, b & 63
-    product = a * multiplier                         # |product| < 2^56: exact in int64
-    half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-    return np.clip((product + half) >> shift, _INT32_MIN, _INT32_MAX).astype(np.int32)
+    return mulshr(a, b)
 
 
 class Simulator:
@@ -274,7 +275,7 @@ class Simulator:
     def _gemm(self, index: int, insn: GemmInsn, counters: dict[str, int]) -> None:
         counters["gemm_uops"] += insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
         self._check_indices(index, insn, ("dst",) if insn.reset else ("dst", "src", "wgt"))
-        for _, dst, src, wgt in self._loop_chunks(insn):
+        for _, dst, src, wgt in loop_chunks(insn, self.uop, _CHUNK_UOPS):
             if insn.reset:
                 self.acc[dst] = 0
             else:
@@ -306,7 +307,7 @@ class Simulator:
         reads_src = not insn.reset and not insn.use_imm
         self._check_indices(index, insn, ("dst", "src") if reads_src else ("dst",))
         acc = self.acc
-        for _, dst, src, _ in self._loop_chunks(insn):
+        for _, dst, src, _ in loop_chunks(insn, self.uop, _CHUNK_UOPS):
             if insn.reset:
                 acc[dst] = 0
                 continue
@@ -316,27 +317,6 @@ class Simulator:
                 continue
             for d, s in zip(dst.tolist(), src.tolist()):
                 acc[d] = alu_apply(insn.alu_op, acc[d], insn.imm if insn.use_imm else acc[s])
-
-    def _loop_chunks(self, insn: GemmInsn | AluInsn
-                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """(position of the first micro-op, dst, src, wgt) for consecutive runs of at most
-        about ``_CHUNK_UOPS`` of the instruction's micro-ops, in execution order."""
-        uops = insn.uop_end - insn.uop_bgn
-        if uops == 0 or insn.iter_out == 0 or insn.iter_in == 0:
-            return
-        step_in = min(insn.iter_in, max(1, _CHUNK_UOPS // uops))
-        step_out = max(1, _CHUNK_UOPS // (uops * insn.iter_in)) if step_in == insn.iter_in else 1
-        gemm = isinstance(insn, GemmInsn)
-        for i in range(0, insn.iter_out, step_out):
-            for j in range(0, insn.iter_in, step_in):
-                part = replace(insn, iter_out=min(step_out, insn.iter_out - i),
-                               iter_in=min(step_in, insn.iter_in - j))
-                dst, src, wgt = expand_loop(part, self.uop)
-                if gemm:
-                    wgt = wgt + i * insn.wgt_factor_out + j * insn.wgt_factor_in
-                yield ((i * insn.iter_in + j) * uops,
-                       dst + i * insn.dst_factor_out + j * insn.dst_factor_in,
-                       src + i * insn.src_factor_out + j * insn.src_factor_in, wgt)
 
     def _check_indices(self, index: int, insn: GemmInsn | AluInsn,
                        used: tuple[str, ...]) -> None:
@@ -358,7 +338,8 @@ class Simulator:
             buffer, depth, verb = targets[field]
             if reach < depth:
                 continue
-            position, value = _first_at_least(self._loop_chunks(insn), field, depth)
+            position, value = _first_at_least(loop_chunks(insn, self.uop, _CHUNK_UOPS),
+                                              field, depth)
             i, j, u = np.unravel_index(position, (insn.iter_out, insn.iter_in,
                                                   insn.uop_end - insn.uop_bgn))
             raise SimulationError(
@@ -366,6 +347,30 @@ class Simulator:
                 f"iteration i={i}, j={j} {verb} {buffer} element {value}, but the {buffer} "
                 f"buffer has {depth} elements ({buffer.lower()}_depth); fix the micro-op's "
                 f"{field} index or the instruction's {field} factors")
+
+
+def loop_chunks(insn: GemmInsn | AluInsn, uop_buffer: np.ndarray, max_uops: int
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """``expand_loop(insn, uop_buffer)`` in consecutive pieces of at most ``max_uops``
+    micro-ops (but at least one pass over the micro-op range), in execution order: (position
+    of the piece's first micro-op in the instruction, dst, src, wgt). A piece is whole loop
+    rows (``iter_in`` passes) when a row fits, else part of one row."""
+    uops = insn.uop_end - insn.uop_bgn
+    if uops <= 0 or insn.iter_out == 0 or insn.iter_in == 0:
+        return
+    step_in = min(insn.iter_in, max(1, max_uops // uops))
+    step_out = max(1, max_uops // (uops * insn.iter_in)) if step_in == insn.iter_in else 1
+    gemm = isinstance(insn, GemmInsn)
+    for i in range(0, insn.iter_out, step_out):
+        for j in range(0, insn.iter_in, step_in):
+            part = replace(insn, iter_out=min(step_out, insn.iter_out - i),
+                           iter_in=min(step_in, insn.iter_in - j))
+            dst, src, wgt = expand_loop(part, uop_buffer)
+            if gemm:
+                wgt = wgt + i * insn.wgt_factor_out + j * insn.wgt_factor_in
+            yield ((i * insn.iter_in + j) * uops,
+                   dst + i * insn.dst_factor_out + j * insn.dst_factor_in,
+                   src + i * insn.src_factor_out + j * insn.src_factor_in, wgt)
 
 
 def loop_uops(insn: Insn) -> int:
@@ -491,4 +496,5 @@ __all__ = [
     "alu_apply",
     "check_work",
     "describe",
+    "loop_chunks",
 ]

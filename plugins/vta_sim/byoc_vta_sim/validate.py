@@ -10,8 +10,7 @@ its mnemonic), says what is wrong and what to change.
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import replace
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -29,11 +28,11 @@ from byoc_vta_sim.isa import (
     MemInsn,
     MemType,
     Module,
-    expand_loop,
     module_of,
     token_moves,
 )
 from byoc_vta_sim.schedule import RoundSchedule, Stalled
+from byoc_vta_sim.sim import loop_chunks
 
 BUFFER_DEPTH = {MemType.UOP: "uop_depth", MemType.WGT: "wgt_depth", MemType.INP: "inp_depth",
                 MemType.ACC: "acc_depth"}
@@ -43,8 +42,9 @@ HAZARD_DISTANCE = 2
 """A micro-op may not write, or an ALU micro-op read, an ACC element written by any of the
 this many preceding micro-ops."""
 
-# Micro-ops are expanded in pieces of whole loop rows of about this many, so that a huge
-# loop nest costs time, not memory.
+# Micro-ops expanded at once, so that a huge loop nest costs time, not memory. Eight times
+# the simulator's chunk for the same peak of about 60 MB: the checks hold some 64 bytes per
+# micro-op (its three indices and a few masks), the simulator some 450 (its lanes' values).
 _CHUNK_UOPS = 1 << 20
 
 
@@ -315,22 +315,6 @@ class _RecentWrites:
         self.where = (self.where + [(index, first + k) for k in newest])[-HAZARD_DISTANCE:]
 
 
-def _micro_op_chunks(insn: GemmInsn | AluInsn, uop_buffer: np.ndarray
-                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """expand_loop(insn, uop_buffer) in pieces of whole loop rows: (position of the piece's
-    first micro-op in the instruction, dst, src, wgt)."""
-    per_row = (insn.uop_end - insn.uop_bgn) * insn.iter_in
-    if not per_row or not insn.iter_out:
-        return
-    rows = max(1, _CHUNK_UOPS // per_row)
-    wgt_factor = insn.wgt_factor_out if isinstance(insn, GemmInsn) else 0
-    for first_row in range(0, insn.iter_out, rows):
-        dst, src, wgt = expand_loop(replace(insn, iter_out=min(rows, insn.iter_out - first_row)),
-                                    uop_buffer)
-        yield (first_row * per_row, dst + first_row * insn.dst_factor_out,
-               src + first_row * insn.src_factor_out, wgt + first_row * wgt_factor)
-
-
 def _position(insn: GemmInsn | AluInsn, position: int) -> str:
     per_pair = insn.uop_end - insn.uop_bgn
     i, rest = divmod(position, per_pair * insn.iter_in)
@@ -354,7 +338,7 @@ def _check_micro_ops(index: int, insn: GemmInsn | AluInsn, insns: list[Insn],
         bounds += [("src", "INP", config.inp_depth), ("wgt", "WGT", config.wgt_depth)]
     elif reads_acc:
         bounds.append(("src", "ACC", config.acc_depth))
-    for first, dst, src, wgt in _micro_op_chunks(insn, uop_buffer):
+    for first, dst, src, wgt in loop_chunks(insn, uop_buffer, _CHUNK_UOPS):
         indices = {"dst": dst, "src": src, "wgt": wgt}
         for role, buffer, depth in bounds:
             beyond = np.flatnonzero(indices[role] >= depth)

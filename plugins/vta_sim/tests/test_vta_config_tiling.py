@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+
 from byoc_vta_sim.config import (
     DEFAULT_CONFIG,
     ConfigError,
@@ -136,12 +137,11 @@ def test_gemm_kernels_cover_every_product_once_without_hazards(tile):
 
 
 def test_cycle_estimate_of_a_stream_is_bounded_by_its_parts():
-    from byoc_vta_sim.generator import generate
-    from byoc_vta_sim.lower import lower_layers
-
     import byoc
     from byoc.core.interpreter.integer_groups import integer_plans
     from byoc.testing import qdq_layer_model
+    from byoc_vta_sim.generator import generate
+    from byoc_vta_sim.lower import lower_layers
 
     weight = np.random.default_rng(0).integers(-127, 128, (64, 64, 3, 3)).astype(np.int8)
     graph = byoc.import_model(qdq_layer_model("Conv", [1, 64, 28, 28], weight,

@@ -8,6 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+
+from byoc import cli
+from byoc.plugins import PluginInfo, hookimpl
+from byoc.plugins import manager as manager_module
 from byoc_vta_sim.commands import cli_commands
 from byoc_vta_sim.disasm import disassemble, format_insn, format_uop
 from byoc_vta_sim.isa import (
@@ -23,10 +27,6 @@ from byoc_vta_sim.isa import (
     encode_uops,
     module_of,
 )
-
-from byoc import cli
-from byoc.plugins import PluginInfo, hookimpl
-from byoc.plugins import manager as manager_module
 
 STREAM = [
     MemInsn(memory_type=MemType.UOP, y_size=1, x_size=2, x_stride=2),

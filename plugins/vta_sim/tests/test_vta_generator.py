@@ -7,16 +7,16 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+import byoc
+from byoc.core.interpreter.integer_groups import integer_plans
+from byoc.testing import compile_reference, make_model, qdq_layer_model
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import generate
 from byoc_vta_sim.isa import decode_stream
 from byoc_vta_sim.lower import lower_layers
 from byoc_vta_sim.sim import Simulator
 from byoc_vta_sim.validate import validate_stream
-
-import byoc
-from byoc.core.interpreter.integer_groups import integer_plans
-from byoc.testing import compile_reference, make_model, qdq_layer_model
 
 # Buffers an eighth of the default: every layer below needs several tiles in every dimension.
 SMALL = dataclasses.replace(DEFAULT_CONFIG, inp_depth=256, wgt_depth=128, acc_depth=256,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from byoc_vta_sim.isa import (
     AluInsn,
     AluOp,

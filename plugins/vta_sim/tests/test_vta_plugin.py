@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from byoc_vta_sim.config import DEFAULT_CONFIG
-from byoc_vta_sim.isa import decode_stream
-from byoc_vta_sim.validate import validate_stream
 from onnx import TensorProto, helper
 
 import byoc
 from byoc.testing import compile_reference, make_model, qdq_layer_model, zoo_module
+from byoc_vta_sim.config import DEFAULT_CONFIG
+from byoc_vta_sim.isa import decode_stream
+from byoc_vta_sim.validate import validate_stream
 
 
 def conv_weights(out_c=16, in_c=16, k=3, seed=0):

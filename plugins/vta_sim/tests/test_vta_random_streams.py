@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.disasm import mnemonic
 from byoc_vta_sim.isa import AluOp

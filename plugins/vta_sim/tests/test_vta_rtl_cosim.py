@@ -17,17 +17,26 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from byoc_vta_sim.config import DEFAULT_CONFIG
-from byoc_vta_sim.cosim import CosimMismatch, clearing_stream, cosimulate
-from byoc_vta_sim.isa import (AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemType, Uop,
-                              decode_stream, encode_uops)
-from byoc_vta_sim.random_streams import random_program
-from byoc_vta_sim.rtl import RtlSimulator, build_rtl, check_supported, rtl_dir, rtl_sources
-from byoc_vta_sim.sim import SimulationError, Simulator, alu_apply
 
 import byoc
 from byoc.cosim import CosimError
 from byoc.testing import compile_reference, zoo_module
+from byoc_vta_sim.config import DEFAULT_CONFIG
+from byoc_vta_sim.cosim import CosimMismatch, clearing_stream, cosimulate
+from byoc_vta_sim.isa import (
+    AluInsn,
+    AluOp,
+    FinishInsn,
+    GemmInsn,
+    MemInsn,
+    MemType,
+    Uop,
+    decode_stream,
+    encode_uops,
+)
+from byoc_vta_sim.random_streams import random_program
+from byoc_vta_sim.rtl import RtlSimulator, build_rtl, check_supported, rtl_dir, rtl_sources
+from byoc_vta_sim.sim import SimulationError, Simulator, alu_apply
 
 pytestmark = pytest.mark.cosim
 

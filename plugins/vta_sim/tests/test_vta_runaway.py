@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 import pytest
+
+from byoc.testing import zoo_module
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.isa import FinishInsn, GemmInsn, MemInsn, MemType, Uop, encode_uops
 from byoc_vta_sim.sim import SimulationError, Simulator
-
-from byoc.testing import zoo_module
 
 
 def runaway_stream():

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.isa import FinishInsn, GemmInsn, MemInsn, MemType, Uop, encode_uops
 from byoc_vta_sim.sim import SimulationError, Simulator

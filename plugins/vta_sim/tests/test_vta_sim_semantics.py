@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from byoc_vta_sim import sim as sim_module
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.isa import (

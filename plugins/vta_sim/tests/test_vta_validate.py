@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.isa import (
     AluInsn,
@@ -32,7 +33,10 @@ def load_uops(count, sram_base=0, dram_base=0, **fields):
                    y_size=1, x_size=count, x_stride=count, **fields)
 
 
-def program(compute, uops=(Uop(0, 0, 0), Uop(1, 1, 0), Uop(2, 2, 0)), dram_bytes=DRAM_BYTES):
+THREE_UOPS = (Uop(0, 0, 0), Uop(1, 1, 0), Uop(2, 2, 0))
+
+
+def program(compute, uops=THREE_UOPS, dram_bytes=DRAM_BYTES):
     """A legal stream around ``compute``: LOAD UOP, LOAD INP pushing L2C, the compute
     instructions (the first pops L2C, the last pushes C2S), a STORE pushing S2C, a LOAD ACC
     no-op popping it, FINISH; and the DRAM image holding the micro-ops."""
