@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -65,51 +65,78 @@ class PartitionProfile:
     counters: dict[str, int | float]
 
 
+@dataclass
+class ModelSignature:
+    """A compiled model's name, its inputs, and its ``outputs``: what its partitions hand
+    out, the model's static outputs then the values the dynamic tail reads from them.
+    ``constant_outputs`` are the graph outputs no partition produces because they are
+    constants."""
+
+    name: str
+    inputs: dict[str, TensorType]
+    outputs: dict[str, TensorType]
+    constant_outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, graph: Graph) -> "ModelSignature":
+        return cls(graph.name, {n: graph.types[n] for n in graph.inputs},
+                   {n: graph.types[n] for n in graph.outputs},
+                   {n: graph.constants[n] for n in graph.outputs if n in graph.constants})
+
+
+@dataclass
+class CompileSource:
+    """The optimized graph and its partition plan, for a model compiled in this process."""
+
+    graph: Graph
+    plan: PartitionPlan
+
+
+@dataclass
+class HostFallback:
+    """Whether and how a partition whose runtime fails moves to the ``host`` plugin:
+    ``compile_for_host(partition_name)`` compiles it there, unless ``strict``. ``fallbacks``
+    lists every such move, compile-time ones included."""
+
+    host: str | None = None
+    compile_for_host: Callable[[str], CompiledPartition] | None = None
+    strict: bool = False
+    fallbacks: list[str] = field(default_factory=list)
+
+
 class CompiledModel:
     """A model compiled by byoc. ``run`` takes and returns dicts of numpy arrays by name.
 
-    ``graph`` and ``plan`` (the optimized graph and its partition plan) are there when the
-    model was compiled in this process; a loaded artifact has only what it needs to run.
-    ``host_compiler(partition_name)`` compiles one partition for the ``host`` plugin; with it
-    and without ``strict``, a partition whose runtime fails moves to the host (see the module
-    docstring). ``fallbacks`` lists every such move, compile-time ones included.
+    ``graph`` and ``plan`` (the optimized graph and its partition plan, from ``source``) are
+    there when the model was compiled in this process; a loaded artifact has only what it
+    needs to run. ``fallback`` says whether a partition whose runtime fails moves to the host
+    (see the module docstring); ``fallbacks`` lists every such move, compile-time ones
+    included.
 
     ``outputs`` are the model's outputs in the model's order, each with its static type, or
     None for one the dynamic ``tail`` computes (its shape is decided by each run).
     """
 
-    def __init__(self, graph: Graph | None, parts: list[CompiledPartition],
-                 plan: PartitionPlan | None = None, fallbacks: list[str] | None = None,
-                 inputs: dict[str, TensorType] | None = None,
-                 outputs: dict[str, TensorType] | None = None,
-                 constants: dict[str, np.ndarray] | None = None, name: str = "",
-                 strict: bool = False, host: str | None = None,
-                 host_compiler: Callable[[str], CompiledPartition] | None = None,
-                 tail: DynamicTail | None = None) -> None:
-        self.graph = graph
+    def __init__(self, signature: ModelSignature, parts: list[CompiledPartition],
+                 tail: DynamicTail | None = None, *, source: CompileSource | None = None,
+                 fallback: HostFallback | None = None) -> None:
+        fallback = fallback or HostFallback()
+        self.graph = source.graph if source is not None else None
+        self.plan = source.plan if source is not None else None
         self.parts = parts
-        self.plan = plan
-        self.fallbacks = fallbacks or []
-        self.strict = strict
-        self.host = host
-        self._host_compiler = host_compiler
-        if graph is not None:
-            inputs = {n: graph.types[n] for n in graph.inputs}
-            outputs = {n: graph.types[n] for n in graph.outputs}
-            constants = {n: graph.constants[n] for n in graph.outputs if n in graph.constants}
-            name = graph.name
-        self.inputs: dict[str, TensorType] = dict(inputs or {})
-        # What the partitions hand out: the model's static outputs, then the values the tail
-        # reads from them.
-        self._static_outputs: dict[str, TensorType] = dict(outputs or {})
+        self.fallbacks = fallback.fallbacks
+        self.strict = fallback.strict
+        self.host = fallback.host
+        self._host_compiler = fallback.compile_for_host
+        self.name = signature.name
+        self.inputs: dict[str, TensorType] = dict(signature.inputs)
+        self._static_outputs: dict[str, TensorType] = dict(signature.outputs)
         self.tail = tail
         self.outputs: dict[str, TensorType | None] = dict(self._static_outputs)
         if tail is not None:
             self.outputs = {name: None if name in tail.outputs else self._static_outputs[name]
                             for name in tail.model_outputs}
-        self.name = name
-        # Graph outputs that are constants: no partition produces them.
-        self._constant_outputs = dict(constants or {})
+        self._constant_outputs = dict(signature.constant_outputs)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(inputs, None)
@@ -259,8 +286,7 @@ def load(path: str | Path, manager: PluginManager | None = None,
                                 f"it to the plugin's authors")
         parts.append(CompiledPartition(spec.signature, spec.plugin, spec.plugin_version,
                                        spec.payload, runtime, spec.ops))
-    return CompiledModel(None, parts, inputs=layout.inputs, outputs=layout.outputs,
-                         constants=layout.constants, name=layout.name, tail=layout.tail)
+    return CompiledModel(layout.signature, parts, layout.tail)
 
 
 @dataclass
@@ -276,10 +302,7 @@ class _PartitionSpec:
 
 @dataclass
 class _ModelSpec:
-    name: str
-    inputs: dict[str, TensorType]
-    outputs: dict[str, TensorType]
-    constants: dict[str, np.ndarray]
+    signature: ModelSignature
     partitions: list[_PartitionSpec]
     tail: DynamicTail | None
 
@@ -372,7 +395,7 @@ def _parse_manifest(read: _ManifestReader, manifest: Mapping) -> _ModelSpec:
         partitions.append(_PartitionSpec(signature, plugin, version, payload, ops))
     model = read.get(manifest, "model", str, "")
     tail = _parse_tail(read, manifest, inputs, outputs) if "dynamic_tail" in manifest else None
-    return _ModelSpec(model, inputs, outputs, constants, partitions, tail)
+    return _ModelSpec(ModelSignature(model, inputs, outputs, constants), partitions, tail)
 
 
 def _parse_tail(read: _ManifestReader, manifest: Mapping, inputs: Mapping[str, TensorType],

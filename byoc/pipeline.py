@@ -20,7 +20,14 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
+from byoc.compiled import (
+    CompiledModel,
+    CompiledPartition,
+    CompileSource,
+    FallbackWarning,
+    HostFallback,
+    ModelSignature,
+)
 from byoc.core.dynamic_tail import DynamicTail
 from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
@@ -92,8 +99,9 @@ def compile_graph(graph: Graph, options: CompileOptions,
         return _compile_partition(manager, dataclasses.replace(partition, plugin=options.host),
                                   graph, options)
 
-    return CompiledModel(graph, parts, plan=plan, fallbacks=fallbacks, strict=options.strict,
-                         host=options.host, host_compiler=host_part, tail=tail)
+    return CompiledModel(ModelSignature.of(graph), parts, tail,
+                         source=CompileSource(graph, plan),
+                         fallback=HostFallback(options.host, host_part, options.strict, fallbacks))
 
 
 def _partitioning_faults(faults: list[str], strict: bool) -> list[str]:

@@ -1,10 +1,12 @@
 """A self-contained HTML report of a partition plan: summary, legend and the graph as SVG.
 
-The page has no external resources. The graph is laid out by Graphviz (``dot -Tsvg``) when it
-is on PATH and by :mod:`byoc.report.layout` otherwise (or when dot fails). Either way every
-node is an SVG group ``<g id="node-<index>" class="node part-<k>">`` whose ``<title>`` is its
-explanation (shown on hover); clicking it fills the side panel from a JSON block, through
-``textContent`` only, so names are never parsed as HTML.
+The page has no external resources: its stylesheet and script are package data
+(``static/report.css``, ``static/report.js``) embedded in every page. The graph is laid out by
+Graphviz (``dot -Tsvg``) when it is on PATH and by :mod:`byoc.report.layout` otherwise (or
+when dot fails). Either way every node is an SVG group
+``<g id="node-<index>" class="node part-<k>">`` whose ``<title>`` is its explanation (shown on
+hover); clicking it fills the side panel from a JSON block, through ``textContent`` only, so
+names are never parsed as HTML.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -347,8 +350,9 @@ def _page(view: _View, title: str, summary: dict, svg: str, engine: str,
     return _PAGE.format(
         title=_esc(title), model=_esc(graph.name), facts=fact_rows, legend=legend,
         partitions="".join(_partition_row(view, p) for p in plan.partitions),
-        layouts=_layout_section(layouts), svg=svg, data=_script_json(_node_data(view)), engine=_esc(engine),
-        version=_esc(byoc.__version__), style=_STYLE, script=_SCRIPT)
+        layouts=_layout_section(layouts), svg=svg, data=_script_json(_node_data(view)),
+        engine=_esc(engine), version=_esc(byoc.__version__), style=_static_text("report.css"),
+        script=_static_text("report.js"))
 
 
 def _layout_section(layouts: LayoutPlan | None) -> str:
@@ -408,6 +412,11 @@ def _script_json(data: Any) -> str:
             .replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
+def _static_text(name: str) -> str:
+    """A file of the page's stylesheet or script, shipped as package data in ``static/``."""
+    return resources.files("byoc.report").joinpath("static", name).read_text(encoding="utf-8")
+
+
 def _plain(value: Any) -> str:
     if isinstance(value, (list, tuple, set)):
         return ", ".join(str(v) for v in value)
@@ -438,130 +447,14 @@ _SVG_DEFS = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" ma
              'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
              'fill="#8b949e"/></marker></defs>')
 
-_STYLE = """
-:root { --ink: #1f2328; --muted: #656d76; --line: #d0d7de; --panel: #f6f8fa; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica,
-       Arial, sans-serif; color: var(--ink); background: #fff; }
-header { padding: 20px 28px 8px; border-bottom: 1px solid var(--line); }
-h1 { font-size: 20px; margin: 0 0 4px; }
-h2 { font-size: 15px; margin: 18px 0 8px; }
-.muted { color: var(--muted); }
-table { border-collapse: collapse; }
-th, td { text-align: left; vertical-align: top; padding: 4px 10px;
-         border-bottom: 1px solid var(--line); }
-table.facts th { font-weight: 600; color: var(--muted); padding-left: 0; }
-table.parts { width: 100%; font-size: 13px; }
-table.parts thead th { background: var(--panel); }
-table.parts tbody tr:hover { background: #fff8c5; }
-td.num { text-align: right; }
-code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 3px;
-          margin-right: 6px; vertical-align: -1px; }
-ul.legend { list-style: none; padding: 0; margin: 0; display: flex; flex-wrap: wrap;
-            gap: 6px 22px; }
-main { display: flex; align-items: flex-start; gap: 0; }
-#canvas { flex: 1; overflow: auto; padding: 16px; min-width: 0; }
-aside { position: sticky; top: 0; width: 340px; flex: none; max-height: 100vh;
-        overflow: auto; padding: 16px 20px; background: var(--panel);
-        border-left: 1px solid var(--line); min-height: 100vh; }
-aside dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 12px;
-           margin: 0 0 12px; }
-aside dt { color: var(--muted); }
-aside dd { margin: 0; word-break: break-all; }
-aside ul { margin: 4px 0 10px; padding-left: 18px; }
-svg.graph { display: block; font-family: system-ui, -apple-system, "Segoe UI", Roboto,
-            Helvetica, Arial, sans-serif; }
-svg.graph .node { cursor: pointer; }
-svg.graph .node rect, svg.graph .node polygon, svg.graph .node path {
-  stroke: rgba(0,0,0,.25); stroke-width: 1; }
-svg.graph .node:hover rect, svg.graph .node:hover path { stroke: #1f2328; stroke-width: 2; }
-svg.graph .node.selected rect, svg.graph .node.selected path {
-  stroke: #1f2328; stroke-width: 3; }
-svg.graph text { text-anchor: middle; font-size: 11px; pointer-events: none; }
-svg.graph text.op { font-weight: 600; font-size: 12px; }
-svg.graph text.name { opacity: .85; }
-svg.graph text.band-label { text-anchor: start; font-size: 10px; font-weight: 600; }
-svg.graph rect.band { fill-opacity: .13; stroke-opacity: .55; stroke-width: 1; }
-svg.graph path.edge { fill: none; stroke: #8b949e; stroke-width: 1.3; }
-svg.graph path.edge.boundary { stroke: #57606a; stroke-width: 1.8; }
-svg.graph .terminal ellipse { fill: #eef1f4; stroke: #8b949e; }
-svg.graph.dim .node:not(.hi) { opacity: .25; }
-footer { padding: 10px 28px 24px; font-size: 12px; color: var(--muted); }
-"""
-
-_SCRIPT = """
-(function () {
-  var data = JSON.parse(document.getElementById("node-data").textContent);
-  var panel = document.getElementById("panel");
-  var svg = document.querySelector("svg.graph");
-  function el(tag, text, cls) {
-    var e = document.createElement(tag);
-    if (text !== undefined) e.textContent = text;
-    if (cls) e.className = cls;
-    return e;
-  }
-  function show(id) {
-    var d = data[id];
-    if (!d) return;
-    panel.textContent = "";
-    panel.appendChild(el("h2", d.node));
-    var dl = el("dl");
-    [["op", d.op], ["plugin", d.plugin], ["pattern", d.pattern || "none (host)"],
-     ["partition", d.partition], ["inputs", d.inputs.join("\\n")],
-     ["outputs", d.outputs.join("\\n")]].forEach(function (row) {
-      dl.appendChild(el("dt", row[0]));
-      var dd = el("dd", row[1]);
-      dd.style.whiteSpace = "pre-line";
-      if (row[0] === "plugin") {
-        var sw = el("span", undefined, "swatch");
-        sw.style.background = d.colour;
-        dd.insertBefore(sw, dd.firstChild);
-      }
-      dl.appendChild(dd);
-    });
-    panel.appendChild(dl);
-    var plugins = Object.keys(d.reasons);
-    panel.appendChild(el("h2", plugins.length ? "Why not the other plugins" :
-                                                "No other plugin was asked"));
-    plugins.forEach(function (plugin) {
-      panel.appendChild(el("strong", plugin));
-      var ul = el("ul");
-      d.reasons[plugin].forEach(function (r) { ul.appendChild(el("li", r)); });
-      panel.appendChild(ul);
-    });
-    document.querySelectorAll("svg.graph .node.selected").forEach(function (n) {
-      n.classList.remove("selected");
-    });
-    var g = document.getElementById(id);
-    if (g) g.classList.add("selected");
-  }
-  svg.addEventListener("click", function (event) {
-    var g = event.target.closest("g.node");
-    if (g) show(g.id);
-  });
-  document.querySelectorAll("tr[data-part]").forEach(function (row) {
-    row.addEventListener("mouseenter", function () {
-      svg.classList.add("dim");
-      svg.querySelectorAll("." + row.dataset.part).forEach(function (n) {
-        n.classList.add("hi");
-      });
-    });
-    row.addEventListener("mouseleave", function () {
-      svg.classList.remove("dim");
-      svg.querySelectorAll(".hi").forEach(function (n) { n.classList.remove("hi"); });
-    });
-  });
-})();
-"""
-
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
-<style>{style}</style>
+<style>
+{style}</style>
 </head>
 <body>
 <header>
@@ -587,7 +480,8 @@ _PAGE = """<!DOCTYPE html>
 </main>
 <footer>Made by byoc {version} · layout: {engine}</footer>
 <script type="application/json" id="node-data">{data}</script>
-<script>{script}</script>
+<script>
+{script}</script>
 </body>
 </html>
 """

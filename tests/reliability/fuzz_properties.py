@@ -39,14 +39,20 @@ from collections import Counter
 import numpy as np
 
 import byoc
-from byoc.compiled import CompiledModel, CompiledPartition, FallbackWarning
+from byoc.compiled import (
+    CompiledModel,
+    CompiledPartition,
+    FallbackWarning,
+    HostFallback,
+    ModelSignature,
+)
 from byoc.conformance.check import outside_tolerance, where_different
 from byoc.core.interpreter import Interpreter
 from byoc.core.interpreter.integer_groups import plan_integer_groups
 from byoc.core.interpreter.ops_conv import integer_correlate
-from byoc.core.interpreter.quant import along_axis, requantize
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.plugins.manager import default_manager
+from byoc.quantization import along_axis, requantize
 from byoc.testing import compile_reference
 from tests.reliability.fuzz_graphs import HOST, FuzzCase
 
@@ -118,9 +124,10 @@ def check_partitions(compiled: CompiledModel, feeds: dict, steps: dict[str, int]
     env = reference_values(graph, feeds)
     for part in compiled.parts:
         signature = part.signature
-        alone = CompiledModel(None, [part], inputs={v: graph.types[v] for v in signature.inputs},
-                              outputs={v: graph.types[v] for v in signature.outputs},
-                              strict=True)
+        alone = CompiledModel(ModelSignature(signature.name,
+                                             {v: graph.types[v] for v in signature.inputs},
+                                             {v: graph.types[v] for v in signature.outputs}),
+                              [part], fallback=HostFallback(strict=True))
         got = alone.run({v: env[v] for v in signature.inputs})
         what = f"partition {signature.name} ({part.plugin}, fed the reference's inputs"
         if not steps[signature.name]:
