@@ -28,6 +28,11 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+from results_file import write_section
+from vta_sim import LAYERS, layer_model
+
+import byoc
+from byoc.core.interpreter.integer_groups import integer_plans
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import generate
 from byoc_vta_sim.isa import decode_stream
@@ -35,11 +40,6 @@ from byoc_vta_sim.lower import lower_layers
 from byoc_vta_sim.rtl import RtlSimulator
 from byoc_vta_sim.sim import COUNTER_NAMES, Simulator
 from byoc_vta_sim.timing import estimate_stream
-from results_file import write_section
-from vta_sim import LAYERS, layer_model
-
-import byoc
-from byoc.core.interpreter.integer_groups import integer_plans
 
 
 def layer_program(size, c_in, c_out, kernel, stride, seed):

@@ -26,17 +26,17 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+from results_file import write_section
+
+import byoc
+from byoc.core.interpreter.integer_groups import integer_plans
+from byoc.testing import compile_reference, qdq_layer_model
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import generate
 from byoc_vta_sim.isa import decode_stream
 from byoc_vta_sim.lower import lower_layers
 from byoc_vta_sim.sim import Simulator
 from byoc_vta_sim.timing import estimate_stream
-from results_file import write_section
-
-import byoc
-from byoc.core.interpreter.integer_groups import integer_plans
-from byoc.testing import compile_reference, qdq_layer_model
 
 # (name, input size, in channels, out channels, kernel, stride)
 LAYERS = [

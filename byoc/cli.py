@@ -25,8 +25,14 @@ import numpy as np
 import byoc
 from byoc.core.dynamic_tail import TAIL_HOST
 from byoc.errors import ByocError, InputError, PluginError
-from byoc.inputs import (describe_array, load_inputs, parse_pins, parse_plugin_options,
-                         parse_shape_bindings, random_inputs)
+from byoc.inputs import (
+    describe_array,
+    load_inputs,
+    parse_pins,
+    parse_plugin_options,
+    parse_shape_bindings,
+    random_inputs,
+)
 from byoc.pipeline import FallbackWarning
 from byoc.plugins.api import CliCommand
 from byoc.plugins.manager import LoadedPlugin, PluginManager, hook_signature

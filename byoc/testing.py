@@ -113,8 +113,8 @@ def qdq_layer_model(op: str, x_shape: Sequence[int], weight: np.ndarray, *,
     """One int8 layer in onnxruntime's QDQ form: [QuantizeLinear(x) ->] DequantizeLinear ->
     ``op`` (Conv, Gemm or MatMul) with DequantizeLinear'd constant ``weight`` (int8) and
     int32 ``bias`` -> [activation] -> QuantizeLinear to ``y`` (then a DequantizeLinear to the
-    float output ``out``; both are model outputs). ``w_scales`` is one scale or one per output channel. With
-    ``quantize_input`` the model input ``x`` is float; otherwise it is the quantized
+    float output ``out``; both are model outputs). ``w_scales`` is one scale or one per output
+    channel. With ``quantize_input`` the model input ``x`` is float; otherwise it is the quantized
     ``xq``. The output shape is left to shape inference."""
     from onnx import TensorProto
 

@@ -2,9 +2,9 @@
 
 For an op no family of :mod:`byoc.conformance.families` builds, the kit takes the single-node
 models of onnx's own node test corpus (the part within byoc's scope, see
-:func:`byoc.testing.node_corpus`, less the cases it skips or holds errata for) with the inputs onnx generated
-for them; inputs after the first become constants. The one parameter is ``case``, the corpus
-test name; by default a few cases per op are tried.
+:func:`byoc.testing.node_corpus`, less the cases it skips or holds errata for) with the inputs
+onnx generated for them; inputs after the first become constants. The one parameter is
+``case``, the corpus test name; by default a few cases per op are tried.
 """
 
 from __future__ import annotations

@@ -156,5 +156,5 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["CaseResult", "ERRATUM", "FAIL", "NOT_RUN", "OpSummary", "PASS", "format_report", "load_cases",
-           "run_case", "summarize", "supported_op_types"]
+__all__ = ["CaseResult", "ERRATUM", "FAIL", "NOT_RUN", "OpSummary", "PASS", "format_report",
+           "load_cases", "run_case", "summarize", "supported_op_types"]

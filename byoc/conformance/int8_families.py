@@ -13,9 +13,17 @@ import math
 import numpy as np
 from onnx import helper
 
-from byoc.conformance.families import (Built, Family, Param, Unbuildable, broadcast_shapes,
-                                       conv_channels, nodes_model, register,
-                                       window_geometry)
+from byoc.conformance.families import (
+    Built,
+    Family,
+    Param,
+    Unbuildable,
+    broadcast_shapes,
+    conv_channels,
+    nodes_model,
+    register,
+    window_geometry,
+)
 from byoc.testing import qdq_layer_model
 
 INT8 = ("uint8", "int8")

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from byoc.partition.patterns import (Activation, Pattern, alt, const, op, wildcard,
-                                     with_activation)
+from byoc.partition.patterns import Activation, Pattern, alt, const, op, wildcard, with_activation
 
 
 def _dequantize(data, label: str):

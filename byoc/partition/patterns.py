@@ -28,9 +28,22 @@ from typing import Any, Callable, Union
 
 from byoc.core.ir import Graph, Node
 from byoc.errors import ByocError
-from byoc.partition.matchers import (Alt, Const, Matcher, MatchState, OpMatcher, Optional,
-                                     Wildcard, alt, const, node_label, op, optional,
-                                     qualified_op_type, wildcard)
+from byoc.partition.matchers import (
+    Alt,
+    Const,
+    Matcher,
+    MatchState,
+    OpMatcher,
+    Optional,
+    Wildcard,
+    alt,
+    const,
+    node_label,
+    op,
+    optional,
+    qualified_op_type,
+    wildcard,
+)
 
 # -- check results -----------------------------------------------------------------------------
 

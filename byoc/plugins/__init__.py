@@ -10,8 +10,15 @@ A plugin implements hooks of :mod:`byoc.plugins.hookspecs`, each marked with :da
         return PluginInfo(name="npu", version="0.1.0", device="NPU v2", description="...")
 """
 
-from byoc.plugins.api import (CustomOp, Partition, PartitionSignature, Payload, PluginInfo,
-                              Runtime, runtime_counters)
+from byoc.plugins.api import (
+    CustomOp,
+    Partition,
+    PartitionSignature,
+    Payload,
+    PluginInfo,
+    Runtime,
+    runtime_counters,
+)
 from byoc.plugins.hookspecs import hookimpl, hookspec
 from byoc.plugins.manager import ENTRY_POINT_GROUP, LoadedPlugin, PluginManager
 

@@ -41,8 +41,16 @@ if TYPE_CHECKING:
 
     from byoc.core.ir import Graph, Node
     from byoc.partition.patterns import Pattern
-    from byoc.plugins.api import (CliCommand, CustomOp, Partition, PartitionSignature,
-                                  PatternLimits, Payload, PluginInfo, Runtime)
+    from byoc.plugins.api import (
+        CliCommand,
+        CustomOp,
+        Partition,
+        PartitionSignature,
+        PatternLimits,
+        Payload,
+        PluginInfo,
+        Runtime,
+    )
 
 PROJECT = "byoc"
 

@@ -6,10 +6,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
-from conftest import make_model
 
 
 def byoc_cli(*args, cwd=None):

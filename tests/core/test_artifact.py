@@ -46,7 +46,7 @@ def test_entry_outside_the_archive_is_refused(saved, tmp_path):
     bad = tmp_path / "bad.byoc"
     target = first_array_entry(path)
     for evil in ("../evil.npy", "/abs/evil.npy"):
-        rewrite(path, bad, lambda n, d: (evil, d) if n == target else (n, d))
+        rewrite(path, bad, lambda n, d, evil=evil: (evil, d) if n == target else (n, d))
         with pytest.raises(ArtifactError, match="refusing entry"):
             byoc.load(bad)
 

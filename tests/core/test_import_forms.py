@@ -257,8 +257,8 @@ def doubled_linearly(x):
     (output i reads input i / 2, clamped at the border), as Upsample's linear mode does."""
     for axis in (2, 3):
         size = x.shape[axis]
-        x = np.apply_along_axis(lambda v: np.interp(np.arange(2 * size) / 2, np.arange(size),
-                                                    v), axis, x)
+        x = np.apply_along_axis(lambda v, size=size: np.interp(np.arange(2 * size) / 2,
+                                                                np.arange(size), v), axis, x)
     return x
 
 

@@ -1,13 +1,13 @@
 import numpy as np
 import onnx
 import pytest
+from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
 from byoc.core import importer
 from byoc.core.importer import import_model
 from byoc.errors import ModelImportError, ShapeInferenceError, UnsupportedOpError
-from conftest import make_model
 
 
 def reshape_by_shape_subgraph_model():

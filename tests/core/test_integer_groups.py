@@ -3,12 +3,12 @@
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
 from byoc.core.interpreter import Interpreter
 from byoc.core.interpreter.integer_groups import plan_integer_groups
-from conftest import make_model
 
 
 def qdq_model(op, activation="Relu", bias_scale_factor=1.0, seed=0):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 from onnx import TensorProto, helper
 
 from byoc.errors import ByocError
 from byoc.testing import compile_reference, make_model
-from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 

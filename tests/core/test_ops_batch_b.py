@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 from onnx import TensorProto, helper
 
 import byoc
 from byoc.errors import ExecutionError, ShapeInferenceError
 from byoc.testing import make_model
-from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.core.ir import Node
-from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 

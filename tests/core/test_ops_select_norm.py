@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 from byoc.errors import ExecutionError
-from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 

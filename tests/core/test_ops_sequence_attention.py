@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 from onnx import TensorProto, helper
 
 import byoc
@@ -13,7 +14,6 @@ from byoc.core.interpreter import lookup
 from byoc.core.ir import Node
 from byoc.errors import ExecutionError
 from byoc.testing import make_model
-from core.node_harness import assert_same_outputs, run_onnxruntime, run_reference
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -1,14 +1,13 @@
 import numpy as np
 import onnxruntime as ort
+from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
 from byoc.core.interpreter import run_graph
-from byoc.core.passes import eliminate_dead_code, fold_batchnorm, fold_constants, \
-    remove_identities
+from byoc.core.passes import eliminate_dead_code, fold_batchnorm, fold_constants, remove_identities
 from byoc.core.qdq import find_qdq_groups
 from byoc.core.verify import verify
-from conftest import make_model
 
 
 def ort_run(model, feeds):

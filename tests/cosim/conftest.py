@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cosim.toys import build_copier, build_counter, reset
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from byoc.cosim import CosimError, build_model, find_verilator
 from cosim.toys import (
     COPIER,
     COUNTER,
@@ -18,8 +20,6 @@ from cosim.toys import (
     reset,
     start_copy,
 )
-
-from byoc.cosim import CosimError, build_model, find_verilator
 
 
 def copy_cycles(model, length: int = 64) -> int:

@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 import pytest
-from cosim.toys import BYTES_PER_CYCLE, dpi_functions, start_copy
 
 from byoc.cosim import CosimError, WatchdogError, compare_memories
+from cosim.toys import BYTES_PER_CYCLE, dpi_functions, start_copy
 
 pytestmark = pytest.mark.cosim
 

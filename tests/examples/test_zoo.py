@@ -11,9 +11,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
-
 from conftest import ZOO_PATH, zoo
+from onnx import numpy_helper
 
 OUTPUT_SHAPES = {
     "mlp": (1, 10),

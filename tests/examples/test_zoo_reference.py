@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import zoo
 
 import byoc
-from byoc.testing import compile_reference
 from byoc.core.printer import format_graph
 from byoc.core.verify import verify
-from conftest import zoo
+from byoc.testing import compile_reference
 
 FP32_MODELS = ["mlp", "cnn", "resnet18", "mobilenet", "transformer"]
 INT8_MODELS = ["cnn_int8", "resnet18_int8", "mobilenet_int8"]

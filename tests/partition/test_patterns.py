@@ -2,15 +2,29 @@
 
 import numpy as np
 import pytest
+from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
 from byoc.errors import ByocError
 from byoc.partition.int8_patterns import make_qdq_pattern, make_qlinear_pattern
-from byoc.partition.patterns import (Accept, Decline, Declined, Match, Pattern, alt, const,
-                                     find_matches, make_conv_pattern, make_elementwise_pattern,
-                                     make_op_pattern, match_at, op, optional, wildcard)
-from conftest import make_model
+from byoc.partition.patterns import (
+    Accept,
+    Decline,
+    Declined,
+    Match,
+    Pattern,
+    alt,
+    const,
+    find_matches,
+    make_conv_pattern,
+    make_elementwise_pattern,
+    make_op_pattern,
+    match_at,
+    op,
+    optional,
+    wildcard,
+)
 
 F = TensorProto.FLOAT
 

@@ -8,18 +8,18 @@ import zipfile
 import numpy as np
 import pytest
 import yaml
+from conftest import make_model, zoo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
+from plugins.toy_plugins import Adder, ConvFuse
 
 import byoc
-from byoc.testing import compile_reference
 from byoc.errors import ArtifactError, ByocError
 from byoc.pipeline import FallbackWarning
 from byoc.plugins import hookimpl
 from byoc.plugins.manager import default_manager
-from conftest import make_model, zoo
-from plugins.toy_plugins import Adder, ConvFuse
+from byoc.testing import compile_reference
 
 TOY = ("convfuse", "adder")
 ORDERS = [list(p) for r in range(len(TOY) + 1) for p in itertools.permutations(TOY, r)]

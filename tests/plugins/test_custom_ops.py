@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from plugins.toy_plugins import BIAS_GELU, BiasGelu, Vendor
 
 import byoc
 from byoc.cli import main
@@ -25,7 +26,6 @@ from byoc.partition.patterns import Pattern, find_matches, make_op_pattern, op, 
 from byoc.plugins import CustomOp, PluginInfo, hookimpl
 from byoc.plugins.manager import PluginManager, default_manager
 from byoc.testing import compile_reference, make_model
-from plugins.toy_plugins import BIAS_GELU, BiasGelu, Vendor
 
 TOY_PLUGINS = Path(__file__).resolve().parent / "toy_plugins.py"
 WIDTH = 16

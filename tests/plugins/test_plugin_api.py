@@ -14,8 +14,16 @@ from byoc import cli
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.core.verify import verify
 from byoc.errors import ByocError, PluginError, VerificationError
-from byoc.plugins import (Partition, PartitionSignature, Payload, PluginInfo, PluginManager,
-                          hookimpl, hookspecs, runtime_counters)
+from byoc.plugins import (
+    Partition,
+    PartitionSignature,
+    Payload,
+    PluginInfo,
+    PluginManager,
+    hookimpl,
+    hookspecs,
+    runtime_counters,
+)
 from byoc.plugins import manager as manager_module
 from byoc.plugins.manager import HOOK_NAMES
 

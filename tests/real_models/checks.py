@@ -3,7 +3,6 @@ onnxruntime."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -24,28 +23,33 @@ class Corpus:
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self._models: dict[str, onnx.ModelProto] = {}
+        self._feeds: dict[str, dict[str, np.ndarray]] = {}
+        self._outputs: dict[str, dict[str, np.ndarray]] = {}
 
-    @functools.cache
     def model(self, name: str) -> onnx.ModelProto:
-        model = zoo_forms.MODELS[name]()
-        onnx.save(model, self.path(name))
-        return model
+        if name not in self._models:
+            self._models[name] = zoo_forms.MODELS[name]()
+            onnx.save(self._models[name], self.path(name))
+        return self._models[name]
 
     def path(self, name: str) -> Path:
         return self.directory / f"{name}.onnx"
 
-    @functools.cache
     def feeds(self, name: str) -> dict[str, np.ndarray]:
-        return zoo_forms.feeds_for(self.model(name))
+        if name not in self._feeds:
+            self._feeds[name] = zoo_forms.feeds_for(self.model(name))
+        return self._feeds[name]
 
     def input_shapes(self, name: str) -> dict[str, tuple[int, ...]]:
         """The shapes of the inputs fed, which bind symbolic dimensions as a user's
         ``--input-shape`` does."""
         return {input_name: value.shape for input_name, value in self.feeds(name).items()}
 
-    @functools.cache
     def onnxruntime_outputs(self, name: str) -> dict[str, np.ndarray]:
-        return run_onnxruntime(self.model(name), self.feeds(name))
+        if name not in self._outputs:
+            self._outputs[name] = run_onnxruntime(self.model(name), self.feeds(name))
+        return self._outputs[name]
 
 
 def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

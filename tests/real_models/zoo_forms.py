@@ -26,8 +26,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                      QuantType, quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 FLOAT = TensorProto.FLOAT
@@ -854,7 +859,8 @@ def gpt2_pytorch() -> onnx.ModelProto:
         head_shape = g.op("Concat", [*leading, const(f"{scope}/heads", [HEADS, head_dim])],
                           f"{scope}/Concat", axis=0)
 
-        def heads(value: str, name: str, perm: list[int]) -> str:
+        def heads(value: str, name: str, perm: list[int], scope: str = scope,
+                  head_shape: str = head_shape) -> str:
             return g.op("Transpose", [g.op("Reshape", [value, head_shape],
                                            f"{scope}/Reshape_{name}")],
                         f"{scope}/Transpose_{name}", perm=perm)

@@ -99,7 +99,7 @@ def _binary_cases(valid: bytes) -> dict[str, tuple[bytes, tuple[str, ...]]]:
         cut = max(1, int(len(valid) * fraction))
         cases[f"truncated_at_{cut}.onnx"] = (valid[:cut], (f"truncated_at_{cut}.onnx",))
     cases["truncated_last_byte.onnx"] = (valid[:-1], ("truncated_last_byte.onnx",))
-    for i, size in enumerate((16, 256, 4096)):
+    for size in (16, 256, 4096):
         name = f"random_bytes_{size}.onnx"
         cases[name] = (rng.bytes(size), (name,))
     cases["empty.onnx"] = (b"", ("empty.onnx", "empty"))
@@ -338,7 +338,8 @@ def _model_cases() -> list[tuple[Case, onnx.ModelProto]]:
         return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add_w")],
                       [("x", f32, [2])], [("y", f32, [2])], [weight])
 
-    @case("external data", "external_data_missing.onnx", ("'w'", "no_such_weights.bin", "not found"))
+    @case("external data", "external_data_missing.onnx",
+          ("'w'", "no_such_weights.bin", "not found"))
     def _():
         return _external("no_such_weights.bin")
 

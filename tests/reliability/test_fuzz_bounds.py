@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from tests.reliability.fuzz_graphs import load_case
-from tests.reliability.fuzz_properties import (PropertyFailure, compare_bounds, compile_case,
-                                               reference_values, stepped_bounds)
+from tests.reliability.fuzz_properties import (
+    PropertyFailure,
+    compare_bounds,
+    compile_case,
+    reference_values,
+    stepped_bounds,
+)
 from tests.reliability.test_fuzz_partition import REGRESSIONS
 
 CHAIN = REGRESSIONS / "d2c8fa58e428.onnx"  # v13, v31, v40: the three layers' outputs

@@ -27,8 +27,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, seed, settings
 
 from byoc.core.interpreter.base import lookup
-from tests.reliability.fuzz_graphs import FuzzCase, case_file_name, float_graphs, fuzz_cases, \
-    load_case, qdq_graphs, save_case
+from tests.reliability.fuzz_graphs import (
+    FuzzCase,
+    case_file_name,
+    float_graphs,
+    fuzz_cases,
+    load_case,
+    qdq_graphs,
+    save_case,
+)
 from tests.reliability.fuzz_properties import PropertyFailure, check_case
 
 SEED = int(os.environ.get("BYOC_FUZZ_SEED", "20240607"))

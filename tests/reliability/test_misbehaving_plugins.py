@@ -16,7 +16,9 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from conftest import make_model
 from onnx import TensorProto, helper
+from plugins.toy_plugins import Adder
 
 import byoc
 from byoc.errors import ArtifactError, ByocError, ExecutionError, PluginError
@@ -25,8 +27,6 @@ from byoc.pipeline import FallbackWarning
 from byoc.plugins import Payload, PluginInfo, hookimpl
 from byoc.plugins.manager import default_manager
 from byoc.testing import compile_reference
-from conftest import make_model
-from plugins.toy_plugins import Adder
 
 PLUGIN = "faulty"
 PARTITION = r"p\d+_faulty"
@@ -130,8 +130,8 @@ class FaultyRuntime:
 
 
 COMPILE_FAULTS = ["check_raises", "check_returns_true", "patterns_raises",
-                  "patterns_returns_garbage", "lower_raises", "lower_returns_none", "codegen_raises",
-                  "codegen_returns_bytes", "runtime_create_raises",
+                  "patterns_returns_garbage", "lower_raises", "lower_returns_none",
+                  "codegen_raises", "codegen_returns_bytes", "runtime_create_raises",
                   "runtime_create_returns_none", "runtime_without_run"]
 RUN_FAULTS = ["run_raises", "run_raises_byoc_error", "run_fails_on_second_call",
               "run_returns_list", "run_misses_output", "run_wrong_shape", "run_wrong_dtype",

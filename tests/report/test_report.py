@@ -8,6 +8,7 @@ import time
 import numpy as np
 import onnx
 import pytest
+from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
@@ -16,10 +17,8 @@ from byoc.core.ir import Graph, Node, TensorType
 from byoc.core.passes import optimize
 from byoc.partition.partitioner import PluginClaims, partition_graph
 from byoc.partition.patterns import make_conv_pattern, make_op_pattern
-from byoc.report import export_partitioned_onnx, write_html_report, write_partitioned_onnx
-from byoc.report import layout
+from byoc.report import export_partitioned_onnx, layout, write_html_report, write_partitioned_onnx
 from byoc.report.html import HOST_COLOUR, PALETTE, plugin_colours, render_html_report
-from conftest import make_model
 
 EVIL = '<script>alert("x")</script>&'
 

@@ -55,7 +55,7 @@ class OpImpl(ABC):
     def run(self, *inputs: np.ndarray | None, **attrs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """The op's outputs for ``inputs`` and the node's attributes."""
 
-    def check(self, *inputs: np.ndarray | None, **attrs: Any) -> None:
+    def check(self, *inputs: np.ndarray | None, **attrs: Any) -> None:  # noqa: B027 (no-op default)
         """Raise a ValueError saying what is wrong when the node cannot run on inputs of these
         shapes and dtypes, for constraints that ONNX shape inference does not check.
 
