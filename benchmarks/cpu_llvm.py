@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import ctypes
 import importlib.metadata
-import importlib.util
 import os
 import platform
 import shlex
@@ -55,7 +54,6 @@ from byoc.core.flops import graph_flops
 from byoc.pipeline import FallbackWarning
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO_PATH = ROOT / "examples" / "zoo.py"
 DEFAULT_MODELS = ("mlp", "cnn", "resnet18", "transformer", "cnn_int8", "resnet18_int8", "resnet50",
                   "vgg19")
 PLUGIN = "cpu_llvm"
@@ -67,11 +65,9 @@ MAX_REL_DIFF = 1e-3  # a larger difference from onnxruntime is flagged with (!) 
 # Models and FLOPs
 
 def load_zoo():
-    spec = importlib.util.spec_from_file_location("examples_zoo", ZOO_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    from byoc import model_zoo
+
+    return model_zoo
 
 
 # Threads and peak

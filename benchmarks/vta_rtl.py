@@ -32,7 +32,7 @@ from results_file import write_section
 from vta_sim import LAYERS, layer_model
 
 import byoc
-from byoc.core.interpreter.integer_groups import integer_plans
+from byoc.core.integer_layers import integer_plans
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import generate
 from byoc_vta_sim.isa import decode_stream

@@ -29,7 +29,7 @@ import numpy as np
 from results_file import write_section
 
 import byoc
-from byoc.core.interpreter.integer_groups import integer_plans
+from byoc.core.integer_layers import integer_plans
 from byoc.testing import compile_reference, qdq_layer_model
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import generate

@@ -39,8 +39,9 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             default_plugins: Sequence[str] | None = None,
             manager: PluginManager | None = None, dynamic_tail: bool = True) -> CompiledModel:
     """Compile a model for the given plugins, in priority order. After them come the
-    ``default_plugins`` (by default cpu_llvm, the LLVM host backend, when it is installed;
-    ``()`` for none), and the reference host plugin takes whatever none of them takes.
+    ``default_plugins`` (by default every installed plugin whose ``PluginInfo.role`` is
+    ``"host"``, in alphabetical order, such as cpu_llvm, the LLVM host backend; ``()`` for
+    none), and the reference host plugin takes whatever none of them takes.
 
     ``input_shapes`` binds symbolic input dims; ``constant_inputs`` freezes inputs to values;
     ``fed_inputs`` names the inputs that will be fed at run time, among them initializers

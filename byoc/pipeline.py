@@ -39,9 +39,6 @@ from byoc.plugins.api import Partition, Payload
 from byoc.plugins.manager import PluginManager, default_manager
 
 HOST_PLUGIN = "reference"
-# Plugins that follow the selected ones, at the lowest priority, when they are installed: the
-# host backend takes every node it can; the reference host takes what remains.
-DEFAULT_PLUGINS = ("cpu_llvm",)
 
 
 @dataclass
@@ -54,7 +51,7 @@ class CompileOptions:
     pins: Mapping[str, str] = field(default_factory=dict)
     host: str = HOST_PLUGIN
     plugin_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    default_plugins: Sequence[str] | None = None  # None: DEFAULT_PLUGINS that are installed
+    default_plugins: Sequence[str] | None = None  # None: installed_hosts(manager)
 
 
 def compile_graph(graph: Graph, options: CompileOptions,
@@ -121,6 +118,13 @@ def _partitioning_faults(faults: list[str], strict: bool) -> list[str]:
     return [message]
 
 
+def installed_hosts(manager: PluginManager) -> list[str]:
+    """The plugins that follow the selected ones, at the lowest priority: every registered
+    plugin whose ``PluginInfo.role`` is ``"host"``, in alphabetical order of name (so the
+    order does not depend on the order in which plugins were installed or registered)."""
+    return sorted(p.name for p in manager.plugins() if p.info.role == "host")
+
+
 def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
     """The plugins in priority order: the user's, then the default ones (without the host)."""
     for name in options.plugin_options:
@@ -130,9 +134,8 @@ def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
         manager.get(name)  # a PluginError listing the installed plugins if unknown
         if name not in names and name != options.host:
             names.append(name)
-    installed = {p.name for p in manager.plugins()}
     if options.default_plugins is None:
-        defaults = [name for name in DEFAULT_PLUGINS if name in installed]
+        defaults = installed_hosts(manager)
     else:
         defaults = list(options.default_plugins)
         for name in defaults:

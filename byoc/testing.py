@@ -158,16 +158,8 @@ def qdq_layer_model(op: str, x_shape: Sequence[int], weight: np.ndarray, *,
 
 
 def zoo_module():
-    """The example model zoo (examples/zoo.py of the byoc source tree), imported once."""
-    import importlib.util
-    import sys
-    from pathlib import Path
+    """The example model zoo, :mod:`byoc.model_zoo` (it needs onnxruntime, which byoc's test
+    extra installs)."""
+    from byoc import model_zoo
 
-    name = "examples_zoo"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "examples" / "zoo.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is made
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return model_zoo

@@ -60,7 +60,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Callable
 
-from byoc.core.interpreter.integer_groups import integer_plans
+from byoc.core.integer_layers import integer_plans
 from byoc.core.ir import Graph, Node
 from byoc.errors import ByocError, describe_node
 from byoc.partition.patterns import Pattern, find_matches
@@ -224,7 +224,7 @@ def _copy_reasons(reasons: dict[int, dict[str, list[str]]]) -> dict[int, dict[st
 
 def quantized_layers(graph: Graph) -> list[list[Node]]:
     """The nodes of every quantized layer the reference evaluates as one integer operation
-    (:mod:`byoc.core.interpreter.integer_groups`) that must share a partition for that: the
+    (:mod:`byoc.core.integer_layers`) that must share a partition for that: the
     op, its activation and QuantizeLinear, and each of its DequantizeLinear nodes that only
     the op reads. A DequantizeLinear that other nodes read too may run elsewhere; whoever
     runs the layer quantizes its float output back, which is exact. Layers never share

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     import argparse
 
 
+PLUGIN_ROLES: tuple[str, ...] = ("accelerator", "host")
+"""The values of ``PluginInfo.role``: see :class:`PluginInfo`."""
+
+
 @dataclass(frozen=True)
 class PluginInfo:
     """What a plugin says about itself (returned by ``byoc_plugin_info``).
@@ -36,6 +40,12 @@ class PluginInfo:
     one line for ``byoc plugins``. ``preferred_layout`` is the layout its partitions take and
     give 4-D values in at their boundaries (``"NHWC"``; byoc converts, see :mod:`byoc.layouts`),
     or None for the graph's own (NCHW).
+
+    ``role`` is one of :data:`PLUGIN_ROLES`. An ``"accelerator"`` (the default) takes part in
+    a compilation only when the user selects it. A ``"host"`` can run whatever the
+    accelerators leave, so every installed host plugin is selected by default, after the
+    user's plugins, in alphabetical order of name; the last-resort host
+    (``CompileOptions.host``, the reference interpreter) still takes what they all decline.
     """
 
     name: str
@@ -43,6 +53,12 @@ class PluginInfo:
     device: str
     description: str
     preferred_layout: str | None = None
+    role: str = "accelerator"
+
+    def __post_init__(self) -> None:
+        if self.role not in PLUGIN_ROLES:
+            raise PluginError(f"plugin {self.name!r} declares the role {self.role!r} in its "
+                              f"PluginInfo; the roles are {', '.join(PLUGIN_ROLES)}")
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,11 @@ def byoc_plugin_info() -> PluginInfo:
     and shown by ``byoc plugins``), so it must be cheap and must not touch the device.
 
     :returns: A :class:`byoc.plugins.api.PluginInfo` with the plugin's name, version, the
-        device it drives, a one-line description and its preferred tensor layout (or None).
+        device it drives, a one-line description, its preferred tensor layout (or None) and
+        its role: ``"accelerator"`` (the default) runs only when the user selects it;
+        ``"host"`` says the plugin can take whatever the accelerators leave, so it is
+        selected by default, after the user's plugins and before the reference host (several
+        hosts in alphabetical order of name). Any other role refuses the plugin.
 
     firstresult: called for this plugin only; its return value is the result.
     """

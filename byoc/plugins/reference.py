@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 import byoc
+from byoc.core.integer_layers import integer_plans
 from byoc.core.interpreter import Interpreter
-from byoc.core.interpreter.integer_groups import integer_plans
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.core.verify import verify
 from byoc.plugins import hookimpl

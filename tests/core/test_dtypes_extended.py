@@ -20,7 +20,7 @@ import byoc
 from byoc import artifact
 from byoc.core import dtypes
 from byoc.core.importer import import_model
-from byoc.core.interpreter.integer_groups import plan_integer_groups
+from byoc.core.integer_layers import plan_integer_groups
 from byoc.errors import ByocError
 from byoc.testing import compile_reference
 

@@ -7,8 +7,8 @@ from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
+from byoc.core.integer_layers import plan_integer_groups
 from byoc.core.interpreter import Interpreter
-from byoc.core.interpreter.integer_groups import plan_integer_groups
 
 
 def qdq_model(op, activation="Relu", bias_scale_factor=1.0, seed=0):

@@ -47,8 +47,8 @@ from byoc.compiled import (
     ModelSignature,
 )
 from byoc.conformance.check import outside_tolerance, where_different
+from byoc.core.integer_layers import plan_integer_groups
 from byoc.core.interpreter import Interpreter
-from byoc.core.interpreter.integer_groups import plan_integer_groups
 from byoc.core.interpreter.ops_conv import integer_correlate
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.plugins.manager import default_manager

@@ -6,8 +6,9 @@ from typing import Mapping
 
 import numpy as np
 
+from byoc.core.integer_layers import plan_integer_groups
 from byoc.core.interpreter.base import OpImpl, lookup
-from byoc.core.interpreter.integer_groups import plan_integer_groups
+from byoc.core.interpreter.integer_groups import integer_evaluator
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.errors import ExecutionError, InputError, UnsupportedOpError, describe_node
 
@@ -55,7 +56,7 @@ class Interpreter:
     """Runs a verified graph node by node. Node implementations are built once.
 
     Quantized Conv/MatMul/Gemm groups run as the integer operations they stand for (see
-    :mod:`byoc.core.interpreter.integer_groups`); everything else runs node by node.
+    :mod:`byoc.core.integer_layers`); everything else runs node by node.
     """
 
     def __init__(self, graph: Graph) -> None:
@@ -63,6 +64,8 @@ class Interpreter:
         self._integer_groups = plan_integer_groups(graph)
         self._replaced = {node.name for group in self._integer_groups.values()
                           for node in group.replaced_nodes}
+        self._integer_evaluators = {name: integer_evaluator(group.layer)
+                                    for name, group in self._integer_groups.items()}
         self._impls = [
             make_impl(node, [graph.types.get(o) for o in node.outputs],
                       graph.opsets.get(node.domain or "", 0))
@@ -81,9 +84,9 @@ class Interpreter:
         for node, impl in zip(self.graph.nodes, self._impls):
             if node.name in self._replaced:
                 continue
-            integer_group = self._integer_groups.get(node.name)
-            if integer_group is not None:
-                env[node.outputs[0]] = integer_group.evaluate(env)
+            evaluate_in_integers = self._integer_evaluators.get(node.name)
+            if evaluate_in_integers is not None:
+                env[node.outputs[0]] = evaluate_in_integers(env)
                 continue
             results = execute(impl, [env[name] if name else None for name in node.inputs])
             env.update((name, array) for name, array in zip(node.outputs, results) if name)

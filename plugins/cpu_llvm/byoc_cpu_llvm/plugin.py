@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from byoc.core.integer_layers import integer_plans
 from byoc.core.interpreter import registered_ops
-from byoc.core.interpreter.integer_groups import integer_plans
 from byoc.core.ir import Graph, Node
 from byoc.errors import PluginError
 from byoc.partition.int8_patterns import make_qdq_pattern
@@ -35,7 +35,8 @@ def byoc_plugin_info() -> PluginInfo:
     host = host_target()
     return PluginInfo(name=NAME, version=__version__,
                       device=f"host CPU ({host.cpu}, {host.vector_bits}-bit vectors)",
-                      description="LLVM IR generated with llvmlite, JIT-compiled for this CPU")
+                      description="LLVM IR generated with llvmlite, JIT-compiled for this CPU",
+                      role="host")
 
 
 def _check(match, graph: Graph):
@@ -65,7 +66,7 @@ def _dtype_refusal(node: Node, graph: Graph) -> str | None:
 
 def _check_qdq(match, graph: Graph):
     """Take exactly the QDQ groups the reference evaluates as integer operations (see
-    byoc.core.interpreter.integer_groups) and that the integer kernels handle."""
+    byoc.core.integer_layers) and that the integer kernels handle."""
     plan = integer_plans(graph).get(match.captured["quantize"].name)
     if plan is None or plan.group.op is not match.captured["op"]:
         return Decline("the reference gives this group float semantics (it is not in the "

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from byoc.core.interpreter.integer_groups import IntegerGroup, integer_plans
+from byoc.core.integer_layers import IntegerGroup, integer_plans
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.kernels.int8_product import INT8_TYPES, overflow_refusal
 from byoc_cpu_llvm.kernels.qconv import conv_refusal, lower_conv_product

@@ -7,7 +7,7 @@ with that reason, and lowering runs the same function again, so the two cannot d
 
 - :class:`ConvLayer`: Conv (group 1 or depthwise) and Gemm/MatMul (a 1x1 convolution over
   the rows), with the integer meaning the reference gives them
-  (:class:`byoc.core.interpreter.integer_groups.IntegerLayer`);
+  (:class:`byoc.core.integer_layers.IntegerLayer`);
 - :class:`PoolLayer`: MaxPool, AveragePool, GlobalAveragePool;
 - :class:`AddLayer`: Add of two int8 tensors of the same shape;
 - :class:`FlattenLayer`: Flatten that leaves the bytes as they are (no command: its output
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from byoc.core.interpreter.integer_groups import IntegerLayer, activation_range, integer_plans
+from byoc.core.integer_layers import IntegerLayer, activation_range, integer_plans
 from byoc.core.interpreter.window import plan as plan_window
 from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup, find_qdq_groups

@@ -3,7 +3,7 @@
 This function is the unit's definition. The simulator's CONV2D and DEPTHWISE_CONV2D use it,
 and the unit's RTL is tested against it. It is byoc's requantization
 (:func:`byoc.quantization.requantize`), which the reference gives a quantized layer
-(:class:`byoc.core.interpreter.integer_groups.IntegerLayer`)::
+(:class:`byoc.core.integer_layers.IntegerLayer`)::
 
     y = clamp(round_half_even(float32(acc) * multiplier) + zero_point, qmin, qmax)
 

@@ -1,7 +1,7 @@
 """From a partition's int8 layers to generator layers: checks, packing and layouts.
 
 The integer meaning of each layer comes from byoc's core
-(:class:`byoc.core.interpreter.integer_groups.IntegerLayer`): QDQ groups as the reference
+(:class:`byoc.core.integer_layers.IntegerLayer`): QDQ groups as the reference
 interpreter evaluates them, and QLinearConv / QLinearMatMul. :func:`layer_refusal` says why
 the accelerator cannot run one (the pattern checks give it as the decline reason);
 :func:`lower_layers` turns the layers of a partition into :class:`generator.Layer` objects
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from byoc.core.interpreter.integer_groups import IntegerLayer, activation_range
+from byoc.core.integer_layers import IntegerLayer, activation_range
 from byoc.core.interpreter.window import plan as plan_window
 from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup

@@ -2,7 +2,7 @@
 
 vta_sim claims int8 convolution and matrix-product layers, in onnxruntime's QDQ form and as
 QLinearConv / QLinearMatMul, when they have the integer meaning the reference gives them
-(see :mod:`byoc.core.interpreter.integer_groups`) and fit the accelerator (see
+(see :mod:`byoc.core.integer_layers`) and fit the accelerator (see
 :func:`byoc_vta_sim.lower.layer_refusal`). Everything else stays on the host.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from byoc.core.interpreter.integer_groups import (
+from byoc.core.integer_layers import (
     IntegerLayer,
     integer_plans,
     qlinear_layer,

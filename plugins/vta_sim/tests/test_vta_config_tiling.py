@@ -138,7 +138,7 @@ def test_gemm_kernels_cover_every_product_once_without_hazards(tile):
 
 def test_cycle_estimate_of_a_stream_is_bounded_by_its_parts():
     import byoc
-    from byoc.core.interpreter.integer_groups import integer_plans
+    from byoc.core.integer_layers import integer_plans
     from byoc.testing import qdq_layer_model
     from byoc_vta_sim.generator import generate
     from byoc_vta_sim.lower import lower_layers
