@@ -35,7 +35,7 @@ from byoc.inputs import (
 )
 from byoc.pipeline import FallbackWarning
 from byoc.plugins.api import CliCommand
-from byoc.plugins.manager import LoadedPlugin, PluginManager, hook_signature
+from byoc.plugins.manager import LoadedPlugin, PluginManager, declarations, repeated
 from byoc.summary import format_profile, format_summary
 
 BUILTIN_COMMANDS = ("show", "run", "compile", "ops", "plugins", "new-plugin")
@@ -87,17 +87,9 @@ def plugin_commands(manager: PluginManager | None = None) -> PluginCommands:
 
 
 def _commands_of(manager: PluginManager, plugin: LoadedPlugin) -> list[CliCommand]:
-    commands = manager.call(plugin.name, "byoc_cli_commands")
-    if commands is None:
-        return []
-    if not isinstance(commands, (list, tuple)) or \
-            not all(isinstance(c, CliCommand) for c in commands):
-        raise PluginError(f"plugin {plugin.name!r} (from {plugin.origin}): byoc_cli_commands "
-                          f"returned {commands!r:.80}, expected a list of "
-                          f"byoc.plugins.api.CliCommand; expected signature: "
-                          f"{hook_signature('byoc_cli_commands')}")
-    names = [c.name for c in commands]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    commands = declarations(manager.call(plugin.name, "byoc_cli_commands"), CliCommand,
+                            "byoc_cli_commands", plugin.name, plugin.origin)
+    twice = repeated([c.name for c in commands])
     if twice:
         raise PluginError(f"plugin {plugin.name!r} (from {plugin.origin}) adds more than one "
                           f"command named {', '.join(map(repr, twice))}; names must be unique")

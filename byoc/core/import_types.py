@@ -148,7 +148,7 @@ class NodeTyping:
     def size_deciding_inputs(self, node: Node, opset: int) -> list[tuple[str, str, bool]]:
         """(value, ONNX input name, whether its values decide the output size) per input of
         a node whose OpImpl names such inputs in ``output_size_depends_on``; [] otherwise."""
-        deciding = getattr(lookup(node.domain, node.op_type), "output_size_depends_on", ())
+        deciding = lookup(node.domain, node.op_type).output_size_depends_on
         if not deciding:
             return []
         formal = [p.name for p in onnx.defs.get_schema(node.op_type, opset, node.domain).inputs]

@@ -46,6 +46,26 @@ def hook_signature(hook_name: str) -> str:
     return f"{hook_name}({params}){returns}"
 
 
+def declarations(result: Any, item_type: type, hook_name: str, plugin: str,
+                 origin: str) -> list:
+    """A hook's list of ``item_type`` declarations (None counts as none), or a PluginError
+    naming the plugin, what it returned and the hook's signature."""
+    if result is None:
+        return []
+    if not isinstance(result, (list, tuple)) or \
+            not all(isinstance(item, item_type) for item in result):
+        raise PluginError(
+            f"plugin {plugin!r} (from {origin}): {hook_name} returned {result!r:.80}, expected "
+            f"a list of byoc.plugins.api.{item_type.__name__}; expected signature: "
+            f"{hook_signature(hook_name)}")
+    return list(result)
+
+
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def _closest_hook(name: str) -> str:
     matches = difflib.get_close_matches(name, HOOK_NAMES, n=1, cutoff=0.0)
     return matches[0] if matches else HOOK_NAMES[0]
@@ -160,17 +180,10 @@ class PluginManager:
         return loaded
 
     def _custom_ops_of(self, plugin: Any, name: str, origin: str) -> tuple[CustomOp, ...]:
-        custom_ops = self._call_object(plugin, name, "byoc_import_custom_ops", {})
-        if custom_ops is None:
-            return ()
-        if not isinstance(custom_ops, (list, tuple)) or \
-                not all(isinstance(op, CustomOp) for op in custom_ops):
-            raise PluginError(
-                f"plugin {name!r} (from {origin}): byoc_import_custom_ops returned "
-                f"{custom_ops!r:.80}, expected a list of byoc.plugins.api.CustomOp; expected "
-                f"signature: {hook_signature('byoc_import_custom_ops')}")
-        names = [op.qualified_name for op in custom_ops]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        custom_ops = declarations(
+            self._call_object(plugin, name, "byoc_import_custom_ops", {}), CustomOp,
+            "byoc_import_custom_ops", name, origin)
+        twice = repeated([op.qualified_name for op in custom_ops])
         if twice:
             raise PluginError(f"plugin {name!r} (from {origin}) declares {', '.join(twice)} "
                               f"more than once in byoc_import_custom_ops; declare each op once")

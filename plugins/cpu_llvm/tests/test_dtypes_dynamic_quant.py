@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cpu_llvm_checks import run_both
 from onnx import helper
 
 import byoc
 from byoc.core.dtypes import to_onnx
-from byoc.testing import compile_reference, make_model
+from byoc.testing import make_model
 
 THREADS = [1, 3]
 
@@ -25,26 +26,6 @@ def model_of(nodes, feeds, outputs, initializers=None, opset=17):
     return make_model(nodes, [(n, to_onnx(a.dtype), list(a.shape)) for n, a in feeds.items()],
                       [(n, to_onnx(d), list(s)) for n, (d, s) in outputs.items()],
                       initializers=initializers, opset=opset)
-
-
-def run_both(model, feeds, threads, rtol=0.0, atol=0.0):
-    ours = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
-        "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
-    assert ours.parts and all(p.plugin == "cpu_llvm" for p in ours.parts), \
-        [p.plugin for p in ours.parts]
-    expected = compile_reference(model).run(feeds)
-    got = ours.run(feeds)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert got[key].dtype == expected[key].dtype, key
-        assert got[key].shape == expected[key].shape, key
-        if rtol or atol:
-            np.testing.assert_allclose(got[key].astype(np.float64),
-                                       expected[key].astype(np.float64), rtol=rtol, atol=atol,
-                                       err_msg=key)
-        else:
-            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-    return got
 
 
 def declines(model, reason_part: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from cpu_llvm_checks import run_both
 from onnx import TensorProto, helper
 
 import byoc
@@ -16,7 +17,7 @@ from byoc.compiled import FallbackWarning
 from byoc.core.dtypes import to_onnx
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.errors import ByocError
-from byoc.testing import compile_reference, make_model
+from byoc.testing import make_model
 from byoc_cpu_llvm.kernels import supports
 
 THREADS = [1, 2]
@@ -47,26 +48,6 @@ def tolerance(dtype) -> dict:
     if np.issubdtype(dtype, np.floating):
         return {"rtol": 1e-5, "atol": 1e-6}
     return {}
-
-
-def run_both(model, feeds, threads, rtol=0.0, atol=0.0):
-    ours = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
-        "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
-    assert ours.parts and all(p.plugin == "cpu_llvm" for p in ours.parts), \
-        [(p.plugin, p.ops) for p in ours.parts]
-    expected = compile_reference(model).run(feeds)
-    got = ours.run(feeds)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert got[key].dtype == expected[key].dtype, key
-        assert got[key].shape == expected[key].shape, key
-        if rtol or atol:
-            np.testing.assert_allclose(got[key].astype(np.float64),
-                                       expected[key].astype(np.float64), rtol=rtol, atol=atol,
-                                       err_msg=key)
-        else:
-            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-    return got
 
 
 def check(op, feeds, threads, initializers=None, inputs=None, opset=18, tol=None, **attrs):

@@ -1,0 +1,31 @@
+"""Checks shared by cpu_llvm's test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import byoc
+from byoc.testing import compile_reference
+
+
+def run_both(model, feeds, threads, rtol=0.0, atol=0.0):
+    """Compile ``model`` for cpu_llvm alone (every node must be taken) on ``threads``, run it
+    and the reference on ``feeds``, and compare: dtypes and shapes equal, values within
+    ``rtol``/``atol`` (exactly equal when both are 0). Returns cpu_llvm's outputs."""
+    ours = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
+        "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+    assert ours.parts and all(p.plugin == "cpu_llvm" for p in ours.parts), \
+        [(p.plugin, p.ops) for p in ours.parts]
+    expected = compile_reference(model).run(feeds)
+    got = ours.run(feeds)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype, key
+        assert got[key].shape == expected[key].shape, key
+        if rtol or atol:
+            np.testing.assert_allclose(got[key].astype(np.float64),
+                                       expected[key].astype(np.float64), rtol=rtol, atol=atol,
+                                       err_msg=key)
+        else:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    return got
