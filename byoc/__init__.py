@@ -9,8 +9,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
 
-from byoc.api import compile, import_model, load  # noqa: E402
 from byoc.compiled import CompiledModel  # noqa: E402
 from byoc.errors import ByocError  # noqa: E402
+from byoc.user_api import compile, import_model, load  # noqa: E402
 
 __all__ = ["ByocError", "CompiledModel", "__version__", "compile", "import_model", "load"]

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
-from byoc.api import compile as compile_model
 from byoc.compiled import CompiledModel
 from byoc.errors import ShapeInferenceError
+from byoc.user_api import compile as compile_model
 
 
 class ByocRep(BackendRep):

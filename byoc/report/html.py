@@ -2,7 +2,7 @@
 
 The page has no external resources: its stylesheet and script are package data
 (``static/report.css``, ``static/report.js``) embedded in every page. The graph is laid out by
-Graphviz (``dot -Tsvg``) when it is on PATH and by :mod:`byoc.report.layout` otherwise (or
+Graphviz (``dot -Tsvg``) when it is on PATH and by :mod:`byoc.report.graph_drawing` otherwise (or
 when dot fails). Either way every node is an SVG group
 ``<g id="node-<index>" class="node part-<k>">`` whose ``<title>`` is its explanation (shown on
 hover); clicking it fills the side panel from a JSON block, through ``textContent`` only, so
@@ -29,7 +29,7 @@ from byoc.errors import ByocError
 from byoc.layouts import LayoutPlan
 from byoc.partition.partitioner import NodeExplanation, PartitionPlan
 from byoc.plugins.api import Partition
-from byoc.report import layout as layered
+from byoc.report import graph_drawing as layered
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f")

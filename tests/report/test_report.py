@@ -17,7 +17,12 @@ from byoc.core.ir import Graph, Node, TensorType
 from byoc.core.passes import optimize
 from byoc.partition.partitioner import PluginClaims, partition_graph
 from byoc.partition.patterns import make_conv_pattern, make_op_pattern
-from byoc.report import export_partitioned_onnx, layout, write_html_report, write_partitioned_onnx
+from byoc.report import (
+    export_partitioned_onnx,
+    graph_drawing,
+    write_html_report,
+    write_partitioned_onnx,
+)
 from byoc.report.html import HOST_COLOUR, PALETTE, plugin_colours, render_html_report
 
 EVIL = '<script>alert("x")</script>&'
@@ -180,13 +185,13 @@ def assert_layout_sound(drawing, dag):
 
 
 def test_layout_places_every_vertex_apart_with_edges_going_down(graph):
-    dag = layout.graph_dag(graph)
+    dag = graph_drawing.graph_dag(graph)
     assert dag.vertices[0] == "input:x" and dag.vertices[-1] == "output:y"
-    assert (layout.node_key(0), layout.node_key(1)) in dag.edges
-    assert dag.edges[(layout.node_key(2), layout.node_key(3))] == ["s"]
-    drawing = layout.layered_layout(dag, {v: (90.0, 30.0) for v in dag.vertices})
+    assert (graph_drawing.node_key(0), graph_drawing.node_key(1)) in dag.edges
+    assert dag.edges[(graph_drawing.node_key(2), graph_drawing.node_key(3))] == ["s"]
+    drawing = graph_drawing.layered_layout(dag, {v: (90.0, 30.0) for v in dag.vertices})
     assert_layout_sound(drawing, dag)
-    assert sorted(drawing.layers[2]) == [layout.node_key(1), layout.node_key(2)]
+    assert sorted(drawing.layers[2]) == [graph_drawing.node_key(1), graph_drawing.node_key(2)]
 
 
 def test_layout_routes_long_edges_through_their_layers():
@@ -197,16 +202,16 @@ def test_layout_routes_long_edges_through_their_layers():
              Node("Add", ["d", "e"], ["f"], name="f")]
     graph = Graph("g", nodes, ["x"], ["f"], {v: t for v in "xabcdefk"},
                   {"k": np.zeros(2, np.float32)})
-    dag = layout.graph_dag(graph)
-    drawing = layout.layered_layout(dag, {v: (70.0, 30.0) for v in dag.vertices})
+    dag = graph_drawing.graph_dag(graph)
+    drawing = graph_drawing.layered_layout(dag, {v: (70.0, 30.0) for v in dag.vertices})
     assert_layout_sound(drawing, dag)
     layer = {k: p.layer for k, p in drawing.placements.items()}
     # the node reading only a constant sits right above its consumer, not at the top
-    assert layer[layout.node_key(4)] == layer[layout.node_key(5)] - 1
-    skip = next(r for r in drawing.routes if r.target == layout.node_key(3)
-                and r.source == layout.node_key(0))
+    assert layer[graph_drawing.node_key(4)] == layer[graph_drawing.node_key(5)] - 1
+    skip = next(r for r in drawing.routes if r.target == graph_drawing.node_key(3)
+                and r.source == graph_drawing.node_key(0))
     assert len(skip.points) == 4  # two dummies, beside b and c
-    assert skip.points[1][0] != drawing.placements[layout.node_key(1)].x
+    assert skip.points[1][0] != drawing.placements[graph_drawing.node_key(1)].x
 
 
 # -- ONNX --------------------------------------------------------------------------------------
@@ -280,8 +285,8 @@ def test_resnet18_report_and_export(zoo_dir, tmp_path):
     assert text.count('class="node ') >= len(graph.nodes)
     assert all(html.escape(n.name) in text for n in graph.nodes)
 
-    dag = layout.graph_dag(graph)
-    drawing = layout.layered_layout(dag, {v: (120.0, 38.0) for v in dag.vertices})
+    dag = graph_drawing.graph_dag(graph)
+    drawing = graph_drawing.layered_layout(dag, {v: (120.0, 38.0) for v in dag.vertices})
     assert_layout_sound(drawing, dag)
     assert max(len(row) for row in drawing.layers) <= 4  # a chain of blocks, drawn narrow
 

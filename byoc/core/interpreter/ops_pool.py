@@ -9,7 +9,7 @@ from byoc.core.interpreter import window as win
 from byoc.core.interpreter.base import OpImpl, register
 
 
-def accumulation_dtype(dtype: np.dtype) -> np.dtype:
+def pool_sum_dtype(dtype: np.dtype) -> np.dtype:
     """float16 sums lose too much precision; they are taken in float32."""
     return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
@@ -87,7 +87,7 @@ class AveragePool(OpImpl):
         window = pool_window(x, kernel_shape, "AveragePool", strides=strides,
                              dilations=dilations, pads=pads, auto_pad=auto_pad,
                              ceil_mode=ceil_mode)
-        dtype = accumulation_dtype(x.dtype)
+        dtype = pool_sum_dtype(x.dtype)
         padded = win.pad_for_windows(x.astype(dtype, copy=False), window, 0)
         total = np.zeros(x.shape[:2] + window.out_shape, dtype)
         for view in win.taps(padded, window):
@@ -146,7 +146,7 @@ class LpPool(OpImpl):
             pads=None, strides=None):
         window = pool_window(x, kernel_shape, "LpPool", strides=strides, dilations=dilations,
                              pads=pads, auto_pad=auto_pad, ceil_mode=ceil_mode)
-        dtype = accumulation_dtype(x.dtype)
+        dtype = pool_sum_dtype(x.dtype)
         powers = np.abs(x.astype(dtype)) ** np.asarray(p, dtype)
         padded = win.pad_for_windows(powers, window, 0)
         total = np.zeros(x.shape[:2] + window.out_shape, dtype)
@@ -164,7 +164,7 @@ class GlobalLpPool(OpImpl):
             raise ValueError(f"GlobalLpPool's p attribute must be positive; got {p}")
 
     def run(self, x, p=2):
-        dtype = accumulation_dtype(x.dtype)
+        dtype = pool_sum_dtype(x.dtype)
         spatial = tuple(range(2, x.ndim))
         total = np.sum(np.abs(x.astype(dtype)) ** np.asarray(p, dtype), axis=spatial,
                        keepdims=True)
@@ -225,7 +225,7 @@ class LRN(OpImpl):
     def run(self, x, alpha=0.0001, beta=0.75, bias=1.0, size=None):
         if size is None or size < 1:
             raise ValueError(f"LRN needs a positive size attribute; got {size}")
-        dtype = accumulation_dtype(x.dtype)
+        dtype = pool_sum_dtype(x.dtype)
         squares = np.square(x.astype(dtype))
         before, after = (size - 1) // 2, size // 2
         padded = np.pad(squares, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))

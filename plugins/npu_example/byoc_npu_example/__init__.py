@@ -1,7 +1,7 @@
 """byoc example plugin for a layer-level int8 NPU.
 
 The NPU runs whole quantized layers, one command each, over tensors in its DRAM: the host
-hands it a command stream (:mod:`byoc_npu_example.commands`, the format), a blob of packed
+hands it a command stream (:mod:`byoc_npu_example.command_stream`, the format), a blob of packed
 weights and the addresses of its inputs and outputs. The software side is split in the
 roles every byoc backend has:
 

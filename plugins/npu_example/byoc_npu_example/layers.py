@@ -24,7 +24,7 @@ from byoc.core.integer_layers import IntegerLayer, activation_range, integer_pla
 from byoc.core.interpreter.window import plan as plan_window
 from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup, find_qdq_groups
-from byoc_npu_example.commands import PoolMode, Window
+from byoc_npu_example.command_stream import PoolMode, Window
 from byoc_npu_example.config import CONFIG, NpuConfig
 
 INT8_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))

@@ -23,7 +23,14 @@ import numpy as np
 from byoc.core.ir import Graph, Node
 from byoc.errors import PluginError
 from byoc.plugins.api import Partition
-from byoc_npu_example.commands import Conv2d, DepthwiseConv2d, EltwiseAdd, Pool, Program, TensorDesc
+from byoc_npu_example.command_stream import (
+    Conv2d,
+    DepthwiseConv2d,
+    EltwiseAdd,
+    Pool,
+    Program,
+    TensorDesc,
+)
 from byoc_npu_example.config import CONFIG, NpuConfig
 from byoc_npu_example.layers import (
     AddLayer,

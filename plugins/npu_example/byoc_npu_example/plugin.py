@@ -26,7 +26,7 @@ from byoc.partition.patterns import Accept, Decline, Pattern, const, op, wildcar
 from byoc.plugins import hookimpl
 from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
 from byoc_npu_example import __version__
-from byoc_npu_example.commands import encode
+from byoc_npu_example.command_stream import encode
 from byoc_npu_example.config import CONFIG
 from byoc_npu_example.layers import POOL_OPS, npu_layer, qdq_groups, quant_of
 from byoc_npu_example.lower import Lowered, lower_partition

@@ -14,7 +14,7 @@ import numpy as np
 
 from byoc.errors import PluginError
 from byoc.plugins.api import PartitionSignature, Payload
-from byoc_npu_example.commands import FormatError, decode
+from byoc_npu_example.command_stream import FormatError, decode
 from byoc_npu_example.sim import Simulator, dequantize, quantize
 
 

@@ -24,7 +24,7 @@ from collections import Counter
 import numpy as np
 
 from byoc import quantization
-from byoc_npu_example.commands import (
+from byoc_npu_example.command_stream import (
     Conv2d,
     DepthwiseConv2d,
     EltwiseAdd,

@@ -10,7 +10,7 @@ from onnx import helper
 
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.quantization import requantize as reference_requantize
-from byoc_npu_example.commands import (
+from byoc_npu_example.command_stream import (
     Conv2d,
     DepthwiseConv2d,
     EltwiseAdd,

@@ -10,7 +10,7 @@ import pytest
 import byoc
 from byoc.plugins.api import PartitionSignature
 from byoc.testing import compile_reference, zoo_module
-from byoc_npu_example.commands import decode
+from byoc_npu_example.command_stream import decode
 
 INT8_MODELS = ["cnn_int8", "mobilenet_int8", pytest.param("resnet18_int8",
                                                            marks=pytest.mark.slow)]

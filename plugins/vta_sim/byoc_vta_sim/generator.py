@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from byoc_vta_sim.config import VtaConfig
+from byoc_vta_sim.dram_layout import ActivationLayout
 from byoc_vta_sim.isa import (
     AluInsn,
     AluOp,
@@ -43,7 +44,6 @@ from byoc_vta_sim.isa import (
     encode_stream,
 )
 from byoc_vta_sim.kernels import TileGeometry, gemm_kernel, single_uop
-from byoc_vta_sim.layout import ActivationLayout
 from byoc_vta_sim.tiling import (
     PARAMS_PER_BLOCK,
     ConvShape,

@@ -20,8 +20,8 @@ from byoc.core.interpreter.window import plan as plan_window
 from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup
 from byoc_vta_sim.config import VtaConfig
+from byoc_vta_sim.dram_layout import ActivationLayout, int8_offset, pack_weights
 from byoc_vta_sim.generator import AddLayer, Layer
-from byoc_vta_sim.layout import ActivationLayout, int8_offset, pack_weights
 from byoc_vta_sim.requant import mulshr, mulshr_operand
 from byoc_vta_sim.tiling import ConvShape, Tiling, choose_tiling
 

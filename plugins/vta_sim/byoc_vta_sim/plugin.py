@@ -29,7 +29,7 @@ from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
 from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
 from byoc_vta_sim import __version__
-from byoc_vta_sim.commands import cli_commands
+from byoc_vta_sim.cli_tools import cli_commands
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import GenerationError, Program, generate
 from byoc_vta_sim.isa import decode_stream

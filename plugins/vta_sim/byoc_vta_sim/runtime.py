@@ -22,8 +22,8 @@ from byoc.errors import PluginError
 from byoc.plugins.api import PartitionSignature, Payload
 from byoc.quantization import quantize
 from byoc_vta_sim.config import VtaConfig, config_from_dict
+from byoc_vta_sim.dram_layout import ActivationLayout
 from byoc_vta_sim.isa import decode_stream
-from byoc_vta_sim.layout import ActivationLayout
 from byoc_vta_sim.sim import Simulator
 
 TARGETS = ("sim", "rtl", "cosim")

@@ -12,7 +12,7 @@ import pytest
 from byoc import cli
 from byoc.plugins import PluginInfo, hookimpl
 from byoc.plugins import manager as manager_module
-from byoc_vta_sim.commands import cli_commands
+from byoc_vta_sim.cli_tools import cli_commands
 from byoc_vta_sim.disasm import disassemble, format_insn, format_uop
 from byoc_vta_sim.isa import (
     AluInsn,

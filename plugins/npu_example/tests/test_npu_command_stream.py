@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from byoc_npu_example.commands import (
+from byoc_npu_example.command_stream import (
     COMMAND_HEAD,
     DESCRIPTOR,
     HEADER,
