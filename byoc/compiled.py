@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from byoc import __version__, artifact
+from byoc import artifact
 from byoc.core import dtypes
 from byoc.core.dynamic_tail import TAIL_HOST, DynamicTail
 from byoc.core.interpreter.runner import check_signature
@@ -33,6 +33,7 @@ from byoc.errors import ArtifactError, ByocError, ExecutionError
 from byoc.layouts import GRAPH_LAYOUT, LayoutEnv, LayoutPlan, check_layout, plan_conversions
 from byoc.plugins.api import PartitionSignature, Payload, Runtime, runtime_counters
 from byoc.plugins.manager import PluginManager, default_manager
+from byoc.version import __version__
 
 if TYPE_CHECKING:
     from byoc.partition.partitioner import PartitionPlan
