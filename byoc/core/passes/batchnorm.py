@@ -44,42 +44,53 @@ def fold_batchnorm(graph: Graph) -> int:
     return folded
 
 
-def _constant_or_none(graph: Graph, node: Node, index: int) -> np.ndarray | None | bool:
-    """The constant at input ``index``; None when omitted; False when not a constant."""
-    if index >= len(node.inputs) or not node.inputs[index]:
+def _constant_weight_and_bias(graph: Graph, node: Node):
+    """``node``'s weight (input 1) and bias (input 2, None when omitted) when both are
+    constants, else None: only constants can absorb the normalization."""
+    def constant(index: int):
+        if index >= len(node.inputs) or not node.inputs[index]:
+            return None
+        name = node.inputs[index]
+        return graph.constants[name] if graph.is_constant(name) else False
+
+    weight, bias = constant(1), constant(2)
+    if weight is None or weight is False or bias is False:
         return None
-    name = node.inputs[index]
-    return graph.constants[name] if graph.is_constant(name) else False
+    return weight, bias
+
+
+def _replace_weight_and_bias(graph: Graph, node: Node, weight: np.ndarray,
+                             bias: np.ndarray) -> None:
+    node.inputs = [node.inputs[0], graph.add_constant(f"{node.name}.weight_bn", weight),
+                   graph.add_constant(f"{node.name}.bias_bn", bias)]
 
 
 def _fold_into_conv(graph: Graph, conv: Node, factor: np.ndarray, shift: np.ndarray) -> bool:
-    weight = _constant_or_none(graph, conv, 1)
-    bias = _constant_or_none(graph, conv, 2)
-    if weight is None or weight is False or bias is False:
+    constants = _constant_weight_and_bias(graph, conv)
+    if constants is None:
         return False
+    weight, bias = constants
     dtype = weight.dtype
     per_channel = factor.reshape((-1,) + (1,) * (weight.ndim - 1))
     new_weight = (weight.astype(np.float64) * per_channel).astype(dtype)
     old_bias = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
     new_bias = (old_bias * factor + shift).astype(dtype)
-    conv.inputs = [conv.inputs[0], graph.add_constant(f"{conv.name}.weight_bn", new_weight),
-                   graph.add_constant(f"{conv.name}.bias_bn", new_bias)]
+    _replace_weight_and_bias(graph, conv, new_weight, new_bias)
     return True
 
 
 def _fold_into_gemm(graph: Graph, gemm: Node, factor: np.ndarray, shift: np.ndarray) -> bool:
-    weight = _constant_or_none(graph, gemm, 1)
-    bias = _constant_or_none(graph, gemm, 2)
-    if weight is None or weight is False or bias is False:
+    constants = _constant_weight_and_bias(graph, gemm)
+    if constants is None:
         return False
+    weight, bias = constants
     dtype = weight.dtype
     columns = factor[:, None] if gemm.attrs.get("transB", 0) else factor[None, :]
     new_weight = (weight.astype(np.float64) * columns).astype(dtype)
     beta = gemm.attrs.get("beta", 1.0)
     old_bias = 0.0 if bias is None else beta * bias.astype(np.float64)
     new_bias = np.asarray(old_bias * factor + shift).astype(dtype)
-    gemm.inputs = [gemm.inputs[0], graph.add_constant(f"{gemm.name}.weight_bn", new_weight),
-                   graph.add_constant(f"{gemm.name}.bias_bn", new_bias)]
+    _replace_weight_and_bias(graph, gemm, new_weight, new_bias)
     gemm.attrs["beta"] = 1.0
     return True
 
