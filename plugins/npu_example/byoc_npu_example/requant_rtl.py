@@ -31,9 +31,11 @@ RESET_CYCLES = 2
 
 
 def rtl_dir() -> Path:
-    """hw/npu of the byoc checkout this plugin runs from (or ``$BYOC_NPU_RTL``)."""
-    return locate_rtl("npu_example", Path(__file__).resolve().parents[3] / "hw" / "npu",
-                      "npu_requant.v", "BYOC_NPU_RTL")
+    """The unit's RTL: ``$BYOC_NPU_RTL`` when set, else the copy of hw/npu an installed
+    wheel carries (byoc_npu_example/rtl), else hw/npu of the checkout (editable install);
+    :mod:`byoc.cosim.locate` explains the order."""
+    return locate_rtl("npu_example", package_dir=Path(__file__).parent, design="npu",
+                      required="npu_requant.v", env="BYOC_NPU_RTL")
 
 
 def rtl_sources(root: Path | None = None) -> list[Path]:

@@ -68,9 +68,11 @@ RESET_CYCLES = 4
 
 
 def rtl_dir() -> Path:
-    """hw/vta of the byoc checkout this plugin runs from (or ``$BYOC_VTA_RTL``)."""
-    return locate_rtl("vta_sim", Path(__file__).resolve().parents[3] / "hw" / "vta",
-                      "vta_core.v", "BYOC_VTA_RTL")
+    """The accelerator's RTL: ``$BYOC_VTA_RTL`` when set, else the copy of hw/vta an
+    installed wheel carries (byoc_vta_sim/rtl), else hw/vta of the checkout (editable
+    install); :mod:`byoc.cosim.locate` explains the order."""
+    return locate_rtl("vta_sim", package_dir=Path(__file__).parent, design="vta",
+                      required="vta_core.v", env="BYOC_VTA_RTL")
 
 
 def rtl_sources(root: Path | None = None) -> list[Path]:
