@@ -16,14 +16,16 @@ from typing import Any
 import yaml
 
 from byoc.errors import PluginError
-from byoc_vta_sim.isa import verilog_defines
+from byoc_vta_sim.isa import GemmInsn, Uop, field_of, verilog_defines
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("vta_default.yaml")
 
 # The instruction encoding is VTA's, with fixed field widths (see isa.py): a buffer deeper
-# than its index fields can address cannot be used.
-MAX_DEPTH = {"uop_depth": 1 << 13, "inp_depth": 1 << 11, "wgt_depth": 1 << 10,
-             "acc_depth": 1 << 11}
+# than the field that indexes it can address cannot be used.
+MAX_DEPTH = {"uop_depth": 1 << field_of(GemmInsn, "uop_bgn").width,
+             "inp_depth": 1 << field_of(Uop, "src").width,
+             "wgt_depth": 1 << field_of(Uop, "wgt").width,
+             "acc_depth": 1 << field_of(Uop, "dst").width}
 
 
 class ConfigError(PluginError):

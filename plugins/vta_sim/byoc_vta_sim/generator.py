@@ -41,7 +41,9 @@ from byoc_vta_sim.isa import (
     Insn,
     MemInsn,
     MemType,
+    Uop,
     encode_stream,
+    encode_uops,
 )
 from byoc_vta_sim.kernels import TileGeometry, gemm_kernel, single_uop
 from byoc_vta_sim.tiling import (
@@ -245,10 +247,8 @@ def _emit_layer(em: _Emitter, layer: Layer, placed: dict) -> dict:
                 computes.append(em.add(GemmInsn(
                     reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
                     iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)))
-            geometry = TileGeometry(
-                toc, th, tw, ticb, shape.kernel_h, shape.kernel_w, shape.stride_h,
-                shape.stride_w, shape.dilation_h, shape.dilation_w, in_rows,
-                in_cols, acc_out, half * inp_half, half * wgt_half)
+            geometry = TileGeometry(shape, toc, th, tw, ticb, acc_out, half * inp_half,
+                                    half * wgt_half)
             kernel = gemm_kernel(geometry)
             if kernel is None or kernel.size > gemm_region:
                 raise GenerationError(
@@ -300,10 +300,9 @@ def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
         base, a_acc, b_acc = regions(half)
         uops += [(a_acc, base), (b_acc, base + 1), (a_acc, b_acc), (a_acc, base + 2),
                  (a_acc, half * inp_half, half * wgt_half)]
-    words = np.concatenate([single_uop(*u[:2]) if len(u) == 2 else
-                            (single_uop(u[0], u[1]) | np.uint32(u[2] << 22)) for u in uops])
+    words = encode_uops([Uop(*u) for u in uops])
     per_half = len(uops) // 2
-    em.add(em.uop_load(words.astype(np.uint32), 0))
+    em.add(em.uop_load(words, 0))
     tile = 0
     for out in output_tiles(shape, tiling):
         n, c0, tcb, h0, th, w0, tw = out.n, out.oc0, out.toc, out.oh0, out.th, out.ow0, out.tw

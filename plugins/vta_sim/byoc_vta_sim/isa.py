@@ -2,8 +2,9 @@
 
 The encoding is VTA's bit for bit (docs/vta-isa.md has the tables): 128-bit instructions
 stored as two little-endian 64-bit words, 32-bit micro-ops. Each instruction kind is a small
-frozen dataclass; its field table (name, first bit, width, signed) is data, so that encoding,
-decoding, range checks and the disassembler all read the same table.
+frozen dataclass whose fields declare their bits (``sram_base: int = _bits(10, 16)``); the
+class's field table (``FIELDS``: name, first bit, width, signed) is read off them, so that
+encoding, decoding, range checks, the disassembler and the RTL's defines all read one table.
 
 ``encode`` refuses a value that does not fit its field, naming the field; ``decode`` refuses
 an opcode, memory type or ALU operation the ISA does not define.
@@ -11,7 +12,7 @@ an opcode, memory type or ALU operation the ISA does not define.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from enum import IntEnum
 from typing import ClassVar, Iterable, Union
 
@@ -68,64 +69,72 @@ class Field:
     def hi(self) -> int:
         return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
 
-
-_HEADER = (Field("opcode", 0, 3), Field("pop_prev", 3, 1), Field("pop_next", 4, 1),
-           Field("push_prev", 5, 1), Field("push_next", 6, 1))
-_LOOP = (Field("uop_bgn", 8, 13), Field("uop_end", 21, 14), Field("iter_out", 35, 14),
-         Field("iter_in", 49, 14), Field("dst_factor_out", 64, 11),
-         Field("dst_factor_in", 75, 11), Field("src_factor_out", 86, 11),
-         Field("src_factor_in", 97, 11))
+    @property
+    def mask(self) -> int:
+        return (1 << self.width) - 1
 
 
+_OPCODE_FIELD = Field("opcode", 0, 3)
+
+
+def _bits(lsb: int, width: int, *, signed: bool = False, default=0):
+    """A dataclass field encoded in bits [lsb, lsb + width) of its word (``default=MISSING``
+    for a field the constructor requires)."""
+    return field(default=default, metadata={"bits": (lsb, width, signed)})
+
+
+def _bit_layout(cls):
+    """Class decorator, above ``@dataclass``: sets ``cls.FIELDS``, its encoded fields in bit
+    order, from the bits its dataclass fields declare (and the opcode's, for an instruction),
+    so that each field's place is written once, beside its name."""
+    declared = [Field(f.name, *f.metadata["bits"]) for f in fields(cls) if "bits" in f.metadata]
+    opcode = [_OPCODE_FIELD] if hasattr(cls, "opcode") else []
+    cls.FIELDS = tuple(sorted(opcode + declared, key=lambda f: f.lsb))
+    return cls
+
+
+@_bit_layout
 @dataclass(frozen=True)
 class _Insn:
     """Dependency flags every instruction carries (see "Dependency tokens" in the ISA doc)."""
 
-    FIELDS: ClassVar[tuple[Field, ...]] = _HEADER
+    FIELDS: ClassVar[tuple[Field, ...]]
+    OPCODE: ClassVar[Opcode]
 
-    pop_prev: int = 0
-    pop_next: int = 0
-    push_prev: int = 0
-    push_next: int = 0
+    pop_prev: int = _bits(3, 1)
+    pop_next: int = _bits(4, 1)
+    push_prev: int = _bits(5, 1)
+    push_next: int = _bits(6, 1)
 
     @property
     def opcode(self) -> Opcode:
-        raise NotImplementedError
+        return self.OPCODE
 
     def values(self) -> dict[str, int]:
         """Every encoded field's value (enums as ints)."""
-        out = {}
-        for f in self.FIELDS:
-            value = getattr(self, f.name)
-            out[f.name] = int(value)
-        return out
+        return {f.name: int(getattr(self, f.name)) for f in self.FIELDS}
 
     def with_deps(self, **flags: int) -> "Insn":
         return replace(self, **flags)
 
 
+@_bit_layout
 @dataclass(frozen=True)
 class MemInsn(_Insn):
     """LOAD or STORE: a 2-D strided DMA between DRAM and one on-chip buffer, with zero
     padding on LOAD."""
 
-    FIELDS: ClassVar[tuple[Field, ...]] = _HEADER + (
-        Field("memory_type", 7, 3), Field("sram_base", 10, 16), Field("dram_base", 26, 32),
-        Field("y_size", 64, 16), Field("x_size", 80, 16), Field("x_stride", 96, 16),
-        Field("y_pad_0", 112, 4), Field("y_pad_1", 116, 4), Field("x_pad_0", 120, 4),
-        Field("x_pad_1", 124, 4))
-
     store: bool = False
-    memory_type: MemType = MemType.INP
-    sram_base: int = 0
-    dram_base: int = 0
-    y_size: int = 0
-    x_size: int = 0
-    x_stride: int = 0
-    y_pad_0: int = 0
-    y_pad_1: int = 0
-    x_pad_0: int = 0
-    x_pad_1: int = 0
+    memory_type: MemType = _bits(7, 3, default=MemType.INP)
+    sram_base: int = _bits(10, 16)
+    dram_base: int = _bits(26, 32)
+    y_size: int = _bits(64, 16)
+    x_size: int = _bits(80, 16)
+    x_stride: int = _bits(96, 16)
+    y_pad_0: int = _bits(112, 4)
+    y_pad_1: int = _bits(116, 4)
+    x_pad_0: int = _bits(120, 4)
+    x_pad_1: int = _bits(124, 4)
 
     @property
     def opcode(self) -> Opcode:
@@ -149,70 +158,61 @@ class _LoopInsn(_Insn):
     """The loop nest GEMM and ALU share: micro-ops [uop_bgn, uop_end) run for i < iter_out,
     j < iter_in, each index offset by i * factor_out + j * factor_in."""
 
-    reset: int = 0
-    uop_bgn: int = 0
-    uop_end: int = 0
-    iter_out: int = 1
-    iter_in: int = 1
-    dst_factor_out: int = 0
-    dst_factor_in: int = 0
-    src_factor_out: int = 0
-    src_factor_in: int = 0
+    reset: int = _bits(7, 1)
+    uop_bgn: int = _bits(8, 13)
+    uop_end: int = _bits(21, 14)
+    iter_out: int = _bits(35, 14, default=1)
+    iter_in: int = _bits(49, 14, default=1)
+    dst_factor_out: int = _bits(64, 11)
+    dst_factor_in: int = _bits(75, 11)
+    src_factor_out: int = _bits(86, 11)
+    src_factor_in: int = _bits(97, 11)
 
 
+@_bit_layout
 @dataclass(frozen=True)
 class GemmInsn(_LoopInsn):
     """GEMM: acc[dst] += inp[src] x wgt[wgt]^T (or zero it with reset) over the loop nest."""
 
-    FIELDS: ClassVar[tuple[Field, ...]] = _HEADER + (Field("reset", 7, 1),) + _LOOP + (
-        Field("wgt_factor_out", 108, 10), Field("wgt_factor_in", 118, 10))
+    OPCODE = Opcode.GEMM
 
-    wgt_factor_out: int = 0
-    wgt_factor_in: int = 0
-
-    @property
-    def opcode(self) -> Opcode:
-        return Opcode.GEMM
+    wgt_factor_out: int = _bits(108, 10)
+    wgt_factor_in: int = _bits(118, 10)
 
 
+@_bit_layout
 @dataclass(frozen=True)
 class AluInsn(_LoopInsn):
     """ALU: acc[dst] = op(acc[dst], imm or acc[src]) over the loop nest."""
 
-    FIELDS: ClassVar[tuple[Field, ...]] = _HEADER + (Field("reset", 7, 1),) + _LOOP + (
-        Field("alu_op", 108, 3), Field("use_imm", 111, 1), Field("imm", 112, 16, signed=True))
+    OPCODE = Opcode.ALU
 
-    alu_op: AluOp = AluOp.ADD
-    use_imm: int = 0
-    imm: int = 0
-
-    @property
-    def opcode(self) -> Opcode:
-        return Opcode.ALU
+    alu_op: AluOp = _bits(108, 3, default=AluOp.ADD)
+    use_imm: int = _bits(111, 1)
+    imm: int = _bits(112, 16, signed=True)
 
 
+@_bit_layout
 @dataclass(frozen=True)
 class FinishInsn(_Insn):
     """FINISH: the end of the stream; raises the done flag."""
 
-    @property
-    def opcode(self) -> Opcode:
-        return Opcode.FINISH
+    OPCODE = Opcode.FINISH
 
 
 Insn = Union[MemInsn, GemmInsn, AluInsn, FinishInsn]
 
 
+@_bit_layout
 @dataclass(frozen=True)
 class Uop:
     """A micro-op: base indices into ACC (dst), INP or ACC (src) and WGT (wgt)."""
 
-    FIELDS: ClassVar[tuple[Field, ...]] = (Field("dst", 0, 11), Field("src", 11, 11),
-                                           Field("wgt", 22, 10))
+    FIELDS: ClassVar[tuple[Field, ...]]
 
-    dst: int
-    src: int = 0
-    wgt: int = 0
+    dst: int = _bits(0, 11, default=MISSING)
+    src: int = _bits(11, 11)
+    wgt: int = _bits(22, 10)
 
 
 # -- modules and token queues ------------------------------------------------------------------
@@ -276,14 +276,14 @@ def _pack(fields_: Iterable[Field], values: dict[str, int], what: str) -> int:
         if not f.lo <= value <= f.hi:
             raise IsaError(f"{what}: field {f.name}={value} does not fit in {f.width} "
                            f"{'signed ' if f.signed else ''}bits ({f.lo}..{f.hi})")
-        word |= (value & ((1 << f.width) - 1)) << f.lsb
+        word |= (value & f.mask) << f.lsb
     return word
 
 
 def _unpack(fields_: Iterable[Field], word: int) -> dict[str, int]:
     out = {}
     for f in fields_:
-        value = (word >> f.lsb) & ((1 << f.width) - 1)
+        value = (word >> f.lsb) & f.mask
         if f.signed and value >> (f.width - 1):
             value -= 1 << f.width
         out[f.name] = value
@@ -304,7 +304,7 @@ def decode_insn(data: bytes, index: int | None = None) -> Insn:
     if len(data) != INSN_BYTES:
         raise IsaError(f"{where}: an instruction is {INSN_BYTES} bytes, not {len(data)}")
     word = int.from_bytes(data, "little")
-    opcode = word & 7
+    opcode = (word >> _OPCODE_FIELD.lsb) & _OPCODE_FIELD.mask
     if opcode not in Opcode._value2member_map_:
         raise IsaError(f"{where}: opcode {opcode} is not defined (LOAD=0, STORE=1, GEMM=2, "
                        f"FINISH=3, ALU=4)")
@@ -353,8 +353,17 @@ def decode_uops(words: np.ndarray) -> list[Uop]:
 def uop_fields(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dst, src, wgt) index arrays of encoded micro-ops, vectorized."""
     words = np.asarray(words, dtype=np.uint32)
-    return ((words & 0x7FF).astype(np.int64), ((words >> 11) & 0x7FF).astype(np.int64),
-            ((words >> 22) & 0x3FF).astype(np.int64))
+    dst, src, wgt = (((words >> f.lsb) & f.mask).astype(np.int64) for f in Uop.FIELDS)
+    return dst, src, wgt
+
+
+def pack_uops(dst: np.ndarray, src: np.ndarray, wgt: np.ndarray) -> np.ndarray:
+    """Encoded micro-ops (uint32) from index arrays, vectorized: the inverse of
+    :func:`uop_fields`. Unlike :func:`encode_uops` it does not check that the indices fit."""
+    words = np.zeros(np.shape(dst), dtype=np.uint32)
+    for f, index in zip(Uop.FIELDS, (dst, src, wgt)):
+        words |= np.asarray(index).astype(np.uint32) << f.lsb
+    return words
 
 
 def expand_loop(insn: GemmInsn | AluInsn, uop_buffer: np.ndarray
@@ -383,27 +392,34 @@ def insn_fields(insn: Insn) -> list[Field]:
     return [f for f in insn.FIELDS if f.name != "opcode"]
 
 
+def field_of(kind: type, name: str) -> Field:
+    """The encoded field ``name`` of an instruction or micro-op class."""
+    return next(f for f in kind.FIELDS if f.name == name)
+
+
 def verilog_defines() -> list[str]:
     """The encoding as Verilog ``define``s for the RTL: every field's bit range
     (``VTA_MEM_SRAM_BASE`` is ``25:10``) and every opcode, memory type and ALU operation."""
-    kinds = (("INSN", _HEADER), ("MEM", MemInsn.FIELDS), ("GEMM", GemmInsn.FIELDS),
+    header = _Insn.FIELDS
+    kinds = (("INSN", header), ("MEM", MemInsn.FIELDS), ("GEMM", GemmInsn.FIELDS),
              ("ALU", AluInsn.FIELDS), ("UOP", Uop.FIELDS))
     lines = []
     for kind, table in kinds:
         for f in table:
-            if kind != "INSN" and f in _HEADER:
+            if kind != "INSN" and f in header:
                 continue
             lines.append(f"`define VTA_{kind}_{f.name.upper()} {f.lsb + f.width - 1}:{f.lsb}")
     widths = {f.name: f.width for f in (*MemInsn.FIELDS, *AluInsn.FIELDS)}
-    for enum, prefix, field in ((Opcode, "OP", "opcode"), (MemType, "MEM", "memory_type"),
-                                (AluOp, "ALU", "alu_op")):
+    for enum, prefix, name in ((Opcode, "OP", "opcode"), (MemType, "MEM", "memory_type"),
+                               (AluOp, "ALU", "alu_op")):
         for member in enum:
-            lines.append(f"`define VTA_{prefix}_{member.name} {widths[field]}'d{int(member)}")
+            lines.append(f"`define VTA_{prefix}_{member.name} {widths[name]}'d{int(member)}")
     return lines
 
 
 __all__ = ["DEP_FLAGS", "QUEUE_NAMES", "TOKEN_QUEUES", "AluInsn", "AluOp", "FinishInsn",
            "GemmInsn", "INSN_BYTES", "Insn", "IsaError", "MemInsn", "MemType", "Module", "Opcode",
            "UOP_BYTES", "Uop", "decode_insn", "decode_stream", "decode_uops", "encode_insn",
-           "encode_stream", "encode_uops", "expand_loop", "insn_fields", "uop_fields",
-           "verilog_defines"]
+           "encode_stream", "encode_uops", "expand_loop", "field_of", "insn_fields",
+           "pack_uops",
+           "uop_fields", "verilog_defines"]

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from byoc_vta_sim.isa import GemmInsn, Uop, encode_uops
+from byoc_vta_sim.isa import GemmInsn, Uop, encode_uops, field_of, pack_uops
+from byoc_vta_sim.tiling import ConvShape
 
-# Widths of the loop fields (isa.GemmInsn's field table).
-MAX_ITER = (1 << 14) - 1
-MAX_FACTOR = {"dst": (1 << 11) - 1, "src": (1 << 11) - 1, "wgt": (1 << 10) - 1}
+# The largest loop count and index steps the GEMM instruction's loop fields hold.
+MAX_ITER = min(field_of(GemmInsn, name).hi for name in ("iter_out", "iter_in"))
+MAX_FACTOR = {index: min(field_of(GemmInsn, f"{index}_factor_{loop}").hi for loop in ("out", "in"))
+              for index in ("dst", "src", "wgt")}
 
 
 @dataclass(frozen=True)
@@ -41,35 +43,31 @@ class Dim:
 
 @dataclass(frozen=True)
 class TileGeometry:
-    """One tile as the GEMM sees it, with buffer base indices."""
+    """One tile of the layer ``shape`` (which gives the kernel window) as the GEMM sees it:
+    toc output-channel blocks of th x tw pixels summed over ticb input-channel blocks, with
+    buffer base indices. Each input-channel block of the tile's input is
+    ``shape.in_extent(th, tw)`` rows by columns in the INP buffer."""
 
+    shape: ConvShape
     toc: int
     th: int
     tw: int
     ticb: int
-    kernel_h: int
-    kernel_w: int
-    stride_h: int
-    stride_w: int
-    dilation_h: int
-    dilation_w: int
-    in_rows: int
-    in_cols: int
     acc_base: int
     inp_base: int
     wgt_base: int
 
     def dims(self) -> list[Dim]:
+        shape = self.shape
+        in_rows, in_cols = shape.in_extent(self.th, self.tw)
         pixels = self.th * self.tw
-        taps = self.kernel_h * self.kernel_w
-        plane = self.in_rows * self.in_cols
         return [
-            Dim("icb", self.ticb, 0, plane, taps, False),
-            Dim("kh", self.kernel_h, 0, self.dilation_h * self.in_cols, self.kernel_w, False),
-            Dim("kw", self.kernel_w, 0, self.dilation_w, 1, False),
-            Dim("oc", self.toc, pixels, 0, self.ticb * taps, True),
-            Dim("oh", self.th, self.tw, self.stride_h * self.in_cols, 0, True),
-            Dim("ow", self.tw, 1, self.stride_w, 0, True),
+            Dim("icb", self.ticb, 0, in_rows * in_cols, shape.taps, False),
+            Dim("kh", shape.kernel_h, 0, shape.dilation_h * in_cols, shape.kernel_w, False),
+            Dim("kw", shape.kernel_w, 0, shape.dilation_w, 1, False),
+            Dim("oc", self.toc, pixels, 0, self.ticb * shape.taps, True),
+            Dim("oh", self.th, self.tw, shape.stride_h * in_cols, 0, True),
+            Dim("ow", self.tw, 1, shape.stride_w, 0, True),
         ]
 
 
@@ -113,16 +111,14 @@ def gemm_kernel(tile: TileGeometry) -> GemmKernel | None:
     dst = tile.acc_base + sum(g * d.dst for g, d in zip(grids, uop_dims))
     src = tile.inp_base + sum(g * d.src for g, d in zip(grids, uop_dims))
     wgt = tile.wgt_base + sum(g * d.wgt for g, d in zip(grids, uop_dims))
-    dst, src, wgt = (np.asarray(a).ravel() for a in (dst, src, wgt))
-    words = (dst.astype(np.uint32) | (src.astype(np.uint32) << 11)
-             | (wgt.astype(np.uint32) << 22))
+    words = pack_uops(*(np.asarray(a).ravel() for a in (dst, src, wgt)))
     outer = loops[0] if len(loops) > 0 else Dim("-", 1, 0, 0, 0, False)
     inner = loops[1] if len(loops) > 1 else Dim("-", 1, 0, 0, 0, False)
     insn = GemmInsn(iter_out=outer.size, iter_in=inner.size,
                     dst_factor_out=outer.dst, dst_factor_in=inner.dst,
                     src_factor_out=outer.src, src_factor_in=inner.src,
                     wgt_factor_out=outer.wgt, wgt_factor_in=inner.wgt)
-    return GemmKernel(words.astype(np.uint32), insn)
+    return GemmKernel(words, insn)
 
 
 def single_uop(dst: int, src: int = 0) -> np.ndarray:

@@ -121,10 +121,10 @@ def test_no_tiling_when_one_window_cannot_fit():
     dict(toc=1, th=2, tw=2, ticb=2, kernel_h=3, kernel_w=3),
 ])
 def test_gemm_kernels_cover_every_product_once_without_hazards(tile):
-    t = TileGeometry(**tile, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1,
-                     in_rows=tile["th"] + tile["kernel_h"] - 1,
-                     in_cols=tile["tw"] + tile["kernel_w"] - 1, acc_base=0, inp_base=0,
-                     wgt_base=0)
+    shape = ConvShape(1, tile["ticb"], tile["toc"], tile["th"], tile["tw"], tile["kernel_h"],
+                      tile["kernel_w"], 1, 1, 1, 1)
+    t = TileGeometry(shape, tile["toc"], tile["th"], tile["tw"], tile["ticb"], acc_base=0,
+                     inp_base=0, wgt_base=0)
     kernel = gemm_kernel(t)
     from byoc_vta_sim.isa import expand_loop
     insn = dataclasses.replace(kernel.insn, uop_bgn=0, uop_end=kernel.size)
