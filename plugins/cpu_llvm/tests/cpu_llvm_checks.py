@@ -8,16 +8,29 @@ import byoc
 from byoc.testing import compile_reference
 
 
+def compile_alone(model, threads):
+    """``model`` compiled for cpu_llvm alone on ``threads``; every node must be taken."""
+    compiled = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
+        "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+    assert compiled.parts and all(p.plugin == "cpu_llvm" for p in compiled.parts), \
+        [(p.plugin, p.ops) for p in compiled.parts]
+    return compiled
+
+
 def run_both(model, feeds, threads, rtol=0.0, atol=0.0):
     """Compile ``model`` for cpu_llvm alone (every node must be taken) on ``threads``, run it
-    and the reference on ``feeds``, and compare: dtypes and shapes equal, values within
-    ``rtol``/``atol`` (exactly equal when both are 0). Returns cpu_llvm's outputs."""
-    ours = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
-        "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
-    assert ours.parts and all(p.plugin == "cpu_llvm" for p in ours.parts), \
-        [(p.plugin, p.ops) for p in ours.parts]
+    and the reference on ``feeds``, and compare (:func:`assert_outputs_match`). Returns
+    cpu_llvm's outputs."""
+    ours = compile_alone(model, threads)
     expected = compile_reference(model).run(feeds)
     got = ours.run(feeds)
+    assert_outputs_match(got, expected, rtol, atol)
+    return got
+
+
+def assert_outputs_match(got, expected, rtol=0.0, atol=0.0):
+    """The same outputs, dtypes and shapes, values within ``rtol``/``atol`` (exactly equal
+    when both are 0)."""
     assert expected.keys() == got.keys()
     for key in expected:
         assert got[key].dtype == expected[key].dtype, key

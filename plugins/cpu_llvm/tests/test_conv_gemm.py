@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cpu_llvm_checks import compile_alone
 from onnx import TensorProto, helper, numpy_helper
 
-import byoc
 from byoc.testing import compile_reference
 
 THREADS = (1, 2)
@@ -27,11 +27,7 @@ def make_model(nodes, inputs, outputs, initializers=None):
 def check(model, feeds, rtol=1e-4):
     reference = compile_reference(model).run(feeds)
     for threads in THREADS:
-        compiled = byoc.compile(model, plugins=["cpu_llvm"],
-                                plugin_options={"cpu_llvm": {"threads": threads,
-                                                            "min_work_per_thread": 0}})
-        assert compiled.parts and all(p.plugin == "cpu_llvm" for p in compiled.parts)
-        ours = compiled.run(feeds)
+        ours = compile_alone(model, threads).run(feeds)
         for name, expected in reference.items():
             scale = max(1.0, float(np.abs(expected).max()))
             np.testing.assert_allclose(ours[name], expected, rtol=rtol, atol=rtol * scale,
@@ -40,6 +36,16 @@ def check(model, feeds, rtol=1e-4):
 
 def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
+
+
+def add_b(value, const_b, init, inputs, feeds):
+    """Make the product's operand ``b`` a constant of ``value`` (``const_b``) or an input
+    fed with it."""
+    if const_b:
+        init["b"] = value
+    else:
+        inputs.append(("b", list(value.shape)))
+        feeds["b"] = value
 
 
 def out_size(size, k, s, p, d):
@@ -130,12 +136,7 @@ def test_gemm(case, const_b):
     a_shape = [k, m] if ta else [m, k]
     b_shape = [n, k] if tb else [k, n]
     init, inputs, feeds = {}, [("a", a_shape)], {"a": rand(rng, *a_shape)}
-    b_value = rand(rng, *b_shape)
-    if const_b:
-        init["b"] = b_value
-    else:
-        inputs.append(("b", b_shape))
-        feeds["b"] = b_value
+    add_b(rand(rng, *b_shape), const_b, init, inputs, feeds)
     names = ["a", "b"]
     if c_kind:
         c_shape = {"row": [n], "full": [m, n], "column": [m, 1], "scalar": []}[c_kind]
@@ -168,12 +169,7 @@ def test_matmul(case, epilogue):
     out_shape = list(np.matmul(np.zeros(a_shape), np.zeros(b_shape)).shape)
     init, inputs = {}, [("a", a_shape)]
     feeds = {"a": rand(rng, *a_shape)}
-    b_value = rand(rng, *b_shape)
-    if const_b:
-        init["b"] = b_value
-    else:
-        inputs.append(("b", b_shape))
-        feeds["b"] = b_value
+    add_b(rand(rng, *b_shape), const_b, init, inputs, feeds)
     nodes = [helper.make_node("MatMul", ["a", "b"], ["p"])]
     if epilogue == "plain":
         nodes.append(helper.make_node("Identity", ["p"], ["y"]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from cpu_llvm_checks import assert_outputs_match, compile_alone
 from onnx import TensorProto as T
 from onnx import helper
 
@@ -42,17 +43,8 @@ def model_of(op, feeds, attrs=None, outputs=("y",), consts=None, epilogue=None, 
 def check(model, feeds, exact=False, threads=(1, 3)):
     reference = compile_reference(model).run(feeds)
     for count in threads:
-        compiled = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
-            "cpu_llvm": {"threads": count, "min_work_per_thread": 0}})
-        assert compiled.parts and all(p.plugin == "cpu_llvm" for p in compiled.parts)
-        ours = compiled.run(feeds)
-        for name, expected in reference.items():
-            assert ours[name].dtype == expected.dtype and ours[name].shape == expected.shape
-            if exact:
-                np.testing.assert_array_equal(ours[name], expected, err_msg=name)
-            else:
-                np.testing.assert_allclose(ours[name], expected, rtol=1e-5, atol=1e-5,
-                                           err_msg=name)
+        assert_outputs_match(compile_alone(model, count).run(feeds), reference,
+                             *((0.0, 0.0) if exact else (1e-5, 1e-5)))
 
 
 def floats(rng, *shape):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cpu_llvm_checks import compile_alone
 from onnx import TensorProto, helper
 
-import byoc
 from byoc.testing import compile_reference, make_model
 
 THREADS = (1, 2)
@@ -36,10 +36,7 @@ def _model(a_shape, b_shape, elem, out_shape, epilogue=None):
 def _check(model, feeds, rtol):
     reference = compile_reference(model).run(feeds)
     for threads in THREADS:
-        compiled = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
-            "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
-        assert compiled.parts and all(p.plugin == "cpu_llvm" for p in compiled.parts)
-        ours = compiled.run(feeds)
+        ours = compile_alone(model, threads).run(feeds)
         for name, expected in reference.items():
             assert ours[name].dtype == expected.dtype
             scale = max(1.0, float(np.abs(expected.astype(np.float64)).max()))

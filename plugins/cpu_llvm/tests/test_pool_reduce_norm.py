@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from cpu_llvm_checks import assert_outputs_match, compile_alone
 from onnx import TensorProto, helper
 
 import byoc
@@ -34,21 +35,11 @@ def build(nodes, feeds, outputs, initializers=None, opset=17):
 
 
 def run_both(model, feeds, threads, exact=False, rtol=1e-5, atol=1e-6):
-    ours = byoc.compile(model, plugins=["cpu_llvm"],
-                        plugin_options={"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
-    assert ours.parts and all(p.plugin == "cpu_llvm" for p in ours.parts), \
-        [(p.plugin, p.ops) for p in ours.parts]
+    """:func:`cpu_llvm_checks.run_both` within ``rtol``/``atol`` (or ``exact``), returning
+    the compiled model."""
+    ours = compile_alone(model, threads)
     expected = compile_reference(model).run(feeds)
-    got = ours.run(feeds)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert got[key].dtype == expected[key].dtype, key
-        assert got[key].shape == expected[key].shape, key
-        if exact:
-            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-        else:
-            np.testing.assert_allclose(got[key], expected[key], rtol=rtol, atol=atol,
-                                       err_msg=key)
+    assert_outputs_match(ours.run(feeds), expected, *((0.0, 0.0) if exact else (rtol, atol)))
     return ours
 
 

@@ -40,12 +40,7 @@ from byoc_cpu_llvm.codegen import (
 )
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.elementwise import half_supported, strides_for
-from byoc_cpu_llvm.kernels.gemm_driver import (
-    NRV,
-    choose_mr,
-    k_block,
-    lanes,
-)
+from byoc_cpu_llvm.kernels.gemm_driver import NRV, choose_mr, k_block, lanes, panel_width
 from byoc_cpu_llvm.kernels.microkernel import call_ukernel, lane_mask, masked_load, masked_store
 from byoc_cpu_llvm.kernels.reduction_parts import Var
 from byoc_cpu_llvm.kernels.vector_math import vector_exp, vector_tanh
@@ -129,7 +124,7 @@ class AttentionKernel:
         self.left_window = int(attrs.get("left_window_size", -1))
         self.right_window = int(attrs.get("right_window_size", -1))
         self.qk_mode = int(attrs.get("qk_matmul_output_mode", 0))
-        self.nr = NRV * lanes()
+        self.nr = panel_width()
         self.mr = choose_mr(dims.q_seq)
         total = dims.total_seq
         key_panels = -(-total // self.nr)
@@ -497,7 +492,7 @@ def _product(kb: KernelBuilder, mr: int, sliver: ir.Value, panels: ir.Value, k: 
     """``out[:rows, :n] = A @ B`` for one sliver of MR rows of A (``k`` groups of MR values)
     and B packed in panels ``panel_stride`` floats apart, with the micro-kernel, K blocked."""
     b = kb.b
-    nr = NRV * lanes()
+    nr = panel_width()
     kc_max = k_block(k)
     with kb.loop(0, -(-n // nr), name="panel") as panel, \
             kb.loop(0, -(-k // kc_max), name="kblock") as kblock:

@@ -26,14 +26,14 @@ from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step
 from byoc_cpu_llvm.kernels.gemm_driver import (
     NC_PANELS,
-    NRV,
     GemmPlan,
+    b_scratch_size,
     choose_mr,
     emit_gemm,
-    k_block,
     lanes,
     pack_a,
     pack_rows,
+    panel_width,
 )
 from byoc_cpu_llvm.kernels.reduction_parts import Epilogue as ReduceEpilogue
 from byoc_cpu_llvm.kernels.reduction_parts import Var
@@ -120,8 +120,7 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     graph = program.graph
     node = group.head
     tag = node.name or "conv"
-    L = lanes()
-    nr = NRV * L
+    nr = panel_width()
     mr = choose_mr(geo.mg)
     mtiles = -(-geo.mg // mr)
     weights = np.asarray(graph.constants[node.inputs[1]], np.float32)
@@ -129,8 +128,7 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     a_slot = program.constant(f"{tag}__{node.inputs[1]}__apack", packed)
     x_slot = program.value(node.inputs[0])
     out_slot = program.value(group.output)
-    kc_max = k_block(geo.k)
-    b_scratch = program.scratch(f"{tag}__bscr", np.float32, kc_max * NC_PANELS * nr)
+    b_scratch = program.scratch(f"{tag}__bscr", np.float32, b_scratch_size(geo.k))
     ranges_slot = row_scratch = None
     if not geo.pointwise:
         ranges_slot = program.constant(f"{tag}__owranges", geo.ow_ranges())
@@ -241,8 +239,7 @@ def _lower_direct(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     graph = program.graph
     node = group.head
     tag = node.name or "conv"
-    L = lanes()
-    nr = NRV * L
+    L, nr = lanes(), panel_width()
     weights = np.asarray(graph.constants[node.inputs[1]], np.float32).reshape(geo.m, -1)
     w_slot = program.constant(f"{tag}__{node.inputs[1]}__direct", weights)
     ranges_slot = program.constant(f"{tag}__owranges", geo.ow_ranges())

@@ -14,6 +14,7 @@ from llvmlite import ir
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import LLVM_TYPES, const
 from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.strided_copy import int_type_of
 
 
 def _optional(node: Node, index: int) -> str:
@@ -59,7 +60,7 @@ def lower_dropout(program, group) -> None:
     node = group.head
     graph = program.graph
     x_type = graph.types[node.inputs[0]]
-    bits = ir.IntType(8 * x_type.dtype.itemsize)  # copies the bits as they are
+    bits = int_type_of(x_type.dtype)  # copies the bits as they are
     x_slot = program.value(node.inputs[0])
     y_slot = program.value(node.outputs[0]) if node.outputs[0] else None
     mask = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1] else ""

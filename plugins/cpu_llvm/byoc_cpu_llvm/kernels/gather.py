@@ -49,6 +49,16 @@ class IndexReader:
         return b.select(outside, const_i64(0), value)
 
 
+def _gather_kernel(program, node: Node):
+    """The kernel of a gather ``node``: ``(kb, reader, src, dst, elem)``, its index reader,
+    the data and output buffers and the integer type the values move as."""
+    elem = int_type_of(program.graph.types[node.inputs[0]].dtype)
+    src_slot, dst_slot = program.value(node.inputs[0]), program.value(node.outputs[0])
+    kb = program.kernel(node.name or node.op_type)
+    reader = IndexReader(program, kb, node, node.inputs[1])
+    return kb, reader, kb.buffer(src_slot), kb.buffer(dst_slot), elem
+
+
 def _checked_dtypes(node: Node, graph: Graph) -> str | None:
     data, indices = (graph.types[v] for v in node.inputs[:2])
     if not movable(data.dtype):
@@ -82,11 +92,7 @@ def lower_gather_elements(program, group) -> None:
     out_strides = contiguous_strides(shape)
     # The axis coordinate's contribution comes from the index, not the coordinate.
     coordinate_strides = [0 if d == axis else s for d, s in enumerate(data_strides)]
-    elem = int_type_of(data.dtype)
-    src_slot, dst_slot = program.value(node.inputs[0]), program.value(node.outputs[0])
-    kb = program.kernel(node.name or node.op_type)
-    reader = IndexReader(program, kb, node, node.inputs[1])
-    src, dst = kb.buffer(src_slot), kb.buffer(dst_slot)
+    kb, reader, src, dst, elem = _gather_kernel(program, node)
     b = kb.b
 
     def row(coords):
@@ -141,11 +147,7 @@ def lower_gather_nd(program, group) -> None:
     batches, tuples, depth, span = _gather_nd_layout(node, graph)
     data_strides = contiguous_strides(data.shape)
     batch_stride = math.prod(data.shape[batch_dims:])
-    elem = int_type_of(data.dtype)
-    src_slot, dst_slot = program.value(node.inputs[0]), program.value(node.outputs[0])
-    kb = program.kernel(node.name or node.op_type)
-    reader = IndexReader(program, kb, node, node.inputs[1])
-    src, dst = kb.buffer(src_slot), kb.buffer(dst_slot)
+    kb, reader, src, dst, elem = _gather_kernel(program, node)
     b = kb.b
 
     def row(coords):

@@ -5,6 +5,7 @@ float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,18 +17,17 @@ from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.elementwise import half_supported, strides_for
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step, scale_step
 from byoc_cpu_llvm.kernels.gemm_driver import (
-    NC_PANELS,
-    NRV,
     GemmPlan,
+    a_scratch_size,
+    b_scratch_size,
     choose_mr,
     emit_gemm,
-    k_block,
-    lanes,
     pack_a,
     pack_a_runtime,
     pack_b,
     pack_rows,
     pack_rows_strided,
+    panel_width,
 )
 
 
@@ -249,8 +249,7 @@ def _reshaped_operands(program, group, out_shape, a_rank, b_rank) -> dict[str, l
 def lower_product(program, group, epi: Epilogue, product: MatrixProduct) -> None:
     """A float32 ``product`` on the blocked driver, its epilogue ``epi`` applied per tile."""
     graph = program.graph
-    L = lanes()
-    nr = NRV * L
+    nr = panel_width()
     a_name, b_name, batch = product.a, product.b, product.batch
     m, n, k = product.m, product.n, product.k
     trans_a, trans_b = product.trans_a, product.trans_b
@@ -270,37 +269,19 @@ def lower_product(program, group, epi: Epilogue, product: MatrixProduct) -> None
         epi = folded if fold else epi
     rows_total = m * batches if fold else m
     mr = choose_mr(rows_total)
-    kc_max = k_block(k)
     mtiles = -(-rows_total // mr)
     out_slot = program.value(group.output)
-    a_slot = b_slot = None
-    a_packed_slot = b_packed_slot = None
     plan_batches = 1 if fold else batches
-
-    if a_const:
-        arr = np.asarray(graph.constants[a_name], np.float32).reshape(a_full)
-        arr = np.broadcast_to(arr, op_batches[0] + arr.shape[-2:]).reshape(-1, *arr.shape[-2:])
-        if trans_a:
-            arr = arr.swapaxes(-1, -2)
-        a_packed_slot = program.constant(f"{group.head.name or 'gemm'}__{a_name}__apack",
-                                         pack_a(arr, mr))
-    else:
-        a_slot = program.value(a_name)
-    if b_const:
-        arr = np.asarray(graph.constants[b_name], np.float32).reshape(b_full)
-        arr = arr.reshape(-1, *arr.shape[-2:])
-        if trans_b:
-            arr = arr.swapaxes(-1, -2)
-        b_packed_slot = program.constant(f"{group.head.name or 'gemm'}__{b_name}__bpack",
-                                         pack_b(arr, nr))
-    else:
-        b_slot = program.value(b_name)
+    packed = group.head.name or "gemm"  # the prefix of the packed constants' names
+    a_slot = _operand_slot(program, a_name, a_full, trans_a, lambda arr: pack_a(arr, mr),
+                           f"{packed}__{a_name}__apack")
+    b_slot = _operand_slot(program, b_name, b_full, trans_b, lambda arr: pack_b(arr, nr),
+                           f"{packed}__{b_name}__bpack")
 
     kb = program.kernel(group.head.name or group.head.op_type)
     b = kb.b
     out = kb.buffer(out_slot)
-    a_base = kb.buffer(a_slot if a_slot is not None else a_packed_slot)
-    b_base = kb.buffer(b_slot if b_slot is not None else b_packed_slot)
+    a_base, b_base = kb.buffer(a_slot), kb.buffer(b_slot)
 
     def batch_offset(batch_idx, strides):
         off = const_i64(0)
@@ -373,11 +354,24 @@ def lower_product(program, group, epi: Epilogue, product: MatrixProduct) -> None
         b_pack=None if b_const else b_pack, b_const=b_panel if b_const else None,
         a_prepare=None if a_const else a_prepare,
         a_scratch=None if a_const else program.scratch(f"{tag}__ascr", np.float32,
-                                                       mtiles * mr * kc_max),
+                                                       a_scratch_size(rows_total, mr, k)),
         b_scratch=None if b_const else program.scratch(f"{tag}__bscr", np.float32,
-                                                       kc_max * NC_PANELS * nr))
+                                                       b_scratch_size(k)))
     emit_gemm(program, kb, plan, out)
     kb.finish()
+
+
+def _operand_slot(program, name: str, shape: tuple[int, ...], transposed: bool,
+                  pack: Callable[[np.ndarray], np.ndarray], key: str) -> int:
+    """The slot of product operand ``name`` (stored as ``shape``): its value, or when it is
+    a constant its float32 matrices in the product's orientation (each transposed back when
+    it is stored ``transposed``) as ``pack`` lays them out, a constant named ``key``."""
+    graph = program.graph
+    if not graph.is_constant(name):
+        return program.value(name)
+    matrices = np.asarray(graph.constants[name], np.float32).reshape(shape)
+    matrices = matrices.reshape(-1, *matrices.shape[-2:])
+    return program.constant(key, pack(matrices.swapaxes(-1, -2) if transposed else matrices))
 
 
 def _folded_epilogue(program, epi: Epilogue, rows: int, n: int) -> Epilogue | None:

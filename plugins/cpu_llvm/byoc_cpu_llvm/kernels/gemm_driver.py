@@ -45,6 +45,11 @@ def lanes() -> int:
     return max(4, host_target().float_lanes)
 
 
+def panel_width() -> int:
+    """NR: the columns of a micro-tile and of a packed B panel (NRV vectors of floats)."""
+    return NRV * lanes()
+
+
 def choose_mr(m: int) -> int:
     """Rows per micro-tile: M itself when small, else the MR in [4, MR_MAX] wasting the
     fewest padded rows (the larger on ties)."""
@@ -57,6 +62,18 @@ def k_block(k: int) -> int:
     """Split K into equal blocks of at most KC."""
     blocks = -(-k // KC)
     return -(-k // blocks)
+
+
+def a_scratch_size(m: int, mr: int, k: int) -> int:
+    """Floats per thread of the scratch of an A packed at run time: one K block of slivers
+    for every M tile."""
+    return -(-m // mr) * mr * k_block(k)
+
+
+def b_scratch_size(k: int) -> int:
+    """Floats per thread of the scratch of a B packed at run time: one K block of the
+    NC_PANELS panels of an N block."""
+    return k_block(k) * NC_PANELS * panel_width()
 
 
 def pack_a(a: np.ndarray, mr: int) -> np.ndarray:
@@ -113,7 +130,7 @@ def emit_gemm(program, kb: KernelBuilder, plan: GemmPlan, out: ir.Value) -> None
     """Emit the blocked product described by ``plan`` into kernel ``kb``."""
     b = kb.b
     L = lanes()
-    nr = NRV * L
+    nr = panel_width()
     M, N, K, mr = plan.m, plan.n, plan.k, plan.mr
     panels = -(-N // nr)
     mtiles = -(-M // mr)
@@ -122,9 +139,8 @@ def emit_gemm(program, kb: KernelBuilder, plan: GemmPlan, out: ir.Value) -> None
     units = plan.batches * panels
     plan.epilogue.bind(kb)
 
-    b_scr = scratch_ptr(kb, plan.b_scratch, kc_max * NC_PANELS * nr) if plan.b_pack else None
-    a_scr = (scratch_ptr(kb, plan.a_scratch, mtiles * mr * kc_max)
-             if plan.a_prepare else None)
+    b_scr = scratch_ptr(kb, plan.b_scratch, b_scratch_size(K)) if plan.b_pack else None
+    a_scr = scratch_ptr(kb, plan.a_scratch, a_scratch_size(M, mr, K)) if plan.a_prepare else None
 
     # Split the (batch, panel) units when there are enough, else the M tiles.
     by_units = b.icmp_signed(">=", const_i64(units), b.mul(kb.nthreads, const_i64(4)))
@@ -186,7 +202,7 @@ def pack_rows(kb: KernelBuilder, row_ptr: Callable, kc: ir.Value, ncols: ir.Valu
     column) into panels at ``dest``; columns past ``ncols`` become zeros."""
     b = kb.b
     L = lanes()
-    nr = NRV * L
+    nr = panel_width()
     vt = vec_type(L)
     panels = b.sdiv(b.add(ncols, const_i64(nr - 1)), const_i64(nr))
     with kb.loop(const_i64(0), kc, name="pk") as kk:
@@ -205,7 +221,7 @@ def pack_rows_strided(kb: KernelBuilder, elem_ptr: Callable, kc: ir.Value, ncols
                       dest: ir.Value, panel_stride: int) -> None:
     """Pack a B block whose element (kk, q) is at ``elem_ptr(kk, q)`` (any layout)."""
     b = kb.b
-    nr = NRV * lanes()
+    nr = panel_width()
     panels = b.sdiv(b.add(ncols, const_i64(nr - 1)), const_i64(nr))
     padded = b.mul(panels, const_i64(nr))
     with kb.loop(const_i64(0), kc, name="pk") as kk, kb.loop(const_i64(0), padded,
@@ -239,5 +255,6 @@ def pack_a_runtime(kb: KernelBuilder, elem_ptr: Callable, m: int, mr: int, k0: i
                                                         const_i64(i)), F32))
 
 
-__all__ = ["GemmPlan", "choose_mr", "emit_gemm", "k_block", "lanes", "pack_a", "pack_a_runtime",
-           "pack_b", "pack_rows", "pack_rows_strided"]
+__all__ = ["GemmPlan", "a_scratch_size", "b_scratch_size", "choose_mr", "emit_gemm", "k_block",
+           "lanes", "pack_a", "pack_a_runtime", "pack_b", "pack_rows", "pack_rows_strided",
+           "panel_width"]

@@ -46,8 +46,6 @@ from byoc_cpu_llvm.codegen import (
     I8,
     I32,
     I64,
-    PTR,
-    VOID,
     KernelBuilder,
     const_i64,
     counted_loop,
@@ -56,6 +54,7 @@ from byoc_cpu_llvm.codegen import (
     smin,
     splat,
 )
+from byoc_cpu_llvm.kernels.microkernel import masked_store
 from byoc_cpu_llvm.target import host_target
 
 LANES = 16     # int32 lanes per vector (one 512-bit register)
@@ -306,7 +305,8 @@ class _Tile:
                 if spec.col_stride != 1:
                     self._scatter(value, out, out_row, col, mask, out_t)
                 elif out_t == I32:
-                    _masked_store(kb, value, kb.element(out, b.add(out_row, col), out_t), mask)
+                    target = kb.element(out, b.add(out_row, col), out_t)
+                    masked_store(b, kb.module, value, target, mask, align=1)
                 else:
                     # LLVM 22 compiles a truncating masked store whose mask it knows has one
                     # lane into a 4-byte store, writing over the next three bytes (a tail of
@@ -329,16 +329,6 @@ class _Tile:
                 offset = b.add(out_row, b.mul(b.add(col, const_i64(lane)),
                                               const_i64(self.spec.col_stride)))
                 kb.store(b.extract_element(value, index), out, offset)
-
-
-def _masked_store(kb: KernelBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
-    vt = value.type
-    name = f"llvm.masked.store.v{vt.count}i{vt.element.width}.p0"
-    fn = kb.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(kb.module, ir.FunctionType(VOID, [vt, PTR, I32, mask.type]), name)
-    kb.b.call(fn, [value, ptr, ir.Constant(I32, 1), mask])
-
 
 
 class DirectKernel:

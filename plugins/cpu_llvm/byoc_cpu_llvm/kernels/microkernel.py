@@ -66,9 +66,11 @@ def masked_load(b: ir.IRBuilder, module: ir.Module, ptr: ir.Value, mask: ir.Valu
 
 
 def masked_store(b: ir.IRBuilder, module: ir.Module, value: ir.Value, ptr: ir.Value,
-                 mask: ir.Value) -> None:
+                 mask: ir.Value, align: int = 4) -> None:
+    """Store the lanes of ``value`` that ``mask`` sets at ``ptr`` (aligned to ``align``
+    bytes)."""
     fn = _masked_fn(module, "store", value.type)
-    b.call(fn, [value, ptr, ir.Constant(I32, 4), mask])
+    b.call(fn, [value, ptr, ir.Constant(I32, align), mask])
 
 
 def lane_mask(b: ir.IRBuilder, count: ir.Value, lanes: int) -> ir.Value:

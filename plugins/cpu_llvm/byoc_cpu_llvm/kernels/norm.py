@@ -8,6 +8,8 @@ fused multiply-adds), so only the order of the long sums (mean, variance) differ
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,14 +210,16 @@ def _param_stride(shape, x_shape, axis: int) -> int | None:
     return None
 
 
-def check_layernorm(node: Node, graph: Graph) -> str | None:
+def _trailing_refusal(node: Node, graph: Graph, params: list[str]) -> str | None:
+    """Why a Layer- or RMSNormalization (float32, over the trailing dims from ``axis``) with
+    the parameter values ``params`` cannot run, or None."""
     x_type = graph.types[node.inputs[0]]
     if x_type.dtype != np.float32:
-        return f"cpu_llvm LayerNormalization handles float32 only, not {x_type.dtype}"
+        return f"cpu_llvm {node.op_type} handles float32 only, not {x_type.dtype}"
     if node.attrs.get("stash_type", 1) != 1:
-        return "cpu_llvm LayerNormalization supports stash_type FLOAT (1) only"
+        return f"cpu_llvm {node.op_type} supports stash_type FLOAT (1) only"
     if not x_type.shape:
-        return "LayerNormalization needs an input of rank 1 or more"
+        return f"{node.op_type} needs an input of rank 1 or more"
     reason = empty_dims(node, graph)
     if reason:
         return reason
@@ -223,13 +227,35 @@ def check_layernorm(node: Node, graph: Graph) -> str | None:
         axis = _trailing_axis(node, graph)
     except ValueError as error:
         return str(error)
-    for value in node.inputs[1:3]:
+    for value in params:
         if value and graph.types[value].dtype != x_type.dtype:
-            return "cpu_llvm LayerNormalization needs Scale and B in the input's dtype"
+            return f"cpu_llvm {node.op_type} needs {value!r} in the input's dtype"
         if value and _param_stride(graph.types[value].shape, x_type.shape, axis) is None:
-            return (f"cpu_llvm LayerNormalization needs {value!r} shaped like the normalized "
+            return (f"cpu_llvm {node.op_type} needs {value!r} shaped like the normalized "
                     f"dims (or one value)")
     return None
+
+
+def _rows(node: Node, graph: Graph) -> tuple[int, int, int]:
+    """``(axis, rows, length)``: the input seen as ``rows`` contiguous rows of the ``length``
+    values a Layer- or RMSNormalization normalizes together."""
+    shape = graph.types[node.inputs[0]].shape
+    axis = _trailing_axis(node, graph)
+    return (axis, int(np.prod(shape[:axis], dtype=np.int64)),
+            int(np.prod(shape[axis:], dtype=np.int64)))
+
+
+@contextlib.contextmanager
+def _row_loop(kb, rows: int, length: int) -> Iterator[tuple[ir.Value, ir.Value]]:
+    """Around the body, for each of this thread's share of ``rows`` rows of ``length``
+    values: yields the row and the offset of its first value."""
+    begin, end = kb.thread_share(rows)
+    with kb.loop(begin, end, name="row") as row:
+        yield row, kb.b.mul(row, const_i64(length))
+
+
+def check_layernorm(node: Node, graph: Graph) -> str | None:
+    return _trailing_refusal(node, graph, node.inputs[1:3])
 
 
 @lowering("LayerNormalization", check=check_layernorm, epilogue=True)
@@ -239,9 +265,7 @@ def lower_layernorm(program, group) -> None:
     x_type = graph.types[node.inputs[0]]
     dtype = x_type.dtype
     elem = llvm_type(dtype)
-    axis = _trailing_axis(node, graph)
-    length = int(np.prod(x_type.shape[axis:], dtype=np.int64))
-    rows = int(np.prod(x_type.shape[:axis], dtype=np.int64))
+    axis, rows, length = _rows(node, graph)
     params = [(v, _param_stride(graph.types[v].shape, x_type.shape, axis)) if v else None
               for v in (node.inputs[1:3] + ["", ""])[:2]]
     stats = [(o if o else None) for o in (node.outputs[1:3] + ["", ""])[:2]]
@@ -258,9 +282,7 @@ def lower_layernorm(program, group) -> None:
     b = kb.b
     epsilon = ir.Constant(elem, float(np.float32(node.attrs.get("epsilon", 1e-5))))
     count = ir.Constant(elem, float(length))
-    begin, end = kb.thread_share(rows)
-    with kb.loop(begin, end, name="row") as row:
-        base = b.mul(row, const_i64(length))
+    with _row_loop(kb, rows, length) as (row, base):
         mean = b.fdiv(_sum_run(kb, src, base, length, dtype), count)
         var = b.fdiv(_variance_sum(kb, src, base, length, mean, dtype), count)
         inv_std = b.fdiv(ir.Constant(elem, 1.0), sqrt(kb, b.fadd(var, epsilon)))
@@ -338,25 +360,7 @@ def lower_groupnorm(program, group) -> None:
 # -- RMSNormalization ----------------------------------------------------------------------------
 
 def check_rmsnorm(node: Node, graph: Graph) -> str | None:
-    x_type = graph.types[node.inputs[0]]
-    if x_type.dtype != np.float32:
-        return f"cpu_llvm RMSNormalization handles float32 only, not {x_type.dtype}"
-    if node.attrs.get("stash_type", 1) != 1:
-        return "cpu_llvm RMSNormalization supports stash_type FLOAT (1) only"
-    reason = empty_dims(node, graph)
-    if reason:
-        return reason
-    try:
-        axis = _trailing_axis(node, graph)
-    except ValueError as error:
-        return str(error)
-    scale = graph.types[node.inputs[1]]
-    if scale.dtype != x_type.dtype:
-        return "cpu_llvm RMSNormalization needs scale in the input's dtype"
-    if _param_stride(scale.shape, x_type.shape, axis) is None:
-        return ("cpu_llvm RMSNormalization needs scale shaped like the normalized dims (or one "
-                "value)")
-    return None
+    return _trailing_refusal(node, graph, node.inputs[1:2])
 
 
 @lowering("RMSNormalization", check=check_rmsnorm, epilogue=True)
@@ -367,9 +371,7 @@ def lower_rmsnorm(program, group) -> None:
     node = group.head
     x_type = graph.types[node.inputs[0]]
     dtype, elem = x_type.dtype, llvm_type(x_type.dtype)
-    axis = _trailing_axis(node, graph)
-    length = int(np.prod(x_type.shape[axis:], dtype=np.int64))
-    rows = int(np.prod(x_type.shape[:axis], dtype=np.int64))
+    axis, rows, length = _rows(node, graph)
     scale_stride = _param_stride(graph.types[node.inputs[1]].shape, x_type.shape, axis)
     epilogue = Epilogue(program, group, graph.types[group.output].shape)
     slots = [program.value(v) for v in (node.inputs[0], node.inputs[1], group.output)]
@@ -379,9 +381,7 @@ def lower_rmsnorm(program, group) -> None:
     b = kb.b
     epsilon = ir.Constant(elem, float(np.float32(node.attrs.get("epsilon", 1e-5))))
     count = ir.Constant(elem, float(length))
-    begin, end = kb.thread_share(rows)
-    with kb.loop(begin, end, name="row") as row:
-        base = b.mul(row, const_i64(length))
+    with _row_loop(kb, rows, length) as (row, base):
         mean_square = b.fdiv(_sum_run(kb, src, base, length, dtype, "sumsq"), count)
         reciprocal = b.fdiv(ir.Constant(elem, 1.0), sqrt(kb, b.fadd(mean_square, epsilon)))
         with kb.loop(0, length, name="j") as j:

@@ -19,7 +19,9 @@ float32. A NaN input quantizes to an unspecified value (as in numpy's cast of Na
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +177,21 @@ def _param_loader(kb, param: Param, layout: Layout, row: ir.Value):
     return lambda col: kb.load(base, b.add(offset, b.mul(col, const_i64(si))), elem)
 
 
+@contextlib.contextmanager
+def _elements(kb, layout: Layout, scale: Param, zero: Param | None) -> Iterator[tuple]:
+    """Around the body, for each element of this thread's share of the rows: yields
+    ``(at, col, scale_at, zero_at)``, the element's offset and inner index and the
+    :func:`_param_loader` of its row's scale and zero point (None without one)."""
+    b = kb.b
+    begin, end = kb.thread_share(layout.outer * layout.axis_len)
+    with kb.loop(begin, end, name="row") as row:
+        scale_at = _param_loader(kb, scale, layout, row)
+        zero_at = _param_loader(kb, zero, layout, row) if zero is not None else None
+        base = b.mul(row, const_i64(layout.inner))
+        with kb.loop(0, layout.inner, name="col") as col:
+            yield b.add(base, col), col, scale_at, zero_at
+
+
 def _to_float(kb, value: ir.Value, dtype: np.dtype) -> ir.Value:
     if np.issubdtype(dtype, np.floating):
         return value
@@ -197,21 +214,15 @@ def _emit_quantize(program, tag: str, x_slot: int, out_slot: int, layout: Layout
     b = kb.b
     x, out = kb.buffer(x_slot), kb.buffer(out_slot)
     low, high = ir.Constant(F32, float(info.min)), ir.Constant(F32, float(info.max))
-    begin, end = kb.thread_share(layout.outer * layout.axis_len)
-    with kb.loop(begin, end, name="row") as row:
-        scale_at = _param_loader(kb, scale, layout, row)
-        zero_at = _param_loader(kb, zero, layout, row) if zero is not None else None
-        base = b.mul(row, const_i64(layout.inner))
-        with kb.loop(0, layout.inner, name="col") as col:
-            at = b.add(base, col)
-            value = b.fdiv(kb.load(x, at, F32), scale_at(col))
-            value = kb.intrinsic("llvm.roundeven", F32, [value])
-            if zero_at is not None:
-                value = b.fadd(value, _to_float(kb, zero_at(col), zero.dtype))
-            value = kb.intrinsic("llvm.minnum", F32,
-                                 [kb.intrinsic("llvm.maxnum", F32, [value, low]), high])
-            kb.store(b.trunc(b.fptosi(value, I32), out_t) if out_t != I32
-                     else b.fptosi(value, I32), out, at)
+    with _elements(kb, layout, scale, zero) as (at, col, scale_at, zero_at):
+        value = b.fdiv(kb.load(x, at, F32), scale_at(col))
+        value = kb.intrinsic("llvm.roundeven", F32, [value])
+        if zero_at is not None:
+            value = b.fadd(value, _to_float(kb, zero_at(col), zero.dtype))
+        value = kb.intrinsic("llvm.minnum", F32,
+                             [kb.intrinsic("llvm.maxnum", F32, [value, low]), high])
+        kb.store(b.trunc(b.fptosi(value, I32), out_t) if out_t != I32
+                 else b.fptosi(value, I32), out, at)
     kb.finish()
 
 
@@ -257,17 +268,11 @@ def lower_dequantize(program, group) -> None:
     kb = program.kernel(node.name or "dequantize")
     b = kb.b
     x, out = kb.buffer(x_slot), kb.buffer(out_slot)
-    begin, end = kb.thread_share(layout.outer * layout.axis_len)
-    with kb.loop(begin, end, name="row") as row:
-        scale_at = _param_loader(kb, scale, layout, row)
-        zero_at = _param_loader(kb, zero, layout, row) if zero is not None else None
-        base = b.mul(row, const_i64(layout.inner))
-        with kb.loop(0, layout.inner, name="col") as col:
-            at = b.add(base, col)
-            shifted = _to_int(kb, kb.load(x, at, elem_t), x_type.dtype, acc_t)
-            if zero_at is not None:
-                shifted = b.sub(shifted, _to_int(kb, zero_at(col), zero.dtype, acc_t))
-            kb.store(b.fmul(b.sitofp(shifted, F32), scale_at(col)), out, at)
+    with _elements(kb, layout, scale, zero) as (at, col, scale_at, zero_at):
+        shifted = _to_int(kb, kb.load(x, at, elem_t), x_type.dtype, acc_t)
+        if zero_at is not None:
+            shifted = b.sub(shifted, _to_int(kb, zero_at(col), zero.dtype, acc_t))
+        kb.store(b.fmul(b.sitofp(shifted, F32), scale_at(col)), out, at)
     kb.finish()
 
 

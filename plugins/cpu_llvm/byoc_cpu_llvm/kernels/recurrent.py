@@ -34,12 +34,14 @@ from byoc_cpu_llvm.kernels.epilogue import Epilogue
 from byoc_cpu_llvm.kernels.gemm_driver import (
     NRV,
     GemmPlan,
+    a_scratch_size,
     choose_mr,
     emit_gemm,
     k_block,
     lanes,
     pack_a_runtime,
     pack_b,
+    panel_width,
 )
 from byoc_cpu_llvm.kernels.microkernel import call_ukernel, lane_mask, masked_load, masked_store
 from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS
@@ -177,7 +179,7 @@ def packed_transposed(program, layer: Layer, name: str, start: int, stop: int,
     """The slot of rows [start, stop) of each direction's W or R (``name``), transposed and
     packed in micro-kernel panels: packed at compile time when the weights are constant,
     else by a kernel of its own at run time."""
-    nr = NRV * lanes()
+    nr = panel_width()
     graph = program.graph
     if graph.is_constant(name):
         weights = np.asarray(graph.constants[name], np.float32)[:, start:stop]
@@ -219,13 +221,12 @@ def _emit_input_projection(program, layer: Layer, x_name: str, w_slot: int, out_
                            tag: str) -> None:
     """``xw[d] = X W[d]^T`` for every direction, X seen as [seq * batch, input] rows (W
     packed by :func:`packed_transposed`)."""
-    nr = NRV * lanes()
+    nr = panel_width()
     rows, n, k = layer.seq * layer.batch, layer.width, layer.input_size
     mr = choose_mr(rows)
-    kc_max = k_block(k)
     panels = -(-n // nr)
     x_slot = program.value(x_name)
-    a_scratch = program.scratch(f"{tag}__xpack", F32_DTYPE, -(-rows // mr) * mr * kc_max)
+    a_scratch = program.scratch(f"{tag}__xpack", F32_DTYPE, a_scratch_size(rows, mr, k))
     kb = program.kernel(f"{tag}_input_projection")
     x, packed_w, out = kb.buffer(x_slot), kb.buffer(w_slot), kb.buffer(out_slot)
     b = kb.b
@@ -519,7 +520,7 @@ class Recurrence:
                  ldc: int) -> None:
         """``out[lo:hi, :n] = H_packed @ R_product^T`` with the micro-kernel, tile by tile."""
         kb, b = self.kb, self.b
-        nr = NRV * lanes()
+        nr = panel_width()
         k = self.layer.hidden
         kc_max = k_block(k)
         panels = -(-n // nr)

@@ -396,24 +396,7 @@ def _lower_runtime_roi(program, node, plan, x, out, src, dst) -> None:
                 np.dtype(np.float64), (a.out_len * taps_per,)))
         tables.append(slots)
     _emit_tables(program, name, plan, x, tables)
-    if not plan.axes:
-        _emit_pass(program, name, plan, None, x.shape, x.dtype, src, out.shape, out.dtype,
-                   dst)
-        return
-    nearest = plan.mode == "nearest"
-    shape, slot, dtype = list(x.shape), src, np.dtype(x.dtype)
-    for i, a in enumerate(plan.axes):
-        out_shape = list(shape)
-        out_shape[a.axis] = a.out_len
-        if i == len(plan.axes) - 1:
-            target, target_dtype = dst, np.dtype(out.dtype)
-        else:
-            target_dtype = dtype if nearest else np.dtype(np.float64)
-            target = program.temp(f"{node.outputs[0]}.resize_pass{i}",
-                                  TensorType(target_dtype, tuple(out_shape)))
-        _emit_pass(program, f"{name}_axis{a.axis}", plan, a, shape, dtype, slot, out_shape,
-                   target_dtype, target, runtime=tables[i])
-        shape, slot, dtype = out_shape, target, target_dtype
+    _emit_passes(program, node, plan, x, out, src, dst, tables)
 
 
 def _emit_tables(program, name, plan, x, tables) -> None:
@@ -543,10 +526,19 @@ def _lower_filtered(program, node, plan, x, out, src, dst) -> None:
     if out.size == 0:
         program.kernel(name).finish()
         return
+    _emit_passes(program, node, plan, x, out, src, dst)
+
+
+def _emit_passes(program, node, plan, x, out, src, dst, tables: list | None = None) -> None:
+    """One pass per resized axis (one pass copying through when none is), each into a
+    temporary of the input's dtype when nearest, of float64 otherwise, the last into ``dst``;
+    ``tables``: the run-time tables of each axis, when they are computed at run time."""
+    name = node.name or node.op_type
     if not plan.axes:   # nothing resized: the float64 round trip is the identity
         _emit_pass(program, name, plan, None, x.shape, x.dtype, src, out.shape, out.dtype,
                    dst)
         return
+    nearest = plan.mode == "nearest"
     shape, slot, dtype = list(x.shape), src, np.dtype(x.dtype)
     for i, a in enumerate(plan.axes):
         out_shape = list(shape)
@@ -554,11 +546,11 @@ def _lower_filtered(program, node, plan, x, out, src, dst) -> None:
         if i == len(plan.axes) - 1:
             target, target_dtype = dst, np.dtype(out.dtype)
         else:
-            key = f"{node.outputs[0]}.resize_pass{i}"
-            target = program.temp(key, TensorType(np.dtype(np.float64), tuple(out_shape)))
-            target_dtype = np.dtype(np.float64)
+            target_dtype = dtype if nearest else np.dtype(np.float64)
+            target = program.temp(f"{node.outputs[0]}.resize_pass{i}",
+                                  TensorType(target_dtype, tuple(out_shape)))
         _emit_pass(program, f"{name}_axis{a.axis}", plan, a, shape, dtype, slot, out_shape,
-                   target_dtype, target)
+                   target_dtype, target, runtime=tables[i] if tables else None)
         shape, slot, dtype = out_shape, target, target_dtype
 
 

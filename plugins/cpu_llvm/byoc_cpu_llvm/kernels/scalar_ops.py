@@ -168,24 +168,13 @@ def _sigmoid(kb, op, args, attrs, dtypes, out):
     return kb.b.fdiv(one, kb.b.fadd(one, exp(kb, kb.b.fneg(x))))
 
 
-@emitter("Tanh")
-def _tanh(kb, op, args, attrs, dtypes, out):
-    return tanh(kb, args[0])
+# Ops that are one libm call per lane.
+_LIBM_OPS = {"Tanh": tanh, "Exp": exp, "Log": log, "Erf": erf}
 
 
-@emitter("Exp")
-def _exp(kb, op, args, attrs, dtypes, out):
-    return exp(kb, args[0])
-
-
-@emitter("Log")
-def _log(kb, op, args, attrs, dtypes, out):
-    return log(kb, args[0])
-
-
-@emitter("Erf")
-def _erf(kb, op, args, attrs, dtypes, out):
-    return erf(kb, args[0])
+@emitter(*_LIBM_OPS)
+def _libm_op(kb, op, args, attrs, dtypes, out):
+    return _LIBM_OPS[op](kb, args[0])
 
 
 @emitter("Sqrt")
