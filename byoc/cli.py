@@ -24,7 +24,7 @@ import numpy as np
 
 import byoc
 from byoc.core.dynamic_tail import TAIL_HOST
-from byoc.errors import ByocError, InputError, PluginError
+from byoc.errors import ByocError, InputError, PluginError, PluginOptionWarning
 from byoc.inputs import (
     describe_array,
     load_inputs,
@@ -39,6 +39,7 @@ from byoc.plugins.manager import LoadedPlugin, PluginManager, declarations, repe
 from byoc.summary import format_profile, format_summary
 
 BUILTIN_COMMANDS = ("show", "run", "compile", "ops", "plugins", "new-plugin")
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command SIGPIPE ended
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ def build_parser(from_plugins: PluginCommands | None = None,
     _add_plugin_option(run)
     _add_shape_option(run)
     _add_dynamic_tail_option(run)
+    _add_explain_option(run, "for an ONNX model: ")
     run.set_defaults(handler=_run)
 
     compile_ = commands.add_parser(
@@ -188,6 +190,7 @@ def build_parser(from_plugins: PluginCommands | None = None,
     _add_plugin_option(compile_)
     _add_shape_option(compile_)
     _add_dynamic_tail_option(compile_)
+    _add_explain_option(compile_)
     compile_.set_defaults(handler=_compile)
 
     ops = commands.add_parser("ops", help="list the ONNX ops byoc supports")
@@ -204,7 +207,8 @@ def build_parser(from_plugins: PluginCommands | None = None,
         description="Write a working plugin package (pyproject.toml, plugin hooks, README, "
                     "tests) into DIR/NAME, to start a backend from.")
     new_plugin.add_argument("name", metavar="NAME",
-                            help="the plugin's name: lower-case letters, digits and '_'")
+                            help="the plugin's name: lower-case letters, digits and '_', "
+                                 "not the name of an installed plugin or importable module")
     new_plugin.add_argument("--dir", default=".", metavar="PATH",
                             help="the folder to create the package in (default: here)")
     new_plugin.set_defaults(handler=_new_plugin)
@@ -230,12 +234,21 @@ def _add_plugin_arguments(found: PluginCommand, parser: argparse.ArgumentParser)
 def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin-option", action="append", default=[],
                         metavar="PLUGIN.KEY=VALUE",
-                        help="a plugin's run-time option, e.g. cpu_llvm.threads=2 (repeatable)")
+                        help="an option of a plugin, e.g. cpu_llvm.threads=2 or "
+                             "vta_sim.target=rtl (repeatable); byoc plugins lists each "
+                             "plugin's options")
 
 
 def _add_shape_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=DxDx...",
-                        help="bind an input with symbolic dims, e.g. input=1x3x224x224")
+                        help="the shape of input NAME, sizes separated by 'x', for an input "
+                             "with symbolic dims (repeatable), e.g. input=1x3x224x224")
+
+
+def _add_explain_option(parser: argparse.ArgumentParser, applies_to: str = "") -> None:
+    parser.add_argument("--explain", action="store_true",
+                        help=f"{applies_to}print, for every node, the plugin and pattern that "
+                             f"took it and why each other plugin did not")
 
 
 def _add_dynamic_tail_option(parser: argparse.ArgumentParser) -> None:
@@ -265,40 +278,49 @@ def _show(args: argparse.Namespace) -> None:
         print(tail.format())
 
 
+USER_WARNINGS = (FallbackWarning, PluginOptionWarning)
+"""The warnings the command line prints as ``byoc: warning:`` paragraphs."""
+
+
 @contextlib.contextmanager
-def _fallbacks_printed() -> Iterator[None]:
-    """Print each FallbackWarning raised inside as one ``byoc: warning:`` paragraph."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FallbackWarning)
-        try:
+def _warnings_printed() -> Iterator[None]:
+    """Print each of the USER_WARNINGS raised inside as one ``byoc: warning:`` paragraph, and
+    pass the others on. They are passed on after recording has stopped: while it records,
+    passing one on would record it again, without end."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            for category in USER_WARNINGS:
+                warnings.simplefilter("always", category)
             yield
-        finally:
-            for warning in caught:
-                if issubclass(warning.category, FallbackWarning):
-                    print(f"byoc: warning: {textwrap.fill(str(warning.message), 100)}",
-                          file=sys.stderr)
-                else:
-                    warnings.warn_explicit(warning.message, warning.category, warning.filename,
-                                           warning.lineno)
+    finally:
+        for warning in caught:
+            if issubclass(warning.category, USER_WARNINGS):
+                print(f"byoc: warning: {textwrap.fill(str(warning.message), 100)}",
+                      file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
 
 
 def _run(args: argparse.Namespace) -> None:
     given = load_inputs(args.input)
     if Path(args.model).suffix == ".byoc":
-        if args.input_shape or args.plugins or args.no_dynamic_tail:
-            raise InputError("--input-shape, --plugins and --no-dynamic-tail apply to ONNX "
-                             "models; a compiled artifact has fixed shapes and plugins")
-        model = byoc.load(args.model, plugin_options=parse_plugin_options(args.plugin_option))
+        if args.input_shape or args.plugins or args.no_dynamic_tail or args.explain:
+            raise InputError("--input-shape, --plugins, --no-dynamic-tail and --explain apply "
+                             "to ONNX models; a compiled artifact has fixed shapes and plugins "
+                             "and keeps no partition plan to explain (run byoc compile "
+                             "--explain on its ONNX model)")
+        with _warnings_printed():
+            model = byoc.load(args.model,
+                              plugin_options=parse_plugin_options(args.plugin_option))
     else:
-        with _fallbacks_printed():
-            model = byoc.compile(args.model, plugins=_plugin_list(args.plugins),
-                                 input_shapes=parse_shape_bindings(args.input_shape),
-                                 fed_inputs=given, strict=args.strict,
-                                 plugin_options=parse_plugin_options(args.plugin_option),
-                                 dynamic_tail=not args.no_dynamic_tail)
+        model = _compile_onnx(args, fed_inputs=given)
+        if args.explain:
+            _print_explanation(model)
     generated = random_inputs({n: t for n, t in model.inputs.items() if n not in given},
                               seed=args.seed)
-    with _fallbacks_printed():
+    with _warnings_printed():
         if args.profile:
             outputs, profile = model.profile({**given, **generated})
         else:
@@ -323,16 +345,30 @@ def _plugin_list(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _compile_onnx(args: argparse.Namespace, **options) -> byoc.CompiledModel:
+    """Compile ``args.model`` with the options ``compile`` and ``run`` share, and ``options``;
+    print the fallback warnings."""
+    with _warnings_printed():
+        return byoc.compile(args.model, plugins=_plugin_list(args.plugins),
+                            input_shapes=parse_shape_bindings(args.input_shape),
+                            strict=args.strict,
+                            plugin_options=parse_plugin_options(args.plugin_option),
+                            dynamic_tail=not args.no_dynamic_tail, **options)
+
+
+def _print_explanation(model: byoc.CompiledModel) -> None:
+    from byoc.report import format_explanation
+
+    print(format_explanation(model) + "\n")
+
+
 def _compile(args: argparse.Namespace) -> None:
-    with _fallbacks_printed():
-        model = byoc.compile(args.model, plugins=_plugin_list(args.plugins),
-                             input_shapes=parse_shape_bindings(args.input_shape),
-                             strict=args.strict, min_partition_size=args.min_partition_size,
-                             pins=parse_pins(args.pin),
-                             plugin_options=parse_plugin_options(args.plugin_option),
-                             dynamic_tail=not args.no_dynamic_tail)
+    model = _compile_onnx(args, min_partition_size=args.min_partition_size,
+                          pins=parse_pins(args.pin))
     out = args.output or str(Path(args.model).with_suffix(".byoc"))
-    model.save(out)
+    model.save(out)  # before any output, which a reader closing the pipe would cut short
+    if args.explain:
+        _print_explanation(model)
     print(format_summary(model))
     print(f"wrote {out}")
     if args.report:
@@ -406,6 +442,21 @@ def _plugins(args: argparse.Namespace) -> None:
             print(f"  layout:      {info.preferred_layout}")
         names = [str(getattr(p, "name", repr(p))) for p in patterns]
         print(f"  patterns:    {', '.join(names) if names else '(none)'}")
+        _print_options(plugin)
+
+
+def _print_options(plugin: LoadedPlugin) -> None:
+    from byoc.plugins.options import describe_option
+
+    if plugin.options is None:
+        print("  options:     not declared (any KEY=VALUE given is passed on as it is)")
+    elif not plugin.options:
+        print("  options:     (none)")
+    else:
+        print("  options:")
+        for option in plugin.options:
+            print(textwrap.fill(describe_option(option), 100, initial_indent="    ",
+                                subsequent_indent="      "))
 
 
 def _new_plugin(args: argparse.Namespace) -> None:
@@ -438,7 +489,25 @@ def _plugin_commands_for(argv: Sequence[str]) -> PluginCommands:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command in ``argv`` (default: the process's arguments); return the exit status.
+
+    Output into a pipe whose reader has gone away (``byoc ops | head -1``) ends the command
+    quietly with status 141, as a shell reports a command that SIGPIPE ended. stdout is
+    flushed inside the try, so that a closed pipe shows up here and not as an error at
+    interpreter exit; then, as Python's docs on SIGPIPE recommend, stdout is pointed at
+    devnull, so that the flush at exit has nowhere to fail.
+    """
+    try:
+        try:
+            return _main(list(sys.argv[1:] if argv is None else argv))
+        finally:  # also after argparse's SystemExit, for --help and --version
+            sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str]) -> int:
     chosen: PluginCommand | None = None
     try:
         found = _plugin_commands_for(argv)
@@ -452,9 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader of our output went away (`byoc ops | head`): nothing left to say to it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        raise  # the reader went away: main() ends quietly
     except Exception as exc:  # a bug in byoc or in a plugin, not the user's fault
         if os.environ.get("BYOC_DEBUG"):
             raise

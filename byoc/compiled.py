@@ -5,9 +5,11 @@ payload plus the runtime the plugin built from it. Running it passes arrays acro
 partition boundaries and checks every runtime's outputs against the partition's signature.
 
 When a runtime fails (raises, or breaks its output contract) in a model compiled in this
-process, the partition is compiled for the host once, with a FallbackWarning, and the host
-version is used from then on; under ``strict``, and for a loaded artifact (which has no graph
-to recompile from), the failure is an ExecutionError naming the plugin and the partition.
+process, the partition is compiled for a host once, with a FallbackWarning, and the host
+version is used from then on (the first host plugin, such as cpu_llvm, that takes all of the
+partition, else the reference; :mod:`byoc.pipeline` decides); under ``strict``, and for a
+loaded artifact (which has no graph to recompile from), the failure is an ExecutionError
+naming the plugin and the partition.
 
 A model with a dynamic tail (:mod:`byoc.core.dynamic_tail`) runs it after the partitions,
 eagerly on the reference interpreter, on the values the partitions computed; the artifact
@@ -29,10 +31,16 @@ from byoc.core import dtypes
 from byoc.core.dynamic_tail import TAIL_HOST, DynamicTail
 from byoc.core.interpreter.runner import check_signature
 from byoc.core.ir import Graph, TensorType
-from byoc.errors import ArtifactError, ByocError, ExecutionError
+from byoc.errors import ArtifactError, ByocError, ExecutionError, PluginOptionError
 from byoc.layouts import GRAPH_LAYOUT, LayoutEnv, LayoutPlan, check_layout, plan_conversions
 from byoc.plugins.api import PartitionSignature, Payload, Runtime, runtime_counters
 from byoc.plugins.manager import PluginManager, default_manager
+from byoc.plugins.options import (
+    check_plugin_options,
+    stage_options,
+    warn_compile_stage,
+    warn_unused,
+)
 from byoc.version import __version__
 
 if TYPE_CHECKING:
@@ -95,9 +103,10 @@ class CompileSource:
 
 @dataclass
 class HostFallback:
-    """Whether and how a partition whose runtime fails moves to the ``host`` plugin:
-    ``compile_for_host(partition_name)`` compiles it there, unless ``strict``. ``fallbacks``
-    lists every such move, compile-time ones included."""
+    """Whether and how a partition whose runtime fails moves to a host plugin:
+    ``compile_for_host(partition_name)`` compiles it on one (a host plugin such as cpu_llvm,
+    or the reference ``host``), unless ``strict``. ``fallbacks`` lists every such move,
+    compile-time ones included."""
 
     host: str | None = None
     compile_for_host: Callable[[str], CompiledPartition] | None = None
@@ -159,6 +168,8 @@ class CompiledModel:
             start = time.perf_counter()
             try:
                 outputs = _run_part(part, env)
+            except PluginOptionError:
+                raise   # the user's value to fix, not the plugin's failure
             except ByocError as exc:
                 part = self._move_to_host(index, exc)
                 start = time.perf_counter()
@@ -192,7 +203,8 @@ class CompiledModel:
             raise failure
         host_part = self._host_compiler(part.signature.name)
         message = (f"plugin {part.plugin!r} failed running partition {part.signature.name!r}; "
-                   f"it runs on the host ({self.host}) from now on. The error: {failure}")
+                   f"it runs on the host ({host_part.plugin}) from now on. The error: "
+                   f"{failure}")
         warnings.warn(message, FallbackWarning, stacklevel=4)
         self.fallbacks.append(message)
         self.parts[index] = host_part
@@ -260,10 +272,12 @@ def load(path: str | Path, manager: PluginManager | None = None,
     Every check comes before any plugin code sees a payload: the archive and its checksums
     (:func:`byoc.artifact.read`), the manifest's structure and types, and that each plugin a
     partition needs is installed at a compatible version. Only then are runtimes created.
-    ``plugin_options`` gives plugins their run-time options, by plugin name.
+    ``plugin_options`` gives plugins their run-time options, by plugin name, checked as
+    :mod:`byoc.plugins.options` says; a compile-stage option, or an option for a plugin that
+    runs no partition of the artifact, is a PluginOptionWarning: it does nothing.
     """
-    plugin_options = plugin_options or {}
     manager = manager or default_manager()
+    plugin_options = check_plugin_options(manager, plugin_options or {})
     manifest, entries = artifact.read(path)
     try:
         layout = _parse_manifest(_ManifestReader(path, entries), manifest)
@@ -273,13 +287,16 @@ def load(path: str | Path, manager: PluginManager | None = None,
         raise ArtifactError(f"{path}: {exc}; compile the model again") from None
     _check_plugins(path, {spec.plugin: spec.plugin_version for spec in layout.partitions},
                    manager)
+    warn_compile_stage(manager, plugin_options, str(path), stacklevel=2)
+    warn_unused(plugin_options, {spec.plugin for spec in layout.partitions}, stacklevel=2)
     parts = []
     for spec in layout.partitions:
         where = f"plugin {spec.plugin!r} (partition {spec.signature.name!r})"
+        options = stage_options(manager.get(spec.plugin), plugin_options.get(spec.plugin, {}),
+                                "run")
         try:
             runtime = manager.call(spec.plugin, "byoc_runtime_create", payload=spec.payload,
-                                   partition=spec.signature,
-                                   options=dict(plugin_options.get(spec.plugin, {})))
+                                   partition=spec.signature, options=options)
         except ByocError as exc:
             raise ArtifactError(f"{path}: {where} could not create its runtime: {exc}") from None
         if runtime is None or not callable(getattr(runtime, "run", None)):

@@ -1,4 +1,4 @@
-"""Exceptions a user can act on.
+"""Exceptions a user can act on, and the warning for options that do nothing.
 
 Every error byoc raises for bad input derives from :class:`ByocError`. The CLI prints the
 message of a ``ByocError`` as one paragraph and exits non-zero; anything else is a bug in byoc.
@@ -44,8 +44,18 @@ class PluginError(ByocError):
     """A plugin could not be found, loaded or validated, or broke the plugin API."""
 
 
+class PluginOptionError(PluginError):
+    """A plugin refuses the value a user gave one of its options (beyond its declared type,
+    e.g. threads=0). The user's to fix: byoc reports it, it never falls back to a host."""
+
+
 class CosimError(ByocError):
     """Verilog co-simulation failed: Verilator missing, a build error, or a misused model."""
+
+
+class PluginOptionWarning(UserWarning):
+    """An option given to a plugin has no effect: the plugin runs no partition of the model,
+    or a compile-stage option was given when loading an artifact, whose code is fixed."""
 
 
 def describe_node(node) -> str:

@@ -1,14 +1,19 @@
 """The compile pipeline: import -> core passes -> partition -> lower and codegen per partition.
 
-Plugins are called only through their hooks (:mod:`byoc.plugins.hookspecs`). The host plugin
-is always present, as the last resort: it takes every node no selected plugin takes, and every
-partition whose plugin fails to lower it, generate code for it or create its runtime. Such a
-fallback is a warning naming the plugin, the partition and the error; under ``strict`` it is
-an error naming them, and so is a node that a selected plugin's pattern reached but that ends
-up on the host anyway. A plugin that fails while partitioning (its patterns hook, its cost
-hook or a pattern check raises or returns nonsense) is taken to decline, with one warning
-naming the plugin and the pattern; under ``strict`` that is an error too. Failures at run
-time are :class:`~byoc.compiled.CompiledModel`'s to handle.
+Plugins are called only through their hooks (:mod:`byoc.plugins.hookspecs`). The reference
+host plugin is always present, as the last resort: it takes every node no selected plugin
+(the host-role plugins such as cpu_llvm included) takes. When a plugin fails to lower a
+partition, generate code for it or create its runtime, that plugin is excluded from the
+partition's nodes and the graph is partitioned again, so those nodes go where the partitioner
+sends them next (another plugin, cpu_llvm, the reference for what cpu_llvm declines) and
+neighbouring host partitions merge. Such a fallback is a warning naming the plugin, the
+partition, the error and where the nodes went; under ``strict`` it is an error naming them,
+and so is a node that a selected plugin's pattern reached but that ends up on the host anyway.
+A plugin that fails while partitioning (its patterns hook, its cost hook or a pattern check
+raises or returns nonsense) is taken to decline, with one warning naming the plugin and the
+pattern; under ``strict`` that is an error too. Failures at run time are
+:class:`~byoc.compiled.CompiledModel`'s to handle: a partition whose runtime fails is compiled
+again by the first host plugin (cpu_llvm) that takes all of it, else by the reference.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from byoc.compiled import (
 from byoc.core.dynamic_tail import DynamicTail
 from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
-from byoc.errors import ByocError, PluginError
+from byoc.errors import ByocError, PluginError, PluginOptionError
 from byoc.layouts import check_layout, signature_in_layout
 from byoc.partition.partitioner import PartitionPlan, PluginClaims, partition_graph
-from byoc.partition.patterns import Pattern
+from byoc.partition.patterns import Match, Pattern
 from byoc.plugins.api import Partition, Payload
 from byoc.plugins.manager import PluginManager, default_manager
+from byoc.plugins.options import check_plugin_options, stage_options, warn_unused
 
 HOST_PLUGIN = "reference"
 
@@ -57,48 +63,152 @@ class CompileOptions:
 def compile_graph(graph: Graph, options: CompileOptions,
                   manager: PluginManager | None = None,
                   tail: DynamicTail | None = None) -> CompiledModel:
-    """Optimize ``graph`` in place, partition it and compile every partition. The model's
-    dynamic ``tail``, if it has one, runs after the partitions (plugins never see it)."""
+    """Optimize ``graph`` in place, partition it and compile every partition. The options
+    given to plugins are checked first, and each plugin's lowering and runtime get those of
+    their stage (:mod:`byoc.plugins.options`). The model's dynamic ``tail``, if it has one,
+    runs after the partitions (plugins never see it)."""
     manager = manager or default_manager()
+    options = dataclasses.replace(
+        options, plugin_options=check_plugin_options(manager, options.plugin_options))
     plugins = _selected(options, manager)
     optimize(graph)
     faults: list[str] = []  # plugin hooks that failed while partitioning
     claims = [PluginClaims(name, priority, _patterns_of(manager, name, faults),
                            _cost_function(manager, name, graph, faults))
               for priority, name in enumerate(plugins)]
-    plan = partition_graph(graph, claims, host=options.host,
-                           min_partition_size=options.min_partition_size,
-                           pins=dict(options.pins))
+    plan = _partition(graph, claims, options, {})
     fallbacks = _partitioning_faults(faults + plan.check_failures, options.strict)
     if options.strict:
         _check_strict(plan, options.host)
-    parts = []
-    for partition in plan.partitions:
-        try:
-            parts.append(_compile_partition(manager, partition, graph, options))
-        except ByocError as exc:
-            if partition.plugin == options.host:
-                raise
-            failed = (f"plugin {partition.plugin!r} could not compile partition "
-                      f"{partition.name!r} ({len(partition.nodes)} nodes)")
-            if options.strict:
-                raise PluginError(f"--strict: {failed}: {exc}. Fix or report the plugin, or "
-                                  f"drop --strict to run the partition on the host "
-                                  f"({options.host})") from exc
-            message = f"{failed}; it runs on the host ({options.host}) instead. The error: {exc}"
-            warnings.warn(message, FallbackWarning, stacklevel=2)
-            fallbacks.append(message)
-            host_partition = dataclasses.replace(partition, plugin=options.host)
-            parts.append(_compile_partition(manager, host_partition, graph, options))
+    plan, parts, failures = _compile_all(manager, graph, claims, options, plan)
+    for partition, error in failures:
+        message = (f"plugin {partition.plugin!r} could not compile partition "
+                   f"{partition.name!r} ({len(partition.nodes)} nodes); its nodes run on "
+                   f"{_where_nodes_went(partition.nodes, plan)} instead. The error: {error}")
+        warnings.warn(message, FallbackWarning, stacklevel=2)
+        fallbacks.append(message)
+    warn_unused(options.plugin_options, {part.plugin for part in parts}, stacklevel=2)
+    hosts = [name for name in plugins if manager.get(name).info.role == "host"]
 
     def host_part(name: str) -> CompiledPartition:
         partition = next(p for p in plan.partitions if p.name == name)
-        return _compile_partition(manager, dataclasses.replace(partition, plugin=options.host),
-                                  graph, options)
+        return _compile_on_a_host(manager, partition, graph, options, hosts)
 
     return CompiledModel(ModelSignature.of(graph), parts, tail,
                          source=CompileSource(graph, plan),
                          fallback=HostFallback(options.host, host_part, options.strict, fallbacks))
+
+
+def _partition(graph: Graph, claims: list[PluginClaims], options: CompileOptions,
+               exclusions: Mapping[str, Mapping[str, str]]) -> PartitionPlan:
+    return partition_graph(graph, claims, host=options.host,
+                           min_partition_size=options.min_partition_size,
+                           pins=dict(options.pins), exclusions=exclusions)
+
+
+def _compile_all(manager: PluginManager, graph: Graph, claims: list[PluginClaims],
+                 options: CompileOptions, plan: PartitionPlan
+                 ) -> tuple[PartitionPlan, list[CompiledPartition], list[tuple[Partition, str]]]:
+    """Compile every partition of ``plan``. A plugin that cannot compile a partition (outside
+    strict, where that is an error) is excluded from the partition's nodes and the graph is
+    partitioned again, so they go where the partitioner sends them next: another selected
+    plugin, the host plugins (cpu_llvm) or the reference, and neighbouring host partitions
+    merge. Each round excludes a plugin from nodes it was not excluded from, so the rounds
+    end. A partition that comes back unchanged (same name, plugin, nodes and boundary) keeps
+    what it compiled to. Returns the final plan, its compiled partitions and each failure
+    (the partition as it was, the error)."""
+    exclusions: dict[str, dict[str, str]] = {}
+    compiled: dict[tuple, CompiledPartition] = {}
+    failures: list[tuple[Partition, str]] = []
+    while True:
+        parts, failed = [], []
+        for partition in plan.partitions:
+            key = (partition.name, partition.plugin, tuple(n.name for n in partition.nodes),
+                   tuple(partition.inputs), tuple(partition.outputs))
+            if key not in compiled:
+                try:
+                    compiled[key] = _compile_partition(manager, partition, graph, options)
+                except ByocError as exc:
+                    if partition.plugin == options.host or isinstance(exc, PluginOptionError):
+                        raise
+                    if options.strict:
+                        raise PluginError(
+                            f"--strict: plugin {partition.plugin!r} could not compile "
+                            f"partition {partition.name!r} ({len(partition.nodes)} nodes): "
+                            f"{exc}. Fix or report the plugin, or drop --strict to run its "
+                            f"nodes on the other plugins or the host") from exc
+                    failed.append((partition, str(exc)))
+                    continue
+            parts.append(compiled[key])
+        if not failed:
+            return plan, parts, failures
+        for partition, error in failed:
+            if any(partition.plugin in exclusions.get(n.name, {}) for n in partition.nodes):
+                raise ByocError(f"internal error: the partitioner gave plugin "
+                                f"{partition.plugin!r} nodes it was excluded from (partition "
+                                f"{partition.name!r}); please report it to byoc's authors")
+            why = (f"plugin {partition.plugin!r} could not compile partition "
+                   f"{partition.name!r}: {error}")
+            for node in partition.nodes:
+                exclusions.setdefault(node.name, {})[partition.plugin] = why
+        failures += failed
+        plan = _partition(graph, claims, options, exclusions)
+
+
+def _where_nodes_went(nodes: list[Node], plan: PartitionPlan) -> str:
+    """Which plugins and partitions of ``plan`` hold ``nodes``: "cpu_llvm (partition
+    'p0_cpu_llvm', 2 nodes) and reference (partition 'p1_reference', 1 node)"."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        name = plan.partition_of(node.name).name
+        counts[name] = counts.get(name, 0) + 1
+    plugin = {p.name: p.plugin for p in plan.partitions}
+    places = [f"{plugin[name]} (partition {name!r}, {count} node{'s' * (count > 1)})"
+              for name, count in counts.items()]
+    return places[0] if len(places) == 1 else f"{', '.join(places[:-1])} and {places[-1]}"
+
+
+def _compile_on_a_host(manager: PluginManager, partition: Partition, graph: Graph,
+                       options: CompileOptions, hosts: list[str]) -> CompiledPartition:
+    """``partition`` (whose runtime failed) compiled by the first host plugin of ``hosts``
+    other than its own whose patterns take all of its nodes and that compiles it, else by
+    the reference host (``options.host``). The partition goes with the new plugin's own
+    matches (none for the reference)."""
+    for host in hosts:
+        if host == partition.plugin:
+            continue
+        matches = _whole_matches(manager, host, partition, graph, options)
+        if matches is not None:
+            try:
+                return _compile_partition(
+                    manager, dataclasses.replace(partition, plugin=host, matches=matches),
+                    graph, options)
+            except ByocError:
+                continue  # the next host, and the reference last
+    return _compile_partition(
+        manager, dataclasses.replace(partition, plugin=options.host, matches=[]), graph, options)
+
+
+def _whole_matches(manager: PluginManager, plugin: str, partition: Partition, graph: Graph,
+                   options: CompileOptions) -> list[Match] | None:
+    """The matches with which ``plugin``'s patterns take every node of ``partition`` as one
+    partition of its own (partitioning the partition's subgraph between that plugin and the
+    host), on the graph's own nodes; None when they do not take it whole."""
+    try:
+        claims = [PluginClaims(plugin, 0, _patterns_of(manager, plugin, []))]
+        plan = partition_graph(partition.subgraph(graph.constants), claims, host=options.host)
+    except ByocError:
+        return None
+    if [p.plugin for p in plan.partitions] != [plugin]:
+        return None
+    own = {n.name: n for n in graph.nodes}
+
+    def on_graph(match: Match) -> Match:
+        return dataclasses.replace(
+            match, root=own[match.root.name], nodes=[own[n.name] for n in match.nodes],
+            captured={k: own[n.name] for k, n in match.captured.items()},
+            shared=[own[n.name] for n in match.shared])
+    return [on_graph(m) for m in plan.partitions[0].matches]
 
 
 def _partitioning_faults(faults: list[str], strict: bool) -> list[str]:
@@ -127,8 +237,6 @@ def installed_hosts(manager: PluginManager) -> list[str]:
 
 def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
     """The plugins in priority order: the user's, then the default ones (without the host)."""
-    for name in options.plugin_options:
-        manager.get(name)  # options for a plugin that is not installed are a mistake
     names = []
     for name in options.plugins:
         manager.get(name)  # a PluginError listing the installed plugins if unknown
@@ -191,8 +299,10 @@ def _cost_function(manager: PluginManager, plugin: str, graph: Graph, faults: li
 def _compile_partition(manager: PluginManager, partition: Partition, graph: Graph,
                        options: CompileOptions) -> CompiledPartition:
     plugin = manager.get(partition.plugin)
+    given = options.plugin_options.get(partition.plugin, {})
     lowered = manager.call(partition.plugin, "byoc_lower_partition", partition=partition,
-                           graph=graph, constants=graph.constants)
+                           graph=graph, constants=graph.constants,
+                           options=stage_options(plugin, given, "compile"))
     if lowered is None:
         raise PluginError(f"plugin {partition.plugin!r}: byoc_lower_partition returned nothing "
                           f"for partition {partition.name!r}")
@@ -207,8 +317,7 @@ def _compile_partition(manager: PluginManager, partition: Partition, graph: Grap
     layout = check_layout(plugin.info.preferred_layout, partition.plugin)
     signature = signature_in_layout(partition.signature(), layout)
     runtime = manager.call(partition.plugin, "byoc_runtime_create", payload=payload,
-                           partition=signature,
-                           options=dict(options.plugin_options.get(partition.plugin, {})))
+                           partition=signature, options=stage_options(plugin, given, "run"))
     if runtime is None or not callable(getattr(runtime, "run", None)):
         raise PluginError(f"plugin {partition.plugin!r}: byoc_runtime_create gave no runtime "
                           f"with a run() method for partition {partition.name!r}")

@@ -51,9 +51,12 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     runtime fails while running (without it, that partition moves to the host: see
     :class:`~byoc.compiled.CompiledModel`); ``min_partition_size`` sends smaller accelerator
     partitions to the host; ``pins`` maps node names or op types to the
-    plugin that must run them; ``plugin_options`` gives plugins their run-time options by
-    plugin name (``{"cpu_llvm": {"threads": 2}}``). ``manager`` defaults to every installed
-    plugin.
+    plugin that must run them; ``plugin_options`` gives plugins their options by plugin name
+    (``{"cpu_llvm": {"threads": 2}}``): an unknown plugin or option is a PluginError naming
+    the closest known one, values are converted to the types the plugin declares, and options
+    for a plugin that runs no partition are a PluginOptionWarning (``byoc plugins`` lists
+    each plugin's options; :mod:`byoc.plugins.options`). ``manager`` defaults to every
+    installed plugin.
 
     ``dynamic_tail``: a node whose output size depends on the values of runtime inputs
     (NonMaxSuppression, NonZero, TopK with a runtime K...), and every node depending on it,

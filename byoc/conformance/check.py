@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
 import numpy as np
 
 from byoc.conformance.cases import ACCEPT, DECLINE, Case
-from byoc.conformance.families import Built
+from byoc.conformance.families import Built, Unbuildable
 from byoc.errors import ByocError
 from byoc.partition.patterns import find_matches
 from byoc.plugins.manager import PluginManager, default_manager
@@ -24,10 +25,11 @@ class NotApplicable(Exception):
 
 
 def run_case(case: Case, built: Built | None = None,
-             manager: PluginManager | None = None) -> str:
+             manager: PluginManager | None = None, localize: bool = True) -> str:
     """Run ``case``; return what happened ("taken" or "declined: <reasons>"). Raises
     ConformanceFailure when the plugin breaks the contract, NotApplicable when the case
-    does not reach the pattern."""
+    does not reach the pattern. When a composite's output is wrong and ``localize`` is set,
+    the failure names the op that is wrong where the kit can tell."""
     import byoc
     from byoc.pipeline import FallbackWarning
     from byoc.testing import compile_reference
@@ -46,12 +48,73 @@ def run_case(case: Case, built: Built | None = None,
         if issubclass(warning.category, FallbackWarning):
             raise ConformanceFailure(f"{case.describe()}: a partition the plugin took fell back "
                                      f"to the host: {warning.message}")
-    outcome = _check_plan(case, compiled, built.target, manager or default_manager())
+    outcome = _check_plan(case, compiled, built, manager or default_manager())
     got = _run(case, compiled, built.inputs, "the plugin's compiled model")
     want = reference.run(built.inputs)
-    for name, expected in want.items():
-        _compare(case, name, got.get(name), expected, built.steps.get(name))
+    try:
+        for name, expected in want.items():
+            _compare(case, name, got.get(name), expected, built.steps.get(name))
+    except ConformanceFailure as exc:
+        if case.realization is None or not localize:
+            raise
+        where = _skipped_ops(case, built, got) or _wrong_op(case, manager)
+        raise ConformanceFailure(f"{exc}; {where}") from None
     return outcome
+
+
+def _skipped_ops(case: Case, built: Built, got: dict[str, np.ndarray]) -> str | None:
+    """When the plugin's output equals the reference's value of an op inside the composite,
+    the ops after that one are the ones it gets wrong (skipped or miscomputed)."""
+    from byoc.core.importer import import_model
+    from byoc.core.interpreter import Interpreter
+
+    graph = import_model(built.model)
+    values = Interpreter(graph).values(built.inputs)
+    by_name = {n.name: n for n in graph.nodes}
+    inside = [by_name[name] for name in built.composite if name in by_name]
+    for output, array in got.items():
+        array = np.asarray(array)
+        for position in range(len(inside) - 2, -1, -1):
+            node = inside[position]
+            value = values.get(node.outputs[0])
+            if value is None or value.shape != array.shape or value.dtype != array.dtype:
+                continue
+            if not np.any(outside_tolerance(array, value, case.rtol, case.atol)):
+                after = ", ".join(f"{n.op_type} {n.name!r}" for n in inside[position + 1:])
+                return (f"the output {output!r} equals the reference's value of {node.op_type} "
+                        f"{node.name!r} inside the composite: what comes after it ({after}) is "
+                        f"skipped or computed wrong")
+    return None
+
+
+def _wrong_op(case: Case, manager: PluginManager | None) -> str:
+    """Which op of a composite computes wrong: the first optional op (from the root down)
+    without which the same case matches the reference."""
+    realization = case.realization
+    # Optional ops (their op type) that are there, root first, then optional inputs (True):
+    # an omitted input can hide a wrong op (no zero point makes a Relu a no-op), not the
+    # other way round.
+    present = {k: v for k, v in realization.choices if isinstance(v, str)}
+    present.update((k, v) for k, v in realization.choices if v is True)
+    for key, op_type in present.items():
+        absent = None if isinstance(op_type, str) else False
+        without = next((r for r in case.siblings if r.params.get(key, "") is absent and all(
+            v == realization.params.get(k) for k, v in r.params.items() if k != key)), None)
+        if without is None:
+            continue
+        values = {k: v for k, v in case.values.items() if k not in realization.params}
+        neighbour = dataclasses.replace(case, realization=without,
+                                        values={**values, **without.params})
+        try:
+            run_case(neighbour, manager=manager, localize=False)
+        except (ConformanceFailure, NotApplicable, Unbuildable):
+            continue
+        part = f"op is the {op_type} ({key})" if isinstance(op_type, str) else \
+            f"part is the optional input {key}"
+        return f"the wrong {part}: the same case without it matches the reference"
+    ops = " -> ".join(p.op_type for p in realization.root.parts())
+    return (f"no optional op alone explains it, so the error is in the composite's fixed ops "
+            f"({ops})")
 
 
 def _compile(case: Case, compile_model) -> Any:
@@ -70,8 +133,9 @@ def _run(case: Case, compiled, inputs: dict[str, np.ndarray], what: str):
                                  f"{type(exc).__name__}: {exc}") from exc
 
 
-def _check_plan(case: Case, compiled, target: str, manager: PluginManager) -> str:
+def _check_plan(case: Case, compiled, built: Built, manager: PluginManager) -> str:
     plan = compiled.plan
+    target = built.target
     explanation = plan.explanations.get(target)
     if explanation is None:
         raise NotApplicable(f"byoc's passes removed the {case.op} node before partitioning, "
@@ -83,8 +147,13 @@ def _check_plan(case: Case, compiled, target: str, manager: PluginManager) -> st
                 f"{case.describe()}: the pattern took a case outside its declared limits "
                 f"({_varied(case)}); decline it with a reason, or add the value to the "
                 f"pattern's PatternLimits.accepts")
+        _check_whole(case, plan, built)
         return "taken"
     reasons = _decline_reasons(case, compiled, explanation, manager)
+    known = [r for r in reasons if r.startswith(f"{case.pattern}: ") and
+             any(phrase in r for phrase in case.known_declines)]
+    if case.expect == ACCEPT and known:
+        return "declined, as the plugin's limits say it may: " + "; ".join(known)
     if case.expect == ACCEPT:
         where = (f"{explanation.plugin} ({explanation.pattern})" if explanation.pattern
                  else explanation.plugin)
@@ -92,6 +161,23 @@ def _check_plan(case: Case, compiled, target: str, manager: PluginManager) -> st
             f"{case.describe()}: the pattern did not take a case inside its declared limits; "
             f"the {case.op} node went to {where}. Reasons given: {'; '.join(reasons)}")
     return "declined: " + "; ".join(reasons)
+
+
+def _check_whole(case: Case, plan, built: Built) -> None:
+    """A composite is claimed whole: every node the kit built for it went to the pattern."""
+    elsewhere = []
+    for name in built.composite:
+        explanation = plan.explanations.get(name)
+        if explanation is None:
+            raise NotApplicable(f"byoc's passes removed node {name!r} of the composite before "
+                                f"partitioning, so the pattern never sees it whole")
+        if plan.patterns.get(name) != case.pattern:
+            where = (f"{explanation.plugin} ({explanation.pattern})" if explanation.pattern
+                     else explanation.plugin)
+            elsewhere.append(f"{name} ({explanation.op}) went to {where}")
+    if elsewhere:
+        raise ConformanceFailure(f"{case.describe()}: the pattern took the composite's root "
+                                 f"but not all of it: {'; '.join(elsewhere)}")
 
 
 def _decline_reasons(case: Case, compiled, explanation, manager: PluginManager) -> list[str]:

@@ -30,7 +30,7 @@ def register(cls: type["Family"]) -> type["Family"]:
 
 def family_of_op(op_type: str) -> "Family | None":
     """The family whose single-op models have ``op_type`` as their target, if any."""
-    return next((f for f in FAMILIES.values() if not f.composite and op_type in f.ops), None)
+    return next((f for f in FAMILIES.values() if op_type in f.ops), None)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Built:
     inputs: dict[str, np.ndarray]
     target: str
     steps: dict[str, float] = field(default_factory=dict)
+    # For a pattern's composite: every node the pattern must claim (the target is its root).
+    composite: list[str] = field(default_factory=list)
 
 
 class Unbuildable(Exception):
@@ -62,13 +64,12 @@ class Unbuildable(Exception):
 
 
 class Family:
-    """Builds models for ``ops``. ``composite`` families build a group of nodes (a QDQ
-    layer) and are chosen from a pattern's structure rather than from one op type."""
+    """Builds models of one node of ``ops`` (a composite pattern's other ops are built around
+    it from the pattern's structure: :mod:`byoc.conformance.composite`)."""
 
     name: ClassVar[str]
     ops: ClassVar[tuple[str, ...]]
     params: ClassVar[dict[str, Param]]
-    composite: ClassVar[bool] = False
     rtol: ClassVar[float] = 1e-5
     atol: ClassVar[float] = 1e-6
 
@@ -191,7 +192,8 @@ class Binary(Family):
               "rank": Param((1, 2, 4), (1, 2, 3, 4, 5)),
               "broadcast": Param(("none", "scalar", "trailing", "both"),
                                  ("none", "scalar", "trailing", "both")),
-              "operand": Param(("input", "constant"), ("input", "constant"))}
+              "operand": Param(("input", "constant"), ("input", "constant")),
+              "batch": Param((1, 2), (1, 2))}
 
     def build(self, op, values, rng):
         dtype = values["dtype"]
@@ -202,6 +204,13 @@ class Binary(Family):
         if op == "PRelu" and values["broadcast"] == "both":
             raise Unbuildable("PRelu broadcasts its slope one way only")
         a_shape, b_shape = broadcast_shapes(values["broadcast"], values["rank"], rng)
+        batch = values.get("batch", 1)
+        if len(a_shape) < 3 and batch != 1:
+            raise Unbuildable("the batch is a parameter of images (rank 3 and more)")
+        if len(a_shape) >= 3:  # images: the batch is a parameter (accelerators run one)
+            if len(b_shape) == len(a_shape) and b_shape[0] == a_shape[0]:
+                b_shape = (batch,) + b_shape[1:]
+            a_shape = (batch,) + a_shape[1:]
         positive = op in _POSITIVE_ONLY
         a = random_array(dtype, a_shape, rng, positive=positive)
         b = random_array(dtype, b_shape, rng, nonzero=op == "Div")

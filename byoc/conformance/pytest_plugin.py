@@ -60,6 +60,9 @@ class PluginCases(pytest.Collector):
                 built = case.build()
             except Unbuildable:
                 continue  # this combination of values makes no valid model for the op
+            except ByocError as exc:  # the kit cannot build this pattern's structure
+                items.append(BrokenLimits.from_parent(self, name=case.label, error=str(exc)))
+                continue
             items.append(CaseItem.from_parent(self, name=case.label, case=case, built=built))
         return items
 

@@ -123,8 +123,10 @@ def integer_layer(graph: Graph, group: QdqGroup) -> IntegerLayer | None:
     y_scale, y_zero = _params(graph, quantize)
     if any(v is None for v in (x_scale, w_scale, y_scale)) or not graph.is_constant(dq_w.inputs[0]):
         return None
-    if x_scale.size != 1 or y_scale.size != 1 or y_zero is None:
+    if x_scale.size != 1 or y_scale.size != 1:
         return None
+    if y_zero is None:  # ONNX's default: zero point 0 of the output type (uint8 unless set)
+        y_zero = np.zeros((), graph.types[quantize.outputs[0]].dtype)
     out_range = activation_range(graph, group.activation, y_scale, y_zero)
     if out_range is None:
         return None

@@ -60,11 +60,13 @@ def make_qdq_elementwise_pattern(name: str, op_types: tuple[str, ...] = ("Add",)
 
 
 def make_qlinear_pattern(name: str, op_types: tuple[str, ...] = ("QLinearConv", "QLinearMatMul"),
-                         check: Callable | None = None) -> Pattern:
+                         check: Callable | None = None,
+                         constant_weights: bool = False) -> Pattern:
     """A QLinearConv / QLinearMatMul whose scales and zero points are constants.
 
     The data input may be a run-time value; QLinearConv's weights (and bias) must be constants,
-    QLinearMatMul's second operand may be either. Captures "op"; binds "input" and "weight".
+    QLinearMatMul's second operand may be either, or only a constant with
+    ``constant_weights``. Captures "op"; binds "input" and "weight".
     """
     def qlinear(types, weight):
         return op(types, wildcard("input"), const(), const(), weight, const(), const(),
@@ -73,7 +75,8 @@ def make_qlinear_pattern(name: str, op_types: tuple[str, ...] = ("QLinearConv", 
     conv = tuple(t for t in op_types if t == "QLinearConv")
     other = tuple(t for t in op_types if t != "QLinearConv")
     options = ([qlinear(conv, const(label="weight"))] if conv else []) + \
-              ([qlinear(other, wildcard("weight"))] if other else [])
+              ([qlinear(other, const(label="weight") if constant_weights else wildcard("weight"))]
+               if other else [])
     return Pattern(name, options[0] if len(options) == 1 else alt(*options), check)
 
 

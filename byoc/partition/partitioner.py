@@ -2,7 +2,8 @@
 
 :func:`partition_graph` is a pure function of its inputs: the graph, what each plugin claims
 (:class:`PluginClaims`: its patterns, its priority and an optional cost function), the host
-plugin's name, the minimum partition size and the pins. It calls no plugin hooks.
+plugin's name, the minimum partition size, the pins and the exclusions. It calls no plugin
+hooks.
 
 The rules, all of them, in the order they are applied:
 
@@ -19,6 +20,11 @@ The rules, all of them, in the order they are applied:
    patterns do not match; such a node goes to the host. A pin naming no node or op type of
    this graph has no effect (one pin list may serve several models); a pin to a plugin that
    is neither the host nor in ``claims`` is an error.
+   **Exclusions.** ``exclusions`` maps a node name to the plugins that may not take it, each
+   with the reason (the pipeline excludes a plugin from the nodes of a partition it could not
+   compile, and partitions again). Candidates of an excluded plugin that contain the node are
+   dropped with that reason, so the node goes to the plugin that ranks next or to the host.
+   The host cannot be excluded: it takes what every other plugin leaves.
 3. **Overlaps.** A node belongs to one candidate at most. Candidates are ranked by, in order:
    (a) *priority*: the plugin's priority index, lower first (0 is the first plugin given);
    (b) *size*: more nodes first;
@@ -58,12 +64,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 from byoc.core.integer_layers import integer_plans
 from byoc.core.ir import Graph, Node
 from byoc.errors import ByocError, describe_node
-from byoc.partition.patterns import Pattern, find_matches
+from byoc.partition.patterns import Match, Pattern, find_matches
 from byoc.plugins.api import Partition
 
 CostFunction = Callable[[str, list[Node]], "float | None"]
@@ -146,6 +152,7 @@ class _Candidate:
     nodes: list[Node]
     root_index: int
     cost: float | None
+    match: Match | None = None
 
     @property
     def rank(self) -> tuple:
@@ -166,10 +173,13 @@ def _deciding_rule(winner: _Candidate, loser: _Candidate) -> str:
 
 def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
                     min_partition_size: int = 1,
-                    pins: dict[str, str] | None = None) -> PartitionPlan:
+                    pins: dict[str, str] | None = None,
+                    exclusions: Mapping[str, Mapping[str, str]] | None = None) -> PartitionPlan:
     """Assign every node of ``graph`` to a plugin and cut the graph into acyclic partitions,
-    following the rules in this module's docstring."""
-    _validate(claims, host, min_partition_size, pins or {})
+    following the rules in this module's docstring. ``exclusions`` maps a node name to
+    {plugin: why that plugin may not take it}."""
+    exclusions = exclusions or {}
+    _validate(claims, host, min_partition_size, pins or {}, exclusions)
     index = {id(node): i for i, node in enumerate(graph.nodes)}
     reasons: dict[int, dict[str, list[str]]] = {id(n): {} for n in graph.nodes}
 
@@ -179,6 +189,8 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     check_failures: list[str] = []
     candidates = _collect_candidates(graph, claims, index, note, check_failures)
     candidates = _apply_pins(graph, candidates, pins or {}, note)
+    candidates = _drop_barred(candidates, lambda node, plugin: exclusions.get(node.name, {})
+                              .get(plugin), note)
     before_layers = _copy_reasons(reasons)
 
     layers = quantized_layers(graph)
@@ -199,6 +211,7 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     partitions = [_make_partition(graph, f"p{i}_{groups.plugin[gid]}", groups.plugin[gid],
                                   groups.members[gid], index)
                   for i, gid in enumerate(groups.topological_order())]
+    _attach_matches(partitions, owner)
     patterns: dict[str, str | None] = {}
     explanations: dict[str, NodeExplanation] = {}
     plugin_of = {id(n): p.plugin for p in partitions for n in p.nodes}
@@ -216,6 +229,19 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     _check_cover(graph, plan)
     plan.check_acyclic()
     return plan
+
+
+def _attach_matches(partitions: list[Partition], owner: dict[int, _Candidate]) -> None:
+    """Give each partition the matches that formed it, in the order of their roots."""
+    for partition in partitions:
+        taken: dict[int, _Candidate] = {}
+        for node in partition.nodes:
+            candidate = owner.get(id(node))
+            if candidate is not None and candidate.plugin == partition.plugin \
+                    and candidate.match is not None:
+                taken.setdefault(id(candidate), candidate)
+        partition.matches = [c.match for c in sorted(taken.values(),
+                                                     key=lambda c: c.root_index)]
 
 
 def _copy_reasons(reasons: dict[int, dict[str, list[str]]]) -> dict[int, dict[str, list[str]]]:
@@ -323,7 +349,7 @@ def _split_layers(layers: list[list[Node]],
 
 
 def _validate(claims: list[PluginClaims], host: str, min_partition_size: int,
-              pins: dict[str, str]) -> None:
+              pins: dict[str, str], exclusions: Mapping[str, Mapping[str, str]]) -> None:
     names = [c.plugin for c in claims]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -336,6 +362,10 @@ def _validate(claims: list[PluginClaims], host: str, min_partition_size: int,
         if plugin not in known:
             raise ByocError(f"pin {key!r} -> {plugin!r}: no such plugin; pin to one of "
                             f"{', '.join(sorted(known))}")
+    excluding_host = sorted(node for node, plugins in exclusions.items() if host in plugins)
+    if excluding_host:
+        raise ByocError(f"the host ({host}) cannot be excluded from a node (it takes what every "
+                        f"other plugin leaves), but it is from {', '.join(excluding_host)}")
 
 
 def _collect_candidates(graph: Graph, claims: list[PluginClaims], index: dict[int, int],
@@ -353,32 +383,43 @@ def _collect_candidates(graph: Graph, claims: list[PluginClaims], index: dict[in
                                           f"{declined.pattern!r}, {describe_node(result.node)}: "
                                           f"{declined.reason}")
                 note(result.node, claim.plugin, f"{declined.pattern}: {reason}")
+                for inner in declined.nodes:   # the rest of what the pattern matched
+                    if inner is not result.node:
+                        note(inner, claim.plugin, f"{declined.pattern} (rooted at "
+                                                  f"{describe_node(result.node)}): {reason}")
             for match in result.matches:
                 cost = claim.cost(match.pattern, list(match.nodes)) if claim.cost else None
                 candidates.append(_Candidate(claim.plugin, claim.priority, match.pattern,
                                              list(match.nodes), index[id(match.root)],
-                                             None if cost is None else float(cost)))
+                                             None if cost is None else float(cost), match))
     return candidates
 
 
 def _apply_pins(graph: Graph, candidates: list[_Candidate], pins: dict[str, str],
                 note: Callable[[Node, str, str], None]) -> list[_Candidate]:
     pinned = {id(n): pins.get(n.name, pins.get(n.op_type)) for n in graph.nodes}
+
+    def barred(node: Node, plugin: str) -> str | None:
+        target = pinned[id(node)]
+        return None if target is None or target == plugin else f"pinned to {target}"
+    return _drop_barred(candidates, barred, note)
+
+
+def _drop_barred(candidates: list[_Candidate], barred: Callable[[Node, str], str | None],
+                 note: Callable[[Node, str, str], None]) -> list[_Candidate]:
+    """The candidates none of whose nodes ``barred(node, plugin)`` gives a reason for; every
+    node of a dropped candidate is explained (rule 2: pins and exclusions)."""
     kept = []
     for candidate in candidates:
-        conflicts = [n for n in candidate.nodes
-                     if pinned[id(n)] is not None and pinned[id(n)] != candidate.plugin]
+        why = {id(n): barred(n, candidate.plugin) for n in candidate.nodes}
+        conflicts = [n for n in candidate.nodes if why[id(n)]]
         if not conflicts:
             kept.append(candidate)
             continue
-        conflicting = {id(n) for n in conflicts}
+        first = conflicts[0]
         for node in candidate.nodes:
-            if id(node) in conflicting:
-                note(node, candidate.plugin, f"pinned to {pinned[id(node)]}")
-            else:
-                first = conflicts[0]
-                note(node, candidate.plugin, f"{candidate.pattern} dropped: node "
-                                             f"{first.name!r} is pinned to {pinned[id(first)]}")
+            note(node, candidate.plugin, why[id(node)] or
+                 f"{candidate.pattern} dropped: node {first.name!r}: {why[id(first)]}")
     return kept
 
 

@@ -129,6 +129,9 @@ class Declined:
     # The check raised or returned neither Accept nor Decline: a bug in the plugin, which the
     # partitioner reports and strict refuses.
     check_failed: bool = False
+    # The nodes the pattern matched before its guard or check declined (empty when the
+    # matcher itself did not match), so each of them can be told why.
+    nodes: tuple[Node, ...] = ()
 
 
 @dataclass
@@ -156,20 +159,22 @@ def match_at(pattern: Pattern, node: Node, graph: Graph,
         (shared if outside and key in st.shareable else claimed).append(n)
     match = Match(pattern.name, node, claimed, st.inputs, [o for o in node.outputs if o],
                   st.captured, st.bound, shared)
+    matched = tuple(claimed)
     reason = _guard(match, st)
     if reason:
-        return Declined(pattern.name, reason)
+        return Declined(pattern.name, reason, nodes=matched)
     if pattern.check is not None:
         try:
             verdict = pattern.check(match, graph)
         except Exception as exc:  # a plugin bug must not stop partitioning: decline instead
             return Declined(pattern.name, f"the check raised {type(exc).__name__}: {exc}",
-                            check_failed=True)
+                            check_failed=True, nodes=matched)
         if not isinstance(verdict, (Accept, Decline)):
             return Declined(pattern.name, f"the check returned {verdict!r:.60} instead of "
-                                          f"Accept() or Decline(reason)", check_failed=True)
+                                          f"Accept() or Decline(reason)", check_failed=True,
+                            nodes=matched)
         if isinstance(verdict, Decline):
-            return Declined(pattern.name, verdict.reason)
+            return Declined(pattern.name, verdict.reason, nodes=matched)
     return match
 
 

@@ -4,15 +4,17 @@ These are the types named in :mod:`byoc.plugins.hookspecs`: what a plugin says a
 (:class:`PluginInfo`), the piece of graph it is asked to compile (:class:`Partition`), what its
 code generator hands back to be stored in an artifact (:class:`Payload`), what it must
 provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`),
-the commands it adds to the ``byoc`` command line (:class:`CliCommand`), what its patterns
-accept, for the conformance kit (:class:`PatternLimits`), and the ops of its own domain it
-declares so that models holding them import (:class:`CustomOp`, kept with the plugin that
-declared it as a :class:`DeclaredOp`).
+the commands it adds to the ``byoc`` command line (:class:`CliCommand`), the options users
+may give it (:class:`PluginOption`), what its patterns accept, for the conformance kit
+(:class:`PatternLimits`), and the ops of its own domain it declares so that models holding
+them import (:class:`CustomOp`, kept with the plugin that declared it as a
+:class:`DeclaredOp`).
 """
 
 from __future__ import annotations
 
 import inspect
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
@@ -25,6 +27,8 @@ from byoc.errors import PluginError, ShapeInferenceError, UnsupportedOpError, Ve
 
 if TYPE_CHECKING:
     import argparse
+
+    from byoc.partition.patterns import Match
 
 
 PLUGIN_ROLES: tuple[str, ...] = ("accelerator", "host")
@@ -86,7 +90,11 @@ class Partition:
     values it reads from outside (graph inputs or other nodes' outputs), ``outputs`` the values
     it defines that are read outside it (or are graph outputs), ``types`` the types of every
     value its nodes read or define, and ``opsets`` the model's opset imports (the nodes'
-    semantics depend on them).
+    semantics depend on them). ``matches`` are the plugin's pattern matches that formed it,
+    in the order of their roots: each names its pattern and holds the nodes it claims, with
+    the labelled ones in ``captured`` (see :class:`byoc.partition.patterns.Match`), so a
+    lowering need not match its patterns again. Nodes that a host took without a pattern
+    come with no match.
     """
 
     name: str
@@ -96,6 +104,7 @@ class Partition:
     outputs: list[str]
     types: dict[str, TensorType] = field(default_factory=dict)
     opsets: dict[str, int] = field(default_factory=dict)
+    matches: list[Match] = field(default_factory=list)
 
     def signature(self) -> PartitionSignature:
         """The partition's typed interface (what a runtime is created for)."""
@@ -265,7 +274,10 @@ class PatternLimits:
     boolean outputs must be equal. ``quantized_steps`` lets the int8 results of a quantized
     layer (and the floats dequantized from them) differ from the reference by that many
     quantization steps, for hardware that requantizes in fixed point and so rounds some
-    results the other way; the plugin should say why in a comment.
+    results the other way; the plugin should say why in a comment. ``known_declines`` lists
+    phrases of decline reasons the pattern may give inside its limits because they depend on
+    values no parameter describes (e.g. ratios of quantization scales the hardware cannot
+    reproduce exactly): such a decline passes, any other decline inside the limits fails.
     """
 
     pattern: str
@@ -275,10 +287,16 @@ class PatternLimits:
     rtol: float | None = None
     atol: float | None = None
     quantized_steps: int = 0
+    known_declines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, str) or not self.pattern:
             raise PluginError(f"PatternLimits needs a pattern name, not {self.pattern!r}")
+        if isinstance(self.known_declines, str) or not all(
+                isinstance(p, str) and p.strip() for p in self.known_declines):
+            raise PluginError(f"PatternLimits for {self.pattern!r}: known_declines must be a "
+                              f"tuple of non-empty phrases of decline reasons, not "
+                              f"{self.known_declines!r}")
         for name, values in self.accepts.items():
             if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") \
                     or not list(values):
@@ -420,3 +438,106 @@ def _arguments_taken(function: Callable[..., Any], given: dict[str, Any]) -> dic
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return given
     return {p.name: given[p.name] for p in parameters if p.name in given}
+
+
+OPTION_STAGES: tuple[str, ...] = ("compile", "run")
+"""The values of ``PluginOption.stage``: see :class:`PluginOption`."""
+
+_OPTION_TYPES: tuple[type, ...] = (bool, int, float, str)
+_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NOT_VALID = object()  # a value the option does not take, as _typed and _from_text say
+_BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+
+@dataclass(frozen=True)
+class PluginOption:
+    """An option of a plugin (returned in a list by ``byoc_plugin_options``), which users give
+    as ``--plugin-option PLUGIN.NAME=VALUE`` or ``plugin_options={"PLUGIN": {"NAME": value}}``.
+
+    ``name`` is an identifier (``threads``). ``type`` is ``bool``, ``int``, ``float`` or
+    ``str``, or a tuple of the strings allowed (a choice: ``("sim", "rtl", "cosim")``); byoc
+    converts what users give to it (:meth:`parse`). ``default`` is the value the plugin's
+    hooks see when the user gives none, of that type, or None for "not set" (the plugin then
+    decides, and ``help`` says what it does). ``help`` is one line for ``byoc plugins``.
+    ``stage`` says which hooks see the option: ``"run"`` (the default) reaches
+    ``byoc_runtime_create``, also when a saved artifact is loaded; ``"compile"`` reaches
+    ``byoc_lower_partition`` and so is fixed in the compiled code.
+    """
+
+    name: str
+    type: type | tuple[str, ...]
+    default: Any
+    help: str
+    stage: str = "run"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _OPTION_NAME.fullmatch(self.name):
+            raise PluginError(f"PluginOption name {self.name!r} is not an identifier such as "
+                              f"'threads'")
+        where = f"PluginOption {self.name!r}"
+        if isinstance(self.type, (tuple, list)):
+            choices = tuple(self.type)
+            if not choices or not all(isinstance(c, str) and c for c in choices) \
+                    or len(set(choices)) < len(choices):
+                raise PluginError(f"{where}: a choice type must be a tuple of distinct, "
+                                  f"non-empty strings, not {self.type!r}")
+            object.__setattr__(self, "type", choices)
+        elif self.type not in _OPTION_TYPES:
+            raise PluginError(f"{where}: type must be bool, int, float, str or a tuple of the "
+                              f"strings allowed, not {self.type!r}")
+        if self.default is not None and self._typed(self.default) is _NOT_VALID:
+            raise PluginError(f"{where}: the default {self.default!r} is not a value of its "
+                              f"type ({self.type_text}); give one, or None for 'not set'")
+        if not isinstance(self.help, str) or not self.help.strip():
+            raise PluginError(f"{where}: help must be a line saying what the option does")
+        if self.stage not in OPTION_STAGES:
+            raise PluginError(f"{where}: stage must be one of {', '.join(OPTION_STAGES)}, not "
+                              f"{self.stage!r}")
+
+    @property
+    def type_text(self) -> str:
+        """The type as ``byoc plugins`` shows it: ``int``, or the choices ``sim|rtl|cosim``."""
+        return "|".join(self.type) if isinstance(self.type, tuple) else self.type.__name__
+
+    def parse(self, value: Any, plugin: str) -> Any:
+        """``value`` as a value of the option's type: a string (from the command line)
+        converted, a value of the type kept. PluginError naming the plugin, the option, the
+        value and what the option takes (``true/false/1/0`` for a bool, the choices for a
+        choice)."""
+        if isinstance(value, str) and self.type in (bool, int, float):
+            typed = self._from_text(value.strip())
+        else:
+            typed = self._typed(value)
+        if typed is _NOT_VALID:
+            raise PluginError(f"plugin option {plugin}.{self.name}={value!r} is not valid: "
+                              f"give {self._allowed()}")
+        return typed
+
+    def _from_text(self, text: str) -> Any:
+        if self.type is bool:
+            return _BOOL_WORDS.get(text.lower(), _NOT_VALID)
+        try:
+            return self.type(text)
+        except ValueError:
+            return _NOT_VALID
+
+    def _typed(self, value: Any) -> Any:
+        """``value`` if it is of the option's type (an int for a float made a float), else
+        _NOT_VALID. A bool is not taken for a number."""
+        if isinstance(self.type, tuple):
+            return value if isinstance(value, str) and value in self.type else _NOT_VALID
+        if self.type is str:
+            return value if isinstance(value, str) else _NOT_VALID
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value) if self.type is bool else _NOT_VALID
+        if self.type is int and isinstance(value, numbers.Integral):
+            return int(value)
+        if self.type is float and isinstance(value, numbers.Real):
+            return float(value)
+        return _NOT_VALID
+
+    def _allowed(self) -> str:
+        if isinstance(self.type, tuple):
+            return f"one of {', '.join(self.type)}"
+        return {bool: "true/false/1/0", int: "a whole number", float: "a number",
+                str: "a string"}[self.type]

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         PatternLimits,
         Payload,
         PluginInfo,
+        PluginOption,
         Runtime,
     )
 
@@ -79,6 +80,32 @@ def byoc_plugin_info() -> PluginInfo:
     """
 
 
+@hookspec(firstresult=True)
+def byoc_plugin_options() -> list[PluginOption]:
+    """Declare the options users may give the plugin (``--plugin-option PLUGIN.NAME=VALUE``
+    on the command line, ``plugin_options={"PLUGIN": {"NAME": value}}`` from Python).
+
+    Called once when the plugin registers, right after :func:`byoc_plugin_info`; ``byoc
+    plugins`` lists the options with their types, defaults, stages and help. byoc checks
+    what users give against the declarations before any hook sees it
+    (:mod:`byoc.plugins.options`): an option the plugin does not declare is an error naming
+    the closest declared one, a value is converted to the option's type (an error naming the
+    value and what the option takes), and the hooks of each stage get every option of that
+    stage, the user's value or else the default. An option given to a plugin that runs no
+    partition of the model is a :class:`byoc.errors.PluginOptionWarning`.
+
+    Optional, for compatibility: a plugin without this hook takes any option name, and its
+    runtime gets the options as the user gave them (strings from the command line) while its
+    lowering gets none.
+
+    :returns: A list of :class:`byoc.plugins.api.PluginOption` (empty if the plugin takes no
+        option, so that any option given to it is refused), names unique within the plugin.
+        Registration fails with a PluginError naming the plugin otherwise.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
 # -- import ---------------------------------------------------------------------------------
 
 
@@ -87,7 +114,7 @@ def byoc_import_custom_ops() -> list[CustomOp]:
     """Declare the ops of the plugin's own domain (``com.mychip::FusedGelu``), so that models
     holding them import, run on the reference interpreter and can be checked against it.
 
-    Called once when the plugin registers, right after :func:`byoc_plugin_info`. The ops of
+    Called once when the plugin registers, right after :func:`byoc_plugin_options`. The ops of
     *every installed* plugin are known to the importer, whether or not the plugin is selected
     for a compilation: a model holding a vendor's op imports with ``byoc show`` and compiles
     for any plugins as soon as the vendor's plugin is installed, and such a node runs on the
@@ -153,7 +180,7 @@ def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> f
 
 @hookspec(firstresult=True)
 def byoc_lower_partition(partition: Partition, graph: Graph,
-                         constants: dict[str, np.ndarray]) -> Any:
+                         constants: dict[str, np.ndarray], options: dict[str, Any]) -> Any:
     """Lower a partition assigned to this plugin to the plugin's own representation.
 
     Called once for each partition the partitioner assigned to this plugin, after
@@ -165,6 +192,11 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
     :param graph: The whole partitioned graph the partition's nodes belong to. Do not modify.
     :param constants: The model's constants by value name (weights the nodes read).
         Do not modify the arrays.
+    :param options: The plugin's compile-stage options (:func:`byoc_plugin_options`, stage
+        ``"compile"``) by name, each the user's value or its default; empty for a plugin that
+        declares none. What they change must be carried in ``lowered`` to the code generator
+        and is fixed in the artifact: options given when an artifact is loaded cannot change
+        it.
     :returns: The plugin's lowered form of the partition, any object (an IR, a schedule, a
         list of commands); byoc passes it unchanged as ``lowered`` to
         :func:`byoc_codegen_partition`. Raise a :class:`byoc.errors.PluginError` (or another
@@ -211,10 +243,13 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
         :func:`byoc_codegen_partition` produced for the partition (as stored in the artifact).
     :param partition: The partition's :class:`byoc.plugins.api.PartitionSignature`: its name
         and its inputs and outputs with their types.
-    :param options: This plugin's run-time options as the user gave them (``plugin_options=
-        {"cpu_llvm": {"threads": 2}}`` in Python, ``--plugin-option cpu_llvm.threads=2`` on
-        the command line; values from the command line arrive as strings). Empty when none
-        were given. A plugin should reject an option it does not know with a PluginError.
+    :param options: This plugin's run-stage options (``plugin_options={"cpu_llvm":
+        {"threads": 2}}`` in Python, ``--plugin-option cpu_llvm.threads=2`` on the command
+        line). For a plugin that declares its options (:func:`byoc_plugin_options`): every
+        declared option of stage ``"run"``, the user's value converted to the option's type
+        or else its default. For a plugin that does not: the options as the user gave them
+        (values from the command line arrive as strings), and the plugin should reject one it
+        does not know with a PluginError.
     :returns: A :class:`byoc.plugins.api.Runtime`: an object whose ``run(inputs)`` takes the
         partition's inputs by name and returns its outputs by name, and which may define
         ``counters()`` returning performance counters.

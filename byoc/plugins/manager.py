@@ -18,14 +18,14 @@ import difflib
 import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import pluggy
 
 from byoc.core.interpreter.base import declare_plugin_op, declared_ops, withdraw_plugin_op
 from byoc.errors import ByocError, PluginError
 from byoc.plugins import hookspecs
-from byoc.plugins.api import CustomOp, DeclaredOp, PluginInfo
+from byoc.plugins.api import CustomOp, DeclaredOp, PluginInfo, PluginOption
 
 ENTRY_POINT_GROUP = "byoc.plugins"
 
@@ -66,6 +66,13 @@ def repeated(names: list[str]) -> list[str]:
     return sorted({name for name in names if names.count(name) > 1})
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'vta_sim'?)`` for the name of ``known`` closest to ``name``, or ""
+    when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _closest_hook(name: str) -> str:
     matches = difflib.get_close_matches(name, HOOK_NAMES, n=1, cutoff=0.0)
     return matches[0] if matches else HOOK_NAMES[0]
@@ -75,13 +82,15 @@ def _closest_hook(name: str) -> str:
 class LoadedPlugin:
     """A registered plugin: the name it is registered under, what it says about itself, where
     it came from (``"<distribution> <version>"`` for an installed package), the plugin
-    object (module or instance) whose hooks are called and the ops it declares."""
+    object (module or instance) whose hooks are called, the ops it declares and the options
+    it declares (None when it does not implement ``byoc_plugin_options``: it takes any)."""
 
     name: str
     info: PluginInfo
     origin: str
     object: Any
     custom_ops: tuple[CustomOp, ...] = ()
+    options: tuple[PluginOption, ...] | None = None
 
 
 class PluginManager:
@@ -137,7 +146,8 @@ class PluginManager:
         ``name`` defaults to the name in the plugin's ``byoc_plugin_info``. Raises
         PluginError if the plugin defines an unknown hook, an implementation whose
         arguments the spec does not have, lacks ``byoc_plugin_info``, if the name is taken,
-        or if an op it declares with ``byoc_import_custom_ops`` is malformed or declared
+        if ``byoc_plugin_options`` returns something else than options with unique names, or
+        if an op it declares with ``byoc_import_custom_ops`` is malformed or declared
         already (by another plugin or by byoc).
         """
         if inspect.isclass(plugin):
@@ -167,6 +177,7 @@ class PluginManager:
                 other = self._plugins[final]
                 raise PluginError(f"two plugins are named {final!r}: one from {other.origin} "
                                   f"and one from {origin}; uninstall one of them")
+            options = self._options_of(plugin, final, origin)
             custom_ops = self._custom_ops_of(plugin, final, origin)
             _declare(final, origin, custom_ops)
         except BaseException:
@@ -175,19 +186,32 @@ class PluginManager:
         if final != provisional:
             self._pm.unregister(plugin)
             self._pluggy_register(plugin, final, final)
-        loaded = LoadedPlugin(final, info, origin, plugin, custom_ops)
+        loaded = LoadedPlugin(final, info, origin, plugin, custom_ops, options)
         self._plugins[final] = loaded
         return loaded
 
+    def _options_of(self, plugin: Any, name: str,
+                    origin: str) -> tuple[PluginOption, ...] | None:
+        if not hasattr(plugin, "byoc_plugin_options"):
+            return None
+        return self._declared_once(plugin, name, origin, "byoc_plugin_options", PluginOption,
+                                   lambda option: option.name)
+
     def _custom_ops_of(self, plugin: Any, name: str, origin: str) -> tuple[CustomOp, ...]:
-        custom_ops = declarations(
-            self._call_object(plugin, name, "byoc_import_custom_ops", {}), CustomOp,
-            "byoc_import_custom_ops", name, origin)
-        twice = repeated([op.qualified_name for op in custom_ops])
+        return self._declared_once(plugin, name, origin, "byoc_import_custom_ops", CustomOp,
+                                   lambda op: op.qualified_name)
+
+    def _declared_once(self, plugin: Any, name: str, origin: str, hook_name: str,
+                       item_type: type, key: Callable[[Any], str]) -> tuple:
+        """What the plugin declares with the hook ``hook_name``, a list of ``item_type``;
+        PluginError if it returns something else or declares a ``key`` more than once."""
+        items = declarations(self._call_object(plugin, name, hook_name, {}), item_type,
+                             hook_name, name, origin)
+        twice = repeated([key(item) for item in items])
         if twice:
             raise PluginError(f"plugin {name!r} (from {origin}) declares {', '.join(twice)} "
-                              f"more than once in byoc_import_custom_ops; declare each op once")
-        return tuple(custom_ops)
+                              f"more than once in {hook_name}; declare each once")
+        return tuple(items)
 
     def validate(self, plugin: Any, name: str) -> None:
         """Check what can be checked before registering: every attribute named ``byoc_*`` is
@@ -250,15 +274,15 @@ class PluginManager:
         return list(self._plugins.values())
 
     def get(self, name: str) -> LoadedPlugin:
-        """The plugin registered as ``name``; PluginError listing the installed plugins if
-        there is none."""
+        """The plugin registered as ``name``; PluginError naming the closest name and listing
+        the installed plugins if there is none."""
         try:
             return self._plugins[name]
         except KeyError:
             installed = ", ".join(sorted(self._plugins)) or "none"
-            raise PluginError(f"no plugin named {name!r}; installed plugins: {installed} "
-                              f"(plugins are pip packages with an entry point in the group "
-                              f"{ENTRY_POINT_GROUP})") from None
+            raise PluginError(f"no plugin named {name!r}{did_you_mean(name, self._plugins)}; "
+                              f"installed plugins: {installed} (plugins are pip packages with "
+                              f"an entry point in the group {ENTRY_POINT_GROUP})") from None
 
     # -- calling hooks -----------------------------------------------------------------------
 

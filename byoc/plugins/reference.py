@@ -23,7 +23,7 @@ from byoc.core.interpreter import Interpreter
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.core.verify import verify
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo
+from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo, PluginOption
 from byoc.plugins.graph_payload import graph_from_payload, graph_to_payload
 
 NAME = "reference"
@@ -34,6 +34,12 @@ def byoc_plugin_info() -> PluginInfo:
     return PluginInfo(name=NAME, version=byoc.__version__,
                       device="host CPU (numpy reference interpreter)",
                       description="byoc's reference interpreter as a host backend")
+
+
+@hookimpl
+def byoc_plugin_options() -> list[PluginOption]:
+    """The reference interpreter takes no options: any given to it is refused by name."""
+    return []
 
 
 @hookimpl

@@ -1,5 +1,7 @@
 """The command line, run as a user runs it: a subprocess, checking output and exit codes."""
 
+import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -10,6 +12,8 @@ from conftest import make_model
 from onnx import TensorProto, helper
 
 import byoc
+from byoc.cli import EXIT_BROKEN_PIPE, main
+from byoc.inputs import parse_shape_bindings
 
 
 def byoc_cli(*args, cwd=None):
@@ -124,3 +128,35 @@ def test_npz_inputs_and_symbolic_dims_bound_on_the_command_line(tmp_path):
                       "--output", tmp_path / "out.npz")
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["y"], [[0, 2, 0, 4]] * 3)
+
+
+@pytest.mark.parametrize("args, unbuffered", [
+    pytest.param(["ops"], False, id="more-than-a-pipe-buffer-breaks-while-printing"),
+    pytest.param(["--version"], False, id="argparse-prints-and-exits"),
+    pytest.param(["show", "MODEL"], False, id="a-few-lines-written-by-the-last-flush"),
+    pytest.param(["show", "MODEL"], True, id="unbuffered-written-while-printing"),
+])
+def test_output_into_a_closed_pipe_ends_quietly(args, unbuffered, model_file):
+    """`byoc ops | head -1`: the reader went away; no error, status 141 like a shell's."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before byoc starts: its first write to stdout fails
+    try:
+        result = subprocess.run([sys.executable, "-m", "byoc.cli",
+                                 *[str(model_file) if a == "MODEL" else a for a in args]],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, env=env,
+                                timeout=120)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (EXIT_BROKEN_PIPE, "")
+
+
+@pytest.mark.parametrize("command", ["show", "run", "compile"])
+def test_input_shape_help_shows_an_example_the_parser_accepts(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    example = re.search(r"--input-shape NAME=DxDx\.\.\. [^-]*e\.g\. (\S+)", text).group(1)
+    assert parse_shape_bindings([example]) == {"input": (1, 3, 224, 224)}

@@ -193,6 +193,30 @@ def test_pin_naming_nothing_in_the_graph_has_no_effect():
     assert layout(plan) == [("npu", ["r1", "r2", "r3"])]
 
 
+def test_an_excluded_plugin_leaves_the_node_to_the_next_plugin_and_says_why():
+    graph = chain()
+    why = "plugin 'npu' could not compile partition 'p0_npu': no registers left"
+    plan = partition_graph(graph, [ops("npu", 0, "Relu"), ops("dsp", 1, "Relu")],
+                           exclusions={"r2": {"npu": why}})
+    assert layout(plan) == [("npu", ["r1"]), ("dsp", ["r2"]), ("npu", ["r3"])]
+    assert plan.explanations["r2"].reasons["npu"] == [why]
+    assert plan.explanations["r2"].pattern == "dsp.relu"
+
+
+def test_an_exclusion_drops_the_whole_candidate_naming_the_excluded_node():
+    graph = build([("a", "Add", ["x", "x"]), ("r", "Relu", ["a"])])
+    add_relu = claims("npu", 0, make_elementwise_pattern("npu.add_relu", "Add",
+                                                         activation="relu"))
+    plan = partition_graph(graph, [add_relu], exclusions={"r": {"npu": "it failed"}})
+    assert layout(plan) == [("cpu", ["a", "r"])]
+    assert plan.explanations["a"].reasons["npu"] == ["npu.add_relu dropped: node 'r': it failed"]
+
+
+def test_excluding_the_host_is_an_error():
+    with pytest.raises(ByocError, match="host \\(cpu\\) cannot be excluded .* r1"):
+        partition_graph(chain(), [ops("npu", 0, "Relu")], exclusions={"r1": {"cpu": "no"}})
+
+
 def test_min_partition_size_sends_small_regions_to_host():
     graph = build([("r1", "Relu", ["x"]), ("m", "Mul", ["r1", "r1"]),
                    ("r2", "Relu", ["m"]), ("r3", "Relu", ["r2"])])

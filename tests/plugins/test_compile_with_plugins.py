@@ -128,11 +128,18 @@ def test_failing_codegen_falls_back_with_a_warning_or_fails_under_strict(zoo_dir
     try:
         path = zoo_dir / "cnn.onnx"
         feeds = zoo.sample_inputs(path)
+        reference = compile_reference(path).run(feeds)
         with pytest.warns(FallbackWarning, match=r"plugin 'brokenconv' could not compile "
-                                                 r"partition 'p\d+_brokenconv'.*register al"):
+                                                 r"partition 'p\d+_brokenconv'.*its nodes run "
+                                                 r"on reference .*register al"):
             model = byoc.compile(path, plugins=["brokenconv"], default_plugins=())
         assert {p.plugin for p in model.parts} == {"reference"}
-        assert_same_outputs(model.run(feeds), compile_reference(path).run(feeds), exact=True)
+        assert_same_outputs(model.run(feeds), reference, exact=True)
+        # With the host plugin cpu_llvm selected (the default), it takes the convolutions.
+        with pytest.warns(FallbackWarning, match=r"its nodes run on cpu_llvm \(partition"):
+            model = byoc.compile(path, plugins=["brokenconv"], default_plugins=["cpu_llvm"])
+        assert [p.plugin for p in model.parts] == ["cpu_llvm"]
+        assert_same_outputs(model.run(feeds), reference, exact=False)
         with pytest.raises(ByocError, match="brokenconv.*register allocation failed"):
             byoc.compile(path, plugins=["brokenconv"], strict=True, default_plugins=())
     finally:

@@ -108,7 +108,7 @@ def test_register_and_call_hooks():
                    nodes=graph.nodes[:1], graph=graph) is None
     # Not implemented: None.
     assert pm.call("tiny", "byoc_lower_partition", partition=None, graph=graph,
-                   constants={}) is None
+                   constants={}, options={}) is None
 
     partition = Partition("p0", "tiny", graph.nodes[:1], ["x"], ["a"], dict(graph.types))
     payload = pm.call("tiny", "byoc_codegen_partition", partition=partition, lowered="ir")
@@ -274,7 +274,8 @@ def test_plugin_error_is_a_byoc_error():
 
 def test_every_hook_is_documented():
     assert set(HOOK_NAMES) == {
-        "byoc_plugin_info", "byoc_import_custom_ops", "byoc_partition_patterns",
+        "byoc_plugin_info", "byoc_plugin_options", "byoc_import_custom_ops",
+        "byoc_partition_patterns",
         "byoc_partition_cost", "byoc_lower_partition", "byoc_codegen_partition",
         "byoc_runtime_create", "byoc_cli_commands", "byoc_conformance_limits"}
     for name in HOOK_NAMES:

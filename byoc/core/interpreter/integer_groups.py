@@ -11,15 +11,21 @@ from typing import Callable
 
 import numpy as np
 
-from byoc.core.integer_layers import IntegerLayer
+from byoc.core import integer_layers
 from byoc.core.interpreter.ops_conv import integer_correlate
 from byoc.core.interpreter.ops_linalg import integer_matmul
+from byoc.deprecation import moved_names
 from byoc.quantization import along_axis, requantize
 
 Env = dict[str, np.ndarray]
 
+# Plugins were told to import the integer layers from here before they moved (byoc 0.1).
+__getattr__ = moved_names(__name__, dict.fromkeys(
+    ("IntegerLayer", "IntegerGroup", "plan_integer_groups", "integer_plans", "integer_layer",
+     "qlinear_layer", "activation_range"), "byoc.core.integer_layers"), since="0.2")
 
-def integer_evaluator(layer: IntegerLayer) -> Callable[[Env], np.ndarray]:
+
+def integer_evaluator(layer: integer_layers.IntegerLayer) -> Callable[[Env], np.ndarray]:
     """``evaluate(env)``: the layer's quantized output from the values in ``env``."""
     def finish(acc: np.ndarray, out_axis: int) -> np.ndarray:
         if layer.bias is not None:

@@ -9,11 +9,18 @@ import numpy as np
 from byoc.core.integer_layers import integer_plans
 from byoc.core.interpreter import registered_ops
 from byoc.core.ir import Graph, Node
-from byoc.errors import PluginError
+from byoc.errors import PluginOptionError
 from byoc.partition.int8_patterns import make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, make_op_pattern
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
+from byoc.plugins.api import (
+    Partition,
+    PartitionSignature,
+    PatternLimits,
+    Payload,
+    PluginInfo,
+    PluginOption,
+)
 from byoc_cpu_llvm import __version__
 from byoc_cpu_llvm.codegen import LLVM_TYPES
 from byoc_cpu_llvm.jit import compile_ir
@@ -108,21 +115,27 @@ def byoc_codegen_partition(partition: Partition, lowered: Any) -> Payload:
     return Payload(ir_text.encode(), meta, arrays)
 
 
-OPTIONS = {
-    "threads": "at most this many threads per partition (default: all cores)",
-    "min_work_per_thread": ("operations per run each thread must have before a partition "
-                            f"uses it (default {MIN_WORK_PER_EXTRA_THREAD}; 0 always uses "
-                            "every thread)"),
-}
+OPTIONS = (
+    PluginOption("threads", int, None, "at most this many threads per partition (not set: "
+                 "all cores, or BYOC_THREADS)"),
+    PluginOption("min_work_per_thread", int, MIN_WORK_PER_EXTRA_THREAD,
+                 "operations per run each thread must have before a partition uses it (0 "
+                 "always uses every thread)"),
+)
+
+
+@hookimpl
+def byoc_plugin_options() -> list[PluginOption]:
+    return list(OPTIONS)
 
 
 @hookimpl
 def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
                         options: dict[str, Any]) -> CpuRuntime:
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(set(options) - {option.name for option in OPTIONS})
     if unknown:
-        known = "; ".join(f"{k}: {v}" for k, v in OPTIONS.items())
-        raise PluginError(f"cpu_llvm has no option {', '.join(unknown)}; its options are: "
+        known = "; ".join(f"{option.name}: {option.help}" for option in OPTIONS)
+        raise PluginOptionError(f"cpu_llvm has no option {', '.join(unknown)}; its options are: "
                           f"{known}")
     threads = _integer_option(options, "threads", minimum=1)
     min_work = _integer_option(options, "min_work_per_thread", minimum=0)
@@ -132,14 +145,14 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
 
 
 def _integer_option(options: dict[str, Any], name: str, minimum: int) -> int | None:
-    if name not in options:
+    if options.get(name) is None:
         return None
     try:
         value = int(options[name])
     except (TypeError, ValueError):
         value = minimum - 1
     if value < minimum:
-        raise PluginError(f"cpu_llvm option {name}={options[name]!r}: give a whole number of "
+        raise PluginOptionError(f"cpu_llvm option {name}={options[name]!r}: give a whole number of "
                           f"at least {minimum}")
     return value
 

@@ -78,9 +78,9 @@ def test_artifact_round_trip(cache, tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     ({"threads": 0}, "whole number of at least 1"),
-    ({"threads": "many"}, "whole number of at least 1"),
+    ({"threads": "many"}, "cpu_llvm.threads='many' is not valid: give a whole number"),
     ({"min_work_per_thread": -1}, "at least 0"),
-    ({"thread": 2}, "no option thread"),
+    ({"thread": 2}, r"no option 'thread' \(did you mean 'threads'\?\)"),
 ])
 def test_bad_options_are_refused_by_name(cache, options, message):
     with pytest.raises(ByocError, match=message):

@@ -62,33 +62,33 @@ class Lowered:
 def partition_layers(partition: Partition, graph: Graph,
                      config: NpuConfig = CONFIG) -> tuple[list[Layer], dict[str, Quant]]:
     """The partition's layers in graph order, and the float values its own (shared)
-    DequantizeLinear nodes compute, with the int8 value each dequantizes."""
-    inside = {id(n) for n in partition.nodes}
+    DequantizeLinear nodes compute, with the int8 value each dequantizes. Both come from the
+    pattern matches that formed the partition: a layer pattern captures its QuantizeLinear,
+    the shared-DequantizeLinear pattern its DequantizeLinear."""
+    groups = qdq_groups(graph)
     layers: list[Layer] = []
-    covered: set[int] = set()
-    for group in qdq_groups(graph).values():
-        core = [n for n in (group.op, group.activation, group.quantize) if n is not None]
-        if not all(id(n) in inside for n in core):
-            continue
-        layer = npu_layer(group, graph, config)
-        if isinstance(layer, str):
-            raise PluginError(f"npu_example cannot run node {group.op.name!r} "
-                              f"({group.op.op_type}): {layer}")
-        layers.append(layer)
-        covered.update(id(n) for n in group.nodes)
     dequantized: dict[str, Quant] = {}
-    for node in partition.nodes:
-        quant = _shared_dequantize(node, graph)
-        if id(node) in covered:
-            # a layer's input DequantizeLinear that another partition may read as well
+    covered: set[int] = set()
+    for match in partition.matches:
+        covered.update(id(n) for n in match.nodes)
+        if "quantize" in match.captured:
+            group = groups[match.captured["quantize"].name]
+            layer = npu_layer(group, graph, config)
+            if isinstance(layer, str):
+                raise PluginError(f"npu_example cannot run node {group.op.name!r} "
+                                  f"({group.op.op_type}): {layer}")
+            layers.append(layer)
+        # a layer's own input DequantizeLinear, and the shared-DequantizeLinear pattern's
+        # node: the float values they compute, for readers in other partitions
+        for node in match.nodes:
+            quant = _shared_dequantize(node, graph)
             if quant is not None:
                 dequantized[node.outputs[0]] = quant
-            continue
-        if quant is None:
-            raise PluginError(f"npu_example: partition {partition.name!r} holds node "
-                              f"{node.name!r} ({node.op_type}), which is not part of a layer "
-                              f"the NPU runs")
-        dequantized[node.outputs[0]] = quant
+    strays = [n for n in partition.nodes if id(n) not in covered]
+    if strays:
+        raise PluginError(f"npu_example: partition {partition.name!r} holds node "
+                          f"{strays[0].name!r} ({strays[0].op_type}), which none of the "
+                          f"pattern matches that formed it covers")
     order = {id(n): i for i, n in enumerate(graph.nodes)}
     layers.sort(key=lambda layer: order[id(layer.group.op)])
     return layers, dequantized

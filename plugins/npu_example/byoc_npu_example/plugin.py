@@ -24,7 +24,14 @@ from byoc.core.ir import Graph
 from byoc.partition.int8_patterns import make_qdq_elementwise_pattern, make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, Pattern, const, op, wildcard, with_activation
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
+from byoc.plugins.api import (
+    Partition,
+    PartitionSignature,
+    PatternLimits,
+    Payload,
+    PluginInfo,
+    PluginOption,
+)
 from byoc_npu_example import __version__
 from byoc_npu_example.command_stream import encode
 from byoc_npu_example.config import CONFIG
@@ -123,8 +130,11 @@ def byoc_partition_patterns() -> list[Pattern]:
 @hookimpl
 def byoc_conformance_limits() -> list[PatternLimits]:
     return [
-        PatternLimits(f"{NAME}.qdq_conv2d", {"group": (1,)}),
-        PatternLimits(f"{NAME}.qdq_depthwise_conv2d", {"group": ("depthwise",)}),
+        PatternLimits(f"{NAME}.qdq_conv2d", {"group": (1,), "dilation": (1,)}),
+        PatternLimits(f"{NAME}.qdq_depthwise_conv2d", {"group": ("depthwise",),
+                                                       "dilation": (1,)}),
+        PatternLimits(f"{NAME}.qdq_add", {"rank": (2, 3, 4), "broadcast": ("none",),
+                                          "batch": (1,)}),
         PatternLimits(f"{NAME}.qdq_flatten",
                       skip="the kit flattens H x W planes larger than 1 x 1, which NHWC "
                            "orders differently, so the NPU declines every case it builds; "
@@ -144,6 +154,12 @@ def byoc_codegen_partition(partition: Partition, lowered: Lowered) -> Payload:
                 "commands": lowered.layers, "dram_bytes": lowered.program.dram_bytes,
                 "constants_bytes": int(lowered.constants.size)}
     return Payload(encode(lowered.program), metadata, {"constants": lowered.constants})
+
+
+@hookimpl
+def byoc_plugin_options() -> list[PluginOption]:
+    """The NPU has no options: byoc refuses any option given to it, by name."""
+    return []
 
 
 @hookimpl

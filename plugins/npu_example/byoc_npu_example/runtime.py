@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from byoc.errors import PluginError
+from byoc.errors import PluginError, PluginOptionError
 from byoc.plugins.api import PartitionSignature, Payload
 from byoc_npu_example.command_stream import FormatError, decode
 from byoc_npu_example.sim import Simulator, dequantize, quantize
@@ -85,6 +85,6 @@ class NpuRuntime:
 def create_runtime(payload: Payload, signature: PartitionSignature,
                    options: dict[str, Any]) -> NpuRuntime:
     if options:
-        raise PluginError(f"npu_example has no run-time options; got "
+        raise PluginOptionError(f"npu_example has no run-time options; got "
                           f"{', '.join(sorted(options))}")
     return NpuRuntime(payload, signature)

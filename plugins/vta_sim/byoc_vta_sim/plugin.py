@@ -27,7 +27,14 @@ from byoc.partition.int8_patterns import (
 )
 from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, PatternLimits, Payload, PluginInfo
+from byoc.plugins.api import (
+    Partition,
+    PartitionSignature,
+    PatternLimits,
+    Payload,
+    PluginInfo,
+    PluginOption,
+)
 from byoc_vta_sim import __version__
 from byoc_vta_sim.cli_tools import cli_commands
 from byoc_vta_sim.config import DEFAULT_CONFIG
@@ -41,7 +48,7 @@ from byoc_vta_sim.lower import (
     lower_layers,
     qdq_add,
 )
-from byoc_vta_sim.runtime import VtaRuntime, create_runtime
+from byoc_vta_sim.runtime import TARGETS, VtaRuntime, create_runtime
 from byoc_vta_sim.timing import estimate_stream
 
 NAME = "vta_sim"
@@ -106,7 +113,7 @@ def byoc_partition_patterns() -> list:
     return [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=_check_qdq),
             make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=_check_qdq),
             make_qdq_elementwise_pattern(f"{NAME}.qdq_add", ("Add",), check=_check_add),
-            make_qlinear_pattern(f"{NAME}.qlinear", check=_check_qlinear)]
+            make_qlinear_pattern(f"{NAME}.qlinear", check=_check_qlinear, constant_weights=True)]
 
 
 @hookimpl
@@ -140,10 +147,28 @@ def _layers_of(nodes: list[Node], graph: Graph) -> list[IntegerLayer | AddSpec]:
     return sorted(layers, key=lambda layer: order[id(layer.op)])
 
 
+def _layer_of(match, graph: Graph) -> IntegerLayer | AddSpec | str:
+    """The int8 layer one of vta_sim's pattern matches stands for, or why there is none."""
+    if match.pattern == f"{NAME}.qlinear":
+        layer = qlinear_layer(graph, match.captured["op"])
+        return layer if layer is not None else "not a QLinear operator with constant parameters"
+    quantize = match.captured["quantize"].name
+    if match.pattern == f"{NAME}.qdq_add":
+        return qdq_add(graph, _add_groups(graph)[quantize])
+    plan = integer_plans(graph).get(quantize)
+    return plan.layer if plan is not None else "not an integer layer"
+
+
 @hookimpl
 def byoc_lower_partition(partition: Partition, graph: Graph,
                          constants: dict[str, np.ndarray]) -> Program:
-    layers = _layers_of(partition.nodes, graph)
+    layers = []
+    for match in partition.matches:
+        layer = _layer_of(match, graph)
+        if isinstance(layer, str):
+            raise PluginError(f"vta_sim cannot run node {match.root.name!r} "
+                              f"({match.root.op_type}): {layer}")
+        layers.append(layer)
     covered = {id(n) for layer in layers for n in layer.nodes}
     stray = [n for n in partition.nodes if id(n) not in covered]
     if stray:
@@ -219,6 +244,14 @@ def _plain(values: dict) -> dict:
 
 
 @hookimpl
+def byoc_plugin_options() -> list[PluginOption]:
+    return [PluginOption("target", TARGETS, "sim",
+                         "what runs the instruction streams: sim, the functional simulator; "
+                         "rtl, the Verilated RTL of hw/vta; cosim, both, compared after "
+                         "every run")]
+
+
+@hookimpl
 def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
                         options: dict[str, Any]) -> VtaRuntime:
     return create_runtime(payload, partition, options)
@@ -236,18 +269,22 @@ def byoc_conformance_limits() -> list[PatternLimits]:
     # a result near a rounding boundary may land one step the other way. The Add picks
     # multipliers that match the reference on every input pair, so it is held to equality.
     int8 = ("uint8", "int8")
-    layer = {"x_dtype": int8, "per_channel": (False, True), "activation": (None, "Relu")}
+    layer = {"x_dtype": int8, "per_channel": (False, True),
+             "activation": (None, "Relu", "Clip")}
     return [
         PatternLimits(f"{NAME}.qdq_conv", quantized_steps=1,
                       accepts={**layer, "kernel": range(1, 8), "stride": (1, 2, 3),
                                "pad": (0, 1, 2), "dilation": (1, 2), "group": (1,),
                                "channels": range(1, 65), "filters": range(1, 65)}),
         PatternLimits(f"{NAME}.qdq_matmul", quantized_steps=1,
-                      accepts={**layer, "m": (1, 4, 17), "k": (8, 16, 33), "n": (5, 16, 40),
-                               "trans_b": (0, 1)}),
+                      accepts={**layer, "m": range(1, 65), "k": range(1, 65),
+                               "n": range(1, 65), "trans_b": (0, 1)}),
         PatternLimits(f"{NAME}.qdq_add",
-                      accepts={"dtype": int8, "rank": (4,), "broadcast": ("none",),
-                               "activation": (None, "Relu")}),
+                      accepts={"x_dtype": int8, "rank": (4,), "broadcast": ("none",),
+                               "activation": (None, "Relu", "Clip")},
+                      # Some ratios of the three scales have no fixed-point multipliers that
+                      # match the reference on every input pair; lower.qdq_add declines them.
+                      known_declines=("cannot reproduce the reference's float32 Add",)),
         PatternLimits(f"{NAME}.qlinear", quantized_steps=1,
                       accepts={"x_dtype": int8, "kernel": (1, 3, 5), "stride": (1, 2),
                                "group": (1,), "m": (1, 4), "n": (5, 16)}),

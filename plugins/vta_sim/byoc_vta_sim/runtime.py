@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from byoc.errors import PluginError
+from byoc.errors import PluginError, PluginOptionError
 from byoc.plugins.api import PartitionSignature, Payload
 from byoc.quantization import quantize
 from byoc_vta_sim.config import VtaConfig, config_from_dict
@@ -132,11 +132,11 @@ def create_runtime(payload: Payload, signature: PartitionSignature,
                    options: dict[str, Any]) -> VtaRuntime:
     unknown = sorted(set(options) - {"target"})
     if unknown:
-        raise PluginError(f"vta_sim has no run-time option {', '.join(unknown)}; its option is "
-                          f"target={'|'.join(TARGETS)}")
+        raise PluginOptionError(f"vta_sim has no run-time option {', '.join(unknown)}; its "
+                                f"option is target={'|'.join(TARGETS)}")
     target = str(options.get("target", "sim"))
     if target not in TARGETS:
-        raise PluginError(f"vta_sim: target={target!r} is not one of {', '.join(TARGETS)} "
-                          f"(sim: functional simulator, rtl: the Verilated RTL, cosim: both, "
-                          f"compared)")
+        raise PluginOptionError(f"vta_sim: target={target!r} is not one of "
+                                f"{', '.join(TARGETS)} (sim: functional simulator, rtl: the "
+                                f"Verilated RTL, cosim: both, compared)")
     return VtaRuntime(payload, signature, target)
