@@ -29,6 +29,9 @@ from byoc.errors import ArtifactError
 # Format 2 adds a dynamic tail (byoc.core.dynamic_tail) to format 1; an artifact without one
 # is still written as format 1, so byoc versions that predate tails keep loading it, and
 # refuse (as newer than they understand) one they would otherwise run without its tail.
+# A partition's optional "nodes" (its ONNX node names, for profiles and traces) needs no
+# new format: byoc versions that predate it ignore it, and artifacts without it load with
+# the names unknown.
 FORMAT_VERSION = 2
 OLDEST_FORMAT_VERSION = 1
 _TAIL_FORMAT_VERSION = 2

@@ -155,7 +155,12 @@ def build_parser(from_plugins: PluginCommands | None = None,
     run.add_argument("--seed", type=int, default=0, help="seed for generated inputs (0)")
     run.add_argument("--output", metavar="FILE.npz", help="write the outputs to an .npz file")
     run.add_argument("--profile", action="store_true",
-                     help="time each partition and show its plugin's counters")
+                     help="show the run's totals, each partition's host time and device "
+                          "cycles, and its plugin's counters explained")
+    run.add_argument("--trace", metavar="FILE.json",
+                     help="write the profiled run as a Chrome trace (JSON trace event "
+                          "format; open it in https://ui.perfetto.dev): partitions on a host "
+                          "track, layers or commands on a track per device")
     run.add_argument("--plugins", default="", metavar="A,B",
                      help="for an ONNX model: accelerator plugins in priority order")
     run.add_argument("--strict", action="store_true",
@@ -304,6 +309,10 @@ def _warnings_printed() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from byoc.report.trace import check_writable, write_chrome_trace
+
+    if args.trace:
+        check_writable(args.trace)
     given = load_inputs(args.input)
     if Path(args.model).suffix == ".byoc":
         if args.input_shape or args.plugins or args.no_dynamic_tail or args.explain:
@@ -321,7 +330,7 @@ def _run(args: argparse.Namespace) -> None:
     generated = random_inputs({n: t for n, t in model.inputs.items() if n not in given},
                               seed=args.seed)
     with _warnings_printed():
-        if args.profile:
+        if args.profile or args.trace:
             outputs, profile = model.profile({**given, **generated})
         else:
             outputs, profile = model.run({**given, **generated}), None
@@ -337,8 +346,11 @@ def _run(args: argparse.Namespace) -> None:
         except OSError as exc:
             raise InputError(f"cannot write outputs to {args.output}: {exc.strerror}") from None
         print(f"wrote {args.output}")
-    if profile is not None:
+    if args.profile:
         print(format_profile(profile))
+    if args.trace:
+        write_chrome_trace(args.trace, profile, model.name)
+        print(f"wrote {args.trace}")
 
 
 def _plugin_list(text: str) -> list[str]:

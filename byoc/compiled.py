@@ -31,9 +31,23 @@ from byoc.core import dtypes
 from byoc.core.dynamic_tail import TAIL_HOST, DynamicTail
 from byoc.core.interpreter.runner import check_signature
 from byoc.core.ir import Graph, TensorType
-from byoc.errors import ArtifactError, ByocError, ExecutionError, PluginOptionError
+from byoc.errors import (
+    ArtifactError,
+    ByocError,
+    ExecutionError,
+    PluginError,
+    PluginOptionError,
+)
 from byoc.layouts import GRAPH_LAYOUT, LayoutEnv, LayoutPlan, check_layout, plan_conversions
-from byoc.plugins.api import PartitionSignature, Payload, Runtime, runtime_counters
+from byoc.plugins.api import (
+    DeviceTrace,
+    PartitionSignature,
+    Payload,
+    Runtime,
+    runtime_counter_help,
+    runtime_counters,
+    runtime_device_trace,
+)
 from byoc.plugins.manager import PluginManager, default_manager
 from byoc.plugins.options import (
     check_plugin_options,
@@ -62,16 +76,32 @@ class CompiledPartition:
     payload: Payload
     runtime: Runtime
     ops: dict[str, int]
+    nodes: list[str] | None = None
+    """The names of the ONNX nodes the partition runs; None when unknown (an artifact saved
+    before byoc stored them)."""
 
 
 @dataclass
 class PartitionProfile:
-    """One partition's share of a profiled run."""
+    """One partition's share of a profiled run: its host ``seconds`` (wall time of the
+    runtime's run), starting ``start`` seconds after the run began; the runtime's
+    ``counters`` (of its runs so far) with what each counts (``counter_help``); the ONNX
+    ``nodes`` it runs (None when unknown); and ``device``, the runtime's trace of this run
+    where it gives one."""
 
     partition: str
     plugin: str
     seconds: float
     counters: dict[str, int | float]
+    nodes: list[str] | None = None
+    start: float = 0.0
+    counter_help: dict[str, str] = field(default_factory=dict)
+    device: DeviceTrace | None = None
+
+    @property
+    def cycles(self) -> int | None:
+        """The device's clock cycles in this run, where it counts them."""
+        return self.device.cycles if self.device is not None else None
 
 
 @dataclass
@@ -147,18 +177,25 @@ class CompiledModel:
             self.outputs = {name: None if name in tail.outputs else self._static_outputs[name]
                             for name in tail.model_outputs}
         self._constant_outputs = dict(signature.constant_outputs)
+        if source is not None:
+            names = {p.name: [node.name for node in p.nodes] for p in source.plan.partitions}
+            for part in parts:
+                if part.nodes is None:
+                    part.nodes = names.get(part.signature.name)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(inputs, None)
 
     def profile(self, inputs: Mapping[str, np.ndarray]
                 ) -> tuple[dict[str, np.ndarray], list[PartitionProfile]]:
-        """Run once, timing each partition and reading its runtime's counters."""
+        """Run once, timing each partition and reading its runtime's counters, their
+        explanations and its device trace of the run."""
         profiles: list[PartitionProfile] = []
         return self._run(inputs, profiles), profiles
 
     def _run(self, inputs: Mapping[str, np.ndarray],
              profiles: list[PartitionProfile] | None) -> dict[str, np.ndarray]:
+        began = time.perf_counter()
         env = LayoutEnv()
         for name, array in [*self._constant_outputs.items(),
                             *check_signature(self.inputs, inputs).items()]:
@@ -179,20 +216,20 @@ class CompiledModel:
             for name, array in outputs.items():
                 env.put(name, array, layouts.get(name, GRAPH_LAYOUT))
             if profiles is not None:
-                profiles.append(PartitionProfile(part.signature.name, part.plugin, seconds,
-                                                 runtime_counters(part.runtime)))
-        tail_outputs = self._run_tail(env, profiles) if self.tail is not None else {}
+                profiles.append(_profile_of(part, seconds, start - began))
+        tail_outputs = self._run_tail(env, profiles, began) if self.tail is not None else {}
         return {name: tail_outputs[name] if name in tail_outputs else env.get(name)
                 for name in self.outputs}
 
-    def _run_tail(self, env: LayoutEnv,
-                  profiles: list[PartitionProfile] | None) -> dict[str, np.ndarray]:
+    def _run_tail(self, env: LayoutEnv, profiles: list[PartitionProfile] | None,
+                  began: float) -> dict[str, np.ndarray]:
         start = time.perf_counter()
         outputs = self.tail.run({name: env.get(name) for name in self.tail.inputs})
         if profiles is not None:
-            profiles.append(PartitionProfile("dynamic_tail", TAIL_HOST,
-                                             time.perf_counter() - start,
-                                             {"nodes": len(self.tail.nodes)}))
+            profiles.append(PartitionProfile(
+                "dynamic_tail", TAIL_HOST, time.perf_counter() - start,
+                {"nodes": len(self.tail.nodes)}, [node.name for node in self.tail.nodes],
+                start - began, {"nodes": "nodes the reference interpreter ran, nodes"}))
         return outputs
 
     def _move_to_host(self, index: int, failure: ByocError) -> CompiledPartition:
@@ -207,6 +244,7 @@ class CompiledModel:
                    f"{failure}")
         warnings.warn(message, FallbackWarning, stacklevel=4)
         self.fallbacks.append(message)
+        host_part.nodes = part.nodes
         self.parts[index] = host_part
         return host_part
 
@@ -237,6 +275,7 @@ class CompiledModel:
                 "plugin": part.plugin,
                 "plugin_version": part.plugin_version,
                 "ops": part.ops,
+                **({"nodes": part.nodes} if part.nodes is not None else {}),
                 "inputs": _signature(part.signature.inputs, part.signature.layouts),
                 "outputs": _signature(part.signature.outputs, part.signature.layouts),
                 "payload": payload_file,
@@ -303,7 +342,7 @@ def load(path: str | Path, manager: PluginManager | None = None,
             raise ArtifactError(f"{path}: {where} gave no runtime with a run() method; report "
                                 f"it to the plugin's authors")
         parts.append(CompiledPartition(spec.signature, spec.plugin, spec.plugin_version,
-                                       spec.payload, runtime, spec.ops))
+                                       spec.payload, runtime, spec.ops, spec.nodes))
     return CompiledModel(layout.signature, parts, layout.tail)
 
 
@@ -316,6 +355,7 @@ class _PartitionSpec:
     plugin_version: str
     payload: Payload
     ops: dict[str, int]
+    nodes: list[str] | None
 
 
 @dataclass
@@ -353,6 +393,9 @@ class _ManifestReader:
             self._check(key, str, f"{where} key")
             self._check(item, values, f"{where}.{key}")
         return dict(value)
+
+    def strings(self, value: list, where: str) -> list[str]:
+        return [self._check(item, str, f"{where}[{i}]") for i, item in enumerate(value)]
 
     def types(self, value: list, where: str) -> tuple[dict[str, TensorType], dict[str, str]]:
         types, layouts = {}, {}
@@ -410,7 +453,10 @@ def _parse_manifest(read: _ManifestReader, manifest: Mapping) -> _ModelSpec:
                           read.get(spec, "metadata", dict, at),
                           read.arrays(read.get(spec, "arrays", dict, at), f"{at}.arrays"))
         ops = read.string_map(read.get(spec, "ops", dict, at), f"{at}.ops", int)
-        partitions.append(_PartitionSpec(signature, plugin, version, payload, ops))
+        # Artifacts of byoc 0.x before issue 20 keep no node names: they load without.
+        nodes = read.strings(read.get(spec, "nodes", list, at), f"{at}.nodes") \
+            if "nodes" in spec else None
+        partitions.append(_PartitionSpec(signature, plugin, version, payload, ops, nodes))
     model = read.get(manifest, "model", str, "")
     tail = _parse_tail(read, manifest, inputs, outputs) if "dynamic_tail" in manifest else None
     return _ModelSpec(ModelSignature(model, inputs, outputs, constants), partitions, tail)
@@ -472,6 +518,19 @@ def _check_plugins(path, needed: Mapping[str, Any], manager: PluginManager) -> N
             raise ArtifactError(f"{path}: the artifact was compiled with plugin {name!r} "
                                 f"{version}, but {have} is installed; install a compatible "
                                 f"version or compile the model again")
+
+
+def _profile_of(part: CompiledPartition, seconds: float, start: float) -> PartitionProfile:
+    """A partition's profile, read from its runtime after the run; a runtime that fails to
+    report is a PluginError naming the plugin and the partition."""
+    try:
+        return PartitionProfile(part.signature.name, part.plugin, seconds,
+                                runtime_counters(part.runtime), part.nodes, start,
+                                runtime_counter_help(part.runtime),
+                                runtime_device_trace(part.runtime))
+    except ByocError as exc:
+        raise PluginError(f"plugin {part.plugin!r}, partition {part.signature.name!r}: "
+                          f"{exc}") from None
 
 
 def _run_part(part: CompiledPartition, env: LayoutEnv) -> dict[str, np.ndarray]:

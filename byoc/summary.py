@@ -54,10 +54,37 @@ def format_summary(model: CompiledModel) -> str:
 
 
 def format_profile(profile: Sequence[PartitionProfile]) -> str:
-    total = sum(p.seconds for p in profile) or 1.0
-    rows = [[p.partition, p.plugin, f"{p.seconds * 1e3:.3f}", f"{100 * p.seconds / total:.1f}%",
-             ", ".join(f"{k}={v}" for k, v in p.counters.items())] for p in profile]
-    return table(["partition", "plugin", "ms", "share", "counters"], rows)
+    """The totals of a profiled run, one row per partition (plugin, host time, share, the
+    device's cycles where it counts them), then every partition's counters with what each
+    counts and its unit, as the plugin explains them."""
+    busy = sum(p.seconds for p in profile)
+    wall = max((p.start + p.seconds for p in profile), default=0.0)
+    count = f"{len(profile)} partition{'s' if len(profile) != 1 else ''}"
+    lines = [f"total: {wall * 1e3:.3f} ms wall time (partitions and the conversions between "
+             f"them), {busy * 1e3:.3f} ms host time in {count}"]
+    cycles_by_plugin: dict[str, int] = {}
+    for p in profile:
+        if p.cycles is not None:
+            cycles_by_plugin[p.plugin] = cycles_by_plugin.get(p.plugin, 0) + p.cycles
+    if cycles_by_plugin:
+        lines.append("device cycles: " + ", ".join(f"{plugin} {cycles:,}" for plugin, cycles
+                                                    in cycles_by_plugin.items()))
+    rows = [[p.partition, p.plugin, f"{p.seconds * 1e3:.3f}",
+             f"{100 * p.seconds / (busy or 1.0):.1f}%",
+             f"{p.cycles:,}" if p.cycles is not None else "-"] for p in profile]
+    lines.append(table(["partition", "plugin", "host ms", "share", "device cycles"], rows))
+    counted = [p for p in profile if p.counters]
+    if counted:
+        lines.append("counters (totals over the runtime's runs so far):")
+    for p in counted:
+        lines.append(f"  {p.partition} ({p.plugin}):")
+        values = {name: f"{value:,}" for name, value in p.counters.items()}
+        name_width = max(len(name) for name in values)
+        value_width = max(len(text) for text in values.values())
+        lines += [f"    {name.ljust(name_width)}  {text.rjust(value_width)}  "
+                  f"{p.counter_help.get(name, 'not explained by the plugin')}"
+                  for name, text in values.items()]
+    return "\n".join(lines)
 
 
 def _boundary(values) -> str:

@@ -3,17 +3,20 @@
 These are the types named in :mod:`byoc.plugins.hookspecs`: what a plugin says about itself
 (:class:`PluginInfo`), the piece of graph it is asked to compile (:class:`Partition`), what its
 code generator hands back to be stored in an artifact (:class:`Payload`), what it must
-provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`),
+provide to run that code (:class:`Runtime`, created from a :class:`PartitionSignature`,
+which may report what its device did in a run as a :class:`DeviceTrace`),
 the commands it adds to the ``byoc`` command line (:class:`CliCommand`), the options users
 may give it (:class:`PluginOption`), what its patterns accept, for the conformance kit
 (:class:`PatternLimits`), and the ops of its own domain it declares so that models holding
 them import (:class:`CustomOp`, kept with the plugin that declared it as a
-:class:`DeclaredOp`).
+:class:`DeclaredOp`), and what it expects a match of its patterns to cost
+(:class:`Estimate`) and a tensor to move to and from its device (:class:`Transfer`).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import re
 from dataclasses import dataclass, field
@@ -209,9 +212,17 @@ class Runtime(Protocol):
     """Runs one compiled partition (returned by ``byoc_runtime_create``).
 
     ``run`` takes the partition's inputs by name (arrays of the signature's types) and returns
-    its outputs by name. A runtime may also define ``counters(self) -> dict[str, int | float]``
-    returning performance counters of the runs so far (e.g. cycles, bytes moved); use
-    :func:`runtime_counters` to read them, which gives ``{}`` for runtimes without counters.
+    its outputs by name. A runtime may also define, and byoc's profiles and traces read
+    through the helpers named, which give an empty answer for a runtime without them:
+
+    - ``counters(self) -> dict[str, int | float]``: performance counters of the runs so far
+      (e.g. cycles, bytes moved); :func:`runtime_counters`.
+    - ``counter_help(self) -> dict[str, str]``: what each counter counts and its unit, by
+      counter name (``"cycles": "clock cycles from start to done, cycles"``), shown next to
+      the counters by ``byoc run --profile``; :func:`runtime_counter_help`.
+    - ``device_trace(self) -> DeviceTrace | None``: what the device did in the last run,
+      layer by layer or command by command, in its clock cycles (:class:`DeviceTrace`), for
+      ``byoc run --trace``; :func:`runtime_device_trace`.
     """
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
@@ -221,6 +232,91 @@ def runtime_counters(runtime: Runtime) -> dict[str, int | float]:
     """The runtime's performance counters, or ``{}`` if it does not define ``counters``."""
     counters = getattr(runtime, "counters", None)
     return dict(counters()) if callable(counters) else {}
+
+
+def runtime_counter_help(runtime: Runtime) -> dict[str, str]:
+    """What each of the runtime's counters counts, with its unit, by counter name; ``{}`` if
+    the runtime does not define ``counter_help``."""
+    explain = getattr(runtime, "counter_help", None)
+    return {str(name): str(text) for name, text in explain().items()} if callable(explain) \
+        else {}
+
+
+def runtime_device_trace(runtime: Runtime) -> DeviceTrace | None:
+    """The runtime's :class:`DeviceTrace` of its last run, or None if it does not define
+    ``device_trace`` (or has none, e.g. before its first run). PluginError if it returns
+    something else."""
+    trace = getattr(runtime, "device_trace", None)
+    result = trace() if callable(trace) else None
+    if result is not None and not isinstance(result, DeviceTrace):
+        raise PluginError(f"the runtime's device_trace() returned {type(result).__name__}; it "
+                          f"must return a byoc.plugins.api.DeviceTrace or None (a bug in the "
+                          f"plugin: report it to its authors)")
+    return result
+
+
+def _cycle_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    """One step of a partition's run on its device: a layer, or a command of the device.
+
+    ``name`` names it (a layer is named after its ONNX node), ``nodes`` are the names of the
+    ONNX nodes it runs (empty when the plugin cannot tell), ``start_cycle`` is when it started
+    and ``cycles`` how long it took, both in device clock cycles from the run's start.
+    """
+
+    name: str
+    nodes: tuple[str, ...]
+    start_cycle: int
+    cycles: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        if not isinstance(self.name, str) or not all(isinstance(n, str) for n in self.nodes):
+            raise PluginError(f"DeviceEvent {self.name!r}: name and nodes must be strings "
+                              f"(nodes: the ONNX node names the step runs)")
+        for name in ("start_cycle", "cycles"):
+            if not _cycle_count(getattr(self, name)):
+                raise PluginError(f"DeviceEvent {self.name!r}: {name} must be a whole number "
+                                  f"of cycles >= 0, not {getattr(self, name)!r:.60}")
+
+
+@dataclass(frozen=True)
+class DeviceTrace:
+    """What a partition's device did in the runtime's last run (returned by a runtime's
+    optional ``device_trace()``, see :class:`Runtime`).
+
+    ``cycles`` is the run's device clock cycles (the per-run share of a cycle counter the
+    runtime keeps), ``events`` its steps in order of start, each within those cycles.
+    ``clock_hz`` is the clock at which a trace converts cycles to time and ``clock`` says
+    where that figure comes from (``"the configuration's clock_hz"``, or what is assumed).
+    """
+
+    cycles: int
+    events: tuple[DeviceEvent, ...]
+    clock_hz: float
+    clock: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events", tuple(self.events))
+        if not _cycle_count(self.cycles):
+            raise PluginError(f"DeviceTrace.cycles must be a whole number of cycles >= 0, not "
+                              f"{self.cycles!r:.60}")
+        if isinstance(self.clock_hz, bool) or not isinstance(self.clock_hz, numbers.Real) \
+                or not 0 < self.clock_hz < float("inf"):
+            raise PluginError(f"DeviceTrace.clock_hz must be a clock frequency in Hz > 0, not "
+                              f"{self.clock_hz!r:.60}")
+        for event in self.events:
+            if not isinstance(event, DeviceEvent):
+                raise PluginError(f"DeviceTrace.events must hold DeviceEvent objects, not "
+                                  f"{type(event).__name__}")
+            if event.start_cycle + event.cycles > self.cycles:
+                raise PluginError(f"DeviceTrace: event {event.name!r} ends at cycle "
+                                  f"{event.start_cycle + event.cycles}, after the run's "
+                                  f"{self.cycles} cycles")
 
 
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]*")
@@ -541,3 +637,78 @@ class PluginOption:
             return f"one of {', '.join(self.type)}"
         return {bool: "true/false/1/0", int: "a whole number", float: "a number",
                 str: "a string"}[self.type]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What running one match of a plugin's pattern is expected to cost (returned by
+    ``byoc_estimate_match``), before anything is compiled or run.
+
+    ``seconds`` is the expected run time on the plugin's device, transfers to and from it
+    left out (byoc adds those at partition boundaries, from :class:`Transfer`). ``cycles`` is
+    the device's clock cycles where the plugin counts them (None for a host). ``bytes_in``
+    and ``bytes_out`` are the bytes of the run-time values the match reads from outside and
+    gives to readers outside (or to the graph's outputs); constants are not counted.
+    ``basis`` says in a few words what model produced the figure (``"timing model of the
+    generated instruction stream at 100 MHz"``), for reports and for a reader who doubts it.
+    """
+
+    seconds: float
+    cycles: int | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    basis: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seconds, bool) or not isinstance(self.seconds, numbers.Real) \
+                or not math.isfinite(self.seconds) or self.seconds < 0:
+            raise PluginError(f"Estimate.seconds must be a finite number of seconds >= 0, not "
+                              f"{self.seconds!r:.60}")
+        object.__setattr__(self, "seconds", float(self.seconds))
+        for name in ("cycles", "bytes_in", "bytes_out"):
+            value = getattr(self, name)
+            if value is None and name == "cycles":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise PluginError(f"Estimate.{name} must be a whole number >= 0"
+                                  f"{' or None' if name == 'cycles' else ''}, not {value!r:.60}")
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.basis, str):
+            raise PluginError(f"Estimate.basis must be a short text saying what model produced "
+                              f"the estimate, not {self.basis!r:.60}")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """The cost of moving a tensor between host memory and a plugin's device (returned by
+    ``byoc_estimate_transfer``), charged at every partition boundary in either direction.
+
+    ``bandwidth`` is in bytes per second, ``latency`` in seconds per transfer (a DMA
+    descriptor, a bus round trip). A host plugin, which works in host memory, moves nothing:
+    :meth:`free` is its transfer.
+    """
+
+    bandwidth: float
+    latency: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, valid, unit in (
+                ("bandwidth", lambda v: v > 0, "bytes per second > 0"),
+                ("latency", lambda v: 0 <= v < math.inf, "seconds >= 0")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not valid(value):
+                raise PluginError(f"Transfer.{name} must be a number of {unit}, not "
+                                  f"{value!r:.60}")
+            object.__setattr__(self, name, float(value))
+
+    @classmethod
+    def free(cls) -> Transfer:
+        """No cost: infinite bandwidth, no latency (a host's own memory)."""
+        return cls(math.inf, 0.0)
+
+    def seconds(self, nbytes: int) -> float:
+        """``latency + nbytes / bandwidth`` for a transfer of ``nbytes`` (0 for no bytes)."""
+        if nbytes <= 0:
+            return 0.0
+        return self.latency + nbytes / self.bandwidth

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from byoc.plugins.api import (
         CliCommand,
         CustomOp,
+        Estimate,
         Partition,
         PartitionSignature,
         PatternLimits,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         PluginInfo,
         PluginOption,
         Runtime,
+        Transfer,
     )
 
 PROJECT = "byoc"
@@ -175,6 +177,61 @@ def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> f
     """
 
 
+# -- estimate -------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def byoc_estimate_match(pattern_name: str | None, nodes: list[Node], graph: Graph,
+                        options: dict[str, Any]) -> Estimate | None:
+    """Estimate the time one match of one of this plugin's patterns takes on its device,
+    from the plugin's own model of it (a timing model of the code it would generate, a
+    layer model of the chip, a roofline of the host), without running anything.
+
+    Called through :func:`byoc.estimate.estimate_match` for each match of the plugin's
+    patterns, by ``byoc estimate`` and by placement, which adds the cost of every boundary
+    tensor from :func:`byoc_estimate_transfer`. Optional: for a plugin without it byoc uses
+    its fallback model (see :mod:`byoc.estimate`); :func:`byoc_partition_cost` is a
+    separate, older hook that only breaks ties between overlapping matches, in the plugin's
+    own unit, and keeps doing so.
+
+    :param pattern_name: The name of the plugin's pattern that matched, or None for nodes a
+        host plugin takes without a pattern.
+    :param nodes: The matched nodes of ``graph``, in topological order. Do not modify them.
+    :param graph: The whole graph, for types, constants and context. Do not modify it.
+    :param options: The plugin's options of both stages (:func:`byoc_plugin_options`) by
+        name, each the user's value or its default; empty for a plugin that declares none.
+    :returns: A :class:`byoc.plugins.api.Estimate` (seconds; cycles where the device counts
+        them; the bytes the match reads and gives at its boundary; a short ``basis`` naming
+        the model), or None when the plugin has no model for this match (byoc then uses its
+        fallback). An exception or a value of another type is reported as a fault of the
+        plugin and the fallback is used.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+@hookspec(firstresult=True)
+def byoc_estimate_transfer() -> Transfer | None:
+    """Declare what moving a tensor between host memory and the plugin's device costs.
+
+    Called through :func:`byoc.estimate.transfer_seconds` for every value that crosses a
+    boundary of a partition assigned to this plugin (into it and out of it alike). A hook,
+    rather than a :class:`byoc.plugins.api.PluginInfo` field, so that the figure can come
+    from the plugin's hardware configuration when it is needed, not when the plugin
+    registers (``byoc plugins`` stays cheap), and can later take arguments such as the
+    options.
+
+    Optional: a ``"host"`` plugin without it moves nothing
+    (:meth:`byoc.plugins.api.Transfer.free`); an accelerator without it is charged byoc's
+    default (:data:`byoc.estimate.DEFAULT_TRANSFER`).
+
+    :returns: A :class:`byoc.plugins.api.Transfer`: bandwidth in bytes per second and a
+        latency in seconds per transfer.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
 # -- lower ----------------------------------------------------------------------------------
 
 
@@ -252,7 +309,10 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
         does not know with a PluginError.
     :returns: A :class:`byoc.plugins.api.Runtime`: an object whose ``run(inputs)`` takes the
         partition's inputs by name and returns its outputs by name, and which may define
-        ``counters()`` returning performance counters.
+        ``counters()`` returning performance counters, ``counter_help()`` saying what each
+        counts and in what unit, and ``device_trace()`` returning a
+        :class:`byoc.plugins.api.DeviceTrace` of the last run (its steps in device cycles,
+        for ``byoc run --trace``); the Runtime class documents all three.
 
     firstresult: called for this plugin only; its return value is the result.
     """

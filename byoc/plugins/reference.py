@@ -23,7 +23,14 @@ from byoc.core.interpreter import Interpreter
 from byoc.core.ir import Graph, Node, TensorType
 from byoc.core.verify import verify
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Partition, PartitionSignature, Payload, PluginInfo, PluginOption
+from byoc.plugins.api import (
+    Partition,
+    PartitionSignature,
+    Payload,
+    PluginInfo,
+    PluginOption,
+    Transfer,
+)
 from byoc.plugins.graph_payload import graph_from_payload, graph_to_payload
 
 NAME = "reference"
@@ -40,6 +47,12 @@ def byoc_plugin_info() -> PluginInfo:
 def byoc_plugin_options() -> list[PluginOption]:
     """The reference interpreter takes no options: any given to it is refused by name."""
     return []
+
+
+@hookimpl
+def byoc_estimate_transfer() -> Transfer:
+    """The interpreter works in host memory: it moves nothing."""
+    return Transfer.free()
 
 
 @hookimpl

@@ -4,6 +4,7 @@ with the test plugins installed the way pip installs an entry point (a .dist-inf
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,7 +62,8 @@ def test_compile_report_emit_onnx_and_profiled_run(plugin_env, zoo_dir, tmp_path
     run = byoc_cli(plugin_env, "run", out, "--profile")
     assert run.returncode == 0, run.stderr
     assert "output output: float32[1,1000]" in run.stdout
-    assert "steps=" in run.stdout  # convfuse's runtime counters
+    # convfuse's runtime counters, one line each: name, value, explanation
+    assert re.search(r"^\s+steps\s+\d+\s", run.stdout, re.M), run.stdout
 
 
 def test_plugin_errors_are_one_paragraph(plugin_env, zoo_dir, tmp_path):

@@ -276,7 +276,8 @@ def test_every_hook_is_documented():
     assert set(HOOK_NAMES) == {
         "byoc_plugin_info", "byoc_plugin_options", "byoc_import_custom_ops",
         "byoc_partition_patterns",
-        "byoc_partition_cost", "byoc_lower_partition", "byoc_codegen_partition",
+        "byoc_partition_cost", "byoc_estimate_match", "byoc_estimate_transfer",
+        "byoc_lower_partition", "byoc_codegen_partition",
         "byoc_runtime_create", "byoc_cli_commands", "byoc_conformance_limits"}
     for name in HOOK_NAMES:
         spec = getattr(hookspecs, name)

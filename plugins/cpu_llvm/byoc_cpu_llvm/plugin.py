@@ -14,12 +14,14 @@ from byoc.partition.int8_patterns import make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, make_op_pattern
 from byoc.plugins import hookimpl
 from byoc.plugins.api import (
+    Estimate,
     Partition,
     PartitionSignature,
     PatternLimits,
     Payload,
     PluginInfo,
     PluginOption,
+    Transfer,
 )
 from byoc_cpu_llvm import __version__
 from byoc_cpu_llvm.codegen import LLVM_TYPES
@@ -27,6 +29,7 @@ from byoc_cpu_llvm.jit import compile_ir
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
 from byoc_cpu_llvm.lower import ALIASING_OPS, alias_refusal, lower_partition
 from byoc_cpu_llvm.qdq_groups import integer_group_refusal, qdq_refusal
+from byoc_cpu_llvm.roofline import estimate, machine_peaks
 from byoc_cpu_llvm.runtime import (
     MIN_WORK_PER_EXTRA_THREAD,
     CpuRuntime,
@@ -93,6 +96,18 @@ def byoc_partition_patterns() -> list:
     qdq = [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=_check_qdq),
            make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=_check_qdq)]
     return qdq + [make_op_pattern(f"{NAME}.{op.lower()}", op, check=_check) for op in ops]
+
+
+@hookimpl
+def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate:
+    """A roofline of this machine as cpu_llvm's kernels run on it (:mod:`.roofline`)."""
+    return estimate(nodes, graph, machine_peaks())
+
+
+@hookimpl
+def byoc_estimate_transfer() -> Transfer:
+    """cpu_llvm works in host memory: its partitions read and write the tensors in place."""
+    return Transfer.free()
 
 
 def _without_kernel() -> list[str]:

@@ -98,6 +98,10 @@ class CpuRuntime:
     def counters(self) -> dict[str, int]:
         return {"runs": self._run_count, "threads": self.threads}
 
+    def counter_help(self) -> dict[str, str]:
+        return {"runs": "times this partition's compiled code ran (count)",
+                "threads": "threads that split the partition's work (count)"}
+
     def __del__(self) -> None:
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=False)

@@ -20,19 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from byoc.core.ir import Graph
+from byoc.core.ir import Graph, Node
 from byoc.partition.int8_patterns import make_qdq_elementwise_pattern, make_qdq_pattern
 from byoc.partition.patterns import Accept, Decline, Pattern, const, op, wildcard, with_activation
 from byoc.plugins import hookimpl
 from byoc.plugins.api import (
+    Estimate,
     Partition,
     PartitionSignature,
     PatternLimits,
     Payload,
     PluginInfo,
     PluginOption,
+    Transfer,
 )
-from byoc_npu_example import __version__
+from byoc_npu_example import __version__, estimate
 from byoc_npu_example.command_stream import encode
 from byoc_npu_example.config import CONFIG
 from byoc_npu_example.layers import POOL_OPS, npu_layer, qdq_groups, quant_of
@@ -125,6 +127,17 @@ def byoc_partition_patterns() -> list[Pattern]:
         _qdq_single_input_pattern(f"{NAME}.qdq_flatten", ("Flatten",), _check_layer),
         Pattern(f"{NAME}.shared_dequantize", shared, _check_shared_dequantize),
     ]
+
+
+@hookimpl
+def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate | None:
+    """The commands' cycles from the NPU's layer model (:mod:`.estimate`)."""
+    return estimate.estimate(nodes, graph)
+
+
+@hookimpl
+def byoc_estimate_transfer() -> Transfer:
+    return estimate.transfer()
 
 
 @hookimpl

@@ -4,6 +4,11 @@ The payload holds the command stream (``data``), the constants blob
 (``arrays["constants"]``) and, in ``metadata``, which descriptor holds each partition input
 and output. A run writes the inputs into DRAM (NHWC), runs the commands, and reads the
 outputs back.
+
+Profiles and traces: :meth:`NpuRuntime.counters` are the simulator's, :data:`COUNTER_HELP`
+says what each counts, and :meth:`NpuRuntime.device_trace` gives the last run's cycles
+command by command (each command runs one layer, named after its ONNX node in
+``metadata["commands"]``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,23 @@ from typing import Any
 import numpy as np
 
 from byoc.errors import PluginError, PluginOptionError
-from byoc.plugins.api import PartitionSignature, Payload
-from byoc_npu_example.command_stream import FormatError, decode
+from byoc.plugins.api import DeviceEvent, DeviceTrace, PartitionSignature, Payload
+from byoc_npu_example.command_stream import FormatError, Opcode, decode
+from byoc_npu_example.config import CONFIG
 from byoc_npu_example.sim import Simulator, dequantize, quantize
+
+COUNTER_HELP = {
+    "runs": "runs of the partition, runs",
+    "cycles": "NPU clock cycles, as the simulator's timing counts them (sim.command_cycles), "
+              "cycles",
+    "commands": "commands run, commands",
+    **{f"commands_{opcode.name.lower()}": f"{opcode.name} commands run, commands"
+       for opcode in Opcode},
+    "macs": "int8 multiply-accumulates of the MAC array, MACs",
+    "bytes_read": "input tensor bytes read from DRAM (constants not counted), bytes",
+    "bytes_written": "output tensor bytes written to DRAM, bytes",
+}
+"""What each counter of :meth:`NpuRuntime.counters` counts, and its unit."""
 
 
 def graph_layout_values(signature: PartitionSignature) -> set[str]:
@@ -50,6 +69,7 @@ class NpuRuntime:
             raise PluginError(f"npu_example payload of partition {signature.name!r} has no "
                               f"tensor for {', '.join(missing)}; recompile the model")
         self.nchw = graph_layout_values(signature)
+        self.command_nodes = [spec["node"] for spec in payload.metadata.get("commands", [])]
         self.runs = 0
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -80,6 +100,24 @@ class NpuRuntime:
 
     def counters(self) -> dict[str, int]:
         return {"runs": self.runs, **self.simulator.counters}
+
+    def counter_help(self) -> dict[str, str]:
+        return {name: COUNTER_HELP[name] for name in self.counters()}
+
+    def device_trace(self) -> DeviceTrace | None:
+        """The last run's cycles, one event per command (the simulator runs them in turn)."""
+        cycles = self.simulator.command_cycles
+        if not cycles:
+            return None
+        events, start = [], 0
+        for index, (command, length) in enumerate(zip(self.simulator.program.commands,
+                                                      cycles)):
+            node = self.command_nodes[index] if index < len(self.command_nodes) else None
+            events.append(DeviceEvent(node or f"{command.opcode.name} {index}",
+                                      (node,) if node else (), start, length))
+            start += length
+        return DeviceTrace(start, events, CONFIG.clock_hz,
+                           "clock_hz of npu_example's configuration")
 
 
 def create_runtime(payload: Payload, signature: PartitionSignature,

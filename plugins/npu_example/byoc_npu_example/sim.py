@@ -15,6 +15,12 @@ Two units do the arithmetic:
   channel's H*W plane pairwise (numpy's float32 summation) and divides by H*W. That is the
   float32 arithmetic ONNX gives DequantizeLinear -> pool/Add -> QuantizeLinear, in the order
   byoc's reference interpreter uses, so the results are the reference's to the bit.
+
+Time: each command takes :func:`command_cycles`, the longer of its arithmetic (MACs over the
+MAC array's ``macs_per_cycle``, or output elements over the vector unit's ``vector_lanes``)
+and its DRAM traffic (the bytes it reads and writes over ``dram_bytes_per_cycle``), plus a
+fixed ``command_cycles`` (:class:`byoc_npu_example.config.NpuConfig`). Commands run one after
+the other. :attr:`Simulator.command_cycles` holds each command's cycles of the last run.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class Simulator:
         self.dram = np.zeros(program.dram_bytes, np.uint8)
         self.dram[:constants.size] = constants
         self.counters: Counter[str] = Counter()
+        self.command_cycles: list[int] = []
 
     # -- DRAM ----------------------------------------------------------------------------------
 
@@ -77,10 +84,15 @@ class Simulator:
     # -- execution -----------------------------------------------------------------------------
 
     def run(self) -> None:
+        self.command_cycles = []
         for command in self.program.commands:
+            before = Counter(self.counters)
             EXECUTE[command.opcode](self, command)
             self.counters["commands"] += 1
             self.counters[f"commands_{command.opcode.name.lower()}"] += 1
+            cycles = command_cycles(self.counters - before, command.opcode)
+            self.command_cycles.append(cycles)
+            self.counters["cycles"] += cycles
 
     def _store(self, command, values: np.ndarray) -> None:
         self.write(command.output, values)
@@ -152,6 +164,17 @@ class Simulator:
         y_desc = self.program.tensors[command.output]
         total = dequantize(a, a_desc) + dequantize(b, b_desc)
         self._store(command, quantize(total, y_desc, (command.qmin, command.qmax)))
+
+
+def command_cycles(work: Counter[str], opcode: Opcode) -> int:
+    """The cycles of one command that did ``work`` (its counter increments: macs,
+    bytes_read, bytes_written)."""
+    if opcode in (Opcode.CONV2D, Opcode.DEPTHWISE_CONV2D):
+        arithmetic = -(-work["macs"] // CONFIG.macs_per_cycle)
+    else:   # one output byte is one output element: the NPU's tensors are 8-bit
+        arithmetic = -(-work["bytes_written"] // CONFIG.vector_lanes)
+    traffic = -(-(work["bytes_read"] + work["bytes_written"]) // CONFIG.dram_bytes_per_cycle)
+    return CONFIG.command_cycles + max(arithmetic, traffic)
 
 
 EXECUTE = {

@@ -49,6 +49,7 @@ class VtaConfig:
     mem_port_bits: int
     mem_latency: int
     insn_queue_depth: int
+    clock_hz: int
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -94,6 +95,11 @@ class VtaConfig:
         return self.mem_port_bits // 8
 
     @property
+    def dram_bytes_per_second(self) -> int:
+        """The memory port's peak: one beat of ``mem_port_bits`` per clock cycle."""
+        return self.mem_port_bytes * self.clock_hz
+
+    @property
     def macs_per_cycle(self) -> int:
         return self.batch * self.block_in * self.block_out
 
@@ -130,10 +136,17 @@ def load_config(path: str | Path | None = None) -> VtaConfig:
     return config_from_dict(data, str(path))
 
 
+# Parameters added after artifacts were first saved, with the value the hardware had before
+# they were stated: an older artifact's configuration (in its payload metadata) lacks them.
+ADDED_LATER = {"clock_hz": 100_000_000}
+
+
 def config_from_dict(data: Any, source: str = "configuration") -> VtaConfig:
-    """Build a configuration from a mapping, naming any missing or unknown key."""
+    """Build a configuration from a mapping, naming any missing or unknown key (a parameter
+    of ADDED_LATER that is missing takes its value there)."""
     if not isinstance(data, dict):
         raise ConfigError(f"vta_sim {source} must be a mapping of parameter names to values")
+    data = {**ADDED_LATER, **data}
     names = [f.name for f in fields(VtaConfig)]
     missing = [n for n in names if n not in data]
     unknown = sorted(str(k) for k in data if k not in names)

@@ -1,4 +1,4 @@
-"""The vta_sim plugin's hooks: patterns, cost, lowering, codegen and runtime.
+"""The vta_sim plugin's hooks: patterns, cost, estimates, lowering, codegen and runtime.
 
 vta_sim claims int8 convolution and matrix-product layers, in onnxruntime's QDQ form and as
 QLinearConv / QLinearMatMul, when they have the integer meaning the reference gives them
@@ -20,6 +20,7 @@ from byoc.core.integer_layers import (
 from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup, find_qdq_groups
 from byoc.errors import PluginError
+from byoc.estimate import boundary_bytes
 from byoc.partition.int8_patterns import (
     make_qdq_elementwise_pattern,
     make_qdq_pattern,
@@ -28,12 +29,14 @@ from byoc.partition.int8_patterns import (
 from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
 from byoc.plugins.api import (
+    Estimate,
     Partition,
     PartitionSignature,
     PatternLimits,
     Payload,
     PluginInfo,
     PluginOption,
+    Transfer,
 )
 from byoc_vta_sim import __version__
 from byoc_vta_sim.cli_tools import cli_commands
@@ -124,6 +127,38 @@ def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> f
     return estimated_cycles(layers[0], graph, CONFIG)
 
 
+@hookimpl
+def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate | None:
+    """The cycles of the instruction stream the lowering would generate for these layers
+    alone, from the timing model (:mod:`byoc_vta_sim.timing`), at the configuration's clock."""
+    layers = _layers_of(nodes, graph)
+    if not layers or any(_refusal(layer, graph) is not None for layer in layers):
+        return None
+    try:
+        gen_layers, regions, _ = lower_layers(layers, graph, CONFIG)
+        program = generate(gen_layers, regions, CONFIG)
+    except (ValueError, GenerationError):
+        return None
+    cycles = estimate_stream(decode_stream(program.stream), CONFIG)["cycles"]
+    bytes_in, bytes_out = boundary_bytes(nodes, graph)
+    return Estimate(cycles / CONFIG.clock_hz, cycles, bytes_in, bytes_out,
+                    f"vta_sim timing model of the generated instruction stream at "
+                    f"{CONFIG.clock_hz / 1e6:g} MHz")
+
+
+@hookimpl
+def byoc_estimate_transfer() -> Transfer:
+    """The accelerator reads and writes host tensors in DRAM through its memory port: one
+    beat of ``mem_port_bits`` per cycle after ``mem_latency`` cycles."""
+    return Transfer(bandwidth=CONFIG.dram_bytes_per_second,
+                    latency=CONFIG.mem_latency / CONFIG.clock_hz)
+
+
+def _refusal(layer: IntegerLayer | AddSpec, graph: Graph) -> str | None:
+    return (add_refusal(layer, graph, CONFIG) if isinstance(layer, AddSpec)
+            else layer_refusal(layer, graph, CONFIG))
+
+
 def _layers_of(nodes: list[Node], graph: Graph) -> list[IntegerLayer | AddSpec]:
     """The int8 layers made of ``nodes``, in graph order."""
     inside = {id(n) for n in nodes}
@@ -181,8 +216,7 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
             raise PluginError(f"vta_sim: partition {partition.name!r} must output {value!r}, "
                               f"which is not the int8 result of one of its layers")
     for layer in layers:
-        reason = (add_refusal(layer, graph, CONFIG) if isinstance(layer, AddSpec)
-                  else layer_refusal(layer, graph, CONFIG))
+        reason = _refusal(layer, graph)
         if reason is not None:
             raise PluginError(f"vta_sim cannot run node {layer.op.name!r} "
                               f"({layer.op.op_type}): {reason}")

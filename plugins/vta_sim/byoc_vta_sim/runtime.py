@@ -9,6 +9,11 @@ The payload holds the instruction stream (``data``), the DRAM image (``arrays["d
 weights, parameters, micro-ops and every activation region) and where each partition input
 and output lives in it (``metadata``). A run writes the inputs into their regions in the
 accelerator's layout, runs the stream to FINISH, and reads the outputs back.
+
+Profiles and traces: :meth:`VtaRuntime.counters` are the simulator's (or the RTL's)
+counters, :data:`COUNTER_HELP` says what each counts, and :meth:`VtaRuntime.device_trace`
+gives the last run's cycles layer by layer, the layers being the generator's (``metadata
+["layers"]``, each a run of consecutive instructions of the stream).
 """
 
 from __future__ import annotations
@@ -19,14 +24,39 @@ from typing import Any
 import numpy as np
 
 from byoc.errors import PluginError, PluginOptionError
-from byoc.plugins.api import PartitionSignature, Payload
+from byoc.plugins.api import DeviceEvent, DeviceTrace, PartitionSignature, Payload
 from byoc.quantization import quantize
 from byoc_vta_sim.config import VtaConfig, config_from_dict
 from byoc_vta_sim.dram_layout import ActivationLayout
-from byoc_vta_sim.isa import decode_stream
+from byoc_vta_sim.isa import FinishInsn, decode_stream
+from byoc_vta_sim.sim import COUNTER_HELP as SIMULATOR_COUNTER_HELP
 from byoc_vta_sim.sim import Simulator
+from byoc_vta_sim.timing import estimate_stream
 
 TARGETS = ("sim", "rtl", "cosim")
+
+COUNTER_HELP = {
+    **SIMULATOR_COUNTER_HELP,
+    # The RTL's own counters (hw/vta/vta_regs.v), on target=rtl.
+    "cycles": "clock cycles of the RTL from start to done, cycles",
+    "gemm_busy": "cycles the compute module ran a GEMM (pipeline fill included), cycles",
+    "alu_busy": "cycles the compute module ran an ALU instruction, cycles",
+    "stall_l2c": "cycles the compute module's head instruction waited for a load->compute "
+                 "token, cycles",
+    "stall_c2l": "cycles the load module's head instruction waited for a compute->load "
+                 "token, cycles",
+    "stall_c2s": "cycles the store module's head instruction waited for a compute->store "
+                 "token, cycles",
+    "stall_s2c": "cycles the compute module's head instruction waited for a store->compute "
+                 "token, cycles",
+    # The runtime's.
+    "estimated_cycles": "clock cycles the timing model (byoc_vta_sim.timing) predicts for "
+                        "the stream, times the runs, cycles",
+    "rtl_cycles": "clock cycles the RTL took (target=cosim), cycles",
+    "rtl_runs_equal": "runs in which the RTL's DRAM and counters matched the simulator's "
+                      "(target=cosim), runs",
+}
+"""What each counter of :meth:`VtaRuntime.counters` counts, and its unit."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,6 +93,10 @@ class VtaRuntime:
         self.rtl_counters: dict[str, int] = {}
         self.runs_compared = 0      # cosim runs whose DRAM and counters the RTL matched
         self.estimated_cycles = int(meta.get("estimated_cycles", 0))
+        self.layers = [(layer["layer"], layer["instructions"])
+                       for layer in meta.get("layers", [])]
+        self._layer_ends: list[int] | None = None
+        self.last_rtl_cycles = 0
         self.runs = 0
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -100,6 +134,7 @@ class VtaRuntime:
             counters = self.rtl.run(self.insns, self.dram)
         for name, value in counters.items():
             self.rtl_counters[name] = self.rtl_counters.get(name, 0) + value
+        self.last_rtl_cycles = counters["cycles"]
 
     def _quantize(self, name: str, data: np.ndarray) -> tuple[str, np.ndarray]:
         spec = self.dequantized[name]
@@ -114,6 +149,39 @@ class VtaRuntime:
             counters["rtl_cycles"] = self.rtl_counters.get("cycles", 0)
             counters["rtl_runs_equal"] = self.runs_compared
         return counters
+
+    def counter_help(self) -> dict[str, str]:
+        return {name: COUNTER_HELP[name] for name in self.counters()}
+
+    def device_trace(self) -> DeviceTrace | None:
+        """The last run's cycles, one event per layer. On the RTL (rtl, cosim) the total is
+        its cycle counter's; the functional simulator keeps no time, so on it the total is
+        the timing model's estimate of the stream. The core counts cycles for a whole run
+        only: the boundaries between layers are where the timing model ends each layer's
+        last instruction, scaled to that total."""
+        if not self.runs:
+            return None
+        total = self.estimated_cycles if self.rtl is None else self.last_rtl_cycles
+        ends = self._estimated_layer_ends()
+        scale = total / ends[-1] if ends[-1] else 0.0
+        bounds = [0] + [round(end * scale) for end in ends[:-1]] + [total]
+        events = [DeviceEvent(name, (name,), start, end - start)
+                  for (name, _), start, end in zip(self.layers, bounds, bounds[1:])]
+        return DeviceTrace(total, events, self.config.clock_hz,
+                           "clock_hz of vta_sim's configuration")
+
+    def _estimated_layer_ends(self) -> list[int]:
+        """The timing model's cycle at which each layer's last instruction ends (the stream
+        up to it, ended by FINISH); computed once, at the first trace."""
+        if self._layer_ends is None:
+            ends, count = [], 0
+            for _, instructions in self.layers[:-1]:
+                count += instructions
+                prefix = [*self.insns[:count], FinishInsn()]
+                ends.append(estimate_stream(prefix, self.config)["cycles"])
+            ends.append(estimate_stream(self.insns, self.config)["cycles"])
+            self._layer_ends = ends
+        return self._layer_ends
 
 
 def _as_image(data: np.ndarray, kind: str, layout: ActivationLayout) -> np.ndarray:

@@ -55,9 +55,23 @@ from byoc_vta_sim.isa import (
 from byoc_vta_sim.requant import mulshr
 from byoc_vta_sim.schedule import RoundSchedule, Stalled
 
-COUNTER_NAMES = ("gemm_uops", "alu_uops", "insns_load", "insns_compute", "insns_store",
-                 "bytes_loaded_uop", "bytes_loaded_wgt", "bytes_loaded_inp",
-                 "bytes_loaded_acc", "bytes_stored_out")
+COUNTER_HELP = {
+    "gemm_uops": "micro-ops the GEMM unit ran (one block matrix product or reset each), "
+                 "micro-ops",
+    "alu_uops": "micro-ops the ALU ran (one vector operation on an accumulator row each), "
+                "micro-ops",
+    "insns_load": "instructions the load module ran, instructions",
+    "insns_compute": "instructions the compute module ran (FINISH included), instructions",
+    "insns_store": "instructions the store module ran, instructions",
+    "bytes_loaded_uop": "micro-op kernels loaded from DRAM, bytes",
+    "bytes_loaded_wgt": "weights loaded from DRAM, bytes",
+    "bytes_loaded_inp": "input activations loaded from DRAM (padding not counted), bytes",
+    "bytes_loaded_acc": "accumulator values (biases, requantization parameters) loaded from "
+                        "DRAM, bytes",
+    "bytes_stored_out": "int8 results stored to DRAM, bytes",
+}
+"""What each counter of :class:`Simulator` (and of the RTL, under the same names) counts."""
+COUNTER_NAMES = tuple(COUNTER_HELP)
 
 
 # Micro-ops expanded at once; bounds the temporaries of one GEMM chunk to about 60 MB (some
@@ -489,6 +503,7 @@ def _stall_error(insns: list[Insn], schedule: RoundSchedule) -> SimulationError:
 
 
 __all__ = [
+    "COUNTER_HELP",
     "COUNTER_NAMES",
     "MAX_UOPS",
     "SimulationError",

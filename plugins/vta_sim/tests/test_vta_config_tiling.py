@@ -67,6 +67,13 @@ def test_configuration_files(tmp_path):
         load_config(tmp_path / "absent.yaml")
 
 
+def test_a_configuration_saved_before_a_parameter_existed_still_loads():
+    older = {k: v for k, v in DEFAULT_CONFIG.to_dict().items() if k != "clock_hz"}
+    assert config_from_dict(older) == DEFAULT_CONFIG
+    with pytest.raises(ConfigError, match="missing acc_depth"):
+        config_from_dict({k: v for k, v in older.items() if k != "acc_depth"})
+
+
 @pytest.mark.parametrize("multiplier", [0.7, 0.0123, 3.1e-6, 2.0 ** -30, 1.5, 1000.0])
 def test_mulshr_operand_is_the_float32_multiplier_exactly(multiplier):
     operand = mulshr_operand(multiplier)
