@@ -94,9 +94,10 @@ def extra_params(realization: Realization) -> dict[str, Param]:
     for part in realization.root.parts():
         if part.op_type != "DequantizeLinear" or part.free or not isinstance(part.inputs[0], Leaf):
             continue
-        if _role(anchor, part) == "weight":
+        role = _role(anchor, part)
+        if role == "weight":
             params.update(QUANTIZED_WEIGHT_PARAMS)
-        elif _role(anchor, part) == "activation":
+        elif role == "activation":
             params.update(QUANTIZED_INPUT_PARAMS)
     if realization.root.op_type == "QuantizeLinear":
         params.update(QUANTIZED_INPUT_PARAMS)
@@ -158,7 +159,7 @@ class _Composer:
         for part, index in reversed(self._path_to(anchor)):
             value = self._wrap(part, index, value)
         root = self.nodes[-1]
-        quantized = self._dtype_of(value).kind in "iu" and root.op_type == "QuantizeLinear"
+        quantized = root.op_type == "QuantizeLinear"   # its output is an integer type
         model = self._model([value])
         return Built(model, dict(self.inputs), root.name, {value: 1.0} if quantized else {},
                      composite=[n.name for n in self.nodes])
@@ -209,13 +210,6 @@ class _Composer:
         except ShapeInferenceError as exc:
             raise Unbuildable(f"the composite {self.realization.describe()} is not a valid "
                               f"model for these values: {exc}") from exc
-
-    def _dtype_of(self, value: str) -> np.dtype:
-        if value in self.inputs:
-            return self.inputs[value].dtype
-        if value in self.constants:
-            return self.constants[value].dtype
-        return self._evaluate(value).dtype
 
     # -- the anchor ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ a subclass of :class:`Family` registered with :func:`register`; int8 families li
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -63,7 +64,7 @@ class Unbuildable(Exception):
     channel); the kit leaves the case out."""
 
 
-class Family:
+class Family(ABC):
     """Builds models of one node of ``ops`` (a composite pattern's other ops are built around
     it from the pattern's structure: :mod:`byoc.conformance.composite`)."""
 
@@ -82,8 +83,9 @@ class Family:
         """The parameters that change the model built for ``op``."""
         return tuple(self.param_table(op))
 
+    @abstractmethod
     def build(self, op: str, values: dict[str, Any], rng: np.random.Generator) -> Built:
-        raise NotImplementedError
+        """A model of one ``op`` node built from ``values`` (one value per parameter)."""
 
 
 # -- helpers -----------------------------------------------------------------------------------
