@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from byoc.compiled import CompiledModel
 from byoc.errors import ByocError
-from byoc.user_api import compile, import_model, load
+from byoc.user_api import compile, estimate_model, import_model, load
 from byoc.version import __version__
 
-__all__ = ["ByocError", "CompiledModel", "__version__", "compile", "import_model", "load"]
+__all__ = ["ByocError", "CompiledModel", "__version__", "compile", "estimate_model",
+           "import_model", "load"]

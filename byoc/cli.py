@@ -33,12 +33,13 @@ from byoc.inputs import (
     parse_shape_bindings,
     random_inputs,
 )
+from byoc.partition.placement import PLACEMENTS
 from byoc.pipeline import FallbackWarning
 from byoc.plugins.api import CliCommand
 from byoc.plugins.manager import LoadedPlugin, PluginManager, declarations, repeated
 from byoc.summary import format_profile, format_summary
 
-BUILTIN_COMMANDS = ("show", "run", "compile", "ops", "plugins", "new-plugin")
+BUILTIN_COMMANDS = ("show", "run", "compile", "estimate", "ops", "plugins", "new-plugin")
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command SIGPIPE ended
 
 
@@ -168,6 +169,7 @@ def build_parser(from_plugins: PluginCommands | None = None,
                           "plugin fails to compile or run it (a .byoc artifact never moves "
                           "work at run time: a failing plugin is always an error)")
     _add_plugin_option(run)
+    _add_placement_option(run, "for an ONNX model: ")
     _add_shape_option(run)
     _add_dynamic_tail_option(run)
     _add_explain_option(run, "for an ONNX model: ")
@@ -179,24 +181,38 @@ def build_parser(from_plugins: PluginCommands | None = None,
     compile_.add_argument("model", help="ONNX model file")
     compile_.add_argument("-o", "--output", metavar="OUT.byoc",
                           help="artifact to write (default: MODEL with suffix .byoc)")
-    compile_.add_argument("--plugins", default="", metavar="A,B",
-                          help="accelerator plugins in priority order; the host takes the rest")
+    _add_partition_options(compile_)
     compile_.add_argument("--strict", action="store_true",
                           help="fail instead of falling back to the host when a selected "
                                "plugin matched a node it then cannot compile or run")
-    compile_.add_argument("--min-partition-size", type=int, default=1, metavar="N",
-                          help="accelerator partitions smaller than N nodes go to the host")
-    compile_.add_argument("--pin", action="append", default=[], metavar="NODE_OR_OP=PLUGIN",
-                          help="only PLUGIN may run this node (or every node of this op type)")
     compile_.add_argument("--report", metavar="REPORT.html",
                           help="write an HTML partition report (graph coloured by plugin)")
     compile_.add_argument("--emit-onnx", metavar="PARTITIONED.onnx",
                           help="write the partitioned model as ONNX, one node per partition")
     _add_plugin_option(compile_)
+    _add_placement_option(compile_)
     _add_shape_option(compile_)
     _add_dynamic_tail_option(compile_)
     _add_explain_option(compile_)
     compile_.set_defaults(handler=_compile)
+
+    estimate = commands.add_parser(
+        "estimate", help="estimate a model's time per partition, without running it",
+        description="Partition an ONNX model as compile would and print what each partition "
+                    "is estimated to take from its plugin's model (cycles on accelerators, "
+                    "seconds, bytes in and out, transfers at each boundary) and the totals "
+                    "of cost, priority and host-only placement. Nothing is compiled, "
+                    "simulated or run.")
+    estimate.add_argument("model", help="ONNX model file")
+    _add_partition_options(estimate)
+    estimate.add_argument("--json", metavar="FILE.json",
+                          help="also write the estimate as JSON: {total_seconds, placements: "
+                               "{chosen, priority, host_only}, partitions: [{name, plugin, "
+                               "nodes, cycles, seconds, bytes_in, bytes_out}]}")
+    _add_plugin_option(estimate)
+    _add_placement_option(estimate)
+    _add_shape_option(estimate)
+    estimate.set_defaults(handler=_estimate)
 
     ops = commands.add_parser("ops", help="list the ONNX ops byoc supports")
     ops.set_defaults(handler=_ops)
@@ -242,6 +258,23 @@ def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
                         help="an option of a plugin, e.g. cpu_llvm.threads=2 or "
                              "vta_sim.target=rtl (repeatable); byoc plugins lists each "
                              "plugin's options")
+
+
+def _add_partition_options(parser: argparse.ArgumentParser) -> None:
+    """What compile and estimate share: the plugins, the minimum partition size, pins."""
+    parser.add_argument("--plugins", default="", metavar="A,B",
+                        help="accelerator plugins in priority order; the host takes the rest")
+    parser.add_argument("--min-partition-size", type=int, default=1, metavar="N",
+                        help="accelerator partitions smaller than N nodes go to the host")
+    parser.add_argument("--pin", action="append", default=[], metavar="NODE_OR_OP=PLUGIN",
+                        help="only PLUGIN may run this node (or every node of this op type)")
+
+
+def _add_placement_option(parser: argparse.ArgumentParser, applies_to: str = "") -> None:
+    parser.add_argument("--placement", choices=PLACEMENTS, default="cost",
+                        help=f"{applies_to}'cost' (default) places nodes to minimise the "
+                             f"estimated time, transfers included; 'priority' gives each "
+                             f"node to the first plugin given that takes it")
 
 
 def _add_shape_option(parser: argparse.ArgumentParser) -> None:
@@ -315,11 +348,12 @@ def _run(args: argparse.Namespace) -> None:
         check_writable(args.trace)
     given = load_inputs(args.input)
     if Path(args.model).suffix == ".byoc":
-        if args.input_shape or args.plugins or args.no_dynamic_tail or args.explain:
-            raise InputError("--input-shape, --plugins, --no-dynamic-tail and --explain apply "
-                             "to ONNX models; a compiled artifact has fixed shapes and plugins "
-                             "and keeps no partition plan to explain (run byoc compile "
-                             "--explain on its ONNX model)")
+        if args.input_shape or args.plugins or args.no_dynamic_tail or args.explain \
+                or args.placement != "cost":
+            raise InputError("--input-shape, --plugins, --placement, --no-dynamic-tail and "
+                             "--explain apply to ONNX models; a compiled artifact has fixed "
+                             "shapes, plugins and placement, and keeps no partition plan to "
+                             "explain (run byoc compile --explain on its ONNX model)")
         with _warnings_printed():
             model = byoc.load(args.model,
                               plugin_options=parse_plugin_options(args.plugin_option))
@@ -365,7 +399,8 @@ def _compile_onnx(args: argparse.Namespace, **options) -> byoc.CompiledModel:
                             input_shapes=parse_shape_bindings(args.input_shape),
                             strict=args.strict,
                             plugin_options=parse_plugin_options(args.plugin_option),
-                            dynamic_tail=not args.no_dynamic_tail, **options)
+                            dynamic_tail=not args.no_dynamic_tail,
+                            placement=args.placement, **options)
 
 
 def _print_explanation(model: byoc.CompiledModel) -> None:
@@ -402,6 +437,22 @@ def _compile(args: argparse.Namespace) -> None:
         if model.tail is not None:
             print(f"  (the static graph's partitions only: the dynamic tail's "
                   f"{len(model.tail.nodes)} nodes run after them, on the values it outputs)")
+
+
+def _estimate(args: argparse.Namespace) -> None:
+    from byoc.report.estimate import format_estimate, write_estimate_json
+
+    with _warnings_printed():
+        placement = byoc.estimate_model(
+            args.model, plugins=_plugin_list(args.plugins),
+            input_shapes=parse_shape_bindings(args.input_shape),
+            min_partition_size=args.min_partition_size, pins=parse_pins(args.pin),
+            plugin_options=parse_plugin_options(args.plugin_option), placement=args.placement)
+    if args.json:
+        write_estimate_json(args.json, placement)
+    print(format_estimate(placement, Path(args.model).name))
+    if args.json:
+        print(f"wrote {args.json}")
 
 
 def _ops(args: argparse.Namespace) -> None:

@@ -79,6 +79,17 @@ class CompiledPartition:
     nodes: list[str] | None = None
     """The names of the ONNX nodes the partition runs; None when unknown (an artifact saved
     before byoc stored them)."""
+    estimate: PartitionEstimate | None = None
+    """What placement estimated for the partition at compile time; None when unknown."""
+
+
+@dataclass(frozen=True)
+class PartitionEstimate:
+    """A partition's estimate as compiled: ``seconds`` (on its device, moving its inputs in
+    and outputs out included) and the device's ``cycles`` where its plugin counts them."""
+
+    seconds: float
+    cycles: int | None = None
 
 
 @dataclass
@@ -86,8 +97,8 @@ class PartitionProfile:
     """One partition's share of a profiled run: its host ``seconds`` (wall time of the
     runtime's run), starting ``start`` seconds after the run began; the runtime's
     ``counters`` (of its runs so far) with what each counts (``counter_help``); the ONNX
-    ``nodes`` it runs (None when unknown); and ``device``, the runtime's trace of this run
-    where it gives one."""
+    ``nodes`` it runs (None when unknown); ``device``, the runtime's trace of this run
+    where it gives one; and the compile-time ``estimate`` where known."""
 
     partition: str
     plugin: str
@@ -97,6 +108,7 @@ class PartitionProfile:
     start: float = 0.0
     counter_help: dict[str, str] = field(default_factory=dict)
     device: DeviceTrace | None = None
+    estimate: PartitionEstimate | None = None
 
     @property
     def cycles(self) -> int | None:
@@ -179,9 +191,14 @@ class CompiledModel:
         self._constant_outputs = dict(signature.constant_outputs)
         if source is not None:
             names = {p.name: [node.name for node in p.nodes] for p in source.plan.partitions}
+            placement = source.plan.placement
+            priced = {p.name: PartitionEstimate(p.total_seconds, p.cycles)
+                      for p in (placement.partitions if placement is not None else [])}
             for part in parts:
                 if part.nodes is None:
                     part.nodes = names.get(part.signature.name)
+                if part.estimate is None:
+                    part.estimate = priced.get(part.signature.name)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(inputs, None)
@@ -276,6 +293,9 @@ class CompiledModel:
                 "plugin_version": part.plugin_version,
                 "ops": part.ops,
                 **({"nodes": part.nodes} if part.nodes is not None else {}),
+                **({"estimate": {"seconds": part.estimate.seconds,
+                                 "cycles": part.estimate.cycles}}
+                   if part.estimate is not None else {}),
                 "inputs": _signature(part.signature.inputs, part.signature.layouts),
                 "outputs": _signature(part.signature.outputs, part.signature.layouts),
                 "payload": payload_file,
@@ -342,7 +362,8 @@ def load(path: str | Path, manager: PluginManager | None = None,
             raise ArtifactError(f"{path}: {where} gave no runtime with a run() method; report "
                                 f"it to the plugin's authors")
         parts.append(CompiledPartition(spec.signature, spec.plugin, spec.plugin_version,
-                                       spec.payload, runtime, spec.ops, spec.nodes))
+                                       spec.payload, runtime, spec.ops, spec.nodes,
+                                       spec.estimate))
     return CompiledModel(layout.signature, parts, layout.tail)
 
 
@@ -356,6 +377,17 @@ class _PartitionSpec:
     payload: Payload
     ops: dict[str, int]
     nodes: list[str] | None
+    estimate: PartitionEstimate | None
+
+
+def _parse_estimate(read: _ManifestReader, spec: Mapping, where: str) -> PartitionEstimate:
+    """A partition's optional compile-time estimate (byoc 0.x since issue 20; older byoc
+    ignores it)."""
+    seconds = read.get(spec, "seconds", (float, int), where)
+    cycles = read.get(spec, "cycles", (int, type(None)), where)
+    if seconds < 0 or (cycles is not None and cycles < 0):
+        raise read.fail(where, "must hold seconds and cycles >= 0")
+    return PartitionEstimate(float(seconds), cycles)
 
 
 @dataclass
@@ -456,7 +488,10 @@ def _parse_manifest(read: _ManifestReader, manifest: Mapping) -> _ModelSpec:
         # Artifacts of byoc 0.x before issue 20 keep no node names: they load without.
         nodes = read.strings(read.get(spec, "nodes", list, at), f"{at}.nodes") \
             if "nodes" in spec else None
-        partitions.append(_PartitionSpec(signature, plugin, version, payload, ops, nodes))
+        estimate = _parse_estimate(read, read.get(spec, "estimate", dict, at),
+                                   f"{at}.estimate") if "estimate" in spec else None
+        partitions.append(_PartitionSpec(signature, plugin, version, payload, ops, nodes,
+                                         estimate))
     model = read.get(manifest, "model", str, "")
     tail = _parse_tail(read, manifest, inputs, outputs) if "dynamic_tail" in manifest else None
     return _ModelSpec(ModelSignature(model, inputs, outputs, constants), partitions, tail)
@@ -527,7 +562,7 @@ def _profile_of(part: CompiledPartition, seconds: float, start: float) -> Partit
         return PartitionProfile(part.signature.name, part.plugin, seconds,
                                 runtime_counters(part.runtime), part.nodes, start,
                                 runtime_counter_help(part.runtime),
-                                runtime_device_trace(part.runtime))
+                                runtime_device_trace(part.runtime), part.estimate)
     except ByocError as exc:
         raise PluginError(f"plugin {part.plugin!r}, partition {part.signature.name!r}: "
                           f"{exc}") from None

@@ -91,6 +91,13 @@ def estimate_match(manager: PluginManager, plugin: str, nodes: list[Node], graph
     fails or returns something else than an Estimate or None gets the fallback too, and the
     fault is appended to ``faults`` (an unknown option is an error, as everywhere).
     """
+    return _estimate(manager, plugin, nodes, graph, pattern_name, options, faults)[0]
+
+
+def _estimate(manager: PluginManager, plugin: str, nodes: list[Node], graph: Graph,
+              pattern_name: str | None, options: Mapping[str, Any] | None,
+              faults: list[str] | None) -> tuple[Estimate, bool]:
+    """:func:`estimate_match`, and whether the estimate is the plugin's own."""
     loaded = manager.get(plugin)
     given = dict(options or {})
     values = {**stage_options(loaded, given, "compile"), **stage_options(loaded, given, "run")}
@@ -99,20 +106,63 @@ def estimate_match(manager: PluginManager, plugin: str, nodes: list[Node], graph
                                 nodes=nodes, graph=graph, options=values)
     except ByocError as exc:
         fault = f"plugin {plugin!r}, pattern {pattern_name!r}: byoc_estimate_match failed ({exc})"
-        return _fault(fault, faults, nodes, graph)
+        return _fault(fault, faults, nodes, graph), False
     if estimate is None:
-        return fallback_estimate(nodes, graph, f"{plugin} has no estimate for this match")
+        return fallback_estimate(nodes, graph, f"{plugin} has no estimate for this match"), False
     if not isinstance(estimate, Estimate):
         fault = (f"plugin {plugin!r}, pattern {pattern_name!r}: byoc_estimate_match returned "
                  f"{estimate!r:.60}, expected a byoc.plugins.api.Estimate or None")
-        return _fault(fault, faults, nodes, graph)
-    return estimate
+        return _fault(fault, faults, nodes, graph), False
+    return estimate, True
 
 
 def _fault(fault: str, faults: list[str] | None, nodes: list[Node], graph: Graph) -> Estimate:
     if faults is not None:
         faults.append(fault)
     return fallback_estimate(nodes, graph, fault)
+
+
+class Estimator:
+    """The estimates of one graph for placement (:class:`byoc.partition.placement.CostModel`):
+    each match and transfer asked of its plugin once, with the user's ``plugin_options``;
+    the faults of plugins whose estimate hooks failed collect in :attr:`faults`."""
+
+    def __init__(self, manager: PluginManager, graph: Graph,
+                 plugin_options: Mapping[str, Mapping[str, Any]] | None = None):
+        self.manager, self.graph = manager, graph
+        self.plugin_options = plugin_options or {}
+        self.faults: list[str] = []
+        self._matches: dict[tuple, tuple[Estimate, bool]] = {}
+        self._transfers: dict[str, Transfer] = {}
+
+    def _get(self, plugin: str, pattern: str | None, nodes: list[Node]) -> tuple[Estimate, bool]:
+        key = (plugin, pattern, tuple(id(n) for n in nodes))
+        if key not in self._matches:
+            self._matches[key] = _estimate(self.manager, plugin, nodes, self.graph, pattern,
+                                           self.plugin_options.get(plugin), self.faults)
+        return self._matches[key]
+
+    def match(self, plugin: str, pattern: str | None, nodes: list[Node]) -> Estimate:
+        return self._get(plugin, pattern, nodes)[0]
+
+    def priced(self, plugin: str, pattern: str | None, nodes: list[Node]) -> bool:
+        return self._get(plugin, pattern, nodes)[1]
+
+    def transfer(self, plugin: str) -> Transfer:
+        """The plugin's declared transfer; when its hook fails, the default of its role and
+        a fault."""
+        if plugin not in self._transfers:
+            try:
+                self._transfers[plugin] = plugin_transfer(self.manager, plugin)
+            except ByocError as exc:
+                self.faults.append(f"plugin {plugin!r}: byoc_estimate_transfer failed, the "
+                                   f"default for its role is used ({exc})")
+                self._transfers[plugin] = (Transfer.free() if self.is_host(plugin)
+                                           else DEFAULT_TRANSFER)
+        return self._transfers[plugin]
+
+    def is_host(self, plugin: str) -> bool:
+        return self.manager.get(plugin).info.role == "host"
 
 
 def plugin_transfer(manager: PluginManager, plugin: str) -> Transfer:

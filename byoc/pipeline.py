@@ -36,10 +36,17 @@ from byoc.compiled import (
 from byoc.core.dynamic_tail import DynamicTail
 from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
-from byoc.errors import ByocError, PluginError, PluginOptionError
+from byoc.errors import ByocError, InputError, PluginError, PluginOptionError
+from byoc.estimate import Estimator
 from byoc.layouts import check_layout, signature_in_layout
-from byoc.partition.partitioner import PartitionPlan, PluginClaims, partition_graph
+from byoc.partition.partitioner import (
+    PartitionPlan,
+    PartitionProblem,
+    PluginClaims,
+    partition_graph,
+)
 from byoc.partition.patterns import Match, Pattern
+from byoc.partition.placement import PLACEMENTS, place_by_cost, price_priority
 from byoc.plugins.api import Partition, Payload
 from byoc.plugins.manager import PluginManager, default_manager
 from byoc.plugins.options import check_plugin_options, stage_options, warn_unused
@@ -58,6 +65,7 @@ class CompileOptions:
     host: str = HOST_PLUGIN
     plugin_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     default_plugins: Sequence[str] | None = None  # None: installed_hosts(manager)
+    placement: str = "cost"  # or "priority": see byoc.partition.placement
 
 
 def compile_graph(graph: Graph, options: CompileOptions,
@@ -70,17 +78,10 @@ def compile_graph(graph: Graph, options: CompileOptions,
     manager = manager or default_manager()
     options = dataclasses.replace(
         options, plugin_options=check_plugin_options(manager, options.plugin_options))
+    check_placement(options.placement)
     plugins = _selected(options, manager)
-    optimize(graph)
-    faults: list[str] = []  # plugin hooks that failed while partitioning
-    claims = [PluginClaims(name, priority, _patterns_of(manager, name, faults),
-                           _cost_function(manager, name, graph, faults))
-              for priority, name in enumerate(plugins)]
-    plan = _partition(graph, claims, options, {})
-    fallbacks = _partitioning_faults(faults + plan.check_failures, options.strict)
-    if options.strict:
-        _check_strict(plan, options.host)
-    plan, parts, failures = _compile_all(manager, graph, claims, options, plan)
+    problem, estimator, plan, fallbacks = _plan(graph, options, manager, plugins)
+    plan, parts, failures = _compile_all(manager, graph, problem, estimator, options, plan)
     for partition, error in failures:
         message = (f"plugin {partition.plugin!r} could not compile partition "
                    f"{partition.name!r} ({len(partition.nodes)} nodes); its nodes run on "
@@ -99,15 +100,60 @@ def compile_graph(graph: Graph, options: CompileOptions,
                          fallback=HostFallback(options.host, host_part, options.strict, fallbacks))
 
 
-def _partition(graph: Graph, claims: list[PluginClaims], options: CompileOptions,
-               exclusions: Mapping[str, Mapping[str, str]]) -> PartitionPlan:
-    return partition_graph(graph, claims, host=options.host,
-                           min_partition_size=options.min_partition_size,
-                           pins=dict(options.pins), exclusions=exclusions)
+def plan_graph(graph: Graph, options: CompileOptions,
+               manager: PluginManager | None = None) -> PartitionPlan:
+    """Optimize ``graph`` in place and partition it as :func:`compile_graph` would, without
+    compiling anything: the plan, with its estimated totals in ``plan.placement`` (what
+    ``byoc estimate`` shows)."""
+    manager = manager or default_manager()
+    options = dataclasses.replace(
+        options, plugin_options=check_plugin_options(manager, options.plugin_options))
+    check_placement(options.placement)
+    return _plan(graph, options, manager, _selected(options, manager))[2]
 
 
-def _compile_all(manager: PluginManager, graph: Graph, claims: list[PluginClaims],
-                 options: CompileOptions, plan: PartitionPlan
+def _plan(graph: Graph, options: CompileOptions, manager: PluginManager, plugins: list[str]
+          ) -> tuple[PartitionProblem, Estimator, PartitionPlan, list[str]]:
+    """Optimize ``graph`` and place its nodes: the problem, the estimates, the plan and the
+    partitioning faults (warned, or an error under strict)."""
+    optimize(graph)
+    faults: list[str] = []  # plugin hooks that failed while partitioning
+    claims = [PluginClaims(name, priority, _patterns_of(manager, name, faults),
+                           _cost_function(manager, name, graph, faults))
+              for priority, name in enumerate(plugins)]
+    problem = PartitionProblem(graph, claims, host=options.host,
+                               min_partition_size=options.min_partition_size,
+                               pins=dict(options.pins))
+    estimator = Estimator(manager, graph, options.plugin_options)
+    plan = place(problem, estimator, options.placement)
+    fallbacks = _partitioning_faults(faults + plan.check_failures + estimator.faults,
+                                     options.strict)
+    if options.strict:
+        _check_strict(plan, options.host)
+    return problem, estimator, plan, fallbacks
+
+
+def check_placement(placement: str) -> None:
+    if placement not in PLACEMENTS:
+        raise InputError(f"placement must be one of {', '.join(PLACEMENTS)}, not "
+                         f"{placement!r}: 'cost' minimises the estimated time, transfers "
+                         f"included; 'priority' gives each node to the first plugin given "
+                         f"that takes it")
+
+
+def place(problem: PartitionProblem, estimator: Estimator, placement: str,
+          exclusions: Mapping[str, Mapping[str, str]] | None = None) -> PartitionPlan:
+    """The plan of ``problem`` by ``placement`` (``"cost"`` or ``"priority"``), with its
+    estimated totals in ``plan.placement``."""
+    if placement == "cost":
+        return place_by_cost(problem, estimator, exclusions)[0]
+    plan = problem.plan(exclusions)
+    price_priority(problem, estimator, plan, exclusions)
+    return plan
+
+
+def _compile_all(manager: PluginManager, graph: Graph, problem: PartitionProblem,
+                 estimator: Estimator, options: CompileOptions, plan: PartitionPlan
                  ) -> tuple[PartitionPlan, list[CompiledPartition], list[tuple[Partition, str]]]:
     """Compile every partition of ``plan``. A plugin that cannot compile a partition (outside
     strict, where that is an error) is excluded from the partition's nodes and the graph is
@@ -152,7 +198,7 @@ def _compile_all(manager: PluginManager, graph: Graph, claims: list[PluginClaims
             for node in partition.nodes:
                 exclusions.setdefault(node.name, {})[partition.plugin] = why
         failures += failed
-        plan = _partition(graph, claims, options, exclusions)
+        plan = place(problem, estimator, options.placement, exclusions)
 
 
 def _where_nodes_went(nodes: list[Node], plan: PartitionPlan) -> str:
@@ -224,7 +270,7 @@ def _partitioning_faults(faults: list[str], strict: bool) -> list[str]:
                           f"those nodes go to another plugin or the host")
     message = (f"{len(faults)} plugin fault(s) while partitioning, taken as declines: "
                f"{shown}")
-    warnings.warn(message, FallbackWarning, stacklevel=3)
+    warnings.warn(message, FallbackWarning, stacklevel=4)
     return [message]
 
 

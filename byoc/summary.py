@@ -21,7 +21,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def format_summary(model: CompiledModel) -> str:
     """One row per partition: plugin, node and op counts, boundary tensors; a model's
-    dynamic tail last, with the nodes that start it and why."""
+    dynamic tail last, with the nodes that start it and why; then the estimated totals of
+    the chosen, priority and host-only placements (a model compiled in this process)."""
     rows = []
     for part in model.parts:
         ops = ", ".join(f"{op} {n}" for op, n in part.ops.items())
@@ -50,13 +51,16 @@ def format_summary(model: CompiledModel) -> str:
         text += ("\nlayout conversions at partition boundaries:\n" + "\n".join(lines))
     if tail is not None:
         text += f"\ndynamic tail ({TAIL_HOST}): {tail.describe()}"
+    placement = model.plan.placement if model.plan is not None else None
+    if placement is not None:
+        text += f"\n{placement.summary()}"
     return text
 
 
 def format_profile(profile: Sequence[PartitionProfile]) -> str:
     """The totals of a profiled run, one row per partition (plugin, host time, share, the
-    device's cycles where it counts them), then every partition's counters with what each
-    counts and its unit, as the plugin explains them."""
+    device's cycles where it counts them, and the compile-time estimate of both), then every
+    partition's counters with what each counts and its unit, as the plugin explains them."""
     busy = sum(p.seconds for p in profile)
     wall = max((p.start + p.seconds for p in profile), default=0.0)
     count = f"{len(profile)} partition{'s' if len(profile) != 1 else ''}"
@@ -71,8 +75,15 @@ def format_profile(profile: Sequence[PartitionProfile]) -> str:
                                                     in cycles_by_plugin.items()))
     rows = [[p.partition, p.plugin, f"{p.seconds * 1e3:.3f}",
              f"{100 * p.seconds / (busy or 1.0):.1f}%",
-             f"{p.cycles:,}" if p.cycles is not None else "-"] for p in profile]
-    lines.append(table(["partition", "plugin", "host ms", "share", "device cycles"], rows))
+             f"{p.cycles:,}" if p.cycles is not None else "-",
+             _estimated_cycles(p), f"{p.estimate.seconds * 1e3:.3f}" if p.estimate else "-"]
+            for p in profile]
+    lines.append(table(["partition", "plugin", "host ms", "share", "device cycles",
+                        "estimated cycles", "estimated ms"], rows))
+    if any(p.estimate for p in profile):
+        lines.append("(estimated: by placement when the model was compiled; an accelerator's "
+                     "estimated ms is its device time at its clock plus moving its tensors, "
+                     "not the host time its simulation takes)")
     counted = [p for p in profile if p.counters]
     if counted:
         lines.append("counters (totals over the runtime's runs so far):")
@@ -85,6 +96,16 @@ def format_profile(profile: Sequence[PartitionProfile]) -> str:
                   f"{p.counter_help.get(name, 'not explained by the plugin')}"
                   for name, text in values.items()]
     return "\n".join(lines)
+
+
+def _estimated_cycles(p: PartitionProfile) -> str:
+    """The compile-time estimate of the partition's device cycles, with how far the run's
+    count is from it."""
+    if p.estimate is None or p.estimate.cycles is None:
+        return "-"
+    if not p.cycles:
+        return f"{p.estimate.cycles:,}"
+    return f"{p.estimate.cycles:,} ({100 * (p.estimate.cycles - p.cycles) / p.cycles:+.1f}%)"
 
 
 def _boundary(values) -> str:

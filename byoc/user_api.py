@@ -12,7 +12,8 @@ from byoc.core.importer import import_model as _import
 from byoc.core.ir import Graph
 from byoc.core.passes import optimize
 from byoc.core.verify import verify
-from byoc.pipeline import HOST_PLUGIN, CompileOptions, compile_graph
+from byoc.partition.placement import Placement
+from byoc.pipeline import HOST_PLUGIN, CompileOptions, compile_graph, plan_graph
 from byoc.plugins.manager import PluginManager
 
 
@@ -37,7 +38,8 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             pins: Mapping[str, str] | None = None, host: str = HOST_PLUGIN,
             plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
             default_plugins: Sequence[str] | None = None,
-            manager: PluginManager | None = None, dynamic_tail: bool = True) -> CompiledModel:
+            manager: PluginManager | None = None, dynamic_tail: bool = True,
+            placement: str = "cost") -> CompiledModel:
     """Compile a model for the given plugins, in priority order. After them come the
     ``default_plugins`` (by default every installed plugin whose ``PluginInfo.role`` is
     ``"host"``, in alphabetical order, such as cpu_llvm, the LLVM host backend; ``()`` for
@@ -58,6 +60,12 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     each plugin's options; :mod:`byoc.plugins.options`). ``manager`` defaults to every
     installed plugin.
 
+    ``placement``: ``"cost"`` (the default) chooses where each node runs to minimise the
+    model's estimated time, transfers between devices included, never estimated slower than
+    placing by priority or on the host plugins alone; ``"priority"`` gives each node to the
+    first plugin given whose pattern takes it (:mod:`byoc.partition.placement`). The
+    estimated totals are in ``compiled.plan.placement``.
+
     ``dynamic_tail``: a node whose output size depends on the values of runtime inputs
     (NonMaxSuppression, NonZero, TopK with a runtime K...), and every node depending on it,
     run eagerly on the reference interpreter after the compiled partitions, and their outputs
@@ -76,8 +84,37 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     options = CompileOptions(plugins=tuple(plugins), strict=strict,
                              min_partition_size=min_partition_size, pins=dict(pins or {}),
                              host=host, plugin_options=dict(plugin_options or {}),
-                             default_plugins=default_plugins)
+                             default_plugins=default_plugins, placement=placement)
     return compile_graph(graph, options, manager, tail)
 
 
-__all__ = ["compile", "import_model", "load"]
+def estimate_model(model: ModelSource | Graph, plugins: Sequence[str] = (),
+                   input_shapes: Mapping[str, Sequence[int]] | None = None,
+                   min_partition_size: int = 1, pins: Mapping[str, str] | None = None,
+                   host: str = HOST_PLUGIN,
+                   plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
+                   default_plugins: Sequence[str] | None = None,
+                   manager: PluginManager | None = None,
+                   placement: str = "cost") -> Placement:
+    """What running the model on ``plugins`` is estimated to take, partitioned as
+    :func:`compile` with the same arguments would, without compiling or running anything: the
+    :class:`~byoc.partition.placement.Placement` (totals of the chosen, priority and
+    host-only placements; each partition priced, match by match, with its transfers). A
+    dynamic tail is not estimated: its nodes are listed in ``not_estimated``."""
+    tail = None
+    if isinstance(model, Graph):
+        graph = model.copy()
+    else:
+        graph, tail = import_with_tail(model, input_shapes)
+    verify(graph)
+    options = CompileOptions(plugins=tuple(plugins), min_partition_size=min_partition_size,
+                             pins=dict(pins or {}), host=host,
+                             plugin_options=dict(plugin_options or {}),
+                             default_plugins=default_plugins, placement=placement)
+    found = plan_graph(graph, options, manager).placement
+    if tail is not None:
+        found.not_estimated = [node.name for node in tail.nodes]
+    return found
+
+
+__all__ = ["compile", "estimate_model", "import_model", "load"]

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from byoc.core.integer_layers import integer_plans
 from byoc.core.ir import Graph, Node
@@ -120,6 +120,10 @@ class PartitionPlan:
     # One line per pattern check that raised, naming the plugin, the pattern, the node and
     # the error; each also counts as a decline.
     check_failures: list[str] = field(default_factory=list)
+    # Partition name -> the indices in PartitionProblem.candidates of the matches it holds.
+    candidates: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    # What placement by cost found (byoc.partition.placement.Placement); None until priced.
+    placement: Any = None
 
     def partition_of(self, node_name: str) -> Partition:
         for partition in self.partitions:
@@ -178,61 +182,100 @@ def partition_graph(graph: Graph, claims: list[PluginClaims], host: str = "cpu",
     """Assign every node of ``graph`` to a plugin and cut the graph into acyclic partitions,
     following the rules in this module's docstring. ``exclusions`` maps a node name to
     {plugin: why that plugin may not take it}."""
-    exclusions = exclusions or {}
-    _validate(claims, host, min_partition_size, pins or {}, exclusions)
-    index = {id(node): i for i, node in enumerate(graph.nodes)}
-    reasons: dict[int, dict[str, list[str]]] = {id(n): {} for n in graph.nodes}
-
-    def note(node: Node, plugin: str, reason: str) -> None:
-        reasons[id(node)].setdefault(plugin, []).append(reason)
-
-    check_failures: list[str] = []
-    candidates = _collect_candidates(graph, claims, index, note, check_failures)
-    candidates = _apply_pins(graph, candidates, pins or {}, note)
-    candidates = _drop_barred(candidates, lambda node, plugin: exclusions.get(node.name, {})
-                              .get(plugin), note)
-    before_layers = _copy_reasons(reasons)
-
-    layers = quantized_layers(graph)
-    kept_whole: dict[int, str] = {}  # id(node) -> why its quantized layer runs on the host
-    while True:
-        reasons = _copy_reasons(before_layers)  # each round explains its own outcome
-        owner = _resolve_overlaps(_drop_for_layers(candidates, kept_whole, note), note)
-        groups = _regions(graph, owner, host, min_partition_size, layers, note)
-        split = _split_layers(layers, groups)
-        if not split:
-            break
-        for layer, plugins in split:
-            why = (f"quantized layer {layer[-1].name!r} is kept whole on the host: its nodes "
-                   f"would run in different partitions ({', '.join(plugins)}), each part in "
-                   f"float math instead of the one integer operation the layer stands for")
-            kept_whole.update((id(n), why) for n in layer)
-
-    partitions = [_make_partition(graph, f"p{i}_{groups.plugin[gid]}", groups.plugin[gid],
-                                  groups.members[gid], index)
-                  for i, gid in enumerate(groups.topological_order())]
-    _attach_matches(partitions, owner)
-    patterns: dict[str, str | None] = {}
-    explanations: dict[str, NodeExplanation] = {}
-    plugin_of = {id(n): p.plugin for p in partitions for n in p.nodes}
-    for node in graph.nodes:
-        candidate = owner.get(id(node))
-        patterns[node.name] = candidate.pattern if candidate else None
-        assigned = plugin_of[id(node)]
-        not_taken = {c.plugin: reasons[id(node)].get(c.plugin) or
-                     [f"no {c.plugin} pattern matches this {node.op_type} node"]
-                     for c in sorted(claims, key=lambda c: c.priority) if c.plugin != assigned}
-        explanations[node.name] = NodeExplanation(
-            node.name, node.op_type, assigned, patterns[node.name], not_taken,
-            [plugin for plugin in reasons[id(node)] if plugin != assigned])
-    plan = PartitionPlan(partitions, explanations, patterns, check_failures)
-    _check_cover(graph, plan)
-    plan.check_acyclic()
-    return plan
+    return PartitionProblem(graph, claims, host, min_partition_size, pins).plan(exclusions)
 
 
-def _attach_matches(partitions: list[Partition], owner: dict[int, _Candidate]) -> None:
-    """Give each partition the matches that formed it, in the order of their roots."""
+class PartitionProblem:
+    """The candidates of a graph (rules 1 and 2: every plugin's matches, pins applied), from
+    which :meth:`plan` cuts partitions; placement by cost (:mod:`byoc.partition.placement`)
+    asks for many plans of one problem, each with some candidates dropped."""
+
+    def __init__(self, graph: Graph, claims: list[PluginClaims], host: str = "cpu",
+                 min_partition_size: int = 1, pins: Mapping[str, str] | None = None):
+        _validate(claims, host, min_partition_size, dict(pins or {}))
+        self.graph, self.claims, self.host = graph, claims, host
+        self.min_partition_size = min_partition_size
+        self.index = {id(node): i for i, node in enumerate(graph.nodes)}
+        self.reasons: dict[int, dict[str, list[str]]] = {id(n): {} for n in graph.nodes}
+        self.check_failures: list[str] = []
+        candidates = _collect_candidates(graph, claims, self.index, self._note,
+                                         self.check_failures)
+        self.candidates = _apply_pins(graph, candidates, dict(pins or {}), self._note)
+        self.layers = quantized_layers(graph)
+
+    def _note(self, node: Node, plugin: str, reason: str) -> None:
+        self.reasons[id(node)].setdefault(plugin, []).append(reason)
+
+    def plan(self, exclusions: Mapping[str, Mapping[str, str]] | None = None,
+             dropped: Mapping[int, str] | None = None) -> PartitionPlan:
+        """The partitions (rules 2-7) with ``exclusions`` ({node name: {plugin: why}}) and
+        without the candidates ``dropped`` ({index in :attr:`candidates`: why}); every node
+        of a dropped candidate is explained with that reason."""
+        exclusions, dropped = exclusions or {}, dropped or {}
+        _validate_exclusions(self.host, exclusions)
+        graph = self.graph
+        reasons = _copy_reasons(self.reasons)
+
+        def note(node: Node, plugin: str, reason: str) -> None:
+            reasons[id(node)].setdefault(plugin, []).append(reason)
+
+        for number, why in dropped.items():
+            candidate = self.candidates[number]
+            for node in candidate.nodes:
+                note(node, candidate.plugin, f"{candidate.pattern} dropped: {why}")
+        candidates = [c for number, c in enumerate(self.candidates) if number not in dropped]
+        candidates = _drop_barred(candidates, lambda node, plugin: exclusions.get(node.name, {})
+                                  .get(plugin), note)
+        before_layers = _copy_reasons(reasons)
+
+        kept_whole: dict[int, str] = {}  # id(node) -> why its quantized layer runs on the host
+        while True:
+            reasons = _copy_reasons(before_layers)  # each round explains its own outcome
+            owner = _resolve_overlaps(_drop_for_layers(candidates, kept_whole, note), note)
+            groups = _regions(graph, owner, self.host, self.min_partition_size, self.layers,
+                              note)
+            split = _split_layers(self.layers, groups)
+            if not split:
+                break
+            for layer, plugins in split:
+                why = (f"quantized layer {layer[-1].name!r} is kept whole on the host: its "
+                       f"nodes would run in different partitions ({', '.join(plugins)}), each "
+                       f"part in float math instead of the one integer operation the layer "
+                       f"stands for")
+                kept_whole.update((id(n), why) for n in layer)
+
+        partitions = [_make_partition(graph, f"p{i}_{groups.plugin[gid]}", groups.plugin[gid],
+                                      groups.members[gid], self.index)
+                      for i, gid in enumerate(groups.topological_order())]
+        taken = _attach_matches(partitions, owner)
+        number = {id(c): i for i, c in enumerate(self.candidates)}
+        patterns: dict[str, str | None] = {}
+        explanations: dict[str, NodeExplanation] = {}
+        plugin_of = {id(n): p.plugin for p in partitions for n in p.nodes}
+        for node in graph.nodes:
+            candidate = owner.get(id(node))
+            patterns[node.name] = candidate.pattern if candidate else None
+            assigned = plugin_of[id(node)]
+            not_taken = {c.plugin: reasons[id(node)].get(c.plugin) or
+                         [f"no {c.plugin} pattern matches this {node.op_type} node"]
+                         for c in sorted(self.claims, key=lambda c: c.priority)
+                         if c.plugin != assigned}
+            explanations[node.name] = NodeExplanation(
+                node.name, node.op_type, assigned, patterns[node.name], not_taken,
+                [plugin for plugin in reasons[id(node)] if plugin != assigned])
+        plan = PartitionPlan(partitions, explanations, patterns, list(self.check_failures),
+                             {name: [number[id(c)] for c in cands]
+                              for name, cands in taken.items()})
+        _check_cover(graph, plan)
+        plan.check_acyclic()
+        return plan
+
+
+def _attach_matches(partitions: list[Partition],
+                    owner: dict[int, _Candidate]) -> dict[str, list[_Candidate]]:
+    """Give each partition the matches that formed it, in the order of their roots; returns
+    the candidates behind them by partition name."""
+    taken_by: dict[str, list[_Candidate]] = {}
     for partition in partitions:
         taken: dict[int, _Candidate] = {}
         for node in partition.nodes:
@@ -240,8 +283,10 @@ def _attach_matches(partitions: list[Partition], owner: dict[int, _Candidate]) -
             if candidate is not None and candidate.plugin == partition.plugin \
                     and candidate.match is not None:
                 taken.setdefault(id(candidate), candidate)
-        partition.matches = [c.match for c in sorted(taken.values(),
-                                                     key=lambda c: c.root_index)]
+        ordered = sorted(taken.values(), key=lambda c: c.root_index)
+        partition.matches = [c.match for c in ordered]
+        taken_by[partition.name] = ordered
+    return taken_by
 
 
 def _copy_reasons(reasons: dict[int, dict[str, list[str]]]) -> dict[int, dict[str, list[str]]]:
@@ -349,7 +394,7 @@ def _split_layers(layers: list[list[Node]],
 
 
 def _validate(claims: list[PluginClaims], host: str, min_partition_size: int,
-              pins: dict[str, str], exclusions: Mapping[str, Mapping[str, str]]) -> None:
+              pins: dict[str, str]) -> None:
     names = [c.plugin for c in claims]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -362,6 +407,9 @@ def _validate(claims: list[PluginClaims], host: str, min_partition_size: int,
         if plugin not in known:
             raise ByocError(f"pin {key!r} -> {plugin!r}: no such plugin; pin to one of "
                             f"{', '.join(sorted(known))}")
+
+
+def _validate_exclusions(host: str, exclusions: Mapping[str, Mapping[str, str]]) -> None:
     excluding_host = sorted(node for node, plugins in exclusions.items() if host in plugins)
     if excluding_host:
         raise ByocError(f"the host ({host}) cannot be excluded from a node (it takes what every "

@@ -684,17 +684,22 @@ class Transfer:
     ``byoc_estimate_transfer``), charged at every partition boundary in either direction.
 
     ``bandwidth`` is in bytes per second, ``latency`` in seconds per transfer (a DMA
-    descriptor, a bus round trip). A host plugin, which works in host memory, moves nothing:
-    :meth:`free` is its transfer.
+    descriptor, a bus round trip). ``launch`` is what each run of a partition on the device
+    costs besides its matches and its transfers, in seconds, charged once per partition (the
+    call into the runtime, starting the device, allocating outputs): it is what makes many
+    small partitions slower than one large one. A host plugin, which works in host memory,
+    moves nothing: :meth:`free` is its transfer, with its launch cost if it has one.
     """
 
     bandwidth: float
     latency: float = 0.0
+    launch: float = 0.0
 
     def __post_init__(self) -> None:
         for name, valid, unit in (
                 ("bandwidth", lambda v: v > 0, "bytes per second > 0"),
-                ("latency", lambda v: 0 <= v < math.inf, "seconds >= 0")):
+                ("latency", lambda v: 0 <= v < math.inf, "seconds >= 0"),
+                ("launch", lambda v: 0 <= v < math.inf, "seconds >= 0")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                     or not valid(value):
@@ -703,9 +708,10 @@ class Transfer:
             object.__setattr__(self, name, float(value))
 
     @classmethod
-    def free(cls) -> Transfer:
-        """No cost: infinite bandwidth, no latency (a host's own memory)."""
-        return cls(math.inf, 0.0)
+    def free(cls, launch: float = 0.0) -> Transfer:
+        """Moving nothing: infinite bandwidth, no latency (a host's own memory); ``launch``
+        is still what each partition run costs."""
+        return cls(math.inf, 0.0, launch)
 
     def seconds(self, nbytes: int) -> float:
         """``latency + nbytes / bandwidth`` for a transfer of ``nbytes`` (0 for no bytes)."""

@@ -1,7 +1,8 @@
 """``byoc compile --explain``: where each node runs and why the other plugins did not take it,
 as plain text for a terminal.
 
-One block per node of the optimized graph, in graph order::
+One block per node of the optimized graph, in graph order, then the estimated totals of the
+chosen, priority and host-only placements, then the dynamic tail if the model has one::
 
     layer (Conv) -> vta_sim (vta_sim.qdq_conv) in p1_vta_sim
       not cpu_llvm: overlap: taken by vta_sim.qdq_conv (rule: priority)
@@ -43,6 +44,8 @@ def format_explanation(model: CompiledModel, width: int = 100) -> str:
         lines.append(_node_line(explanation, partition_of[node.name], width))
         lines += [_reasons_line(plugin, reasons, width)
                   for plugin, reasons in explanation.reasons.items()]
+    if model.plan.placement is not None:
+        lines.append(_wrap(model.plan.placement.summary(), width, indent="", more="  "))
     if model.tail is not None:
         lines.append(_wrap(f"dynamic tail ({TAIL_HOST}), after the partitions: "
                            f"{model.tail.describe()}", width, indent="", more="    "))

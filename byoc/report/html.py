@@ -70,7 +70,10 @@ def render_html_report(graph: Graph, plan: PartitionPlan, title: str,
             engine = "Graphviz dot"
     if svg is None:
         svg = _builtin_svg(view)
-    return _page(view, title, summary or {}, svg, engine, layouts)
+    facts = dict(summary or {})
+    if plan.placement is not None:
+        facts["estimated time"] = plan.placement.summary().removeprefix("estimated time: ")
+    return _page(view, title, facts, svg, engine, layouts)
 
 
 def plugin_colours(plugins: Iterable[str], host: str | None) -> dict[str, str]:

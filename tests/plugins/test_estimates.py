@@ -1,16 +1,15 @@
 """Cost estimates (byoc.estimate and the byoc_estimate_* hooks): what the core checks and
-falls back to, what each shipped plugin declares, and how close each plugin's estimate comes
-to what its device does: vta_sim within 5% of the RTL's cycles per partition, npu_example
-within 10% of its simulator's, cpu_llvm within 2x of measured time over a model."""
+falls back to, what each shipped plugin declares, and how vta_sim's match estimates add up to
+its partition's stream. How close the estimates come to the devices is in
+test_estimate_accuracy.py."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
+from plugins.int8_models import CNNS, compiled_with_estimates, qdq_cnn
 from plugins.toy_plugins import Adder
 
 import byoc
@@ -24,68 +23,9 @@ from byoc.estimate import (
     transfer_seconds,
 )
 from byoc.plugins import hookimpl
-from byoc.plugins.api import Estimate, PluginInfo, Transfer, runtime_counters
+from byoc.plugins.api import Estimate, PluginInfo, Transfer
 from byoc.plugins.manager import PluginManager, default_manager
-from byoc.testing import make_model, zoo_module
-
-
-def qdq_cnn(size: int, channels: int, layers: list[tuple[int, int, int]],
-            seed: int = 0) -> onnx.ModelProto:
-    """A chain of int8 QDQ Conv + Relu layers on a ``size`` x ``size`` image of ``channels``
-    (quantized to uint8 first); ``layers`` lists (output channels, kernel, stride)."""
-    rng = np.random.default_rng(seed)
-    init = {"s0": np.float32(0.05), "z": np.array(128, np.uint8)}
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s0", "z"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "s0", "z"], ["d0"])]
-    c_in, x = channels, "d0"
-    for i, (c_out, kernel, stride) in enumerate(layers):
-        w_scale = rng.uniform(0.0005, 0.002, c_out).astype(np.float32)
-        init.update({
-            f"w{i}": rng.integers(-127, 128, (c_out, c_in, kernel, kernel)).astype(np.int8),
-            f"ws{i}": w_scale, f"wz{i}": np.zeros(c_out, np.int8),
-            f"b{i}": rng.integers(-2000, 2000, c_out).astype(np.int32),
-            f"bs{i}": (init[f"s{i}"] * w_scale).astype(np.float32),
-            f"bz{i}": np.zeros(c_out, np.int32), f"s{i + 1}": np.float32(0.05 + 0.01 * i)})
-        nodes += [
-            helper.make_node("DequantizeLinear", [f"w{i}", f"ws{i}", f"wz{i}"], [f"wd{i}"],
-                             axis=0),
-            helper.make_node("DequantizeLinear", [f"b{i}", f"bs{i}", f"bz{i}"], [f"bd{i}"],
-                             axis=0),
-            helper.make_node("Conv", [x, f"wd{i}", f"bd{i}"], [f"c{i}"], name=f"conv{i}",
-                             pads=[kernel // 2] * 4, strides=[stride] * 2),
-            helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
-            helper.make_node("QuantizeLinear", [f"r{i}", f"s{i + 1}", "z"], [f"q{i}"],
-                             name=f"quantize{i}"),
-            helper.make_node("DequantizeLinear", [f"q{i}", f"s{i + 1}", "z"], [f"d{i + 1}"])]
-        c_in, x = c_out, f"d{i + 1}"
-    model = make_model(nodes, [("x", TensorProto.FLOAT, [1, channels, size, size])],
-                       [(x, TensorProto.FLOAT, None)], init, opset=13)
-    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-
-
-# Odd image sizes, channel counts that are not multiples of 16, strides 1 and 2, kernels 1-5.
-CNNS = {
-    "odd23": (23, 3, [(13, 3, 1), (29, 3, 2), (40, 1, 1), (17, 5, 1)]),
-    "odd15": (15, 21, [(35, 3, 1), (7, 1, 1), (50, 3, 2), (33, 3, 1)]),
-}
-
-
-def compiled_with_estimates(model, plugin, **options):
-    """The model compiled for ``plugin``, run once on seeded inputs, and for each partition of
-    ``plugin``: (partition, the sum of its matches' estimates, the runtime's counters)."""
-    manager = default_manager()
-    compiled = byoc.compile(model, plugins=[plugin], **options)
-    compiled.run(zoo_module().sample_inputs(model))
-    rows = []
-    for partition, part in zip(compiled.plan.partitions, compiled.parts):
-        if partition.plugin != plugin:
-            continue
-        estimates = [estimate_match(manager, plugin, match.nodes, compiled.graph,
-                                    pattern_name=match.pattern) for match in partition.matches]
-        rows.append((partition, estimates, runtime_counters(part.runtime)))
-    assert rows, f"no partition of {plugin}"
-    return rows
-
+from byoc.testing import make_model
 
 # -- the core -------------------------------------------------------------------------------
 
@@ -185,7 +125,10 @@ def test_every_shipped_plugin_declares_its_transfer():
     manager = default_manager()
     declared = {name: manager.call(name, "byoc_estimate_transfer")
                 for name in ("vta_sim", "npu_example", "cpu_llvm", "reference")}
-    assert declared["cpu_llvm"] == declared["reference"] == Transfer.free()
+    assert declared["reference"] == Transfer.free()
+    # cpu_llvm moves nothing either, but each run of one of its partitions costs a launch
+    cpu = declared["cpu_llvm"]
+    assert (cpu.bandwidth, cpu.latency) == (math.inf, 0.0) and cpu.launch > 0
     # vta_sim: a 128-bit port at 100 MHz, 32 cycles of latency
     assert declared["vta_sim"] == Transfer(bandwidth=16 * 100e6, latency=32 / 100e6)
     npu = declared["npu_example"]
@@ -205,33 +148,6 @@ def test_vta_sim_layer_estimates_add_up_to_the_partition_stream(name):
         assert cycles == pytest.approx(counters["estimated_cycles"], rel=0.02), partition.name
         assert sum(e.seconds for e in estimates) == pytest.approx(cycles / 100e6)
         assert all("timing model" in e.basis for e in estimates)
-
-
-@pytest.mark.slow
-@pytest.mark.cosim
-@pytest.mark.parametrize("name", CNNS)
-def test_vta_sim_estimate_is_within_5_percent_of_the_rtl_cycles(name):
-    rows = compiled_with_estimates(qdq_cnn(*CNNS[name]), "vta_sim",
-                                   plugin_options={"vta_sim": {"target": "rtl"}})
-    for partition, estimates, counters in rows:
-        estimated = sum(e.cycles for e in estimates)
-        assert estimated == pytest.approx(counters["cycles"], rel=0.05), (
-            f"{partition.name}: estimate {estimated}, RTL {counters['cycles']}")
-
-
-# -- npu_example ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("model", [
-    pytest.param(lambda tmp: qdq_cnn(*CNNS["odd15"]), id="odd15"),
-    pytest.param(lambda tmp: onnx.load(zoo_module().build("mobilenet_int8", tmp)),
-                 id="mobilenet_int8"),
-])
-def test_npu_example_estimate_is_within_10_percent_of_its_simulator(model, tmp_path):
-    for partition, estimates, counters in compiled_with_estimates(model(tmp_path),
-                                                                  "npu_example"):
-        estimated = sum(e.cycles for e in estimates)
-        assert estimated == pytest.approx(counters["cycles"], rel=0.10), partition.name
 
 
 # -- cpu_llvm -------------------------------------------------------------------------------

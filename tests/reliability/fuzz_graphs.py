@@ -39,6 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 ACCELERATORS = ("cpu_llvm", "vta_sim", "npu_example")
 HOST = "reference"
+PLACEMENTS = ("cost", "priority")
 METADATA_KEY = "byoc.fuzz"
 
 
@@ -52,10 +53,12 @@ class FuzzCase:
     min_partition_size: int = 1
     pins: dict[str, str] = field(default_factory=dict)
     input_seed: int = 0
+    placement: str = "cost"
 
     def compile_options(self) -> dict:
         return dict(plugins=list(self.plugins), default_plugins=self.default_plugins,
-                    min_partition_size=self.min_partition_size, pins=dict(self.pins))
+                    min_partition_size=self.min_partition_size, pins=dict(self.pins),
+                    placement=self.placement)
 
     def inputs(self) -> dict[str, np.ndarray]:
         """Float inputs drawn from ``input_seed``: normal values scaled by 2, so QDQ inputs
@@ -71,7 +74,8 @@ class FuzzCase:
         ops = [n.op_type for n in self.model.graph.node]
         return (f"{len(ops)} nodes ({', '.join(ops)}); plugins={list(self.plugins)}, "
                 f"default_plugins={self.default_plugins}, "
-                f"min_partition_size={self.min_partition_size}, pins={self.pins}")
+                f"min_partition_size={self.min_partition_size}, pins={self.pins}, "
+                f"placement={self.placement}")
 
 
 def case_bytes(case: FuzzCase) -> bytes:
@@ -83,7 +87,7 @@ def case_bytes(case: FuzzCase) -> bytes:
                 "default_plugins": (None if case.default_plugins is None
                                     else list(case.default_plugins)),
                 "min_partition_size": case.min_partition_size, "pins": case.pins,
-                "input_seed": case.input_seed}
+                "input_seed": case.input_seed, "placement": case.placement}
     helper.set_model_props(model, {METADATA_KEY: json.dumps(settings, sort_keys=True)})
     return model.SerializeToString(deterministic=True)
 
@@ -111,7 +115,9 @@ def load_case(path: Path) -> FuzzCase:
     return FuzzCase(model, tuple(settings["plugins"]),
                     None if default is None else tuple(default),
                     settings["min_partition_size"], dict(settings["pins"]),
-                    settings["input_seed"])
+                    settings["input_seed"],
+                    # cases saved before placement by cost were found placing by priority
+                    settings.get("placement", "priority"))
 
 
 class _Builder:
@@ -495,7 +501,9 @@ def qdq_graphs(draw, max_layers: int = 5) -> onnx.ModelProto:
 def fuzz_cases(draw, models: st.SearchStrategy) -> FuzzCase:
     """A model with random plugins (any subset of the accelerators, in any order), default
     plugins (cpu_llvm after them, or none so the reference host runs the rest), minimum
-    partition size and pins (by op type or node name, to a plugin in play or the host)."""
+    partition size, pins (by op type or node name, to a plugin in play or the host) and
+    placement (by cost, which often leaves the accelerators little, or by priority, which
+    gives them all they take)."""
     model = draw(models)
     order = draw(st.permutations(ACCELERATORS))
     plugins = tuple(order[:draw(st.sampled_from((0, 1, 1, 2, 2, 3)))])
@@ -507,4 +515,4 @@ def fuzz_cases(draw, models: st.SearchStrategy) -> FuzzCase:
     pins = draw(st.dictionaries(st.sampled_from(keys), st.sampled_from(in_play), max_size=2))
     return FuzzCase(model, plugins, default_plugins,
                     draw(st.sampled_from((1, 1, 1, 2, 3, 5))), pins,
-                    draw(st.integers(0, 2**32 - 1)))
+                    draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from(PLACEMENTS)))

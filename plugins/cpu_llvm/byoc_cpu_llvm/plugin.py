@@ -106,8 +106,10 @@ def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate:
 
 @hookimpl
 def byoc_estimate_transfer() -> Transfer:
-    """cpu_llvm works in host memory: its partitions read and write the tensors in place."""
-    return Transfer.free()
+    """cpu_llvm works in host memory: its partitions read and write the tensors in place.
+    Each run of a partition costs its launch, measured with the roofline (:mod:`.roofline`):
+    the call from Python and copying the outputs out."""
+    return Transfer.free(launch=machine_peaks().launch_seconds)
 
 
 def _without_kernel() -> list[str]:

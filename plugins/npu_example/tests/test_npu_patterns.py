@@ -19,7 +19,7 @@ def weights(out_c, in_c, kernel=3, seed=0):
 def explain(model, node="quantize"):
     """How ``node`` was placed; a pattern's decline is recorded at its root, the
     QuantizeLinear."""
-    compiled = byoc.compile(model, plugins=["npu_example"])
+    compiled = byoc.compile(model, plugins=["npu_example"], placement="priority")
     explanation = compiled.plan.explanations[node]
     return compiled, explanation.plugin, explanation.pattern, \
         " ".join(explanation.reasons.get("npu_example", []))
@@ -234,7 +234,7 @@ def test_a_shared_dequantize_whose_layers_run_elsewhere_still_compiles(options):
     """Pins drop the Add layers the DequantizeLinear was claimed for; the NPU partition
     holding it receives the int8 value and hands the float one on (found by the fuzzer)."""
     model = residual_adds_model()
-    compiled = byoc.compile(model, plugins=["npu_example"], **options)
+    compiled = byoc.compile(model, plugins=["npu_example"], placement="priority", **options)
     assert compiled.plan.partition_of("shared").plugin == "npu_example"
     assert not compiled.fallbacks
     assert_equal_to_reference(compiled, model)

@@ -18,7 +18,7 @@ def test_commands_add_up_to_the_simulators_cycles():
     weight = np.random.default_rng(0).integers(-60, 60, (24, 16, 3, 3)).astype(np.int8)
     model = qdq_layer_model("Conv", [1, 16, 10, 10], weight, attrs={"pads": [1] * 4},
                             activation="Relu")
-    compiled = byoc.compile(model, plugins=["npu_example"])
+    compiled = byoc.compile(model, plugins=["npu_example"], placement="priority")
     feeds = {"x": np.random.default_rng(1).uniform(-3, 3, (1, 16, 10, 10)).astype(np.float32)}
     _, profiles = compiled.profile(feeds)
     (profile,) = [p for p in profiles if p.plugin == "npu_example"]

@@ -38,7 +38,7 @@ def with_quantized_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
 @pytest.mark.parametrize("name", INT8_MODELS)
 def test_int8_zoo_model_runs_on_the_npu_equal_to_the_reference(zoo_dir, name):
     model = zoo_model(name, zoo_dir)
-    compiled = byoc.compile(model, plugins=["npu_example"])
+    compiled = byoc.compile(model, plugins=["npu_example"], placement="priority")
     # One NPU partition takes everything between the input's QuantizeLinear and the
     # output's DequantizeLinear, which stay on the host (float in, float out).
     plan = compiled.plan
@@ -56,7 +56,7 @@ def test_int8_zoo_model_runs_on_the_npu_equal_to_the_reference(zoo_dir, name):
 
     probe = with_quantized_outputs(model)
     quantized = [o.name for o in probe.graph.output if o.name != "output"]
-    ours_model = byoc.compile(probe, plugins=["npu_example"])
+    ours_model = byoc.compile(probe, plugins=["npu_example"], placement="priority")
     reference = compile_reference(probe)
     for seed in (0, 1):
         feeds = zoo_module().sample_inputs(model, seed)
@@ -69,7 +69,8 @@ def test_int8_zoo_model_runs_on_the_npu_equal_to_the_reference(zoo_dir, name):
 
 
 def test_mobilenet_declines_nothing_it_is_offered(zoo_dir):
-    compiled = byoc.compile(zoo_model("mobilenet_int8", zoo_dir), plugins=["npu_example"])
+    compiled = byoc.compile(zoo_model("mobilenet_int8", zoo_dir), plugins=["npu_example"],
+                            placement="priority")
     counts = {}
     for explanation in compiled.plan.explanations.values():
         if explanation.plugin == "npu_example":
@@ -85,7 +86,7 @@ def test_mobilenet_declines_nothing_it_is_offered(zoo_dir):
 def test_artifact_round_trip_and_profile(zoo_dir, tmp_path):
     model = zoo_model("cnn_int8", zoo_dir)
     feeds = zoo_module().sample_inputs(model)
-    compiled = byoc.compile(model, plugins=["npu_example"])
+    compiled = byoc.compile(model, plugins=["npu_example"], placement="priority")
     first = compiled.run(feeds)
     path = tmp_path / "cnn.byoc"
     compiled.save(path)
@@ -105,7 +106,7 @@ def test_runtime_transposes_nchw_boundaries_itself(zoo_dir):
     """A signature without layouts (a byoc that does not convert, or an artifact written
     before it did) hands 4-D values over as NCHW; the runtime transposes them."""
     model = zoo_model("cnn_int8", zoo_dir)
-    compiled = byoc.compile(model, plugins=["npu_example"])
+    compiled = byoc.compile(model, plugins=["npu_example"], placement="priority")
     part = next(p for p in compiled.parts if p.plugin == "npu_example")
     signature = part.signature
     (name, nhwc), = signature.inputs.items()
@@ -125,7 +126,8 @@ def test_runtime_transposes_nchw_boundaries_itself(zoo_dir):
 def test_unknown_run_time_options_are_refused(zoo_dir):
     from byoc_npu_example.runtime import create_runtime
 
-    compiled = byoc.compile(zoo_model("cnn_int8", zoo_dir), plugins=["npu_example"])
+    compiled = byoc.compile(zoo_model("cnn_int8", zoo_dir), plugins=["npu_example"],
+                            placement="priority")
     part = next(p for p in compiled.parts if p.plugin == "npu_example")
     with pytest.raises(byoc.errors.PluginError, match="npu_example has no run-time options; "
                                                       "got speed"):

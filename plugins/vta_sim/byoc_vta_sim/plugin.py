@@ -129,21 +129,61 @@ def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> f
 
 @hookimpl
 def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate | None:
-    """The cycles of the instruction stream the lowering would generate for these layers
-    alone, from the timing model (:mod:`byoc_vta_sim.timing`), at the configuration's clock."""
+    """The cycles these layers add to a partition's instruction stream, from the timing
+    model (:mod:`byoc_vta_sim.timing`), at the configuration's clock.
+
+    A partition's estimate is the sum of its matches'. Within one stream the modules
+    overlap a layer's first loads with the last computation and stores of the layer before
+    it, and the stream's start (the first fetch) and FINISH are paid once. So when the int8
+    layer just before these ones (in graph order, only Quantize/DequantizeLinear between)
+    is one vta_sim takes, and so would share their partition, the estimate is what these
+    layers add to that layer's stream; otherwise it is their own stream's cycles."""
     layers = _layers_of(nodes, graph)
     if not layers or any(_refusal(layer, graph) is not None for layer in layers):
         return None
+    cycles = _stream_cycles(layers, graph)
+    if cycles is None:
+        return None
+    before = _layer_before(layers[0], graph)
+    if before is not None:
+        alone, together = _stream_cycles([before], graph), _stream_cycles([before, *layers], graph)
+        if alone is not None and together is not None:
+            cycles = together - alone
+    bytes_in, bytes_out = boundary_bytes(nodes, graph)
+    return Estimate(cycles / CONFIG.clock_hz, cycles, bytes_in, bytes_out,
+                    f"vta_sim timing model of the generated instruction stream at "
+                    f"{CONFIG.clock_hz / 1e6:g} MHz")
+
+
+def _stream_cycles(layers: list[IntegerLayer | AddSpec], graph: Graph) -> int | None:
+    """The timing model's cycles for the stream of ``layers`` alone, or None if the
+    lowering or the generator refuses them."""
     try:
         gen_layers, regions, _ = lower_layers(layers, graph, CONFIG)
         program = generate(gen_layers, regions, CONFIG)
     except (ValueError, GenerationError):
         return None
-    cycles = estimate_stream(decode_stream(program.stream), CONFIG)["cycles"]
-    bytes_in, bytes_out = boundary_bytes(nodes, graph)
-    return Estimate(cycles / CONFIG.clock_hz, cycles, bytes_in, bytes_out,
-                    f"vta_sim timing model of the generated instruction stream at "
-                    f"{CONFIG.clock_hz / 1e6:g} MHz")
+    return estimate_stream(decode_stream(program.stream), CONFIG)["cycles"]
+
+
+_BETWEEN_LAYERS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _layer_before(layer: IntegerLayer | AddSpec, graph: Graph) -> IntegerLayer | AddSpec | None:
+    """The int8 layer vta_sim takes that comes just before ``layer`` in graph order, if
+    nothing but its own activation and quantization and Quantize/DequantizeLinear nodes
+    lie between them."""
+    order = {id(n): i for i, n in enumerate(graph.nodes)}
+    taken = [other for other in _layers_of(graph.nodes, graph)
+             if _refusal(other, graph) is None and order[id(other.op)] < order[id(layer.op)]]
+    if not taken:
+        return None
+    before = taken[-1]
+    own = {id(n) for n in before.nodes}
+    between = graph.nodes[order[id(before.op)] + 1:order[id(layer.op)]]
+    if all(id(n) in own or n.op_type in _BETWEEN_LAYERS for n in between):
+        return before
+    return None
 
 
 @hookimpl

@@ -46,7 +46,7 @@ def inputs_for(model, seed=1):
 def assert_close_to_reference(model, feeds=None):
     """Quantized outputs within one step of the reference everywhere, equal on >= 99.9%."""
     feeds = feeds or inputs_for(model)
-    compiled = byoc.compile(model, plugins=["vta_sim"])
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
     assert compiled.plan.partition_of("layer").plugin == "vta_sim"
     expected = compile_reference(model).run(feeds)["y"]
     ours = compiled.run(feeds)["y"]
@@ -97,7 +97,8 @@ def test_integer_accumulation_is_exact():
                             x_dtype=np.uint8)
     feeds = inputs_for(model)
     expected = compile_reference(model).run(feeds)["y"].astype(np.int64)
-    ours = byoc.compile(model, plugins=["vta_sim"]).run(feeds)["y"].astype(np.int64)
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
+    ours = compiled.run(feeds)["y"].astype(np.int64)
     x = feeds["x"]
     xq = (np.clip(np.rint(x / 0.5) + 128, 0, 255) - 128).astype(np.int64)
     acc = np.zeros(expected.shape, np.int64)
@@ -181,7 +182,7 @@ def test_two_layers_in_one_partition_share_dram():
     input region, which the second layer's loads read after the barrier."""
     model = two_conv_model()
     feeds = inputs_for(model)
-    compiled = byoc.compile(model, plugins=["vta_sim"])
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
     part = compiled.plan.partition_of("conv1")
     assert part is compiled.plan.partition_of("conv2") and part.plugin == "vta_sim"
     expected = compile_reference(model).run(feeds)

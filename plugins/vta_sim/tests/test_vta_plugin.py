@@ -20,7 +20,7 @@ def conv_weights(out_c=16, in_c=16, k=3, seed=0):
 
 
 def reasons_for(model, node="quantize"):
-    compiled = byoc.compile(model, plugins=["vta_sim"])
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
     explanation = compiled.plan.explanations[node]
     return explanation.plugin, " ".join(explanation.reasons.get("vta_sim", []))
 
@@ -66,7 +66,7 @@ def test_qlinearconv_and_qlinearmatmul_are_claimed():
     model = make_model(nodes, [("x", TensorProto.UINT8, [1, 8, 6, 6])],
                        [("z", TensorProto.UINT8, [1, 6, 6, 10])], init, opset=13)
     x = rng.integers(0, 256, (1, 8, 6, 6)).astype(np.uint8)
-    compiled = byoc.compile(model, plugins=["vta_sim"])
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
     assert compiled.plan.partition_of("conv").plugin == "vta_sim"
     assert compiled.plan.partition_of("fc").plugin == "vta_sim"
     ours, expected = compiled.run({"x": x})["z"], compile_reference(model).run({"x": x})["z"]
@@ -78,7 +78,7 @@ def test_payload_profile_and_artifact_round_trip(tmp_path):
     model = qdq_layer_model("Conv", [1, 16, 8, 8], conv_weights(32), attrs={"pads": [1] * 4},
                             activation="Relu")
     x = np.random.default_rng(4).uniform(-6, 6, (1, 16, 8, 8)).astype(np.float32)
-    compiled = byoc.compile(model, plugins=["vta_sim"])
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
     part = next(p for p in compiled.parts if p.plugin == "vta_sim")
     meta = part.payload.metadata
     assert meta["instructions"] == len(part.payload.data) // 16 > 10
@@ -134,7 +134,7 @@ def test_int8_zoo_models_run_on_vta_sim(tmp_path, name):
     existing = {o.name for o in probe.graph.output}
     typed = {v.name: v for v in probe.graph.value_info}
     probe.graph.output.extend(typed[v] for v in quantized if v not in existing)
-    compiled = byoc.compile(model, plugins=["vta_sim"])
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
     for node in int8_layer_nodes(model):
         assert compiled.plan.partition_of(node).plugin == "vta_sim", node
     # Every generated stream passes the validator (tokens, buffers, the accumulator hazard).
@@ -142,7 +142,7 @@ def test_int8_zoo_models_run_on_vta_sim(tmp_path, name):
         if part.plugin == "vta_sim":
             validate_stream(decode_stream(part.payload.data), DEFAULT_CONFIG,
                             part.payload.arrays["dram"])
-    report = byoc.compile(probe, plugins=["vta_sim"])
+    report = byoc.compile(probe, plugins=["vta_sim"], placement="priority")
     ours = report.run(feeds)
     expected = compile_reference(probe).run(feeds)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])

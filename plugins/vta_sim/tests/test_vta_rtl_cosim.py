@@ -278,7 +278,7 @@ def test_every_vta_partition_of_the_int8_zoo_models_cosimulates(tmp_path, name):
     value = model.graph.input[0]
     shape = [d.dim_value or 1 for d in value.type.tensor_type.shape.dim]
     feeds = {value.name: np.random.default_rng(0).uniform(-2, 2, shape).astype(np.float32)}
-    compiled = byoc.compile(model, plugins=["vta_sim"],
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority",
                             plugin_options={"vta_sim": {"target": "cosim"}})
     ours, profiles = compiled.profile(feeds)
     expected = compile_reference(model).run(feeds)
@@ -334,7 +334,7 @@ def test_other_configurations_build_and_cosimulate(variant):
 
 def generated_stream(tmp_path):
     model = onnx.load(str(zoo_module().build("cnn_int8", tmp_path)))
-    compiled = byoc.compile(model, plugins=["vta_sim"])
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
     part = next(p for p in compiled.parts if p.plugin == "vta_sim")
     return decode_stream(part.payload.data), np.array(part.payload.arrays["dram"], np.uint8)
 
@@ -391,7 +391,8 @@ def test_rtl_target_from_the_command_line(tmp_path, capsys):
 
     model_path = zoo_module().build("cnn_int8", tmp_path)
     artifact = tmp_path / "cnn.byoc"
-    assert main(["compile", str(model_path), "--plugins", "vta_sim", "-o", str(artifact)]) == 0
+    assert main(["compile", str(model_path), "--plugins", "vta_sim", "--placement", "priority",
+                 "-o", str(artifact)]) == 0
     capsys.readouterr()
     assert main(["run", str(artifact), "--profile", "--plugin-option",
                  "vta_sim.target=rtl"]) == 0

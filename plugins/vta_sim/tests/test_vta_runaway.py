@@ -71,7 +71,8 @@ def test_rtl_target_without_verilator_says_how_to_install_it(tmp_path):
     artifact = tmp_path / "cnn.byoc"
     env = dict(os.environ, PATH=str(tmp_path))          # no verilator on PATH
     subprocess.run([sys.executable, "-m", "byoc", "compile", str(model), "--plugins",
-                    "vta_sim", "-o", str(artifact)], check=True, capture_output=True, env=env)
+                    "vta_sim", "--placement", "priority", "-o", str(artifact)],
+                   check=True, capture_output=True, env=env)
     result = subprocess.run([sys.executable, "-m", "byoc", "run", str(artifact),
                              "--plugin-option", "vta_sim.target=rtl"], capture_output=True,
                             text=True, env=env, timeout=120)

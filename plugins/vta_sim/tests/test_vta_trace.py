@@ -32,7 +32,7 @@ def two_conv_model():
 
 
 def traced_partitions(model, target):
-    compiled = byoc.compile(model, plugins=["vta_sim"],
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority",
                             plugin_options={"vta_sim": {"target": target}})
     feeds = {"x": np.random.default_rng(1).uniform(-2, 2, (1, 16, 8, 8)).astype(np.float32)}
     _, profiles = compiled.profile(feeds)
