@@ -20,9 +20,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def format_summary(model: CompiledModel) -> str:
-    """One row per partition: plugin, node and op counts, boundary tensors; a model's
-    dynamic tail last, with the nodes that start it and why; then the estimated totals of
-    the chosen, priority and host-only placements (a model compiled in this process)."""
+    """One row per partition: plugin, node and op counts, boundary tensors; then the
+    estimated totals of the chosen, priority and host-only placements (a model compiled
+    in this process); a dynamic tail last, with the nodes that start it and why."""
     rows = []
     for part in model.parts:
         ops = ", ".join(f"{op} {n}" for op, n in part.ops.items())
@@ -49,11 +49,11 @@ def format_summary(model: CompiledModel) -> str:
         lines += [f"  {c.value}: stays {c.source} ({c.producer} -> {', '.join(c.consumers)}; "
                   f"the conversions back and forth cancel)" for c in layouts.kept]
         text += ("\nlayout conversions at partition boundaries:\n" + "\n".join(lines))
-    if tail is not None:
-        text += f"\ndynamic tail ({TAIL_HOST}): {tail.describe()}"
     placement = model.plan.placement if model.plan is not None else None
     if placement is not None:
         text += f"\n{placement.summary()}"
+    if tail is not None:
+        text += f"\ndynamic tail ({TAIL_HOST}): {tail.describe()}"
     return text
 
 

@@ -233,7 +233,11 @@ def test_artifact_round_trip(tmp_path, name):
     assert artifact.read(tmp_path / "model.byoc")[0]["format_version"] == 2
     assert list(loaded.outputs) == list(compiled.outputs)
     assert loaded.tail.describe() == compiled.tail.describe()
-    assert format_summary(loaded) == format_summary(compiled)
+    # the same partitions and tail; the placement's totals are the compiling process's only
+    # (an artifact keeps each partition's estimate, not the plans it was chosen against)
+    assert format_summary(loaded) == "\n".join(
+        line for line in format_summary(compiled).splitlines()
+        if not line.startswith("estimated time: "))
     for inputs in feeds:
         assert_same(loaded.run(inputs), onnxruntime_outputs(model, inputs))
 
