@@ -123,7 +123,9 @@ def estimate(nodes: list[Node], graph: Graph, peaks: Peaks) -> Estimate:
                     f"{peaks.product_seconds * 1e6:.1f} us per product's set-up, measured once)")
 
 
-_PEAKS: dict[Path, Peaks] = {}
+# The figures by cache file name, which names the machine (CPU, features, llvmlite): measured
+# or read once per process, even where tests point BYOC_CACHE_DIR somewhere new for each test.
+_PEAKS: dict[str, Peaks] = {}
 
 
 def machine_peaks(cache_dir: Path | None = None) -> Peaks:
@@ -131,8 +133,8 @@ def machine_peaks(cache_dir: Path | None = None) -> Peaks:
     seconds) and written there. A cache file that does not hold every figure is measured
     again."""
     path = _cache_file(cache_dir)
-    if path in _PEAKS:
-        return _PEAKS[path]
+    if path.name in _PEAKS:     # the machine's figures, wherever the cache directory points
+        return _PEAKS[path.name]
     try:
         peaks = Peaks(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -141,7 +143,7 @@ def machine_peaks(cache_dir: Path | None = None) -> Peaks:
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         partial.write_text(json.dumps(asdict(peaks), indent=1))
         partial.replace(path)
-    _PEAKS[path] = peaks
+    _PEAKS[path.name] = peaks
     return peaks
 
 

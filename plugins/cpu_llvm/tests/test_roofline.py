@@ -130,3 +130,13 @@ def test_a_cached_file_without_every_valid_figure_is_measured_again(cache, writt
 def test_peaks_name_the_figure_that_is_wrong():
     with pytest.raises(ValueError, match="launch_seconds=-1.0: expected a finite number >= 0"):
         replace(PEAKS, launch_seconds=-1.0)
+
+
+def test_the_figures_are_measured_once_per_process_wherever_the_cache_points(cache, tmp_path,
+                                                                               monkeypatch):
+    """Tests point BYOC_CACHE_DIR at a new directory for each test (the JIT's cache): the
+    machine's figures stay in memory and are not measured again for each of them."""
+    _, measured = cache
+    assert roofline.machine_peaks() == PEAKS and measured == [1]
+    monkeypatch.setenv("BYOC_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert roofline.machine_peaks() == PEAKS and measured == [1]
