@@ -226,7 +226,7 @@ class PartitionProblem:
         candidates = [c for number, c in enumerate(self.candidates) if number not in dropped]
         candidates = _drop_barred(candidates, lambda node, plugin: exclusions.get(node.name, {})
                                   .get(plugin), note)
-        before_layers = _copy_reasons(reasons)
+        before_layers = reasons   # each round below notes into a copy of it
 
         kept_whole: dict[int, str] = {}  # id(node) -> why its quantized layer runs on the host
         while True:

@@ -233,13 +233,12 @@ def place_by_cost(problem: PartitionProblem, model: CostModel,
     """The plan of ``problem`` with the lowest estimated total the search finds (see the
     module docstring), and its :class:`Placement`."""
     pricer = _Pricer(problem, model)
-    accelerator = [i for i, c in enumerate(problem.candidates) if not model.is_host(c.plugin)]
+    accelerator = _accelerator_candidates(problem, model)
     movable = {i for i in accelerator if model.priced(
         problem.candidates[i].plugin, problem.candidates[i].pattern, problem.candidates[i].nodes)}
     host_why = "placement by estimated cost: the host plugins alone"
-    everything = {i: host_why for i in accelerator}
     priority = pricer.total({}, exclusions)
-    host_only = pricer.total(everything, exclusions)
+    host_only = pricer.total(dict.fromkeys(accelerator, host_why), exclusions)
 
     first = pricer.plan({}, exclusions)
     groups = [[i for i in first.candidates.get(p.name, []) if i in movable]
@@ -263,14 +262,19 @@ def price_priority(problem: PartitionProblem, model: CostModel, plan: PartitionP
     """The :class:`Placement` of ``plan``, the priority plan of ``problem``, with the
     host-only total next to it."""
     pricer = _Pricer(problem, model)
-    accelerator = {i: "host-only placement" for i, c in enumerate(problem.candidates)
-                   if not model.is_host(c.plugin)}
+    host_only = dict.fromkeys(_accelerator_candidates(problem, model), "host-only placement")
     partitions = price_plan(plan, problem, model, pricer)
     total = sum(p.total_seconds for p in partitions)
-    placement = Placement("priority", total, total, pricer.total(accelerator, exclusions),
+    placement = Placement("priority", total, total, pricer.total(host_only, exclusions),
                           partitions, 2)
     plan.placement = placement
     return placement
+
+
+def _accelerator_candidates(problem: PartitionProblem, model: CostModel) -> list[int]:
+    """The indices of the candidates of plugins that are not hosts: what host-only
+    placement drops."""
+    return [i for i, c in enumerate(problem.candidates) if not model.is_host(c.plugin)]
 
 
 def _descend(pricer: _Pricer, dropped: dict[int, str], movable: set[int],

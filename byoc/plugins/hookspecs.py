@@ -187,12 +187,12 @@ def byoc_estimate_match(pattern_name: str | None, nodes: list[Node], graph: Grap
     from the plugin's own model of it (a timing model of the code it would generate, a
     layer model of the chip, a roofline of the host), without running anything.
 
-    Called through :func:`byoc.estimate.estimate_match` for each match of the plugin's
-    patterns, by ``byoc estimate`` and by placement, which adds the cost of every boundary
-    tensor from :func:`byoc_estimate_transfer`. Optional: for a plugin without it byoc uses
-    its fallback model (see :mod:`byoc.estimate`); :func:`byoc_partition_cost` is a
-    separate, older hook that only breaks ties between overlapping matches, in the plugin's
-    own unit, and keeps doing so.
+    Called through :class:`byoc.estimate.Estimator` (once per match and graph) for each
+    match of the plugin's patterns, by placement and ``byoc estimate``, which add the cost of
+    every boundary tensor and of each partition run from :func:`byoc_estimate_transfer`.
+    Optional: for a plugin without it byoc uses its fallback model (see
+    :mod:`byoc.estimate`); :func:`byoc_partition_cost` is a separate, older hook that only
+    breaks ties between overlapping matches, in the plugin's own unit, and keeps doing so.
 
     :param pattern_name: The name of the plugin's pattern that matched, or None for nodes a
         host plugin takes without a pattern.
@@ -214,8 +214,9 @@ def byoc_estimate_match(pattern_name: str | None, nodes: list[Node], graph: Grap
 def byoc_estimate_transfer() -> Transfer | None:
     """Declare what moving a tensor between host memory and the plugin's device costs.
 
-    Called through :func:`byoc.estimate.transfer_seconds` for every value that crosses a
-    boundary of a partition assigned to this plugin (into it and out of it alike). A hook,
+    Called through :class:`byoc.estimate.Estimator` (once per compile) by placement, which
+    charges the transfer for every value that crosses a boundary of a partition assigned to
+    this plugin (into it and out of it alike) and the launch once per partition. A hook,
     rather than a :class:`byoc.plugins.api.PluginInfo` field, so that the figure can come
     from the plugin's hardware configuration when it is needed, not when the plugin
     registers (``byoc plugins`` stays cheap), and can later take arguments such as the

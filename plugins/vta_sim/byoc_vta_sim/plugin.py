@@ -157,14 +157,26 @@ def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate | None:
 
 def _stream_cycles(layers: list[IntegerLayer | AddSpec], graph: Graph) -> int | None:
     """The timing model's cycles for the stream of ``layers`` alone, or None if the
-    lowering or the generator refuses them."""
+    lowering or the generator refuses them. Remembered for the layers of the last graphs
+    estimated: a match's own stream is also the stream of the layer before the next one."""
+    key = (id(graph), *map(id, layers))
+    known = _STREAMS.get(key)
+    if known is not None and all(a is b for a, b in zip(known[0], layers)):
+        return known[1]
     try:
         gen_layers, regions, _ = lower_layers(layers, graph, CONFIG)
         program = generate(gen_layers, regions, CONFIG)
+        cycles = estimate_stream(decode_stream(program.stream), CONFIG)["cycles"]
     except (ValueError, GenerationError):
-        return None
-    return estimate_stream(decode_stream(program.stream), CONFIG)["cycles"]
+        cycles = None
+    if len(_STREAMS) >= 512:
+        _STREAMS.clear()
+    _STREAMS[key] = (list(layers), cycles)   # the layers are kept, so their ids stay theirs
+    return cycles
 
+
+# (id(graph), id(layer), ...) -> (the layers, their stream's cycles); see _stream_cycles.
+_STREAMS: dict[tuple[int, ...], tuple[list, int | None]] = {}
 
 _BETWEEN_LAYERS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -172,13 +184,16 @@ _BETWEEN_LAYERS = ("QuantizeLinear", "DequantizeLinear")
 def _layer_before(layer: IntegerLayer | AddSpec, graph: Graph) -> IntegerLayer | AddSpec | None:
     """The int8 layer vta_sim takes that comes just before ``layer`` in graph order, if
     nothing but its own activation and quantization and Quantize/DequantizeLinear nodes
-    lie between them."""
+    lie between them. Only the nearest layer before can be it: a layer vta_sim refuses
+    lies between any earlier one and ``layer``."""
     order = {id(n): i for i, n in enumerate(graph.nodes)}
-    taken = [other for other in _layers_of(graph.nodes, graph)
-             if _refusal(other, graph) is None and order[id(other.op)] < order[id(layer.op)]]
-    if not taken:
+    earlier = [other for other in _layers_of(graph.nodes, graph)
+               if order[id(other.op)] < order[id(layer.op)]]
+    if not earlier:
         return None
-    before = taken[-1]
+    before = max(earlier, key=lambda other: order[id(other.op)])
+    if _refusal(before, graph) is not None:
+        return None
     own = {id(n) for n in before.nodes}
     between = graph.nodes[order[id(before.op)] + 1:order[id(layer.op)]]
     if all(id(n) in own or n.op_type in _BETWEEN_LAYERS for n in between):
