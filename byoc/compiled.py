@@ -221,13 +221,13 @@ class CompiledModel:
             part = self.parts[index]
             start = time.perf_counter()
             try:
-                outputs = _run_part(part, env)
+                outputs = run_partition(part, env)
             except PluginOptionError:
                 raise   # the user's value to fix, not the plugin's failure
             except ByocError as exc:
                 part = self._move_to_host(index, exc)
                 start = time.perf_counter()
-                outputs = _run_part(part, env)
+                outputs = run_partition(part, env)
             seconds = time.perf_counter() - start
             layouts = part.signature.layouts
             for name, array in outputs.items():
@@ -568,7 +568,7 @@ def _profile_of(part: CompiledPartition, seconds: float, start: float) -> Partit
                           f"{exc}") from None
 
 
-def _run_part(part: CompiledPartition, env: LayoutEnv) -> dict[str, np.ndarray]:
+def run_partition(part: CompiledPartition, env: LayoutEnv) -> dict[str, np.ndarray]:
     """Run one partition's runtime on its inputs from ``env``. A runtime's own ByocError keeps
     its class; any other exception, or a broken output contract, is an ExecutionError. Both
     name the plugin and the partition."""

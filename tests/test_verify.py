@@ -1,0 +1,99 @@
+"""byoc.verify: each partition on the reference's inputs, compared with the reference, so a
+fault is found in the partition that makes it and nowhere downstream."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+
+import byoc
+from byoc.errors import InputError
+from byoc.testing import zoo_module
+from byoc.verify import Tolerance, compare, verify_compiled
+
+
+@pytest.fixture(scope="module")
+def cnn_int8(tmp_path_factory):
+    path = zoo_module().build("cnn_int8", tmp_path_factory.mktemp("zoo"))
+    model = onnx.load(str(path))
+    return model, zoo_module().sample_inputs(model)
+
+
+class Corrupting:
+    """A runtime that runs the real one, then adds ``delta`` to every output."""
+
+    def __init__(self, runtime, delta):
+        self.runtime, self.delta = runtime, delta
+
+    def run(self, inputs):
+        return {name: (array + np.asarray(self.delta).astype(array.dtype)).astype(array.dtype)
+                for name, array in self.runtime.run(inputs).items()}
+
+
+def test_a_correct_model_verifies_clean_partition_by_partition(cnn_int8):
+    model, inputs = cnn_int8
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
+    found = verify_compiled(compiled, inputs)
+    assert found.ok and found.outputs_ok and found.first_failure is None
+    assert [p.name for p in found.partitions] == [p.signature.name for p in compiled.parts]
+    vta = [p for p in found.partitions if p.plugin == "vta_sim"]
+    assert vta and all(o.steps == 0 and o.snr_db == math.inf for p in vta for o in p.outputs)
+
+
+def test_a_fault_is_named_in_its_partition_only(cnn_int8):
+    """One vta_sim partition off by two steps: it fails, the partitions after it (fed the
+    reference's values) pass, and the model's output differs end to end."""
+    model, inputs = cnn_int8
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
+    target = [p for p in compiled.parts if p.plugin == "vta_sim"][1]
+    target.runtime = Corrupting(target.runtime, 2)
+    found = verify_compiled(compiled, inputs)
+    failing = [p.name for p in found.partitions if not p.ok]
+    assert failing == [target.signature.name]
+    assert found.first_failure.name == target.signature.name
+    (output,) = found.first_failure.outputs
+    assert output.steps == 2 and not output.ok and output.snr_db < math.inf
+    assert not found.ok
+
+
+def test_one_step_is_within_the_default_tolerance_and_max_lsb_tightens_it(cnn_int8):
+    model, inputs = cnn_int8
+    compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
+    target = next(p for p in compiled.parts if p.plugin == "vta_sim")
+    target.runtime = Corrupting(target.runtime, 1)
+    assert verify_compiled(compiled, inputs).partitions[1].ok
+    strict = verify_compiled(compiled, inputs, Tolerance(max_lsb=0))
+    assert strict.first_failure.name == target.signature.name
+
+
+def test_float_outputs_are_judged_relative_to_the_largest_reference_magnitude():
+    want = np.array([100.0, -50.0, 1.0], np.float32)
+    assert compare("y", want + np.float32(0.009), want, Tolerance()).ok     # 9e-3 <= 1e-2
+    off = compare("y", want + np.float32(0.02), want, Tolerance())
+    assert not off.ok and off.max_abs_err == pytest.approx(0.02, rel=1e-3) and off.steps is None
+    assert off.snr_db == pytest.approx(10 * math.log10(12501 / (3 * 0.02 ** 2)), rel=1e-3)
+    assert compare("y", want + np.float32(0.02), want, Tolerance(atol=0.05)).ok
+
+
+def test_shapes_dtypes_and_special_values_are_compared_honestly():
+    want = np.array([1.0, np.nan, np.inf], np.float32)
+    assert compare("y", want.copy(), want, Tolerance()).ok        # same NaN and inf: equal
+    assert not compare("y", np.array([1.0, 0.0, np.inf], np.float32), want, Tolerance()).ok
+    wrong_shape = compare("y", np.zeros(2, np.float32), np.zeros(3, np.float32), Tolerance())
+    assert not wrong_shape.ok and "shape" in wrong_shape.problem
+    wrong_type = compare("y", np.zeros(3, np.int8), np.zeros(3, np.uint8), Tolerance())
+    assert not wrong_type.ok and "dtype" in wrong_type.problem
+    zeros = compare("y", np.zeros(3, np.int8), np.zeros(3, np.int8), Tolerance())
+    assert zeros.ok and zeros.cosine == 1.0 and zeros.snr_db == math.inf
+
+
+def test_bad_tolerances_and_loaded_artifacts_are_refused(cnn_int8, tmp_path):
+    with pytest.raises(InputError, match="rtol must be a finite number >= 0"):
+        Tolerance(rtol=-1)
+    model, inputs = cnn_int8
+    byoc.compile(model).save(tmp_path / "m.byoc")
+    with pytest.raises(InputError, match="keeps no graph"):
+        verify_compiled(byoc.load(tmp_path / "m.byoc"), inputs)
