@@ -19,6 +19,7 @@ again by the first host plugin (cpu_llvm) that takes all of it, else by the refe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import warnings
@@ -38,7 +39,7 @@ from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
 from byoc.errors import ByocError, InputError, PluginError, PluginOptionError
 from byoc.estimate import Estimator
-from byoc.layouts import check_layout, signature_in_layout
+from byoc.layouts import GRAPH_LAYOUT, applies, check_layout, signature_in_layout
 from byoc.partition.partitioner import (
     PartitionPlan,
     PartitionProblem,
@@ -96,7 +97,8 @@ def compile_graph(graph: Graph, options: CompileOptions,
         return _compile_on_a_host(manager, partition, graph, options, hosts)
 
     return CompiledModel(ModelSignature.of(graph), parts, tail,
-                         source=CompileSource(graph, plan),
+                         source=CompileSource(graph, plan, functools.partial(
+                             _compile_partition, manager, graph=graph, options=options)),
                          fallback=HostFallback(options.host, host_part, options.strict, fallbacks))
 
 
@@ -362,6 +364,10 @@ def _compile_partition(manager: PluginManager, partition: Partition, graph: Grap
     payload = dataclasses.replace(payload)
     layout = check_layout(plugin.info.preferred_layout, partition.plugin)
     signature = signature_in_layout(partition.signature(), layout)
+    if partition.debug_outputs:     # verify's debug request: held like outputs
+        signature.layouts.update(
+            (value, layout) for value in partition.debug_outputs
+            if layout != GRAPH_LAYOUT and applies(partition.types[value], layout))
     runtime = manager.call(partition.plugin, "byoc_runtime_create", payload=payload,
                            partition=signature, options=stage_options(plugin, given, "run"))
     if runtime is None or not callable(getattr(runtime, "run", None)):

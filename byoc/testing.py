@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +18,45 @@ def compile_reference(model, **options):
     import byoc
 
     return byoc.compile(model, default_plugins=(), **options)
+
+
+def verify(model, inputs: Mapping[str, np.ndarray] | None = None, *,
+           plugins: Sequence[str] = (), **options):
+    """``byoc verify`` from Python: compile ``model`` (ONNX path, bytes or ModelProto; or
+    take a CompiledModel, or load a .byoc artifact that bundles reference vectors) for
+    ``plugins`` and check every partition against the reference interpreter, naming the
+    first divergence. Returns a :class:`byoc.verify.Verification`: ``ok``, ``outputs_ok``,
+    ``partitions``, ``first_divergence``, and ``to_json()`` (the schema of ``byoc verify
+    --json``). ``options`` are :func:`byoc.verify.verify`'s (tolerance, seed, waveforms) and
+    :func:`byoc.compile`'s (plugin_options, placement, pins...)."""
+    from byoc.verify import verify as _verify
+
+    return _verify(model, inputs, plugins=plugins, **options)
+
+
+def assert_verifies(model, inputs: Mapping[str, np.ndarray] | None = None, *,
+                    plugins: Sequence[str] = (), **options):
+    """Assert in a test that ``model`` verifies clean on ``plugins`` (see :func:`verify`);
+    the assertion's message is ``byoc verify``'s report, naming the first divergence. Returns
+    the Verification. For a chip team's CI::
+
+        def test_our_npu_runs_resnet_right():
+            assert_verifies("resnet18_int8.onnx", plugins=["our_npu"])
+    """
+    from byoc.report.verify import format_verification
+
+    found = verify(model, inputs, plugins=plugins, **options)
+    if not found.ok:
+        raise AssertionError("\n" + format_verification(found, _title(model)))
+    return found
+
+
+def _title(model) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        return os.path.basename(os.fspath(model))
+    if isinstance(model, onnx.ModelProto):
+        return model.graph.name or "the ONNX model"
+    return str(getattr(model, "name", "the model"))
 
 
 def make_model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[ValueSpec],

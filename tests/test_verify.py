@@ -3,6 +3,8 @@ fault is found in the partition that makes it and nowhere downstream."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 
 import numpy as np
@@ -11,8 +13,12 @@ import pytest
 
 import byoc
 from byoc.errors import InputError
-from byoc.testing import zoo_module
-from byoc.verify import Tolerance, compare, verify_compiled
+from byoc.testing import assert_verifies, zoo_module
+from byoc.verify import JSON_INFINITY, Tolerance, compare, verify_compiled
+from plugins.int8_models import qdq_cnn
+
+# Five int8 Conv + Relu layers the accelerators take as one partition.
+CHAIN = (15, 21, [(35, 3, 1), (7, 1, 1), (50, 3, 2), (33, 3, 1), (16, 1, 1)])
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +103,90 @@ def test_bad_tolerances_and_loaded_artifacts_are_refused(cnn_int8, tmp_path):
     byoc.compile(model).save(tmp_path / "m.byoc")
     with pytest.raises(InputError, match="keeps no graph"):
         verify_compiled(byoc.load(tmp_path / "m.byoc"), inputs)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    model = qdq_cnn(*CHAIN)
+    rng = np.random.default_rng(1)
+    return model, {"x": rng.standard_normal((1, 21, 15, 15)).astype(np.float32)}
+
+
+@contextlib.contextmanager
+def wrong_requantization_shift(output: str):
+    """vta_sim's lowering with a bug: the layer writing ``output`` gets MULSHR operands whose
+    shift is one too large (its requantization halves the result)."""
+    import byoc_vta_sim.lower as lower
+
+    real = lower._params
+
+    def params(layer, geometry, shape, config):
+        found = real(layer, geometry, shape, config)
+        if layer.y == output:
+            found[:, 1, :] += 1     # the operand's low 6 bits are the shift
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lower, "_params", params)
+        yield
+
+
+@pytest.mark.parametrize("layer", [0, 2, 4])
+def test_a_wrong_requantization_shift_is_narrowed_to_its_layer(chain, layer):
+    """The fault sits in one layer of a five-layer vta_sim partition: the partition fails, and
+    narrowing (recompiling halves of it on vta_sim) names that layer's QuantizeLinear, not
+    the partition's last node."""
+    model, inputs = chain
+    with wrong_requantization_shift(f"q{layer}"):
+        compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
+        found = verify_compiled(compiled, inputs)
+    (vta,) = [p for p in found.partitions if p.plugin == "vta_sim"]
+    assert not vta.ok and [p.name for p in found.partitions if not p.ok] == [vta.name]
+    divergence = found.first_divergence
+    assert (divergence.partition, divergence.plugin) == (vta.name, "vta_sim")
+    assert (divergence.node, divergence.op_type) == (f"quantize{layer}", "QuantizeLinear")
+    assert divergence.pattern == "vta_sim.qdq_conv"
+    assert f"conv{layer}" in divergence.nodes and f"quantize{layer}" in divergence.nodes
+    assert not any(f"conv{other}" in divergence.nodes for other in range(5) if other != layer)
+    assert "off by" in divergence.detail and f"q{layer}" in divergence.detail
+
+
+def test_a_correct_chain_verifies_clean_on_vta_sim_and_npu_example(chain):
+    model, inputs = chain
+    for plugin in ("vta_sim", "npu_example"):
+        found = assert_verifies(model, inputs, plugins=[plugin], placement="priority")
+        assert any(p.plugin == plugin for p in found.partitions)
+        assert found.first_divergence is None
+
+
+def test_the_json_has_the_fixed_schema(chain):
+    model, inputs = chain
+    with wrong_requantization_shift("q1"):
+        found = byoc.testing.verify(model, inputs, plugins=["vta_sim"], placement="priority")
+    data = json.loads(json.dumps(found.to_json(), allow_nan=False))
+    assert set(data) == {"ok", "outputs_ok", "partitions", "first_divergence"}
+    assert data["ok"] is False and data["outputs_ok"] is False
+    for entry in data["partitions"]:
+        assert set(entry) == {"name", "plugin", "nodes", "max_abs_err", "snr_db", "ok"}
+        assert isinstance(entry["name"], str) and isinstance(entry["plugin"], str)
+        assert all(isinstance(n, str) for n in entry["nodes"])
+        assert type(entry["max_abs_err"]) is float and type(entry["snr_db"]) is float
+        assert isinstance(entry["ok"], bool)
+    clean = [e for e in data["partitions"] if e["ok"]]
+    assert clean and all(e["snr_db"] == JSON_INFINITY for e in clean)
+    listed = [n for e in data["partitions"] for n in e["nodes"]]
+    assert len(listed) == len(set(listed))
+    assert {f"{op}{i}" for op in ("conv", "relu", "quantize") for i in range(5)} <= set(listed)
+    divergence = data["first_divergence"]
+    assert set(divergence) == {"partition", "plugin", "pattern", "node", "op_type", "nodes"}
+    assert divergence["node"] == "quantize1" and divergence["op_type"] == "QuantizeLinear"
+    assert all(isinstance(n, str) for n in divergence["nodes"])
+
+
+def test_assert_verifies_fails_with_the_report(chain):
+    model, inputs = chain
+    with wrong_requantization_shift("q3"), pytest.raises(AssertionError) as failure:
+        assert_verifies(model, inputs, plugins=["vta_sim"], placement="priority")
+    report = str(failure.value)
+    assert "first divergence: node 'quantize3' (QuantizeLinear)" in report
+    assert "verify: FAILED" in report

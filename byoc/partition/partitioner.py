@@ -244,7 +244,7 @@ class PartitionProblem:
                        f"stands for")
                 kept_whole.update((id(n), why) for n in layer)
 
-        partitions = [_make_partition(graph, f"p{i}_{groups.plugin[gid]}", groups.plugin[gid],
+        partitions = [make_partition(graph, f"p{i}_{groups.plugin[gid]}", groups.plugin[gid],
                                       groups.members[gid], self.index)
                       for i, gid in enumerate(groups.topological_order())]
         taken = _attach_matches(partitions, owner)
@@ -603,8 +603,11 @@ class _Groups:
         return order
 
 
-def _make_partition(graph: Graph, name: str, plugin: str, nodes: list[Node],
-                    index: dict[int, int]) -> Partition:
+def make_partition(graph: Graph, name: str, plugin: str, nodes: list[Node],
+                   index: dict[int, int]) -> Partition:
+    """The partition of ``graph`` made of ``nodes`` (sorted by ``index``: node id to position
+    in the graph): it reads what its nodes read from outside (constants aside) and outputs what
+    is read outside it or is a graph output. Its ``matches`` are left to the caller."""
     nodes = sorted(nodes, key=lambda n: index[id(n)])
     inside = {id(n) for n in nodes}
     defined = [v for n in nodes for v in n.outputs if v]

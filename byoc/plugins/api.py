@@ -98,6 +98,15 @@ class Partition:
     the labelled ones in ``captured`` (see :class:`byoc.partition.patterns.Match`), so a
     lowering need not match its patterns again. Nodes that a host took without a pattern
     come with no match.
+
+    ``debug_outputs`` is the debug request of ``byoc verify``, empty in every ordinary
+    compile: values defined inside the partition's matches (a fused layer's inner values, in
+    topological order) that verify asks to see besides ``outputs``, to name the first node
+    inside a fused match whose output is wrong. A plugin may honour it for any of them: its
+    runtime's ``run`` then returns those values too, each of its type in ``types`` and held
+    like an output (a 4-D value in the plugin's preferred layout). A plugin that cannot
+    produce a value leaves it out; one that ignores the request entirely is correct too (verify
+    then names the match's output node). Honouring it must not change the outputs.
     """
 
     name: str
@@ -108,6 +117,7 @@ class Partition:
     types: dict[str, TensorType] = field(default_factory=dict)
     opsets: dict[str, int] = field(default_factory=dict)
     matches: list[Match] = field(default_factory=list)
+    debug_outputs: list[str] = field(default_factory=list)
 
     def signature(self) -> PartitionSignature:
         """The partition's typed interface (what a runtime is created for)."""
@@ -223,6 +233,12 @@ class Runtime(Protocol):
     - ``device_trace(self) -> DeviceTrace | None``: what the device did in the last run,
       layer by layer or command by command, in its clock cycles (:class:`DeviceTrace`), for
       ``byoc run --trace``; :func:`runtime_device_trace`.
+    - ``device_difference(self, inputs, folder) -> DeviceDifference | None``: for a runtime
+      that runs a model of the device which can be checked against the plugin's golden model
+      (RTL against a functional simulator): run ``inputs`` on both and say where the device
+      first departs from the golden model (the instruction, and a waveform written under
+      ``folder``), None when they agree; ``byoc verify`` asks it of a failing partition;
+      :func:`runtime_device_difference`.
     """
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
@@ -252,6 +268,38 @@ def runtime_device_trace(runtime: Runtime) -> DeviceTrace | None:
         raise PluginError(f"the runtime's device_trace() returned {type(result).__name__}; it "
                           f"must return a byoc.plugins.api.DeviceTrace or None (a bug in the "
                           f"plugin: report it to its authors)")
+    return result
+
+
+@dataclass(frozen=True)
+class DeviceDifference:
+    """Where a device model first departs from the plugin's golden model in one run.
+
+    ``instruction`` is the index of the first instruction (command) of the partition's
+    stream whose effect differs, ``description`` says what it is and what differed (e.g.
+    "instruction 57 (ALU SHR ...) wrote accumulator row 12 as ..., the simulator ..."),
+    ``cycle`` is the device cycle of that first difference (None when unknown) and
+    ``waveform`` the path of a waveform (VCD) cut to a window around it (None when none was
+    written).
+    """
+
+    instruction: int
+    description: str
+    cycle: int | None = None
+    waveform: str | None = None
+
+
+def runtime_device_difference(runtime: Runtime, inputs: dict[str, np.ndarray],
+                              folder: str) -> DeviceDifference | None:
+    """The runtime's :class:`DeviceDifference` for ``inputs``, or None when it does not define
+    ``device_difference`` or its device agrees with its golden model. PluginError if it
+    returns something else."""
+    locate = getattr(runtime, "device_difference", None)
+    result = locate(inputs, folder) if callable(locate) else None
+    if result is not None and not isinstance(result, DeviceDifference):
+        raise PluginError(f"the runtime's device_difference() returned {type(result).__name__}; "
+                          f"it must return a byoc.plugins.api.DeviceDifference or None (a bug "
+                          f"in the plugin: report it to its authors)")
     return result
 
 

@@ -56,12 +56,14 @@ class Interpreter:
     """Runs a verified graph node by node. Node implementations are built once.
 
     Quantized Conv/MatMul/Gemm groups run as the integer operations they stand for (see
-    :mod:`byoc.core.integer_layers`); everything else runs node by node.
+    :mod:`byoc.core.integer_layers`); everything else runs node by node. With
+    ``integer_groups=False`` they run node by node too, in float as written (``byoc verify``
+    takes the values inside a quantized layer from there).
     """
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, integer_groups: bool = True) -> None:
         self.graph = graph
-        self._integer_groups = plan_integer_groups(graph)
+        self._integer_groups = plan_integer_groups(graph) if integer_groups else {}
         self._replaced = {node.name for group in self._integer_groups.values()
                           for node in group.replaced_nodes}
         self._integer_evaluators = {name: integer_evaluator(group.layer)
