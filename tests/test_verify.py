@@ -3,22 +3,19 @@ fault is found in the partition that makes it and nowhere downstream."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 
 import numpy as np
 import onnx
 import pytest
+from faults import CHAIN, wrong_requantization_shift
+from plugins.int8_models import qdq_cnn
 
 import byoc
 from byoc.errors import InputError
 from byoc.testing import assert_verifies, zoo_module
 from byoc.verify import JSON_INFINITY, Tolerance, compare, verify_compiled
-from plugins.int8_models import qdq_cnn
-
-# Five int8 Conv + Relu layers the accelerators take as one partition.
-CHAIN = (15, 21, [(35, 3, 1), (7, 1, 1), (50, 3, 2), (33, 3, 1), (16, 1, 1)])
 
 
 @pytest.fixture(scope="module")
@@ -110,25 +107,6 @@ def chain():
     model = qdq_cnn(*CHAIN)
     rng = np.random.default_rng(1)
     return model, {"x": rng.standard_normal((1, 21, 15, 15)).astype(np.float32)}
-
-
-@contextlib.contextmanager
-def wrong_requantization_shift(output: str):
-    """vta_sim's lowering with a bug: the layer writing ``output`` gets MULSHR operands whose
-    shift is one too large (its requantization halves the result)."""
-    import byoc_vta_sim.lower as lower
-
-    real = lower._params
-
-    def params(layer, geometry, shape, config):
-        found = real(layer, geometry, shape, config)
-        if layer.y == output:
-            found[:, 1, :] += 1     # the operand's low 6 bits are the shift
-        return found
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lower, "_params", params)
-        yield
 
 
 @pytest.mark.parametrize("layer", [0, 2, 4])

@@ -11,6 +11,16 @@ from byoc.errors import InputError
 from byoc.verify import OutputCheck, Verification
 
 
+# ``byoc verify --json``'s schema: keys and value types (scripts rely on it).
+VERIFY_SCHEMA = {
+    "ok": bool, "outputs_ok": bool,
+    "partitions": [{"name": str, "plugin": str, "nodes": [str], "max_abs_err": float,
+                    "snr_db": float, "ok": bool}],
+    "first_divergence": (None, {"partition": str, "plugin": str, "pattern": str, "node": str,
+                                "op_type": str, "nodes": [str]}),
+}
+
+
 def write_verify_json(path: str | Path, found: Verification) -> None:
     """``found`` as JSON (:meth:`~byoc.verify.Verification.to_json`: strict JSON, no NaN or
     infinity)."""
