@@ -517,12 +517,14 @@ class _Narrower:
         inside = {id(n) for n in self.partition.nodes}
         pieces, claimed = [], set()
         for match in self.partition.matches:
-            nodes = [n for n in match.nodes if id(n) in inside and id(n) not in claimed]
+            nodes = sorted((n for n in match.nodes if id(n) in inside and id(n) not in claimed),
+                           key=self.position)
             if nodes:
                 claimed.update(id(n) for n in nodes)
                 pieces.append(_Piece(nodes, match.pattern))
         pieces += [_Piece([n], "") for n in self.partition.nodes if id(n) not in claimed]
-        return sorted(pieces, key=lambda p: min(self.position(n) for n in p.nodes))
+        # by each piece's last node (its root): a piece feeding another comes before it
+        return sorted(pieces, key=lambda p: self.position(p.nodes[-1]))
 
     def smallest_failing(self, failing: PartitionCheck
                          ) -> tuple[list[_Piece], PartitionCheck, list[str]]:
@@ -574,8 +576,9 @@ class _Narrower:
 
 
 def _span(pieces: list[_Piece]) -> str:
-    first, last = pieces[0].nodes[0].name, pieces[-1].nodes[-1].name
-    return first if len(pieces) == 1 and first == last else f"{first} .. {last}"
+    """The pieces named by their first and last output nodes."""
+    first, last = pieces[0].nodes[-1].name, pieces[-1].nodes[-1].name
+    return first if first == last else f"{first} .. {last}"
 
 
 def verify(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *,

@@ -29,3 +29,25 @@ def wrong_requantization_shift(output: str):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lower, "_params", params)
         yield
+
+
+@contextlib.contextmanager
+def max_pool_averaging():
+    """npu_example's simulated NPU with a bug in a fused layer: its POOL command averages
+    where the command says max (the wrong op inside DequantizeLinear -> MaxPool ->
+    QuantizeLinear; the requantization after it is right)."""
+    import dataclasses
+
+    from byoc_npu_example import sim
+    from byoc_npu_example.command_stream import Opcode, PoolMode
+
+    real = sim.EXECUTE[Opcode.POOL]
+
+    def pool(simulator, command):
+        if command.mode is PoolMode.MAX:
+            command = dataclasses.replace(command, mode=PoolMode.AVERAGE)
+        return real(simulator, command)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sim.EXECUTE, Opcode.POOL, pool)
+        yield

@@ -3,14 +3,15 @@ fault is found in the partition that makes it and nowhere downstream."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import onnx
 import pytest
-from faults import CHAIN, wrong_requantization_shift
-from plugins.int8_models import qdq_cnn
+from faults import CHAIN, max_pool_averaging, wrong_requantization_shift
+from plugins.int8_models import RESIDUAL_CNNS, qdq_cnn, residual_cnn
 
 import byoc
 from byoc.errors import InputError
@@ -168,3 +169,53 @@ def test_assert_verifies_fails_with_the_report(chain):
     report = str(failure.value)
     assert "first divergence: node 'quantize3' (QuantizeLinear)" in report
     assert "verify: FAILED" in report
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("target", ["rtl", "cosim"])
+def test_a_correct_chain_verifies_clean_on_the_rtl(chain, target):
+    """The five-layer partition on hw/vta under Verilator (alone, and compared with the
+    functional simulator instruction stream by instruction stream)."""
+    model, inputs = chain
+    found = assert_verifies(model, inputs, plugins=["vta_sim"], placement="priority",
+                            plugin_options={"vta_sim": {"target": target}})
+    (vta,) = [p for p in found.partitions if p.plugin == "vta_sim"]
+    assert vta.max_abs_err == 0 and vta.snr_db == math.inf
+
+
+def test_a_wrong_op_inside_a_fused_npu_layer_is_named_through_its_debug_tap():
+    """npu_example's POOL averages where it should take the max: the fused DequantizeLinear ->
+    MaxPool -> QuantizeLinear layer is found among the 14 matches of a residual network's one
+    NPU partition, and the pooled value the plugin exposes on the debug request names the
+    MaxPool itself, not the QuantizeLinear that outputs the layer."""
+    model = residual_cnn(*RESIDUAL_CNNS["res23_pool"])
+    with max_pool_averaging():
+        compiled = byoc.compile(model, plugins=["npu_example"], placement="priority")
+        found = verify_compiled(compiled)
+    (npu,) = [p for p in found.partitions if p.plugin == "npu_example"]
+    assert not npu.ok and found.first_failure is npu
+    divergence = found.first_divergence
+    assert (divergence.node, divergence.op_type) == ("pool/MaxPool", "MaxPool")
+    assert (divergence.partition, divergence.plugin, divergence.pattern) == (
+        npu.name, "npu_example", "npu_example.qdq_pool")
+    assert divergence.nodes[-1] == "pool/MaxPool" and len(divergence.nodes) <= 2
+    assert "plugin returned 1 inner value(s)" in divergence.narrowed[-1]
+
+
+def test_without_the_debug_request_the_layer_output_is_named(monkeypatch):
+    """The same fault with the debug request ignored (a plugin that honours none): the
+    narrowing still reaches the pool's match and names its QuantizeLinear, listing the whole
+    match as the failing piece."""
+    import byoc_npu_example.plugin as plugin
+
+    model = residual_cnn(*RESIDUAL_CNNS["res23_pool"])
+    real = plugin.lower_partition
+    monkeypatch.setattr(plugin, "lower_partition", lambda partition, *args, **kw: real(
+        dataclasses.replace(partition, debug_outputs=[]), *args, **kw))
+    with max_pool_averaging():
+        compiled = byoc.compile(model, plugins=["npu_example"], placement="priority")
+        divergence = verify_compiled(compiled).first_divergence
+    assert (divergence.node, divergence.op_type) == ("pool/MaxPool_QuantizeLinear",
+                                                     "QuantizeLinear")
+    assert "pool/MaxPool" in divergence.nodes
+    assert "no inner value" in divergence.narrowed[-1]

@@ -5,10 +5,18 @@ Everything is little-endian and fixed-size per kind (the package README draws ea
 - header, 16 bytes: magic ``NPUX``, format version (u16), descriptor count (u16), command
   count (u16), reserved (u16, 0), DRAM size in bytes (u32);
 - tensor descriptor, 20 bytes: DRAM offset (u32), N, H, W, C (u16 each), dtype (u8: 0 int8,
-  1 uint8), reserved (u8, 0), zero point (i16), scale (f32). A descriptor is a view: several
-  may describe the same bytes (a reshape, or readers that dequantize differently);
+  1 uint8, 2 int32, 3 float32), reserved (u8, 0), zero point (i16), scale (f32). A
+  descriptor is a view: several may describe the same bytes (a reshape, or readers that
+  dequantize differently);
 - command: an 8-byte head (opcode u8, mode u8, output descriptor u16, input descriptor u16,
   second input descriptor u16 or 0xFFFF) and a body whose layout the opcode fixes.
+
+Debug taps (version 2): a command whose mode byte has bit 7 (:data:`TAP_FLAG`) set also
+writes the value it computes before requantizing to a tap descriptor, named in 4 bytes after
+its body (descriptor u16, reserved u16, 0): the int32 accumulators (bias added) of a CONV2D or
+DEPTHWISE_CONV2D, the float32 results of a POOL or ELTWISE_ADD, in the output's N x H x W x C
+shape. Taps and the 32-bit dtypes exist only in version 2; a stream without taps is encoded as
+version 1, byte for byte the format before taps, and both versions decode.
 
 :func:`encode` and :func:`decode` convert between bytes and :class:`Program`; decoding checks
 every field it can, so the simulator only ever sees well-formed commands.
@@ -24,14 +32,19 @@ import numpy as np
 
 MAGIC = b"NPUX"
 VERSION = 1
+TAP_VERSION = 2         # the first version with debug taps
 NO_TENSOR = 0xFFFF
+TAP_FLAG = 0x80         # in a command's mode byte: a tap descriptor follows the body
 
 HEADER = struct.Struct("<4sHHHHI")
 DESCRIPTOR = struct.Struct("<IHHHHBBhf")
 COMMAND_HEAD = struct.Struct("<BBHHH")
+TAP = struct.Struct("<HH")      # tap descriptor, reserved (0)
 WINDOW = "8B"          # kernel h, w; stride h, w; pad top, left, bottom, right
 
-DTYPES = {0: np.dtype(np.int8), 1: np.dtype(np.uint8)}
+DTYPES = {0: np.dtype(np.int8), 1: np.dtype(np.uint8), 2: np.dtype(np.int32),
+          3: np.dtype(np.float32)}
+ACTIVATION_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8))
 DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
@@ -51,7 +64,8 @@ class PoolMode(IntEnum):
 
 @dataclass(frozen=True)
 class TensorDesc:
-    """An int8/uint8 NHWC tensor in DRAM with its quantization (zero point, scale)."""
+    """An NHWC tensor in DRAM: an int8/uint8 activation with its quantization (zero point,
+    scale), or an int32/float32 debug tap (zero point 0, scale 1)."""
 
     offset: int
     shape: tuple[int, int, int, int]      # N, H, W, C
@@ -62,7 +76,7 @@ class TensorDesc:
     @property
     def nbytes(self) -> int:
         n, h, w, c = self.shape
-        return n * h * w * c
+        return n * h * w * c * np.dtype(self.dtype).itemsize
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,8 @@ class Conv2d:
     """acc = bias + sum((x - x_zero) * w) over the window (int32), then
     ``requantize(acc, multiplier, y_zero, qmin, qmax)``. Weights at ``weights`` are
     O x kH x kW x I int8, O and I padded to the channel block; ``bias`` (int32) and
-    ``multipliers`` (float32) hold one value per padded output channel."""
+    ``multipliers`` (float32) hold one value per padded output channel. ``tap``, when not
+    NO_TENSOR, is an int32 descriptor that also receives ``acc``."""
 
     output: int
     input: int
@@ -92,6 +107,7 @@ class Conv2d:
     multipliers: int
     qmin: int
     qmax: int
+    tap: int = NO_TENSOR
     opcode = Opcode.CONV2D
 
 
@@ -104,7 +120,9 @@ class DepthwiseConv2d(Conv2d):
 
 @dataclass(frozen=True)
 class Pool:
-    """Pooling on the float32 vector unit: dequantize, max or average, quantize, clamp."""
+    """Pooling on the float32 vector unit: dequantize, max or average, quantize, clamp.
+    ``tap``, when not NO_TENSOR, is a float32 descriptor that also receives the pooled
+    values before quantization."""
 
     output: int
     input: int
@@ -112,18 +130,22 @@ class Pool:
     window: Window
     qmin: int
     qmax: int
+    tap: int = NO_TENSOR
     opcode = Opcode.POOL
 
 
 @dataclass(frozen=True)
 class EltwiseAdd:
-    """On the float32 vector unit: dequantize both inputs, add, quantize, clamp."""
+    """On the float32 vector unit: dequantize both inputs, add, quantize, clamp. ``tap``,
+    when not NO_TENSOR, is a float32 descriptor that also receives the sums before
+    quantization."""
 
     output: int
     input: int
     input2: int
     qmin: int
     qmax: int
+    tap: int = NO_TENSOR
     opcode = Opcode.ELTWISE_ADD
 
 
@@ -152,8 +174,10 @@ class FormatError(ValueError):
 
 
 def encode(program: Program) -> bytes:
-    out = [HEADER.pack(MAGIC, VERSION, len(program.tensors), len(program.commands), 0,
-                       program.dram_bytes)]
+    """The program's bytes: version 1 unless a command writes a debug tap."""
+    tapped = any(command.tap != NO_TENSOR for command in program.commands)
+    out = [HEADER.pack(MAGIC, TAP_VERSION if tapped else VERSION, len(program.tensors),
+                       len(program.commands), 0, program.dram_bytes)]
     for desc in program.tensors:
         out.append(DESCRIPTOR.pack(desc.offset, *desc.shape, DTYPE_CODES[np.dtype(desc.dtype)],
                                    0, desc.zero_point, desc.scale))
@@ -164,18 +188,21 @@ def encode(program: Program) -> bytes:
 
 def _encode_command(command: Command) -> bytes:
     body = BODIES[command.opcode]
+    tapped = command.tap != NO_TENSOR
+    tap = TAP.pack(command.tap, 0) if tapped else b""
+    flag = TAP_FLAG if tapped else 0
     if isinstance(command, EltwiseAdd):
-        head = COMMAND_HEAD.pack(command.opcode, 0, command.output, command.input,
+        head = COMMAND_HEAD.pack(command.opcode, flag, command.output, command.input,
                                  command.input2)
-        return head + body.pack(command.qmin, command.qmax)
+        return head + body.pack(command.qmin, command.qmax) + tap
     window = (*command.window.kernel, *command.window.strides, *command.window.pads)
     if isinstance(command, Pool):
-        head = COMMAND_HEAD.pack(command.opcode, command.mode, command.output, command.input,
-                                 NO_TENSOR)
-        return head + body.pack(*window, command.qmin, command.qmax)
-    head = COMMAND_HEAD.pack(command.opcode, 0, command.output, command.input, NO_TENSOR)
+        head = COMMAND_HEAD.pack(command.opcode, command.mode | flag, command.output,
+                                 command.input, NO_TENSOR)
+        return head + body.pack(*window, command.qmin, command.qmax) + tap
+    head = COMMAND_HEAD.pack(command.opcode, flag, command.output, command.input, NO_TENSOR)
     return head + body.pack(*window, command.weights, command.bias, command.multipliers,
-                            command.qmin, command.qmax)
+                            command.qmin, command.qmax) + tap
 
 
 def decode(data: bytes) -> Program:
@@ -183,17 +210,20 @@ def decode(data: bytes) -> Program:
         raise FormatError(f"a command stream starts with a {HEADER.size}-byte header; got "
                           f"{len(data)} bytes")
     magic, version, n_tensors, n_commands, reserved, dram_bytes = HEADER.unpack_from(data)
-    if magic != MAGIC or version != VERSION or reserved:
-        raise FormatError(f"not an npu_example command stream of version {VERSION} (magic "
-                          f"{magic!r}, version {version}); recompile the model")
+    if magic != MAGIC or version not in (VERSION, TAP_VERSION) or reserved:
+        raise FormatError(f"not an npu_example command stream of version {VERSION} or "
+                          f"{TAP_VERSION} (magic {magic!r}, version {version}); recompile the "
+                          f"model")
     program = Program(dram_bytes=dram_bytes)
     pos = HEADER.size
     for index in range(n_tensors):
         _need(data, pos, DESCRIPTOR.size, f"descriptor {index}")
         offset, n, h, w, c, code, reserved, zero, scale = DESCRIPTOR.unpack_from(data, pos)
-        if code not in DTYPES or reserved:
+        codes = DTYPES if version == TAP_VERSION else (0, 1)
+        if code not in codes or reserved:
             raise FormatError(f"descriptor {index} at byte {pos}: dtype code {code} (0 int8, "
-                              f"1 uint8) with reserved byte {reserved}")
+                              f"1 uint8{', 2 int32, 3 float32' if len(codes) > 2 else ''}) "
+                              f"with reserved byte {reserved}")
         desc = TensorDesc(offset, (n, h, w, c), DTYPES[code], zero, scale)
         if offset + desc.nbytes > dram_bytes:
             raise FormatError(f"descriptor {index} ends at byte {offset + desc.nbytes} of a "
@@ -201,14 +231,18 @@ def decode(data: bytes) -> Program:
         program.tensors.append(desc)
         pos += DESCRIPTOR.size
     for index in range(n_commands):
-        command, pos = _decode_command(data, pos, index, n_tensors)
+        command, pos = _decode_command(data, pos, index, program.tensors,
+                                       version == TAP_VERSION)
         program.commands.append(command)
     if pos != len(data):
         raise FormatError(f"{len(data) - pos} bytes after the last command")
     return program
 
 
-def _decode_command(data: bytes, pos: int, index: int, n_tensors: int) -> tuple[Command, int]:
+def _decode_command(data: bytes, pos: int, index: int, tensors: list[TensorDesc],
+                    taps: bool) -> tuple[Command, int]:
+    """Command ``index`` at ``pos`` and the position after it; ``taps`` says whether the
+    stream's version has debug taps."""
     _need(data, pos, COMMAND_HEAD.size, f"command {index}")
     opcode, mode, output, first, second = COMMAND_HEAD.unpack_from(data, pos)
     where = f"command {index} at byte {pos}"
@@ -220,13 +254,29 @@ def _decode_command(data: bytes, pos: int, index: int, n_tensors: int) -> tuple[
     _need(data, pos, body.size, where)
     fields = body.unpack_from(data, pos)
     pos += body.size
+    tap = NO_TENSOR
+    if taps and mode & TAP_FLAG:
+        mode &= ~TAP_FLAG
+        _need(data, pos, TAP.size, f"the tap of {where}")
+        tap, reserved = TAP.unpack_from(data, pos)
+        pos += TAP.size
+        if reserved:
+            raise FormatError(f"{where}: reserved bytes {reserved} after its tap descriptor")
+    n_tensors = len(tensors)
     operands = [output, first] + ([second] if opcode is Opcode.ELTWISE_ADD else [])
     if any(t >= n_tensors for t in operands) or \
             (opcode is not Opcode.ELTWISE_ADD and second != NO_TENSOR):
         raise FormatError(f"{where}: tensor operands {output}, {first}, {second} outside the "
                           f"{n_tensors} descriptors")
+    if any(tensors[t].dtype not in ACTIVATION_DTYPES for t in operands):
+        raise FormatError(f"{where}: tensor operands {output}, {first}, {second} must be int8 "
+                          f"or uint8 descriptors")
+    if tap != NO_TENSOR:
+        _check_tap(tensors, tap, output, opcode, where)
     if opcode is Opcode.ELTWISE_ADD:
-        return EltwiseAdd(output, first, second, *fields), pos
+        if mode:
+            raise FormatError(f"{where}: ELTWISE_ADD has no modes (mode byte {mode})")
+        return EltwiseAdd(output, first, second, *fields, tap), pos
     window = Window(tuple(fields[0:2]), tuple(fields[2:4]), tuple(fields[4:8]))
     if min(*window.kernel, *window.strides) < 1:
         raise FormatError(f"{where}: kernel {window.kernel} and strides {window.strides} must "
@@ -234,11 +284,23 @@ def _decode_command(data: bytes, pos: int, index: int, n_tensors: int) -> tuple[
     if opcode is Opcode.POOL:
         if mode not in PoolMode.__members__.values():
             raise FormatError(f"{where}: unknown pool mode {mode}")
-        return Pool(output, first, PoolMode(mode), window, *fields[8:]), pos
+        return Pool(output, first, PoolMode(mode), window, *fields[8:], tap), pos
     if mode:
         raise FormatError(f"{where}: {opcode.name} has no modes (mode byte {mode})")
     cls = Conv2d if opcode is Opcode.CONV2D else DepthwiseConv2d
-    return cls(output, first, window, *fields[8:]), pos
+    return cls(output, first, window, *fields[8:], tap), pos
+
+
+def _check_tap(tensors: list[TensorDesc], tap: int, output: int, opcode: Opcode,
+               where: str) -> None:
+    """A tap is an int32 (MAC array) or float32 (vector unit) descriptor of the output's
+    shape."""
+    expected = np.dtype(np.int32 if opcode in (Opcode.CONV2D, Opcode.DEPTHWISE_CONV2D)
+                        else np.float32)
+    if tap >= len(tensors) or tensors[tap].dtype != expected or \
+            tensors[tap].shape != tensors[output].shape:
+        raise FormatError(f"{where}: tap descriptor {tap} must be a descriptor of dtype "
+                          f"{expected} and the output's shape {list(tensors[output].shape)}")
 
 
 def _need(data: bytes, pos: int, size: int, what: str) -> None:

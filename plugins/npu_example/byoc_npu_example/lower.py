@@ -12,10 +12,20 @@ on (the int8 value comes in as a partition input).
 Either way the NPU keeps the int8 value: the runtime quantizes such a float input back
 (exact: ``round(float32(q - z) * s / s) == q - z`` for every int8 ``q``), and dequantizes a
 float output with the reference's formula.
+
+byoc verify's debug request (``partition.debug_outputs``) is honoured for what the NPU
+really computes: the output of each layer's op node (Conv, Gemm/MatMul, the pools, Add),
+which its command writes to a debug tap (:mod:`byoc_npu_example.command_stream`) placed after
+every activation buffer; ``Lowered.taps`` says which value each tap holds and how the
+runtime turns it into that value. A Relu or Clip output (folded into the requantize clamp)
+and a DequantizeLinear output (the int8 input itself) have no tap, and are left out. Without
+a request nothing changes: the stream, constants and metadata are those of an ordinary
+compile.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,13 +60,18 @@ from byoc_npu_example.sim import padded
 @dataclass
 class Lowered:
     """A partition ready for codegen. ``inputs`` and ``outputs`` say, per boundary value,
-    which descriptor holds it and whether it crosses as float (``dequantized``)."""
+    which descriptor holds it and whether it crosses as float (``dequantized``). ``taps``
+    (empty unless byoc verify asked) say, per debug tap, which op node's output ``name`` it
+    holds, its descriptor ``tensor``, the ``shape`` the runtime returns it in (NHWC when
+    4-D) and, for a MAC command's int32 accumulators, the float32 ``scales`` (one per
+    output channel, ``x_scale * w_scale``) that dequantize them."""
 
     program: Program
     constants: np.ndarray
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)
+    taps: list[dict] = field(default_factory=list)
 
 
 def partition_layers(partition: Partition, graph: Graph,
@@ -103,7 +118,7 @@ def _shared_dequantize(node: Node, graph: Graph) -> Quant | None:
 
 def lower_partition(partition: Partition, graph: Graph, config: NpuConfig = CONFIG) -> Lowered:
     layers, dequantized = partition_layers(partition, graph, config)
-    builder = _Builder(graph, config)
+    builder = _Builder(graph, config, set(partition.debug_outputs))
     produced = {}
     for layer in layers:
         produced[layer.y.value] = layer
@@ -148,7 +163,7 @@ def lower_partition(partition: Partition, graph: Graph, config: NpuConfig = CONF
             raise PluginError(f"npu_example: partition {partition.name!r} must output "
                               f"{value!r}, which none of its layers computes")
     program, constants = builder.finish()
-    return Lowered(program, constants, inputs, outputs, builder.summary)
+    return Lowered(program, constants, inputs, outputs, builder.summary, builder.taps)
 
 
 class _Builder:
@@ -156,14 +171,17 @@ class _Builder:
     buffers are only known once every constant is packed, so descriptors name buffers until
     :meth:`finish` places them."""
 
-    def __init__(self, graph: Graph, config: NpuConfig) -> None:
+    def __init__(self, graph: Graph, config: NpuConfig, debug_outputs: set[str]) -> None:
         self.graph, self.config = graph, config
+        self.debug_outputs = debug_outputs
         self.constants = bytearray()
         self.aliases: dict[str, str] = {}
         self.buffers: dict[str, int] = {}          # buffer name -> size in bytes
+        self.tap_buffers: dict[str, int] = {}      # the same for debug taps, placed last
         self.descriptors: dict[tuple, int] = {}    # (buffer, shape, dtype, zero, scale) -> index
         self.commands: list = []
         self.summary: list[dict] = []
+        self.taps: list[dict] = []
 
     def alias(self, value: str, source: str) -> None:
         self.aliases[value] = self.buffer_of(source)
@@ -205,13 +223,33 @@ class _Builder:
             command = EltwiseAdd(out, first, self.descriptor(layer.b), layer.qmin, layer.qmax)
         else:
             return      # a Flatten: its output descriptor already views its input's bytes
+        if layer.group.op.outputs[0] in self.debug_outputs:
+            command = dataclasses.replace(command, tap=self.tap(layer))
         self.commands.append(command)
         self.summary.append({"command": command.opcode.name, "node": layer.group.op.name,
                              "output": layer.y.value})
 
+    def tap(self, layer: Layer) -> int:
+        """The descriptor of a debug tap for the output of the layer's op node, in a buffer
+        of its own: int32 accumulators for a MAC command, float32 results for a vector one,
+        in the layer output's N x H x W x C shape."""
+        value, node = layer.group.op.outputs[0], layer.group.op
+        shape = nhwc_shape(self.graph.types[layer.y.value].shape)
+        dtype = np.dtype(np.int32 if isinstance(layer, ConvLayer) else np.float32)
+        self.tap_buffers[value] = int(np.prod(shape)) * dtype.itemsize
+        index = self.descriptors.setdefault((value, shape, dtype.name, 0, 1.0),
+                                            len(self.descriptors))
+        value_shape = self.graph.types[value].shape
+        tap = {"name": value, "node": node.name, "tensor": index,
+               "shape": list(shape if len(value_shape) == 4 else value_shape)}
+        if isinstance(layer, ConvLayer):
+            tap["scales"] = [float(s) for s in accumulator_scales(layer, self.graph)]
+        self.taps.append(tap)
+        return index
+
     def finish(self) -> tuple[Program, np.ndarray]:
         offsets, end = {}, self._aligned(len(self.constants))
-        for buffer, size in self.buffers.items():
+        for buffer, size in [*self.buffers.items(), *self.tap_buffers.items()]:
             offsets[buffer] = end
             end = self._aligned(end + size)
         tensors = [None] * len(self.descriptors)
@@ -246,3 +284,11 @@ def pack_conv(layer: ConvLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     multipliers[:out_c] = np.broadcast_to(np.asarray(integer.multiplier, np.float32).ravel(),
                                           (out_c,))
     return packed, bias, multipliers
+
+
+def accumulator_scales(layer: ConvLayer, graph: Graph) -> np.ndarray:
+    """The float32 value of one unit of each output channel's accumulator, ``x_scale *
+    w_scale`` (the scale of the layer's int32 bias), one per output channel."""
+    w_scale = graph.constants[layer.group.dequantize[1].inputs[1]]
+    scales = np.float32(layer.x.scale) * np.asarray(w_scale, np.float32).ravel()
+    return np.broadcast_to(scales, (layer.integer.out_channels,))

@@ -12,6 +12,10 @@ What it claims, each pattern a QDQ form of one layer (checks decline with the re
   runs (a residual block's input), which the layer patterns leave out of their matches.
 
 All but the last may end in a Relu or Clip, which the commands fold into their clamp.
+
+byoc verify's debug request (``Partition.debug_outputs``): the NPU returns the output of a
+layer's op node (Conv, Gemm/MatMul, a pool, Add) when asked, read from a debug tap its command
+writes (:mod:`byoc_npu_example.lower`); it has no Relu/Clip or DequantizeLinear output to give.
 """
 
 from __future__ import annotations
@@ -166,6 +170,8 @@ def byoc_codegen_partition(partition: Partition, lowered: Lowered) -> Payload:
     metadata = {"inputs": lowered.inputs, "outputs": lowered.outputs,
                 "commands": lowered.layers, "dram_bytes": lowered.program.dram_bytes,
                 "constants_bytes": int(lowered.constants.size)}
+    if lowered.taps:    # only on byoc verify's request: an ordinary payload has no key
+        metadata["taps"] = lowered.taps
     return Payload(encode(lowered.program), metadata, {"constants": lowered.constants})
 
 

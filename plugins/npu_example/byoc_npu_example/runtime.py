@@ -5,6 +5,12 @@ The payload holds the command stream (``data``), the constants blob
 and output. A run writes the inputs into DRAM (NHWC), runs the commands, and reads the
 outputs back.
 
+A partition compiled on byoc verify's debug request also has ``metadata["taps"]``: a run
+then returns, besides the outputs, the value of each op node a command tapped
+(:mod:`byoc_npu_example.lower`), read back from its tap descriptor: a MAC command's int32
+accumulators times their ``scales`` (``x_scale * w_scale`` per output channel), rounded once
+to float32, or a vector command's float32 results as they are; 4-D values in NHWC.
+
 Profiles and traces: :meth:`NpuRuntime.counters` are the simulator's, :data:`COUNTER_HELP`
 says what each counts, and :meth:`NpuRuntime.device_trace` gives the last run's cycles
 command by command (each command runs one layer, named after its ONNX node in
@@ -33,6 +39,7 @@ COUNTER_HELP = {
     "macs": "int8 multiply-accumulates of the MAC array, MACs",
     "bytes_read": "input tensor bytes read from DRAM (constants not counted), bytes",
     "bytes_written": "output tensor bytes written to DRAM, bytes",
+    "bytes_tapped": "debug tap bytes written to DRAM (byoc verify's request), bytes",
 }
 """What each counter of :meth:`NpuRuntime.counters` counts, and its unit."""
 
@@ -70,6 +77,7 @@ class NpuRuntime:
                               f"tensor for {', '.join(missing)}; recompile the model")
         self.nchw = graph_layout_values(signature)
         self.command_nodes = [spec["node"] for spec in payload.metadata.get("commands", [])]
+        self.taps = payload.metadata.get("taps", [])
         self.runs = 0
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -96,7 +104,16 @@ class NpuRuntime:
             if name in self.nchw:
                 values = np.ascontiguousarray(values.transpose(0, 3, 1, 2))
             outputs[name] = values.reshape(ttype.shape)
+        for tap in self.taps:
+            outputs[tap["name"]] = self._tapped_value(tap)
         return outputs
+
+    def _tapped_value(self, tap: dict) -> np.ndarray:
+        """The float32 value of the op node ``tap`` holds, from its descriptor."""
+        values = self.simulator.tensor(tap["tensor"])
+        if "scales" in tap:
+            values = values.astype(np.float64) * np.asarray(tap["scales"], np.float64)
+        return values.astype(np.float32).reshape(tap["shape"])
 
     def counters(self) -> dict[str, int]:
         return {"runs": self.runs, **self.simulator.counters}

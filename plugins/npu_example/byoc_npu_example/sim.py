@@ -16,9 +16,15 @@ Two units do the arithmetic:
   float32 arithmetic ONNX gives DequantizeLinear -> pool/Add -> QuantizeLinear, in the order
   byoc's reference interpreter uses, so the results are the reference's to the bit.
 
+Debug taps: a command with a ``tap`` descriptor also writes what it computed before
+requantizing there, as the unit holds it: a MAC command its int32 accumulators (bias added),
+a vector command its float32 results. byoc verify asks for them (see
+:mod:`byoc_npu_example.runtime`); they never change the command's output.
+
 Time: each command takes :func:`command_cycles`, the longer of its arithmetic (MACs over the
 MAC array's ``macs_per_cycle``, or output elements over the vector unit's ``vector_lanes``)
-and its DRAM traffic (the bytes it reads and writes over ``dram_bytes_per_cycle``), plus a
+and its DRAM traffic (the bytes it reads and writes, taps included, over
+``dram_bytes_per_cycle``), plus a
 fixed ``command_cycles`` (:class:`byoc_npu_example.config.NpuConfig`). Commands run one after
 the other. :attr:`Simulator.command_cycles` holds each command's cycles of the last run.
 """
@@ -31,6 +37,7 @@ import numpy as np
 
 from byoc import quantization
 from byoc_npu_example.command_stream import (
+    NO_TENSOR,
     Conv2d,
     DepthwiseConv2d,
     EltwiseAdd,
@@ -98,6 +105,14 @@ class Simulator:
         self.write(command.output, values)
         self.counters["bytes_written"] += values.size
 
+    def _tap(self, command, values: np.ndarray) -> None:
+        """Write the command's value before requantization to its tap, if it has one."""
+        if command.tap == NO_TENSOR:
+            return
+        desc = self.program.tensors[command.tap]
+        self.write(command.tap, values.astype(desc.dtype, copy=False))
+        self.counters["bytes_tapped"] += desc.nbytes
+
     def _load(self, index: int) -> tuple[np.ndarray, TensorDesc]:
         self.counters["bytes_read"] += self.program.tensors[index].nbytes
         return self.tensor(index), self.program.tensors[index]
@@ -133,6 +148,7 @@ class Simulator:
         bias = self._constant(command.bias, np.int32, padded(out_c))[:out_c]
         multipliers = self._constant(command.multipliers, np.float32, padded(out_c))[:out_c]
         total = (acc.astype(np.int64) + bias).astype(np.int32)   # wraps as int32 hardware does
+        self._tap(command, total)
         self._store(command, requantize(total, multipliers, y_desc.zero_point, command.qmin,
                                         command.qmax, y_desc.dtype))
 
@@ -156,6 +172,7 @@ class Simulator:
                 for j in range(taps.shape[4]):
                     total += taps[:, :, :, i, j]
             result = total / _window_counts(x.shape, command)
+        self._tap(command, result)
         self._store(command, quantize(result, y_desc, (command.qmin, command.qmax)))
 
     def eltwise_add(self, command: EltwiseAdd) -> None:
@@ -163,17 +180,19 @@ class Simulator:
         b, b_desc = self._load(command.input2)
         y_desc = self.program.tensors[command.output]
         total = dequantize(a, a_desc) + dequantize(b, b_desc)
+        self._tap(command, total)
         self._store(command, quantize(total, y_desc, (command.qmin, command.qmax)))
 
 
 def command_cycles(work: Counter[str], opcode: Opcode) -> int:
     """The cycles of one command that did ``work`` (its counter increments: macs,
-    bytes_read, bytes_written)."""
+    bytes_read, bytes_written, bytes_tapped)."""
     if opcode in (Opcode.CONV2D, Opcode.DEPTHWISE_CONV2D):
         arithmetic = -(-work["macs"] // CONFIG.macs_per_cycle)
     else:   # one output byte is one output element: the NPU's tensors are 8-bit
         arithmetic = -(-work["bytes_written"] // CONFIG.vector_lanes)
-    traffic = -(-(work["bytes_read"] + work["bytes_written"]) // CONFIG.dram_bytes_per_cycle)
+    moved = work["bytes_read"] + work["bytes_written"] + work["bytes_tapped"]
+    traffic = -(-moved // CONFIG.dram_bytes_per_cycle)
     return CONFIG.command_cycles + max(arithmetic, traffic)
 
 

@@ -3,6 +3,7 @@ malformed streams are refused with the place they go wrong."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -12,6 +13,7 @@ from byoc_npu_example.command_stream import (
     COMMAND_HEAD,
     DESCRIPTOR,
     HEADER,
+    TAP_FLAG,
     Conv2d,
     DepthwiseConv2d,
     EltwiseAdd,
@@ -78,3 +80,61 @@ def test_a_descriptor_outside_dram_is_refused():
     program.dram_bytes = 1100
     with pytest.raises(FormatError, match="descriptor 1 ends at byte 1600 of a 1100-byte DRAM"):
         decode(encode(program))
+
+
+def tapped_program() -> Program:
+    """The sample program with debug taps on its CONV2D (int32 accumulators) and first POOL
+    (float32 results), in two 32-bit descriptors after the activations."""
+    program = sample_program()
+    program.tensors += [TensorDesc(1600, (1, 4, 4, 32), np.dtype(np.int32), 0, 1.0),
+                        TensorDesc(3648, (1, 4, 4, 32), np.dtype(np.float32), 0, 1.0)]
+    program.commands[0] = dataclasses.replace(program.commands[0], tap=3)
+    program.commands[2] = dataclasses.replace(program.commands[2], tap=4)
+    program.dram_bytes = 3648 + 2048
+    return program
+
+
+def test_debug_taps_round_trip_in_version_2_and_leave_version_1_as_it_was():
+    plain, tapped = encode(sample_program()), encode(tapped_program())
+    assert struct.unpack_from("<H", plain, 4) == (1,)
+    assert struct.unpack_from("<H", tapped, 4) == (2,)
+    assert decode(tapped) == tapped_program() and encode(decode(tapped)) == tapped
+    # Two 20-byte descriptors, and 4 bytes (tap descriptor, reserved) after each tapped body.
+    assert len(tapped) == len(plain) + 2 * 20 + 2 * 4
+    conv_head = 16 + 5 * 20
+    assert tapped[conv_head + 1] == TAP_FLAG
+    assert decode(tapped).tensors[3].nbytes == 4 * 4 * 32 * 4
+
+
+def _with_tap(index, tap):
+    program = tapped_program()
+    program.commands[index] = dataclasses.replace(program.commands[index], tap=tap)
+    return encode(program)
+
+
+SHAPE_AND_DTYPE = "must be a descriptor of dtype {} and the output's shape"
+
+
+@pytest.mark.parametrize("data,message", [
+    (_with_tap(2, 3), "tap descriptor 3 " + SHAPE_AND_DTYPE.format("float32")),
+    (_with_tap(0, 4), "tap descriptor 4 " + SHAPE_AND_DTYPE.format("int32")),
+    (_with_tap(4, 4), "tap descriptor 4 " + SHAPE_AND_DTYPE.format("float32") +
+     r" \[1, 1, 16, 32\]"),
+    (_with_tap(0, 9), "tap descriptor 9 must be"),
+    (encode(dataclasses.replace(tapped_program(), commands=[
+        Conv2d(3, 0, Window(), 0, 16, 32, -128, 127, 4)])),
+     "tensor operands 3, 0, 65535 must be int8 or uint8"),
+])
+def test_malformed_taps_are_refused(data, message):
+    with pytest.raises(FormatError, match=message):
+        decode(data)
+
+
+def test_a_version_1_stream_has_no_taps_nor_32_bit_descriptors():
+    plain = encode(sample_program())
+    conv_mode = 16 + 3 * 20 + 1
+    with pytest.raises(FormatError, match="CONV2D has no modes \\(mode byte 128\\)"):
+        decode(plain[:conv_mode] + bytes([TAP_FLAG]) + plain[conv_mode + 1:])
+    tapped = encode(tapped_program())
+    with pytest.raises(FormatError, match="dtype code 2 \\(0 int8, 1 uint8\\)"):
+        decode(tapped[:4] + struct.pack("<H", 1) + tapped[6:])
