@@ -38,8 +38,10 @@ from byoc.pipeline import FallbackWarning
 from byoc.plugins.api import CliCommand
 from byoc.plugins.manager import LoadedPlugin, PluginManager, declarations, repeated
 from byoc.summary import format_profile, format_summary
+from byoc.vectors import stored_size
 
-BUILTIN_COMMANDS = ("show", "run", "compile", "estimate", "ops", "plugins", "new-plugin")
+BUILTIN_COMMANDS = ("show", "run", "compile", "estimate", "verify", "ops", "plugins",
+                    "new-plugin")
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command SIGPIPE ended
 
 
@@ -189,6 +191,12 @@ def build_parser(from_plugins: PluginCommands | None = None,
                           help="write an HTML partition report (graph coloured by plugin)")
     compile_.add_argument("--emit-onnx", metavar="PARTITIONED.onnx",
                           help="write the partitioned model as ONNX, one node per partition")
+    compile_.add_argument("--with-vectors", type=int, default=0, metavar="N",
+                          help="store N reference input/output pairs in the artifact, every "
+                               "partition boundary value included, so that byoc verify can "
+                               "check it without the ONNX model (0: none)")
+    compile_.add_argument("--vectors-seed", type=int, default=0, metavar="S",
+                          help="vector i draws its inputs from seed S+i (0)")
     _add_plugin_option(compile_)
     _add_placement_option(compile_)
     _add_shape_option(compile_)
@@ -213,6 +221,48 @@ def build_parser(from_plugins: PluginCommands | None = None,
     _add_placement_option(estimate)
     _add_shape_option(estimate)
     estimate.set_defaults(handler=_estimate)
+
+    verify = commands.add_parser(
+        "verify", help="check every partition against the reference and name the first "
+                       "node that disagrees",
+        description="Run every partition on its plugin with the reference interpreter's "
+                    "values as its inputs and compare its outputs with the reference (max "
+                    "abs error, quantization steps, SNR, cosine), and the model's outputs end "
+                    "to end. The first failing partition is narrowed down to the first node "
+                    "whose own output is wrong. Exit status 1 when a partition or an output "
+                    "is beyond tolerance.")
+    verify.add_argument("model", help="ONNX model file, or a .byoc artifact compiled with "
+                                      "--with-vectors N (checked on its bundled vectors)")
+    _add_partition_options(verify)
+    _add_plugin_option(verify)
+    _add_placement_option(verify, "for an ONNX model: ")
+    _add_shape_option(verify)
+    verify.add_argument("--input", action="append", default=[],
+                        metavar="NAME=FILE.npy|FILE.npz",
+                        help="an input array (repeatable); inputs not given are generated "
+                             "from --seed")
+    verify.add_argument("--seed", type=int, default=0, help="seed for generated inputs (0)")
+    verify.add_argument("--json", metavar="FILE.json",
+                        help="also write the result as JSON: {ok, outputs_ok, partitions: "
+                             "[{name, plugin, nodes, max_abs_err, snr_db, ok}], "
+                             "first_divergence: null or {partition, plugin, pattern, node, "
+                             "op_type, nodes}}")
+    verify.add_argument("--rtol", type=float, default=1e-4, metavar="R",
+                        help="float outputs: allowed error relative to the largest reference "
+                             "magnitude (1e-4)")
+    verify.add_argument("--atol", type=float, default=0.0, metavar="A",
+                        help="float outputs: allowed absolute error on top of --rtol (0)")
+    verify.add_argument("--max-lsb", type=int, default=1, metavar="K",
+                        help="quantized (integer) outputs: allowed error in quantization "
+                             "steps (1)")
+    verify.add_argument("--strict", action="store_true",
+                        help="for an ONNX model: fail instead of compiling for the host what "
+                             "a selected plugin matched but cannot compile")
+    _add_dynamic_tail_option(verify)
+    verify.add_argument("--waveforms", metavar="DIR",
+                        help="where a device model that departs from its golden model (vta_sim "
+                             "on the RTL) writes its waveform (default: a new temporary folder)")
+    verify.set_defaults(handler=_verify)
 
     ops = commands.add_parser("ops", help="list the ONNX ops byoc supports")
     ops.set_defaults(handler=_ops)
@@ -341,6 +391,12 @@ def _warnings_printed() -> Iterator[None]:
                                        warning.lineno)
 
 
+def _load_artifact(args: argparse.Namespace) -> byoc.CompiledModel:
+    """The .byoc artifact ``args.model`` with ``--plugin-option``s, warnings printed."""
+    with _warnings_printed():
+        return byoc.load(args.model, plugin_options=parse_plugin_options(args.plugin_option))
+
+
 def _run(args: argparse.Namespace) -> None:
     from byoc.report.trace import check_writable, write_chrome_trace
 
@@ -354,9 +410,7 @@ def _run(args: argparse.Namespace) -> None:
                              "--explain apply to ONNX models; a compiled artifact has fixed "
                              "shapes, plugins and placement, and keeps no partition plan to "
                              "explain (run byoc compile --explain on its ONNX model)")
-        with _warnings_printed():
-            model = byoc.load(args.model,
-                              plugin_options=parse_plugin_options(args.plugin_option))
+        model = _load_artifact(args)
     else:
         model = _compile_onnx(args, fed_inputs=given)
         if args.explain:
@@ -411,13 +465,20 @@ def _print_explanation(model: byoc.CompiledModel) -> None:
 
 def _compile(args: argparse.Namespace) -> None:
     model = _compile_onnx(args, min_partition_size=args.min_partition_size,
-                          pins=parse_pins(args.pin))
+                          pins=parse_pins(args.pin), with_vectors=args.with_vectors,
+                          vectors_seed=args.vectors_seed)
     out = args.output or str(Path(args.model).with_suffix(".byoc"))
     model.save(out)  # before any output, which a reader closing the pipe would cut short
     if args.explain:
         _print_explanation(model)
     print(format_summary(model))
     print(f"wrote {out}")
+    if model.vectors:
+        count = len(model.vectors)
+        print(f"  with {count} reference vector{'s' if count != 1 else ''} (seeds "
+              f"{args.vectors_seed}..{args.vectors_seed + count - 1}), "
+              f"{stored_size(out) / 1024:.1f} KiB in the artifact: byoc verify {out} checks "
+              f"every partition on them")
     if args.report:
         from byoc.report import write_html_report
 
@@ -453,6 +514,40 @@ def _estimate(args: argparse.Namespace) -> None:
     print(format_estimate(placement, Path(args.model).name))
     if args.json:
         print(f"wrote {args.json}")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from byoc.report.verify import format_verification, write_verify_json
+    from byoc.verify import Tolerance, verify_compiled
+
+    tolerance = Tolerance(rtol=args.rtol, atol=args.atol, max_lsb=args.max_lsb)
+    given = load_inputs(args.input)
+    if Path(args.model).suffix == ".byoc":
+        if args.input or args.seed or args.input_shape or args.plugins or args.pin \
+                or args.placement != "cost" or args.min_partition_size != 1 or args.strict \
+                or args.no_dynamic_tail:
+            raise InputError("a .byoc artifact is verified as compiled, on the reference "
+                             "vectors it bundles: --input, --seed, --input-shape, --plugins, "
+                             "--pin, --placement, --min-partition-size, --strict and "
+                             "--no-dynamic-tail apply to an ONNX model only")
+        found = verify_compiled(_load_artifact(args), None, tolerance,
+                                waveforms=args.waveforms)
+    else:
+        model = _compile_onnx(args, fed_inputs=given, min_partition_size=args.min_partition_size,
+                              pins=parse_pins(args.pin))
+        inputs = {**random_inputs({n: t for n, t in model.inputs.items() if n not in given},
+                                  seed=args.seed), **given}
+        found = verify_compiled(model, inputs, tolerance, waveforms=args.waveforms)
+        generated = sorted(set(model.inputs) - set(given))
+        found.inputs = (f"inputs {', '.join(sorted(given))} from files" if given else "") + \
+            (" and " if given and generated else "") + \
+            (f"random inputs, seed {args.seed}" if generated else "")
+    if args.json:
+        write_verify_json(args.json, found)
+    print(format_verification(found, Path(args.model).name))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0 if found.ok else 1
 
 
 def _ops(args: argparse.Namespace) -> None:

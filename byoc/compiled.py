@@ -22,11 +22,11 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 import numpy as np
 
-from byoc import artifact
+from byoc import artifact, vectors
 from byoc.core import dtypes
 from byoc.core.dynamic_tail import TAIL_HOST, DynamicTail
 from byoc.core.interpreter.runner import check_signature
@@ -41,6 +41,7 @@ from byoc.errors import (
 from byoc.layouts import GRAPH_LAYOUT, LayoutEnv, LayoutPlan, check_layout, plan_conversions
 from byoc.plugins.api import (
     DeviceTrace,
+    Partition,
     PartitionSignature,
     Payload,
     Runtime,
@@ -137,10 +138,13 @@ class ModelSignature:
 
 @dataclass
 class CompileSource:
-    """The optimized graph and its partition plan, for a model compiled in this process."""
+    """The optimized graph and its partition plan, for a model compiled in this process, and
+    ``compile_partition``, which compiles another partition of that graph with the same
+    plugins and options (``byoc verify`` compiles pieces of a failing partition with it)."""
 
     graph: Graph
     plan: PartitionPlan
+    compile_partition: Callable[[Partition], CompiledPartition] | None = None
 
 
 @dataclass
@@ -167,6 +171,8 @@ class CompiledModel:
 
     ``outputs`` are the model's outputs in the model's order, each with its static type, or
     None for one the dynamic ``tail`` computes (its shape is decided by each run).
+
+    ``vectors`` are the reference vectors saved with the model (:mod:`byoc.vectors`), or None.
     """
 
     def __init__(self, signature: ModelSignature, parts: list[CompiledPartition],
@@ -175,6 +181,7 @@ class CompiledModel:
         fallback = fallback or HostFallback()
         self.graph = source.graph if source is not None else None
         self.plan = source.plan if source is not None else None
+        self.compile_partition = source.compile_partition if source is not None else None
         self.parts = parts
         self.fallbacks = fallback.fallbacks
         self.strict = fallback.strict
@@ -189,6 +196,7 @@ class CompiledModel:
             self.outputs = {name: None if name in tail.outputs else self._static_outputs[name]
                             for name in tail.model_outputs}
         self._constant_outputs = dict(signature.constant_outputs)
+        self.vectors: list[vectors.ReferenceVector] | None = None
         if source is not None:
             names = {p.name: [node.name for node in p.nodes] for p in source.plan.partitions}
             placement = source.plan.placement
@@ -321,6 +329,8 @@ class CompiledModel:
             manifest["dynamic_tail"] = self.tail.to_dict(store_tail_array)
             manifest["dynamic_tail_arrays"] = store(
                 "weights/dynamic_tail", {str(i): a for i, a in enumerate(tail_arrays)})
+        if self.vectors:
+            manifest["vectors"] = vectors.to_manifest(self.vectors, store)
         artifact.write(path, manifest, entries)
 
 
@@ -364,7 +374,9 @@ def load(path: str | Path, manager: PluginManager | None = None,
         parts.append(CompiledPartition(spec.signature, spec.plugin, spec.plugin_version,
                                        spec.payload, runtime, spec.ops, spec.nodes,
                                        spec.estimate))
-    return CompiledModel(layout.signature, parts, layout.tail)
+    model = CompiledModel(layout.signature, parts, layout.tail)
+    model.vectors = layout.vectors
+    return model
 
 
 @dataclass
@@ -395,6 +407,7 @@ class _ModelSpec:
     signature: ModelSignature
     partitions: list[_PartitionSpec]
     tail: DynamicTail | None
+    vectors: list[vectors.ReferenceVector] | None
 
 
 class _ManifestReader:
@@ -412,9 +425,9 @@ class _ManifestReader:
         field = f"{where}.{key}" if where else key
         if key not in mapping:
             raise self.fail(field, "is missing")
-        return self._check(mapping[key], kind, field)
+        return self.check(mapping[key], kind, field)
 
-    def _check(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    def check(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             raise self.fail(where, f"must be a {names}, not {type(value).__name__}")
@@ -422,18 +435,18 @@ class _ManifestReader:
 
     def string_map(self, value: Mapping, where: str, values: type) -> dict[str, Any]:
         for key, item in value.items():
-            self._check(key, str, f"{where} key")
-            self._check(item, values, f"{where}.{key}")
+            self.check(key, str, f"{where} key")
+            self.check(item, values, f"{where}.{key}")
         return dict(value)
 
     def strings(self, value: list, where: str) -> list[str]:
-        return [self._check(item, str, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [self.check(item, str, f"{where}[{i}]") for i, item in enumerate(value)]
 
     def types(self, value: list, where: str) -> tuple[dict[str, TensorType], dict[str, str]]:
         types, layouts = {}, {}
         for i, entry in enumerate(value):
             at = f"{where}[{i}]"
-            self._check(entry, dict, at)
+            self.check(entry, dict, at)
             name = self.get(entry, "name", str, at)
             shape = self.get(entry, "shape", list, at)
             for j, dim in enumerate(shape):
@@ -470,7 +483,7 @@ def _parse_manifest(read: _ManifestReader, manifest: Mapping) -> _ModelSpec:
     partitions = []
     for i, spec in enumerate(read.get(manifest, "partitions", list, "")):
         at = f"partitions[{i}]"
-        read._check(spec, dict, at)
+        read.check(spec, dict, at)
         plugin = read.get(spec, "plugin", str, at)
         version = read.get(spec, "plugin_version", str, at)
         if plugins.get(plugin) != version:
@@ -494,7 +507,15 @@ def _parse_manifest(read: _ManifestReader, manifest: Mapping) -> _ModelSpec:
                                          estimate))
     model = read.get(manifest, "model", str, "")
     tail = _parse_tail(read, manifest, inputs, outputs) if "dynamic_tail" in manifest else None
-    return _ModelSpec(ModelSignature(model, inputs, outputs, constants), partitions, tail)
+    # Optional since issue 21; older byoc ignores it.
+    stored = vectors.from_manifest(
+        read, read.get(manifest, "vectors", list, ""), inputs,
+        tail.model_outputs if tail is not None else list(outputs),
+        [spec.signature for spec in partitions],
+        {**outputs, **{name: TensorType.of(array) for name, array in constants.items()}},
+    ) if "vectors" in manifest else None
+    return _ModelSpec(ModelSignature(model, inputs, outputs, constants), partitions, tail,
+                      stored)
 
 
 def _parse_tail(read: _ManifestReader, manifest: Mapping, inputs: Mapping[str, TensorType],
@@ -568,10 +589,13 @@ def _profile_of(part: CompiledPartition, seconds: float, start: float) -> Partit
                           f"{exc}") from None
 
 
-def run_partition(part: CompiledPartition, env: LayoutEnv) -> dict[str, np.ndarray]:
+def run_partition(part: CompiledPartition, env: LayoutEnv,
+                  extra: Collection[str] = ()) -> dict[str, np.ndarray]:
     """Run one partition's runtime on its inputs from ``env``. A runtime's own ByocError keeps
     its class; any other exception, or a broken output contract, is an ExecutionError. Both
-    name the plugin and the partition."""
+    name the plugin and the partition. The runtime may also return the values named in
+    ``extra`` (those of a debug request, :attr:`byoc.plugins.api.Partition.debug_outputs`),
+    which come back unchecked besides the outputs."""
     layouts = part.signature.layouts
     feeds = {name: env.get(name, layouts.get(name, GRAPH_LAYOUT))
              for name in part.signature.inputs}
@@ -591,15 +615,19 @@ def run_partition(part: CompiledPartition, env: LayoutEnv) -> dict[str, np.ndarr
                              f"{part.signature.name!r}: {type(exc).__name__}: {exc} (a bug "
                              f"in the plugin, or its device failed: report it to the plugin's "
                              f"authors)") from exc
-    return _checked_outputs(part, results)
+    checked = _checked_outputs(part, results, extra)
+    checked.update((name, np.asarray(results[name])) for name in extra if name in results)
+    return checked
 
 
-def _checked_outputs(part: CompiledPartition, results: Any) -> dict[str, np.ndarray]:
+def _checked_outputs(part: CompiledPartition, results: Any,
+                     allowed: Collection[str] = ()) -> dict[str, np.ndarray]:
     where = f"plugin {part.plugin!r}, partition {part.signature.name!r}"
     if not isinstance(results, Mapping):
         raise ExecutionError(f"{where}: the runtime returned {type(results).__name__}, "
                              f"expected a dict of arrays by output name")
-    extra = sorted(str(name) for name in results if name not in part.signature.outputs)
+    extra = sorted(str(name) for name in results
+                   if name not in part.signature.outputs and name not in allowed)
     if extra:
         raise ExecutionError(f"{where}: the runtime returned values the partition does not "
                              f"define: {', '.join(extra)}")

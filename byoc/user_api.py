@@ -15,6 +15,7 @@ from byoc.core.verify import verify
 from byoc.partition.placement import Placement
 from byoc.pipeline import HOST_PLUGIN, CompileOptions, compile_graph, plan_graph
 from byoc.plugins.manager import PluginManager
+from byoc.vectors import check_request, make_vectors
 
 
 def import_model(model: ModelSource,
@@ -39,7 +40,8 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
             plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
             default_plugins: Sequence[str] | None = None,
             manager: PluginManager | None = None, dynamic_tail: bool = True,
-            placement: str = "cost") -> CompiledModel:
+            placement: str = "cost", with_vectors: int = 0,
+            vectors_seed: int = 0) -> CompiledModel:
     """Compile a model for the given plugins, in priority order. After them come the
     ``default_plugins`` (by default every installed plugin whose ``PluginInfo.role`` is
     ``"host"``, in alphabetical order, such as cpu_llvm, the LLVM host backend; ``()`` for
@@ -72,7 +74,13 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
     have the shapes each run gives them (:mod:`byoc.core.dynamic_tail`); with False such a
     model is refused with a ShapeInferenceError naming the node and the inputs to make
     constant, for users who want static graphs only.
+
+    ``with_vectors``: how many reference vectors (:mod:`byoc.vectors`) to compute and keep in
+    ``compiled.vectors``, and so in its artifact, so that ``byoc verify`` can check the
+    artifact where the ONNX model is not at hand; vector ``i`` draws its inputs from seed
+    ``vectors_seed + i``.
     """
+    check_request(with_vectors, vectors_seed)
     tail = None
     if isinstance(model, Graph):
         graph = model.copy()
@@ -85,7 +93,10 @@ def compile(model: ModelSource | Graph, plugins: Sequence[str] = (),
                              min_partition_size=min_partition_size, pins=dict(pins or {}),
                              host=host, plugin_options=dict(plugin_options or {}),
                              default_plugins=default_plugins, placement=placement)
-    return compile_graph(graph, options, manager, tail)
+    compiled = compile_graph(graph, options, manager, tail)
+    if with_vectors:
+        compiled.vectors = make_vectors(compiled, with_vectors, vectors_seed)
+    return compiled
 
 
 def estimate_model(model: ModelSource | Graph, plugins: Sequence[str] = (),

@@ -219,3 +219,27 @@ def test_without_the_debug_request_the_layer_output_is_named(monkeypatch):
                                                      "QuantizeLinear")
     assert "pool/MaxPool" in divergence.nodes
     assert "no inner value" in divergence.narrowed[-1]
+
+
+def test_an_artifact_verifies_on_its_bundled_vectors_and_names_the_failing_partition(
+        cnn_int8, tmp_path):
+    """No ONNX model at hand: the artifact's vectors hold every partition's reference inputs
+    and outputs, so each partition is still checked on its own; a partition that goes wrong
+    on the device is named (not narrowed: the artifact keeps no graph to recompile from)."""
+    model, _ = cnn_int8
+    byoc.compile(model, plugins=["vta_sim"], placement="priority",
+                 with_vectors=2).save(tmp_path / "m.byoc")
+    clean = verify_compiled(byoc.load(tmp_path / "m.byoc"))
+    assert clean.ok and "2 reference vector(s)" in clean.inputs
+    assert len(clean.partitions) == 9 and clean.first_divergence is None
+    loaded = byoc.load(tmp_path / "m.byoc")
+    target = [p for p in loaded.parts if p.plugin == "vta_sim"][2]
+    target.runtime = Corrupting(target.runtime, 3)
+    found = verify_compiled(loaded)
+    assert [p.name for p in found.partitions if not p.ok] == [target.signature.name]
+    assert found.partitions[loaded.parts.index(target)].steps == 3
+    divergence = found.first_divergence
+    assert divergence.partition == target.signature.name and divergence.plugin == "vta_sim"
+    assert divergence.nodes == target.nodes and divergence.node == target.nodes[-1]
+    assert "not narrowed" in divergence.detail
+    assert json.loads(json.dumps(found.to_json()))["first_divergence"]["pattern"] == ""
