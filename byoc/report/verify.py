@@ -10,7 +10,6 @@ from pathlib import Path
 from byoc.errors import InputError
 from byoc.verify import OutputCheck, Verification
 
-
 # ``byoc verify --json``'s schema: keys and value types (scripts rely on it).
 VERIFY_SCHEMA = {
     "ok": bool, "outputs_ok": bool,
