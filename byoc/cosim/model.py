@@ -128,14 +128,8 @@ class CosimModel:
         ``max_cycles`` cycles without done; ``describe(model)``, when given, is appended to
         its message to say what the design was doing.
         """
-        if max_cycles < 0:
-            raise CosimError(f"{self.top}: max_cycles must not be negative, got {max_cycles}.")
-        reached_done = ctypes.c_int32(0)
-        cycles = self._lib.byoc_cosim_run(self.sim.model, self._state, self._trace,
-                                          ctypes.byref(self._time), max_cycles,
-                                          ctypes.byref(reached_done))
-        self._cycles += cycles
-        if not reached_done.value:
+        cycles, done = self._run(max_cycles)
+        if not done:
             message = (f"{self.top}: the cycle limit of {max_cycles} was reached before "
                        f"{self.done} went high ({self._cycles} cycles since the model was "
                        f"loaded).")
@@ -144,12 +138,34 @@ class CosimModel:
             raise WatchdogError(message)
         return cycles
 
+    def advance(self, cycles: int) -> int:
+        """Run the clock in C++ for ``cycles`` cycles, or fewer if the done output reads 1
+        after a rising edge first; returns the cycles run."""
+        return self._run(cycles)[0]
+
+    def _run(self, max_cycles: int) -> tuple[int, bool]:
+        if max_cycles < 0:
+            raise CosimError(f"{self.top}: a cycle count must not be negative, got "
+                             f"{max_cycles}.")
+        reached_done = ctypes.c_int32(0)
+        cycles = self._lib.byoc_cosim_run(self.sim.model, self._state, self._trace,
+                                          ctypes.byref(self._time), max_cycles,
+                                          ctypes.byref(reached_done))
+        self._cycles += cycles
+        return cycles, bool(reached_done.value)
+
     @contextlib.contextmanager
-    def trace(self, path: os.PathLike | str) -> Iterator[Path]:
+    def trace(self, path: os.PathLike | str, *, origin: int = 0) -> Iterator[Path]:
         """Dump every clock edge to the VCD file ``path`` while the block runs.
 
-        Timestamps continue across traces: the rising edge of cycle n is at time 10 * n.
+        The rising edge of cycle n (counted like :attr:`cycles`) is at time 10 * (n -
+        ``origin``): by default timestamps continue across traces from the model's loading;
+        a trace opened in the middle of a run with ``origin`` set to the run's first cycle is
+        timed from it. The file starts with every signal's value at the moment it is opened.
         """
+        if not 0 <= origin <= self._cycles:
+            raise CosimError(f"{self.top}: a trace's origin must be a cycle already run "
+                             f"(0..{self._cycles}), got {origin}.")
         if self.sim.vcd_trace is not None:
             raise CosimError(f"{self.top} is already tracing to {self.sim.vcd_filename}; one "
                              f"trace at a time.")
@@ -166,10 +182,13 @@ class CosimModel:
         self.sim.vcd_trace = self._trace
         self.sim.vcd_filename = str(path)
         self.sim.auto_tracing_mode = None
+        # The time is only ever read by dumps: shifted while this trace is open.
+        self._time.value -= 10 * origin
         self._lib.byoc_cosim_dump(self._trace, self._time.value)
         try:
             yield path
         finally:
+            self._time.value += 10 * origin
             self._lib.byoc_cosim_trace_close(self._trace)
             self._trace = None
             self.sim.vcd_trace = None
@@ -192,6 +211,13 @@ class CosimModel:
 
     def clear_memory_faults(self) -> None:
         self._lib.byoc_cosim_clear_faults(self._state)
+
+    def take_log(self) -> np.ndarray:
+        """The words the design appended to its event log (DPI ``byoc_log64``) since the
+        last take, as uint64, in order; the log is emptied."""
+        words = np.empty(self._lib.byoc_cosim_log_size(self._state), dtype=np.uint64)
+        self._lib.byoc_cosim_log_take(self._state, words.ctypes.data, words.size)
+        return words
 
     def _activate(self) -> None:
         self._lib.byoc_cosim_activate(self._state)
@@ -216,6 +242,8 @@ def _declare_harness(lib: ctypes.CDLL) -> None:
         "byoc_cosim_fault": ([pointer, ctypes.c_int, ctypes.POINTER(i32), ctypes.POINTER(i32),
                               ctypes.POINTER(u64)], None),
         "byoc_cosim_clear_faults": ([pointer], None),
+        "byoc_cosim_log_size": ([pointer], u64),
+        "byoc_cosim_log_take": ([pointer, pointer, u64], None),
         "byoc_cosim_dump": ([pointer, u64], None),
         "byoc_cosim_trace_close": ([pointer], None),
         "byoc_cosim_run": ([pointer, pointer, pointer, ctypes.POINTER(u64), u64,

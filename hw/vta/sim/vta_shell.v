@@ -1,6 +1,8 @@
 // vta_shell: the simulation top. The accelerator (vta_core) with its DRAM (vta_dram, host
 // memory slot 0 through byoc.cosim's DPI functions, MEM_LATENCY cycles per request). The
 // register port and o_done are the shell's ports; byoc_vta_sim.rtl drives them.
+// Built with VTA_WRITE_MONITOR defined, it also logs every buffer and DRAM write with the
+// instruction that made it (vta_write_monitor, wired to the core by hierarchical names).
 `default_nettype none
 `include "vta_config.vh"
 
@@ -39,6 +41,24 @@ module vta_shell (
         .i_req_id(req_id), .o_rd_valid(rd_valid), .i_rd_ready(rd_ready), .o_rd_data(rd_data),
         .o_rd_id(rd_id), .o_wr_ready(wr_ready), .o_wr_id(wr_id), .i_wr_valid(wr_valid),
         .i_wr_data(wr_data), .i_wr_strb(wr_strb));
+
+`ifdef VTA_WRITE_MONITOR
+    vta_write_monitor #(
+        .PORT_BYTES(PORT_BYTES), .INP_W(`VTA_BATCH * `VTA_BLOCK_IN * 8),
+        .WGT_W(`VTA_BLOCK_OUT * `VTA_BLOCK_IN * 8), .ACC_W(`VTA_BATCH * `VTA_BLOCK_OUT * 32),
+        .UOP_AW($clog2(`VTA_UOP_DEPTH)), .INP_AW($clog2(`VTA_INP_DEPTH)),
+        .WGT_AW($clog2(`VTA_WGT_DEPTH)), .ACC_AW($clog2(`VTA_ACC_DEPTH))
+    ) monitor (
+        .clk(clk), .i_load_index(core.index_load), .i_compute_index(core.index_compute),
+        .i_store_index(core.index_store),
+        .i_retired({core.retired_store, core.retired_compute, core.retired_load}),
+        .i_uop_we(core.uop_we), .i_uop_waddr(core.uop_waddr), .i_uop_wdata(core.uop_wdata),
+        .i_wgt_we(core.wgt_we), .i_wgt_waddr(core.wgt_waddr), .i_wgt_wdata(core.wgt_wdata),
+        .i_inp_we(core.inp_we), .i_inp_waddr(core.inp_waddr), .i_inp_wdata(core.inp_wdata),
+        .i_acc_we(core.acc_we), .i_acc_waddr(core.acc_waddr), .i_acc_wdata(core.acc_wdata),
+        .i_dram_we(dram.write_beat), .i_dram_addr(dram.addr), .i_dram_wdata(wr_data),
+        .i_dram_strb(wr_strb));
+`endif
 endmodule
 
 `default_nettype wire

@@ -112,12 +112,18 @@ def config_include(config: VtaConfig, cache_dir: Path | None = None) -> Path:
     return folder
 
 
-def build_rtl(config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = None) -> CosimModel:
-    """The Verilated accelerator for ``config`` (built once per design and configuration)."""
+def build_rtl(config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = None,
+              write_monitor: bool = False) -> CosimModel:
+    """The Verilated accelerator for ``config`` (built once per design and configuration).
+
+    ``write_monitor`` builds it with the simulation-only monitor that logs every buffer and
+    DRAM write with its instruction (hw/vta/sim/vta_write_monitor.v): a build of its own,
+    cached beside the plain one, which keeps the speed of runs that do not ask for it."""
     check_supported(config)
     root = rtl_dir()
     include = config_include(config, cache_dir)
     return build_model("vta_shell", rtl_sources(root), include_dirs=[include, root, root / "sim"],
+                       defines={"VTA_WRITE_MONITOR": None} if write_monitor else None,
                        clock="clk", done="o_done",
                        cache_dir=Path(cache_dir) if cache_dir else None)
 
@@ -126,25 +132,34 @@ class RtlSimulator:
     """The accelerator's RTL with the functional simulator's ``run(stream, dram)``."""
 
     def __init__(self, config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = None,
-                 model: CosimModel | None = None, max_uops: int = MAX_UOPS):
+                 model: CosimModel | None = None, max_uops: int = MAX_UOPS,
+                 write_monitor: bool = False):
         self.config = config
         self.max_uops = max_uops
-        self.model = model if model is not None else build_rtl(config, cache_dir=cache_dir)
+        self.write_monitor = write_monitor
+        self.model = model if model is not None else build_rtl(
+            config, cache_dir=cache_dir, write_monitor=write_monitor)
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES + RTL_COUNTER_NAMES, 0)
+        self.started_at = 0     # the model's cycle count when the last run's core started
         self._insns: list[Insn] = []
 
     # -- running -----------------------------------------------------------------------------
 
     def run(self, stream: bytes | Sequence[Insn], dram: np.ndarray, *,
-            max_cycles: int | None = None, trace: os.PathLike | str | None = None
-            ) -> dict[str, int]:
+            max_cycles: int | None = None, trace: os.PathLike | str | None = None,
+            window: tuple[int, int] | None = None) -> dict[str, int]:
         """Run the stream to FINISH on the RTL against ``dram`` (1-D uint8, modified in
-        place); return this run's counters. ``trace`` writes a VCD of the whole run."""
+        place); return this run's counters. ``trace`` writes a VCD of the whole run, or with
+        ``window=(first, stop)`` of the run's cycles first..stop-1 only, counted from the
+        core's start (:attr:`started_at`), as the VCD's timestamps are (10 per cycle)."""
         model = self.model
-        with model.trace(trace) if trace is not None else contextlib.nullcontext():
+        whole = trace is not None and window is None
+        with model.trace(trace) if whole else contextlib.nullcontext():
             insns, memory = self.start(stream, dram)
             limit = max_cycles if max_cycles is not None else self.cycle_limit(insns)
             try:
+                if window is not None and trace is not None:
+                    limit -= self._run_window(trace, window, limit)
                 model.run(limit, describe=self.describe_state)
             except WatchdogError as err:
                 raise SimulationError(f"vta_sim RTL: {err}") from None
@@ -183,7 +198,19 @@ class RtlSimulator:
         write_register(model, REG_INSN_ADDR, stream_at)
         write_register(model, REG_INSN_COUNT, len(insns))
         write_register(model, REG_CTRL, 1)
+        self.started_at = model.cycles
         return insns, memory
+
+    def _run_window(self, trace: os.PathLike | str, window: tuple[int, int], limit: int) -> int:
+        """Clock the started core to the window, tracing only within it; the cycles run."""
+        first, stop = window
+        if not 0 <= first <= stop:
+            raise SimulationError(f"vta_sim RTL: a trace window runs from a cycle to a later "
+                                  f"one, not {first}..{stop}")
+        ran = self.model.advance(min(first, limit))
+        with self.model.trace(trace, origin=self.started_at):
+            ran += self.model.advance(min(stop, limit) - ran)
+        return ran
 
     def _memory_image(self, insns: list[Insn], dram: np.ndarray) -> tuple[np.ndarray, int]:
         code = np.frombuffer(encode_stream(insns), dtype=np.uint8)

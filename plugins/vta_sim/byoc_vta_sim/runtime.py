@@ -14,6 +14,10 @@ Profiles and traces: :meth:`VtaRuntime.counters` are the simulator's (or the RTL
 counters, :data:`COUNTER_HELP` says what each counts, and :meth:`VtaRuntime.device_trace`
 gives the last run's cycles layer by layer, the layers being the generator's (``metadata
 ["layers"]``, each a run of consecutive instructions of the stream).
+
+When a run on the RTL gives wrong outputs, :meth:`VtaRuntime.device_difference` names the
+first instruction whose writes differ from the functional simulator's, with a waveform
+around it (:mod:`byoc_vta_sim.first_difference`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from byoc.errors import PluginError, PluginOptionError
-from byoc.plugins.api import DeviceEvent, DeviceTrace, PartitionSignature, Payload
+from byoc.plugins.api import (
+    DeviceDifference,
+    DeviceEvent,
+    DeviceTrace,
+    PartitionSignature,
+    Payload,
+)
 from byoc.quantization import quantize
 from byoc_vta_sim.config import VtaConfig, config_from_dict
 from byoc_vta_sim.dram_layout import ActivationLayout
@@ -60,11 +70,12 @@ COUNTER_HELP = {
 
 
 @functools.lru_cache(maxsize=None)
-def shared_rtl(config: VtaConfig):
-    """One RTL model per configuration and process, shared by every partition."""
+def shared_rtl(config: VtaConfig, write_monitor: bool = False):
+    """One RTL model per configuration and process (and one with the write monitor), shared
+    by every partition."""
     from byoc_vta_sim.rtl import RtlSimulator
 
-    return RtlSimulator(config)
+    return RtlSimulator(config, write_monitor=write_monitor)
 
 
 class VtaRuntime:
@@ -100,14 +111,7 @@ class VtaRuntime:
         self.runs = 0
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name in self.signature.inputs:
-            data = np.asarray(inputs[name])
-            if name in self.dequantized:
-                name, data = self._quantize(name, data)
-            offset, layout, kind, shift = self.regions[name]
-            image = layout.pack(_as_image(data, kind, layout), shift)
-            raw = image.view(np.uint8).ravel()
-            self.dram[offset:offset + raw.size] = raw
+        self.dram = self.input_image(inputs)
         self._execute()
         self.runs += 1
         outputs = {}
@@ -118,6 +122,34 @@ class VtaRuntime:
             values = layout.unpack(image, shift, out_type.dtype)
             outputs[name] = _from_image(values, kind, out_type.shape)
         return outputs
+
+    def device_difference(self, inputs: dict[str, np.ndarray], folder: str
+                          ) -> DeviceDifference | None:
+        """On the RTL (target rtl or cosim): the first instruction of the stream whose writes
+        differ from the functional simulator's when run on ``inputs`` (both from zeroed
+        buffers), with a VCD around it written into ``folder``; None when all agree, and
+        always on target sim. Nothing of the runtime's state changes."""
+        if self.rtl is None:
+            return None
+        from byoc_vta_sim.first_difference import locate_first_difference
+
+        return locate_first_difference(self.insns, self.input_image(inputs), self.config,
+                                       shared_rtl(self.config, write_monitor=True),
+                                       folder=folder)
+
+    def input_image(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The DRAM image a run on ``inputs`` starts from: a copy of the current one with
+        every partition input in its region, in the accelerator's layout."""
+        dram = self.dram.copy()
+        for name in self.signature.inputs:
+            data = np.asarray(inputs[name])
+            if name in self.dequantized:
+                name, data = self._quantize(name, data)
+            offset, layout, kind, shift = self.regions[name]
+            image = layout.pack(_as_image(data, kind, layout), shift)
+            raw = image.view(np.uint8).ravel()
+            dram[offset:offset + raw.size] = raw
+        return dram
 
     def _execute(self) -> None:
         if self.rtl is None:

@@ -26,7 +26,7 @@ otherwise it runs micro-op by micro-op, each over its lanes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -167,9 +167,12 @@ class Simulator:
 
     # -- running a stream ------------------------------------------------------------------
 
-    def run(self, stream: bytes | Sequence[Insn], dram: np.ndarray) -> dict[str, int]:
+    def run(self, stream: bytes | Sequence[Insn], dram: np.ndarray, *,
+            observer: Callable[[int, Insn], None] | None = None) -> dict[str, int]:
         """Run the stream to FINISH against ``dram`` (1-D uint8, modified in place); return
-        this run's counters (also added to :attr:`counters`)."""
+        this run's counters (also added to :attr:`counters`). ``observer(index, insn)``, when
+        given, is called after each instruction, in the order they execute, when the buffers
+        and ``dram`` hold its effect."""
         insns = _instructions(stream)
         _check_dram(dram)
         for index, insn in enumerate(insns):
@@ -177,19 +180,22 @@ class Simulator:
         check_work(insns, self.max_uops, "simulator")
         counters = dict.fromkeys(COUNTER_NAMES, 0)
         try:
-            self._schedule(insns, dram, counters)
+            self._schedule(insns, dram, counters, observer)
         finally:
             for name, value in counters.items():
                 self.counters[name] += value
         return counters
 
-    def _schedule(self, insns: list[Insn], dram: np.ndarray, counters: dict[str, int]) -> None:
+    def _schedule(self, insns: list[Insn], dram: np.ndarray, counters: dict[str, int],
+                  observer: Callable[[int, Insn], None] | None) -> None:
         schedule = RoundSchedule(insns, self.config.insn_queue_depth)
         try:
             for index in schedule:
                 insn = insns[index]
                 self._execute(index, insn, dram, counters)
                 counters[f"insns_{schedule.modules[index].label}"] += 1
+                if observer is not None:
+                    observer(index, insn)
                 if isinstance(insn, FinishInsn):
                     _check_nothing_pending(index, insns, schedule.pending())
         except Stalled:
