@@ -68,13 +68,17 @@ def format_verification(found: Verification, title: str) -> str:
     failing = [check.name for check in found.partitions if not check.ok]
     lines.append("")
     if found.ok:
-        lines.append(f"verify: OK ({len(found.partitions)} partitions and "
-                     f"{len(found.outputs)} outputs within tolerance)")
+        lines.append(f"verify: OK ({_count(len(found.partitions), 'partition')} and "
+                     f"{_count(len(found.outputs), 'output')} within tolerance)")
     else:
         bad_outputs = [o.value for o in found.outputs if not o.ok]
         lines.append(f"verify: FAILED ({len(failing)} of {len(found.partitions)} partitions"
                      f", {len(bad_outputs)} of {len(found.outputs)} outputs beyond tolerance)")
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number != 1)}"
 
 
 def _output_row(check: OutputCheck) -> tuple[str, ...]:

@@ -229,3 +229,41 @@ def record_inputs(runtime, seen):
         return run(inputs)
 
     runtime.run = recording
+
+
+def test_verify_names_the_conv_and_the_instruction_on_the_corrupted_rtl(cnn, corrupted,
+                                                                      tmp_path):
+    """byoc verify on target=rtl with the narrow GEMM adder: the first partition the fault
+    reaches fails (the ones before it pass, fed the reference's values), the node named is
+    its layer's Conv (the accumulator the plugin exposes on verify's debug request is already
+    wrong), and the first instruction named is the first GEMM the fault changes, with a
+    waveform around it."""
+    from byoc.core.interpreter.runner import Interpreter
+    from byoc.verify import verify_compiled
+
+    model, feeds, _ = cnn
+    _, folder = corrupted
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BYOC_VTA_RTL", str(folder))
+        vta_runtime.shared_rtl.cache_clear()
+        try:
+            compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority",
+                                    plugin_options={"vta_sim": {"target": "rtl"}})
+            found = verify_compiled(compiled, feeds, waveforms=str(tmp_path))
+        finally:
+            vta_runtime.shared_rtl.cache_clear()
+    values = Interpreter(compiled.graph).values(feeds)
+    reached = []
+    for part in compiled.parts:
+        if part.plugin == "vta_sim":
+            image = part.runtime.input_image({n: values[n] for n in part.signature.inputs})
+            reached.append((part, first_wrong_gemm(part.runtime.insns, image)))
+    part, wrong = next((p, w) for p, w in reached if w is not None)
+    assert found.first_failure.name == part.signature.name
+    divergence = found.first_divergence
+    op_types = {node.name: node.op_type for node in compiled.graph.nodes}
+    conv = next(name for name in part.nodes if op_types[name] == "Conv")
+    assert (divergence.node, divergence.op_type) == (conv, "Conv")
+    assert divergence.device.instruction == wrong
+    assert f"instruction {wrong} (GEMM" in divergence.device.description
+    assert divergence.device.waveform.startswith(str(tmp_path))
