@@ -591,9 +591,16 @@ def verify(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *,
     of a .byoc artifact is checked as it is."""
     import byoc
 
+    compiled_already = isinstance(model, CompiledModel) or (
+        isinstance(model, (str, os.PathLike)) and str(model).endswith(".byoc"))
+    ignored = sorted(set(compile_options) - {"plugin_options"}) + (["plugins"] if plugins else [])
+    if compiled_already and (ignored or isinstance(model, CompiledModel)
+                             and "plugin_options" in compile_options):
+        raise InputError(f"a model compiled already is verified as compiled: "
+                         f"{', '.join(ignored or ['plugin_options'])} apply to an ONNX model")
     if isinstance(model, CompiledModel):
         compiled = model
-    elif isinstance(model, (str, os.PathLike)) and str(model).endswith(".byoc"):
+    elif compiled_already:
         compiled = byoc.load(model, plugin_options=compile_options.get("plugin_options"))
     else:
         compiled = byoc.compile(model, plugins=plugins, **compile_options)

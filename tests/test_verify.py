@@ -243,3 +243,29 @@ def test_an_artifact_verifies_on_its_bundled_vectors_and_names_the_failing_parti
     assert divergence.nodes == target.nodes and divergence.node == target.nodes[-1]
     assert "not narrowed" in divergence.detail
     assert json.loads(json.dumps(found.to_json()))["first_divergence"]["pattern"] == ""
+
+
+def test_a_model_with_a_dynamic_tail_verifies_its_tail_outputs_too():
+    """NonZero's output size depends on the values: it runs after the partitions as the
+    dynamic tail, and its output is compared end to end like the others."""
+    from onnx import TensorProto, helper
+
+    from byoc.testing import make_model
+
+    model = make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                        helper.make_node("NonZero", ["r"], ["nz"], name="nonzero")],
+                       [("x", TensorProto.FLOAT, [2, 5])],
+                       [("r", TensorProto.FLOAT, [2, 5]), ("nz", TensorProto.INT64, None)])
+    compiled = byoc.compile(model)
+    assert compiled.tail is not None
+    found = verify_compiled(compiled, seed=3)
+    assert found.ok and [o.value for o in found.outputs] == ["r", "nz"]
+    assert "seed 3" in found.inputs
+
+
+def test_compile_options_for_a_compiled_model_are_refused(cnn_int8):
+    model, inputs = cnn_int8
+    compiled = byoc.compile(model)
+    with pytest.raises(InputError, match="placement apply to an ONNX model"):
+        byoc.testing.verify(compiled, inputs, placement="priority")
+    assert byoc.testing.verify(compiled, inputs).ok
