@@ -51,6 +51,18 @@ def assert_verifies(model, inputs: Mapping[str, np.ndarray] | None = None, *,
     return found
 
 
+def payload_digest(payload) -> str:
+    """A sha256 over everything a :class:`byoc.plugins.api.Payload` holds (data, metadata,
+    arrays): pin it in a test to prove a change leaves ordinary compiles byte-identical."""
+    import hashlib
+
+    digest = hashlib.sha256(payload.data)
+    digest.update(repr(sorted(payload.metadata.items())).encode())
+    for name, array in sorted(payload.arrays.items()):
+        digest.update(name.encode() + np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def _title(model) -> str:
     if isinstance(model, (str, os.PathLike)):
         return os.path.basename(os.fspath(model))
@@ -194,6 +206,42 @@ def qdq_layer_model(op: str, x_shape: Sequence[int], weight: np.ndarray, *,
         ("xq", to_onnx(x_dtype), list(x_shape))
     outputs = [("y", to_onnx(y_dtype), None), ("out", TensorProto.FLOAT, None)]
     model = make_model(nodes, [source], outputs, init, opset=13)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def qdq_cnn(size: int, channels: int, layers: list[tuple[int, int, int]],
+            seed: int = 0) -> onnx.ModelProto:
+    """A chain of int8 QDQ Conv + Relu layers on a ``size`` x ``size`` image of ``channels``
+    (quantized to uint8 first); ``layers`` lists (output channels, kernel, stride)."""
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(seed)
+    init = {"s0": np.float32(0.05), "z": np.array(128, np.uint8)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s0", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s0", "z"], ["d0"])]
+    c_in, x = channels, "d0"
+    for i, (c_out, kernel, stride) in enumerate(layers):
+        w_scale = rng.uniform(0.0005, 0.002, c_out).astype(np.float32)
+        init.update({
+            f"w{i}": rng.integers(-127, 128, (c_out, c_in, kernel, kernel)).astype(np.int8),
+            f"ws{i}": w_scale, f"wz{i}": np.zeros(c_out, np.int8),
+            f"b{i}": rng.integers(-2000, 2000, c_out).astype(np.int32),
+            f"bs{i}": (init[f"s{i}"] * w_scale).astype(np.float32),
+            f"bz{i}": np.zeros(c_out, np.int32), f"s{i + 1}": np.float32(0.05 + 0.01 * i)})
+        nodes += [
+            helper.make_node("DequantizeLinear", [f"w{i}", f"ws{i}", f"wz{i}"], [f"wd{i}"],
+                             axis=0),
+            helper.make_node("DequantizeLinear", [f"b{i}", f"bs{i}", f"bz{i}"], [f"bd{i}"],
+                             axis=0),
+            helper.make_node("Conv", [x, f"wd{i}", f"bd{i}"], [f"c{i}"], name=f"conv{i}",
+                             pads=[kernel // 2] * 4, strides=[stride] * 2),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
+            helper.make_node("QuantizeLinear", [f"r{i}", f"s{i + 1}", "z"], [f"q{i}"],
+                             name=f"quantize{i}"),
+            helper.make_node("DequantizeLinear", [f"q{i}", f"s{i + 1}", "z"], [f"d{i + 1}"])]
+        c_in, x = c_out, f"d{i + 1}"
+    model = make_model(nodes, [("x", TensorProto.FLOAT, [1, channels, size, size])],
+                       [(x, TensorProto.FLOAT, None)], init, opset=13)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
 

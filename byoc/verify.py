@@ -560,8 +560,7 @@ class _Narrower:
         piece.matches = [m for m in self.partition.matches
                          if any(id(n) in keep for n in m.nodes)]
         if debug:
-            piece.debug_outputs = [v for n in piece.nodes for v in n.outputs
-                                   if v and v not in piece.outputs]
+            piece.debug_outputs = debug_request(piece)
         try:
             compiled = self.model.compile_partition(piece)
         except ByocError:
@@ -573,6 +572,13 @@ class _Narrower:
     def inner_values(self, piece: _Piece) -> PartitionCheck | None:
         """The match recompiled with the debug request; None when it does not compile so."""
         return self.check([piece], debug=True)
+
+
+def debug_request(partition: Partition) -> list[str]:
+    """What verify asks a plugin for inside a partition (``Partition.debug_outputs``): every
+    value its nodes define that it does not output, in topological order."""
+    return [value for node in partition.nodes for value in node.outputs
+            if value and value not in partition.outputs]
 
 
 def _span(pieces: list[_Piece]) -> str:
@@ -609,4 +615,4 @@ def verify(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *,
 
 
 __all__ = ["Divergence", "OutputCheck", "PartitionCheck", "Tolerance", "Verification",
-           "compare", "verify", "verify_compiled"]
+           "compare", "debug_request", "verify", "verify_compiled"]

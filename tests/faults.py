@@ -51,3 +51,22 @@ def max_pool_averaging():
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sim.EXECUTE, Opcode.POOL, pool)
         yield
+
+
+@contextlib.contextmanager
+def flipped_weight_channel(node: str, channel: int = 3):
+    """vta_sim's lowering with a bug in the GEMM's operands: output channel ``channel`` of
+    the weights packed for the layer of Conv ``node`` has its sign flipped."""
+    import byoc_vta_sim.lower as lower
+
+    real = lower._weights
+
+    def weights(layer, shape, config):
+        packed = real(layer, shape, config)
+        if layer.op.name == node:
+            packed[:, channel, :] = -packed[:, channel, :]  # WGT is [block out][block in]
+        return packed
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lower, "_weights", weights)
+        yield

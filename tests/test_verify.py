@@ -10,12 +10,17 @@ import math
 import numpy as np
 import onnx
 import pytest
-from faults import CHAIN, max_pool_averaging, wrong_requantization_shift
-from plugins.int8_models import RESIDUAL_CNNS, qdq_cnn, residual_cnn
+from faults import (
+    CHAIN,
+    flipped_weight_channel,
+    max_pool_averaging,
+    wrong_requantization_shift,
+)
+from plugins.int8_models import RESIDUAL_CNNS, residual_cnn
 
 import byoc
 from byoc.errors import InputError
-from byoc.testing import assert_verifies, zoo_module
+from byoc.testing import assert_verifies, qdq_cnn, zoo_module
 from byoc.verify import JSON_INFINITY, Tolerance, compare, verify_compiled
 
 
@@ -125,8 +130,8 @@ def test_a_wrong_requantization_shift_is_narrowed_to_its_layer(chain, layer):
     assert (divergence.partition, divergence.plugin) == (vta.name, "vta_sim")
     assert (divergence.node, divergence.op_type) == (f"quantize{layer}", "QuantizeLinear")
     assert divergence.pattern == "vta_sim.qdq_conv"
-    assert f"conv{layer}" in divergence.nodes and f"quantize{layer}" in divergence.nodes
-    assert not any(f"conv{other}" in divergence.nodes for other in range(5) if other != layer)
+    # vta_sim's accumulator tap shows the layer's Conv output right: the piece starts after it.
+    assert divergence.nodes == [f"relu{layer}", f"quantize{layer}"]
     assert "off by" in divergence.detail and f"q{layer}" in divergence.detail
 
 
@@ -269,3 +274,16 @@ def test_compile_options_for_a_compiled_model_are_refused(cnn_int8):
     with pytest.raises(InputError, match="placement apply to an ONNX model"):
         byoc.testing.verify(compiled, inputs, placement="priority")
     assert byoc.testing.verify(compiled, inputs).ok
+
+
+def test_a_wrong_gemm_is_named_at_its_conv(chain):
+    """A fault in the GEMM's operands of one layer: vta_sim's accumulator tap (its answer to
+    the debug request) is already wrong, so the Conv itself is named, not the QuantizeLinear
+    that outputs the layer."""
+    model, inputs = chain
+    with flipped_weight_channel("conv2"):
+        compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority")
+        divergence = verify_compiled(compiled, inputs).first_divergence
+    assert (divergence.node, divergence.op_type) == ("conv2", "Conv")
+    assert divergence.pattern == "vta_sim.qdq_conv" and divergence.nodes[-1] == "conv2"
+    assert "'c2'" in divergence.detail

@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import pytest
 from faults import CHAIN, wrong_requantization_shift
-from plugins.int8_models import qdq_cnn
 
 from byoc.cli import main
 from byoc.report.verify import VERIFY_SCHEMA
+from byoc.testing import qdq_cnn
 
 
 def check_schema(value, schema, where="$"):

@@ -4,50 +4,13 @@ helper that sets a compiled model's per-partition estimates beside its device's 
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 import byoc
 from byoc.estimate import estimate_match
 from byoc.plugins.api import runtime_counters
 from byoc.plugins.manager import default_manager
-from byoc.testing import make_model, zoo_module
-
-
-def qdq_cnn(size: int, channels: int, layers: list[tuple[int, int, int]],
-            seed: int = 0) -> onnx.ModelProto:
-    """A chain of int8 QDQ Conv + Relu layers on a ``size`` x ``size`` image of ``channels``
-    (quantized to uint8 first); ``layers`` lists (output channels, kernel, stride)."""
-    rng = np.random.default_rng(seed)
-    init = {"s0": np.float32(0.05), "z": np.array(128, np.uint8)}
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s0", "z"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "s0", "z"], ["d0"])]
-    c_in, x = channels, "d0"
-    for i, (c_out, kernel, stride) in enumerate(layers):
-        w_scale = rng.uniform(0.0005, 0.002, c_out).astype(np.float32)
-        init.update({
-            f"w{i}": rng.integers(-127, 128, (c_out, c_in, kernel, kernel)).astype(np.int8),
-            f"ws{i}": w_scale, f"wz{i}": np.zeros(c_out, np.int8),
-            f"b{i}": rng.integers(-2000, 2000, c_out).astype(np.int32),
-            f"bs{i}": (init[f"s{i}"] * w_scale).astype(np.float32),
-            f"bz{i}": np.zeros(c_out, np.int32), f"s{i + 1}": np.float32(0.05 + 0.01 * i)})
-        nodes += [
-            helper.make_node("DequantizeLinear", [f"w{i}", f"ws{i}", f"wz{i}"], [f"wd{i}"],
-                             axis=0),
-            helper.make_node("DequantizeLinear", [f"b{i}", f"bs{i}", f"bz{i}"], [f"bd{i}"],
-                             axis=0),
-            helper.make_node("Conv", [x, f"wd{i}", f"bd{i}"], [f"c{i}"], name=f"conv{i}",
-                             pads=[kernel // 2] * 4, strides=[stride] * 2),
-            helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
-            helper.make_node("QuantizeLinear", [f"r{i}", f"s{i + 1}", "z"], [f"q{i}"],
-                             name=f"quantize{i}"),
-            helper.make_node("DequantizeLinear", [f"q{i}", f"s{i + 1}", "z"], [f"d{i + 1}"])]
-        c_in, x = c_out, f"d{i + 1}"
-    model = make_model(nodes, [("x", TensorProto.FLOAT, [1, channels, size, size])],
-                       [(x, TensorProto.FLOAT, None)], init, opset=13)
-    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-
+from byoc.testing import zoo_module
 
 # Odd image sizes, channel counts that are not multiples of 16, strides 1 and 2, kernels 1-5.
 CNNS = {

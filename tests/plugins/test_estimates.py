@@ -9,7 +9,7 @@ import math
 
 import pytest
 from onnx import TensorProto, helper
-from plugins.int8_models import CNNS, compiled_with_estimates, qdq_cnn
+from plugins.int8_models import CNNS, compiled_with_estimates
 from plugins.toy_plugins import Adder
 
 import byoc
@@ -25,7 +25,7 @@ from byoc.estimate import (
 from byoc.plugins import hookimpl
 from byoc.plugins.api import Estimate, PluginInfo, Transfer
 from byoc.plugins.manager import PluginManager, default_manager
-from byoc.testing import make_model
+from byoc.testing import make_model, qdq_cnn
 
 # -- the core -------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ ordinary compile must give the payload it always gave."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pytest
@@ -18,7 +17,8 @@ from onnx import TensorProto, helper
 import byoc
 from byoc.core.interpreter.runner import Interpreter, evaluate_node
 from byoc.layouts import signature_in_layout
-from byoc.testing import make_model, qdq_layer_model
+from byoc.testing import make_model, payload_digest, qdq_layer_model
+from byoc.verify import debug_request
 from byoc_npu_example import plugin
 from byoc_npu_example.command_stream import Pool, decode
 
@@ -90,21 +90,6 @@ def compile_partition(partition, graph):
     return payload, plugin.byoc_runtime_create(payload=payload, partition=signature, options={})
 
 
-def payload_digest(payload) -> str:
-    digest = hashlib.sha256(payload.data)
-    digest.update(repr(sorted(payload.metadata.items())).encode())
-    for name, array in sorted(payload.arrays.items()):
-        digest.update(name.encode() + array.tobytes())
-    return digest.hexdigest()
-
-
-def inner_values(partition):
-    """What byoc verify asks for: every value the partition's nodes define that it does not
-    output (DequantizeLinear, op and Relu outputs), in topological order."""
-    return [value for node in partition.nodes for value in node.outputs
-            if value and value not in partition.outputs]
-
-
 def reference_inputs(model, graph, partition):
     """The partition's inputs as the reference interpreter computes them from random model
     inputs (the int8 values the NPU reads)."""
@@ -137,7 +122,7 @@ def test_each_layer_returns_its_op_output_equal_to_the_reference_float_value(lay
     inputs = reference_inputs(model, graph, partition)
     feeds = {name: nhwc(array) for name, array in inputs.items()}
     _, ordinary = compile_partition(partition, graph)
-    debug = dataclasses.replace(partition, debug_outputs=inner_values(partition))
+    debug = dataclasses.replace(partition, debug_outputs=debug_request(partition))
     payload, runtime = compile_partition(debug, graph)
     results = runtime.run(feeds)
 
@@ -182,7 +167,7 @@ def test_a_request_for_values_the_npu_never_computes_changes_nothing():
     payload."""
     _, graph, partition = npu_partition(LAYERS["conv"]())
     (op,) = [m.captured["op"] for m in partition.matches]
-    unreal = [v for v in inner_values(partition) if v != op.outputs[0]]
+    unreal = [v for v in debug_request(partition) if v != op.outputs[0]]
     assert len(unreal) == 4          # the input's, weights' and bias' dequantized, Relu's
     ordinary, _ = compile_partition(partition, graph)
     asked, runtime = compile_partition(dataclasses.replace(partition, debug_outputs=unreal),
@@ -196,7 +181,7 @@ def test_taps_sit_after_the_activations_and_cost_their_dram_traffic():
     _, graph, partition = npu_partition(model)
     ordinary, plain = compile_partition(partition, graph)
     tapped, runtime = compile_partition(
-        dataclasses.replace(partition, debug_outputs=inner_values(partition)), graph)
+        dataclasses.replace(partition, debug_outputs=debug_request(partition)), graph)
     before, after = decode(ordinary.data), decode(tapped.data)
     assert after.tensors[:len(before.tensors)] == before.tensors
     (command,) = after.commands

@@ -22,6 +22,18 @@ and alternate tiles (ACC), and dependency tokens let the three modules overlap:
 
 Between layers a barrier makes the next layer's loads wait for every store of this one, and
 leaves every token queue empty, so each layer's stream stands on its own.
+
+Debug taps (byoc verify's request, ``Layer.tap``). The accumulator never leaves the chip, and
+a STORE writes only the low 8 bits of each ACC lane. To expose a layer's int32 accumulator
+(its integer convolution or matrix product, bias included) the layer runs a second pass after
+its barrier: the same loads and GEMMs, then ADD bias, and the accumulator is stored in four
+byte planes into the tap's DRAM region, an ALU SHR by 8 between planes, so plane k holds bits
+8k..8k+7 of every lane. Within a tile the ALU and the store module take turns on the same ACC
+elements: each SHR pops the store->compute token the plane's last STORE pushed, and pushes
+compute->store for the next plane's first STORE. The first compute instruction of every tile
+after the first pops the previous tile's last store token, so at most one store->compute token
+is ever outstanding and the pass's barrier waits for one. The real output comes from the
+first pass, untouched; a layer without a tap emits exactly the stream it always did.
 """
 
 from __future__ import annotations
@@ -56,6 +68,7 @@ from byoc_vta_sim.tiling import (
 )
 
 ALIGN = 256   # DRAM regions start at a multiple of every element size
+TAP_PLANES = 4   # byte planes of a debug tap: the 32 bits of an accumulator lane
 
 
 class GenerationError(ValueError):
@@ -78,6 +91,7 @@ class Layer:
     zero_point: int             # stored (int8) output zero point
     lower_bound: int            # stored output range: int8, narrowed by a fused Relu/Clip
     upper_bound: int
+    tap: ActivationLayout | None = None   # one byte plane of the accumulator's debug tap
 
     @property
     def real_out_blocks(self) -> int:
@@ -114,6 +128,10 @@ class Program:
     summary: list[dict] = field(default_factory=list)
     values: dict[str, dict] = field(default_factory=dict)   # how the runtime converts each
     dequantized: dict[str, dict] = field(default_factory=dict)  # float inputs to requantize
+    taps: dict[str, tuple[int, ActivationLayout]] = field(default_factory=dict)
+    """Per tapped layer: the byte offset of its debug tap's four byte planes (one after the
+    other, each of the layout given) in the DRAM image."""
+    debug_taps: list[dict] = field(default_factory=list)    # what the runtime reads back
 
 
 class _Dram:
@@ -168,26 +186,45 @@ def generate(layers: list[Layer], regions: dict[str, ActivationLayout],
     for name, layout in regions.items():
         fill = np.full(layout.elements * config.inp_elem_bytes, layout.fill, np.int8)
         placed[name] = (emitter.dram.put(fill), layout)
+    taps = {layer.name: (emitter.dram.put(np.zeros(
+        TAP_PLANES * layer.tap.elements * config.out_elem_bytes, np.uint8)), layer.tap)
+        for layer in layers if isinstance(layer, Layer) and layer.tap is not None}
     summary = []
     for layer in layers:
         first = len(emitter.insns)
-        emit = _emit_add if isinstance(layer, AddLayer) else _emit_layer
-        info = emit(emitter, layer, placed)
+        info = (_emit_add(emitter, layer, placed) if isinstance(layer, AddLayer)
+                else _emit_layer(emitter, layer, placed, taps))
         info["instructions"] = len(emitter.insns) - first
         summary.append(info)
     emitter.add(FinishInsn())
-    return Program(encode_stream(emitter.insns), emitter.dram.image(), placed, summary)
+    return Program(encode_stream(emitter.insns), emitter.dram.image(), placed, summary,
+                   taps=taps)
 
 
-def _emit_layer(em: _Emitter, layer: Layer, placed: dict) -> dict:
+def _emit_layer(em: _Emitter, layer: Layer, placed: dict, taps: dict) -> dict:
+    """The layer's pass that writes its output, then, if it has a debug tap, the pass that
+    writes the tap (both read the same weights and parameters)."""
+    wgt_base = em.dram.put(layer.weights) // em.config.wgt_elem_bytes
+    param_base = em.dram.put(layer.params) // em.config.acc_elem_bytes
+    info = _emit_pass(em, layer, placed[layer.source], wgt_base, param_base,
+                      placed[layer.target])
+    if layer.name in taps:
+        _emit_pass(em, layer, placed[layer.source], wgt_base, param_base, taps[layer.name],
+                   tap=True)
+    return info
+
+
+def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
+               wgt_base: int, param_base: int, target: tuple[int, ActivationLayout],
+               tap: bool = False) -> dict:
+    """Every tile of ``layer``: loads, GEMMs, then the requantization into ``target`` or,
+    with ``tap``, the accumulator's byte planes into the tap region ``target``."""
     cfg, shape, tiling = em.config, layer.shape, layer.tiling
     inp_half, wgt_half, acc_half = halves(cfg)
-    in_offset, in_layout = placed[layer.source]
-    out_offset, out_layout = placed[layer.target]
+    in_offset, in_layout = source
+    out_offset, out_layout = target
     in_base = in_offset // cfg.inp_elem_bytes
     out_base = out_offset // cfg.out_elem_bytes
-    wgt_base = em.dram.put(layer.weights) // cfg.wgt_elem_bytes
-    param_base = em.dram.put(layer.params) // cfg.acc_elem_bytes
     taps = shape.taps
     param_rows = PARAMS_PER_BLOCK * tiling.toc
 
@@ -264,14 +301,19 @@ def _emit_layer(em: _Emitter, layer: Layer, placed: dict) -> dict:
                 kernel.insn, uop_bgn=region_base,
                 uop_end=region_base + kernel.size)))
             gemm_uops += kernel.size * kernel.insn.iter_out * kernel.insn.iter_in
+            # A tile reuses the ACC half of tile - 2 (of tile - 1 in a tap pass, whose stores
+            # the ALU waits for anyway): its first instruction waits for that tile's stores.
             em.flag(computes[0], pop_prev=1,
-                    pop_next=int(ic_t == 0 and tile >= 2))
+                    pop_next=int(ic_t == 0 and tile >= (1 if tap else 2)))
             em.flag(computes[-1], push_prev=1)
             step += 1
-        _emit_requantize(em, layer, acc, toc, pixels)
-        _emit_stores(em, out, acc_out, out_base, out_layout)
+        if tap:
+            _emit_tap(em, out, acc, acc_out, out_base, out_layout)
+        else:
+            _emit_requantize(em, layer, acc, toc, pixels)
+            _emit_stores(em, out, acc_out, out_base, out_layout)
         tile += 1
-    _emit_barrier(em, steps=step, tiles=tile)
+    _emit_barrier(em, steps=step, stores=1 if tap else min(tile, 2))
     return {"layer": layer.name, "tiling": [tiling.toc, tiling.ticb, tiling.th, tiling.tw],
             "tiles": tile, "steps": step, "gemm_uops": gemm_uops}
 
@@ -356,7 +398,7 @@ def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
             em.add(insn)
         _emit_stores(em, out, a_acc, out_base, out_layout)
         tile += 1
-    _emit_barrier(em, steps=tile, tiles=tile)
+    _emit_barrier(em, steps=tile, stores=min(tile, 2))
     return {"layer": layer.name, "tiling": [tiling.toc, 1, tiling.th, tiling.tw],
             "tiles": tile, "steps": tile, "gemm_uops": 0}
 
@@ -400,15 +442,30 @@ def _emit_requantize(em: _Emitter, layer: Layer, acc: int, toc: int, pixels: int
         em.add(insn)
 
 
-def _emit_barrier(em: _Emitter, steps: int, tiles: int) -> None:
-    """Wait for the layer's last stores, then let the load module drain its tokens, so the
-    next layer (or FINISH) starts with every queue empty and every store done."""
+def _emit_tap(em: _Emitter, out: OutputTile, acc: int, acc_out: int, tap_base: int,
+              plane: ActivationLayout) -> None:
+    """ADD bias, then the accumulator's four byte planes, least significant first, into the
+    tap region at ``tap_base`` (OUT elements; plane k starts k planes further): STORE, SHR
+    by 8, STORE... Each SHR waits for the STOREs before it to have read the ACC elements."""
+    bias_uop = 2 * acc
+    loop = dict(iter_out=out.toc, iter_in=out.pixels, dst_factor_out=out.pixels,
+                dst_factor_in=1, uop_bgn=bias_uop, uop_end=bias_uop + 1)
+    em.add(AluInsn(alu_op=AluOp.ADD, src_factor_out=PARAMS_PER_BLOCK, push_next=1, **loop))
+    for k in range(TAP_PLANES):
+        if k:
+            em.add(AluInsn(alu_op=AluOp.SHR, use_imm=1, imm=8, pop_next=1, push_next=1,
+                           **loop))
+        _emit_stores(em, out, acc_out, tap_base + k * plane.elements, plane)
+
+
+def _emit_barrier(em: _Emitter, steps: int, stores: int) -> None:
+    """Wait for the layer's last stores (``stores`` store->compute tokens outstanding), then
+    let the load module drain its tokens, so the next layer (or FINISH) starts with every
+    queue empty and every store done."""
     nop_compute = MemInsn(memory_type=MemType.UOP)
     nop_load = MemInsn(memory_type=MemType.INP)
-    outstanding_stores = min(tiles, 2)
-    for i in range(outstanding_stores):
-        em.add(replace(nop_compute, pop_next=1,
-                       push_prev=int(i == outstanding_stores - 1)))
+    for i in range(stores):
+        em.add(replace(nop_compute, pop_next=1, push_prev=int(i == stores - 1)))
     drains = min(steps, 2) + 1
     for i in range(drains):
         em.add(replace(nop_load, pop_next=1, push_next=int(i == drains - 1)))

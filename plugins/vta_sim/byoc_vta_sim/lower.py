@@ -6,11 +6,22 @@ interpreter evaluates them, and QLinearConv / QLinearMatMul. :func:`layer_refusa
 the accelerator cannot run one (the pattern checks give it as the decline reason);
 :func:`lower_layers` turns the layers of a partition into :class:`generator.Layer` objects
 and the DRAM layout of every activation they touch.
+
+byoc verify's debug request (``Partition.debug_outputs``) is honoured for the output of a
+conv or matrix layer's op node (Conv, Gemm, MatMul), the one inner value the accelerator
+computes: its int32 accumulator after the bias ADD equals that float output divided by
+``x_scale * w_scale`` of each output channel. :func:`accumulator_tap` says what the runtime
+needs to read it back; ``lower_layers(..., taps=...)`` gives those layers a debug tap, which
+the generator writes in a second pass of the layer (see :mod:`byoc_vta_sim.generator`).
+The DequantizeLinear outputs (the int8 inputs themselves) and a fused Relu's or Clip's output
+(folded into the requantization's clamp) never exist on the accelerator, nor does an Add's
+float sum (its fixed-point ALU chain is scaled for the output): those are left out.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -311,10 +322,33 @@ def add_refusal(spec: AddSpec, graph: Graph, config: VtaConfig) -> str | None:
     return None
 
 
-def lower_layers(layers: list[IntegerLayer | AddSpec], graph: Graph, config: VtaConfig
+def accumulator_tap(layer: IntegerLayer | AddSpec, graph: Graph) -> dict | None:
+    """What a debug tap of the layer's op node output holds, for the runtime: the value's
+    ``name``, its op ``node``, ``kind`` (conv or matmul), graph ``shape``, and the float
+    ``scales`` (``x_scale * w_scale``, one per output channel) that turn the int32
+    accumulator into it; None for a layer whose op output the accelerator never holds (an
+    Add, or a QLinear operator, whose op output is the int8 result)."""
+    if isinstance(layer, AddSpec) or layer.op.outputs[0] == layer.y:
+        return None
+    producers = {value: node for node in graph.nodes for value in node.outputs}
+    x_dq, w_dq = (producers.get(v) for v in layer.op.inputs[:2])
+    if any(dq is None or dq.op_type != "DequantizeLinear" for dq in (x_dq, w_dq)):
+        return None
+    x_scale = np.float64(graph.constants[x_dq.inputs[1]].reshape(()))
+    w_scales = np.asarray(graph.constants[w_dq.inputs[1]], np.float64).ravel()
+    scales = np.broadcast_to(x_scale * w_scales, (layer.out_channels,))
+    value = layer.op.outputs[0]
+    return {"name": value, "node": layer.op.name, "kind": layer.kind,
+            "shape": list(graph.types[value].shape), "scales": [float(s) for s in scales]}
+
+
+def lower_layers(layers: list[IntegerLayer | AddSpec], graph: Graph, config: VtaConfig,
+                 taps: Collection[str] = ()
                  ) -> tuple[list[Layer | AddLayer], dict[str, ActivationLayout], dict[str, dict]]:
     """Generator layers, the layout of every activation, and per activation how the runtime
-    converts it (kind, dtype, int8 offset)."""
+    converts it (kind, dtype, int8 offset). The conv and matrix layers whose op node is
+    named in ``taps`` get a debug tap of their accumulator: one byte plane of it is laid out
+    like the op's output, unpadded."""
     geometries = [None if isinstance(layer, AddSpec) else geometry(layer, graph)
                   for layer in layers]
     # Each activation is padded for the most demanding reader, and its border holds the
@@ -365,7 +399,9 @@ def lower_layers(layers: list[IntegerLayer | AddSpec], graph: Graph, config: Vta
             source=layer.x, target=layer.y,
             window_top=source.pad_top - geo.pads[0], window_left=source.pad_left - geo.pads[1],
             weights=_weights(layer, shape, config), params=_params(layer, geo, shape, config),
-            zero_point=zero, lower_bound=low, upper_bound=high))
+            zero_point=zero, lower_bound=low, upper_bound=high,
+            tap=value_layout(graph.types[layer.y].shape, layer.kind, (0, 0, 0, 0), 0, config)
+            if layer.op.name in taps else None))
     return out, regions, values
 
 

@@ -4,6 +4,13 @@ vta_sim claims int8 convolution and matrix-product layers, in onnxruntime's QDQ 
 QLinearConv / QLinearMatMul, when they have the integer meaning the reference gives them
 (see :mod:`byoc.core.integer_layers`) and fit the accelerator (see
 :func:`byoc_vta_sim.lower.layer_refusal`). Everything else stays on the host.
+
+byoc verify's debug request (``Partition.debug_outputs``): the accelerator returns the output
+of a conv or matrix layer's op node (Conv, Gemm, MatMul), read from a debug tap of its int32
+accumulator that a second pass of the layer stores in four byte planes
+(:mod:`byoc_vta_sim.generator`), as float32 (times ``x_scale * w_scale`` per channel). Its
+other inner values never exist on the accelerator and are left out. Without the request the
+payload is what it always was.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from byoc_vta_sim.generator import GenerationError, Program, generate
 from byoc_vta_sim.isa import decode_stream
 from byoc_vta_sim.lower import (
     AddSpec,
+    accumulator_tap,
     add_refusal,
     estimated_cycles,
     layer_refusal,
@@ -282,13 +290,19 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
         if value not in dequantized and value not in read:
             raise PluginError(f"vta_sim: partition {partition.name!r} reads {value!r}, which is "
                               f"not the int8 input of one of its layers")
+    requested = set(partition.debug_outputs)
+    taps = {layer.op.name: tap for layer in layers
+            if (tap := accumulator_tap(layer, graph)) is not None and tap["name"] in requested}
     try:
-        gen_layers, regions, values = lower_layers(layers, graph, CONFIG)
+        gen_layers, regions, values = lower_layers(layers, graph, CONFIG, taps=taps)
         program = generate(gen_layers, regions, CONFIG)
     except (ValueError, GenerationError) as err:
         raise PluginError(f"vta_sim: partition {partition.name!r}: {err}") from None
     program.values = values
     program.dequantized = dequantized
+    program.debug_taps = [{**tap, "offset": int(program.taps[layer][0]),
+                           "layout": _plain(program.taps[layer][1].__dict__)}
+                          for layer, tap in taps.items()]
     return program
 
 
@@ -325,6 +339,8 @@ def byoc_codegen_partition(partition: Partition, lowered: Program) -> Payload:
                 "instructions": len(lowered.stream) // 16,
                 "dram_bytes": int(lowered.dram.size),
                 "estimated_cycles": int(estimate["cycles"])}
+    if lowered.debug_taps:
+        metadata["taps"] = lowered.debug_taps
     return Payload(lowered.stream, metadata, {"dram": lowered.dram})
 
 

@@ -15,6 +15,14 @@ counters, :data:`COUNTER_HELP` says what each counts, and :meth:`VtaRuntime.devi
 gives the last run's cycles layer by layer, the layers being the generator's (``metadata
 ["layers"]``, each a run of consecutive instructions of the stream).
 
+A partition compiled on byoc verify's debug request also has ``metadata["taps"]``: per
+tapped layer, the DRAM offset of the four byte planes its second pass stores the int32
+accumulator in (:mod:`byoc_vta_sim.generator`), the plane's layout, and the scales that turn
+it into the float value of the layer's op node. :meth:`VtaRuntime.run` then returns those
+values too, reassembled from the planes and dequantized, in the graph's shape (vta_sim holds
+values in the graph's NCHW layout). They are read from the DRAM the stream wrote, on every
+target alike.
+
 When a run on the RTL gives wrong outputs, :meth:`VtaRuntime.device_difference` names the
 first instruction whose writes differ from the functional simulator's, with a waveform
 around it (:mod:`byoc_vta_sim.first_difference`).
@@ -103,6 +111,7 @@ class VtaRuntime:
         self.rtl = shared_rtl(self.config) if target in ("rtl", "cosim") else None
         self.rtl_counters: dict[str, int] = {}
         self.runs_compared = 0      # cosim runs whose DRAM and counters the RTL matched
+        self.taps = meta.get("taps", [])
         self.estimated_cycles = int(meta.get("estimated_cycles", 0))
         self.layers = [(layer["layer"], layer["instructions"])
                        for layer in meta.get("layers", [])]
@@ -121,7 +130,25 @@ class VtaRuntime:
             image = self.dram[offset:offset + size].view(np.int8).reshape(-1, layout.block)
             values = layout.unpack(image, shift, out_type.dtype)
             outputs[name] = _from_image(values, kind, out_type.shape)
+        for tap in self.taps:
+            outputs[tap["name"]] = self._tapped_value(tap)
         return outputs
+
+    def _tapped_value(self, tap: dict) -> np.ndarray:
+        """The float32 value of the op node ``tap`` holds: the int32 accumulator from its
+        four byte planes (least significant first), times ``x_scale * w_scale`` of each
+        channel, rounded once."""
+        layout = ActivationLayout(**tap["layout"])
+        size = layout.elements * layout.block
+        accumulator = np.zeros((layout.batch, layout.channels, layout.height, layout.width),
+                               np.uint32)
+        for plane in range(4):
+            start = tap["offset"] + plane * size
+            image = self.dram[start:start + size].reshape(-1, layout.block)
+            accumulator |= layout.unpack(image, 0, np.uint8).astype(np.uint32) << (8 * plane)
+        scales = np.asarray(tap["scales"], np.float64)[None, :, None, None]
+        values = (accumulator.view(np.int32) * scales).astype(np.float32)
+        return _from_image(values, tap["kind"], tuple(tap["shape"]))
 
     def device_difference(self, inputs: dict[str, np.ndarray], folder: str
                           ) -> DeviceDifference | None:
