@@ -15,11 +15,10 @@ from plugins.int8_models import (
     CNNS,
     RESIDUAL_CNNS,
     compiled_with_estimates,
-    qdq_cnn,
     residual_cnn,
 )
 
-from byoc.testing import zoo_module
+from byoc.testing import qdq_cnn, zoo_module
 
 
 @functools.cache
