@@ -8,7 +8,9 @@ gives byte-identical files.
 
 Two of them, ``resnet50`` and ``vgg19``, are benchmark-size (224x224, the real architectures,
 random weights; vgg19's file is about 575 MB) and are left out of ``build_all()`` and of
-``DEFAULT_MODELS``, which the tests build; ``benchmarks/cpu_llvm.py`` builds them.
+``DEFAULT_MODELS``, which the tests build; ``benchmarks/cpu_llvm.py`` builds them, with the rest
+of the benchmark corpus (``benchmarks/corpus.py``, written with this module's builder and
+layers).
 
 ``examples/zoo.py`` of the source tree is the command-line script that builds them.
 """
@@ -85,6 +87,16 @@ class GraphBuilder:
         name = self._claim(f"{scope}/{op_type}")
         self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attributes))
         return name
+
+    def op_outputs(self, op_type: str, inputs: Iterable[str], scope: str, count: int,
+                   **attributes) -> list[str]:
+        """A node of ``count`` outputs (Split), named ``<scope>/<OpType>`` and its outputs
+        ``<scope>/<OpType>_<index>``."""
+        name = self._claim(f"{scope}/{op_type}")
+        outputs = [self._claim(f"{name}_{index}") for index in range(count)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outputs, name=name,
+                                           **attributes))
+        return outputs
 
     def model(self, input_shape: list[int], result: str,
               output_shape: list[int]) -> onnx.ModelProto:
@@ -452,19 +464,21 @@ DEFAULT_MODELS: tuple[str, ...] = tuple(name for name in MODELS if name not in B
 
 # Building
 
-def build(name: str, out_dir: str | Path) -> Path:
+def build(name: str, out_dir: str | Path, models: dict[str, Builder] = MODELS) -> Path:
     """Path of ``<out_dir>/<name>.onnx``, building the model first if that file is missing.
 
     An int8 variant builds (or reuses) its float parent in ``out_dir`` and quantizes that.
+    ``models`` is where ``name`` (and an int8 variant's parent) is looked up: the zoo, or
+    another collection of builders such as the benchmark corpus.
     """
-    if name not in MODELS:
-        raise ValueError(f"no zoo model named {name!r}; the zoo has {', '.join(MODELS)}")
+    if name not in models:
+        raise ValueError(f"no zoo model named {name!r}; the zoo has {', '.join(models)}")
     path = Path(out_dir) / f"{name}.onnx"
     if path.exists():
         return path
-    builder = MODELS[name]
+    builder = models[name]
     if isinstance(builder, Int8Variant):
-        parent_model = onnx.load(build(builder.parent, out_dir))
+        parent_model = onnx.load(build(builder.parent, out_dir, models))
         start = time.perf_counter()
         model = builder(parent_model)
     else:
