@@ -98,6 +98,34 @@ def test_conv(case, epilogue):
     check(make_model(nodes, graph_inputs, [("y", [n, m, oh, ow])], init), feeds)
 
 
+SHIFTED_CASES = [
+    # x shape, w shape, attributes: stride 1 and as many output as input columns, so the
+    # columns are packed as shifted views of the input with padding masks
+    ((1, 5, 9, 13), (6, 5, 3, 3), {"pads": [0, 1, 2, 1]}),
+    ((1, 4, 7, 10), (7, 4, 2, 4), {"auto_pad": "SAME_UPPER"}),
+    ((2, 3, 6, 11), (5, 3, 4, 2), {"auto_pad": "SAME_LOWER"}),
+    ((1, 6, 12, 9), (8, 6, 3, 3), {"pads": [3, 2, 1, 2], "dilations": [3, 2]}),
+    ((1, 2, 5, 4), (4, 2, 5, 1), {"pads": [1, 0, 3, 0]}),
+    ((1, 40, 23, 29), (9, 40, 3, 3), {"pads": [1, 1, 1, 1]}),  # K blocks, N blocks, tails
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", SHIFTED_CASES,
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else None)
+def test_conv_same_width_padding(x_shape, w_shape, attrs):
+    rng = np.random.default_rng(len(SHIFTED_CASES) + x_shape[1])
+    reference = compile_reference(make_model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], [("x", list(x_shape))],
+        [("y", None)], {"w": rand(rng, *w_shape)}))
+    feeds = {"x": rand(rng, *x_shape)}
+    y_shape = list(reference.run(feeds)["y"].shape)
+    assert y_shape[3] == x_shape[3], "the case must keep the width (the shifted packing)"
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], **attrs),
+                        helper.make_node("Relu", ["c"], ["y"])],
+                       [("x", list(x_shape))], [("y", y_shape)], {"w": rand(rng, *w_shape)})
+    check(model, feeds)
+
+
 @pytest.mark.parametrize("operand", ["channel", "scalar", "column", "row_of_plane",
                                      "batch_channel"])
 def test_conv_epilogue_operand_layouts(operand):

@@ -9,8 +9,12 @@ Per (image, group) a convolution is the product ``W[Mg, Cg*KH*KW] @ cols[Cg*KH*K
 run by the blocked GEMM driver (:mod:`~byoc_cpu_llvm.kernels.gemm_driver`): the weights are packed
 at compile time, the columns (im2col) are built per (K block, N block) into per-thread
 scratch, one input row segment at a time (zero padding outside the image), and packed into
-panels. 1x1 stride-1 unpadded convolutions pack the input rows directly. Convolutions with one
-input channel per group (depthwise) use a direct kernel that accumulates whole output rows.
+panels. 1x1 stride-1 unpadded convolutions pack the input rows directly; other stride-1
+convolutions with as many output as input columns (3x3 "same" ones) pack each row of the
+column matrix straight from the input as a shifted view of its channel plane, with masked
+vector loads whose masks (a table per tap, built at compile time) zero the padding.
+Convolutions with one input channel per group (depthwise) use a direct kernel that
+accumulates whole output rows.
 The bias and the fused epilogue nodes run on each tile while it is in cache.
 """
 
@@ -26,6 +30,7 @@ from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step
 from byoc_cpu_llvm.kernels.gemm_driver import (
     NC_PANELS,
+    NRV,
     GemmPlan,
     b_scratch_size,
     choose_mr,
@@ -35,6 +40,7 @@ from byoc_cpu_llvm.kernels.gemm_driver import (
     pack_rows,
     panel_width,
 )
+from byoc_cpu_llvm.kernels.microkernel import masked_load, vec_type
 from byoc_cpu_llvm.kernels.reduction_parts import Epilogue as ReduceEpilogue
 from byoc_cpu_llvm.kernels.reduction_parts import Var
 
@@ -73,6 +79,30 @@ class ConvGeometry:
         self.mg = self.m // self.groups
         self.k = self.cg * self.kh * self.kw
         self.cols = self.oh * self.ow
+
+    @property
+    def shifted(self) -> bool:
+        """Stride 1 and as many output as input columns: column ``q`` of row ``(c, kh, kw)``
+        of the column matrix is element ``q + (kh * dh - pt) * W + kw * dw - pl`` of input
+        plane ``c``, or zero where the tap falls in the padding (see :meth:`tap_masks`)."""
+        return self.sh == self.sw == 1 and self.ow == self.w
+
+    def tap_masks(self, lanes: int, vectors: int) -> np.ndarray:
+        """For a :attr:`shifted` convolution: per tap, ``vectors`` lane masks (bit ``i`` of
+        entry ``t`` for column ``t * lanes + i``) of the columns whose tap is inside the
+        input. Columns past the last output position read whatever their tap finds inside the
+        input: only C columns past the output take it, and those are never stored."""
+        q = np.arange(vectors * lanes)
+        oh, ow = q // self.ow, q % self.ow
+        bits = 1 << np.arange(lanes, dtype=np.int64)
+        table = np.zeros((self.kh * self.kw, vectors), np.int64)
+        for tap in range(self.kh * self.kw):
+            kh, kw = divmod(tap, self.kw)
+            ih = oh + kh * self.dh - self.pt
+            iw = ow + kw * self.dw - self.pl
+            inside = (ih >= 0) & (ih < self.h) & (iw >= 0) & (iw < self.w)
+            table[tap] = (inside.reshape(vectors, lanes) * bits).sum(axis=1)
+        return table
 
     @property
     def pointwise(self) -> bool:
@@ -129,8 +159,13 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     x_slot = program.value(node.inputs[0])
     out_slot = program.value(group.output)
     b_scratch = program.scratch(f"{tag}__bscr", np.float32, b_scratch_size(geo.k))
-    ranges_slot = row_scratch = None
-    if not geo.pointwise:
+    ranges_slot = row_scratch = masks_slot = None
+    if geo.shifted and not geo.pointwise:
+        # Keyed by what the table depends on, so that layers of one geometry share it.
+        masks_key = "conv_tapmasks_" + "_".join(map(str, (
+            geo.h, geo.w, geo.oh, geo.kh, geo.kw, geo.dh, geo.dw, geo.pt, geo.pl, lanes())))
+        masks_slot = program.constant(masks_key, geo.tap_masks(lanes(), _mask_vectors(geo)))
+    elif not geo.pointwise:
         ranges_slot = program.constant(f"{tag}__owranges", geo.ow_ranges())
         row_scratch = program.scratch(f"{tag}__rowbuf", np.float32, NC_PANELS * nr)
 
@@ -140,6 +175,7 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     x = kb.buffer(x_slot)
     a_base = kb.buffer(a_slot)
     ranges = kb.buffer(ranges_slot) if ranges_slot is not None else None
+    masks = kb.buffer(masks_slot) if masks_slot is not None else None
     rowbuf = (kb.element(kb.buffer(row_scratch), b.mul(kb.tid, const_i64(NC_PANELS * nr)), F32)
               if row_scratch is not None else None)
     hw = geo.h * geo.w
@@ -169,6 +205,10 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
             def row(kk):
                 off = b.add(channel_plane(batch, b.add(k0, kk)), col0)
                 return kb.element(x, off, F32)
+        elif masks is not None:
+            _pack_shifted(kb, geo, x, masks, batch, k0, kc, col0, ncols, dest, stride,
+                          channel_plane)
+            return
         else:
             def row(kk):
                 _fill_row(kb, geo, x, ranges, rowbuf, batch, b.add(k0, kk), col0, ncols,
@@ -181,6 +221,48 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
                     b_scratch=b_scratch)
     emit_gemm(program, kb, plan, out)
     kb.finish()
+
+
+def _pack_shifted(kb, geo: ConvGeometry, x, masks, batch, k0, kc, col0, ncols, dest,
+                  panel_stride: int, channel_plane) -> None:
+    """Pack rows [k0, k0 + kc) of a :attr:`~ConvGeometry.shifted` convolution's column matrix,
+    columns [col0, col0 + ncols), into panels at ``dest``: one masked vector load per
+    ``lanes`` columns, straight from the input (masked-off lanes are padding: read as zero and
+    never touched, so their addresses may fall outside the input)."""
+    b = kb.b
+    L, nr = lanes(), panel_width()
+    vt = vec_type(L)
+    taps = geo.kh * geo.kw
+    mask_t = ir.VectorType(ir.IntType(1), L)
+    panels = b.sdiv(b.add(ncols, const_i64(nr - 1)), const_i64(nr))
+    first_vector = b.sdiv(col0, const_i64(L))
+    with kb.loop(const_i64(0), kc, name="pk") as kk:
+        k = b.add(k0, kk)
+        tap = b.srem(k, const_i64(taps))
+        kh = b.sdiv(tap, const_i64(geo.kw))
+        kw = b.srem(tap, const_i64(geo.kw))
+        offset = b.add(b.mul(b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt)),
+                             const_i64(geo.w)),
+                       b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl)))
+        plane = channel_plane(batch, b.sdiv(k, const_i64(taps)))
+        src = b.gep(x, [b.add(b.add(plane, col0), offset)], source_etype=F32)
+        mask_row = b.add(b.mul(tap, const_i64(_mask_vectors(geo))), first_vector)
+        with kb.loop(const_i64(0), panels, name="pj") as j:
+            for v in range(NRV):
+                col = b.add(b.mul(j, const_i64(nr)), const_i64(v * L))
+                bits = kb.load(masks, b.add(mask_row, b.sdiv(col, const_i64(L))), I64)
+                mask = b.bitcast(b.trunc(bits, ir.IntType(L)), mask_t)
+                value = masked_load(b, kb.module, b.gep(src, [col], source_etype=F32), mask, vt)
+                dest_off = b.add(b.add(b.mul(j, const_i64(panel_stride)),
+                                       b.mul(kk, const_i64(nr))), const_i64(v * L))
+                b.store(value, kb.element(dest, dest_off, F32), align=4)
+
+
+def _mask_vectors(geo: ConvGeometry) -> int:
+    """Lane masks per tap in a :attr:`~ConvGeometry.shifted` convolution's table: the output
+    positions rounded up to whole panels."""
+    nr = panel_width()
+    return -(-geo.cols // nr) * (nr // lanes())
 
 
 def row_segment(b: ir.IRBuilder, geo: ConvGeometry, oh: ir.Value, col0: ir.Value,
