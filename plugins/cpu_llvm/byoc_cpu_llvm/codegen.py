@@ -6,9 +6,12 @@ signed ``smin``/``smax``, ``splat``, the dtype tests ``is_float``/``is_signed``,
 :meth:`KernelBuilder.loop`, the GEMM driver's unit loop and the micro-kernels' k loops use.
 
 Every kernel is a function ``void k(ptr buffers, i64 tid, i64 nthreads)``: ``buffers`` is the
-partition's table of buffer pointers (see :mod:`byoc_cpu_llvm.program`), ``tid`` and
-``nthreads`` say which share of the work this thread does. Shapes are constants baked into
-the IR, so LLVM sees fixed trip counts and strides.
+kernel's own table of buffer pointers, ``tid`` and ``nthreads`` say which share of the work
+this thread does. A kernel numbers the buffers it uses in the order it first asks for them
+(:meth:`KernelBuilder.buffer`) and the program's entry point hands it their pointers in that
+order (see :mod:`byoc_cpu_llvm.program`), so two layers of the same shapes emit the same
+function text whichever partition slots they use, and share one function. Shapes are
+constants baked into the IR, so LLVM sees fixed trip counts and strides.
 """
 
 from __future__ import annotations
@@ -141,15 +144,19 @@ class KernelBuilder:
         self.function = ir.Function(module, KERNEL_TYPE, name)
         self.function.attributes.add("nounwind")
         self.buffers, self.tid, self.nthreads = self.function.args
-        for arg in (self.buffers,):
-            arg.add_attribute("noalias")
+        self.buffers.add_attribute("noalias")
+        self.slots: list[int] = []  # the partition slots behind the kernel's own table
         self.b = ir.IRBuilder(self.function.append_basic_block("entry"))
 
     # -- buffers -----------------------------------------------------------------------------
 
     def buffer(self, index: int) -> ir.Value:
-        """The pointer held in slot ``index`` of the buffer table."""
-        slot = self.b.gep(self.buffers, [const_i64(index)], source_etype=PTR, inbounds=True)
+        """The pointer held in slot ``index`` of the partition's buffer table (read from the
+        kernel's own table, where it is entry ``slots.index(index)``)."""
+        if index not in self.slots:
+            self.slots.append(index)
+        own = const_i64(self.slots.index(index))
+        slot = self.b.gep(self.buffers, [own], source_etype=PTR, inbounds=True)
         return self.b.load(slot, typ=PTR)
 
     def element(self, base: ir.Value, offset: ir.Value, elem: ir.Type) -> ir.Value:

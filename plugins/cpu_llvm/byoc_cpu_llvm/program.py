@@ -7,6 +7,12 @@ space. Some buffers alias another (a Reshape shares its input's memory). The mod
 point ``byoc_run(buffers, tid, nthreads)`` is run by every thread: it calls the kernels in
 order, each doing its share of the work, with a barrier after each.
 
+Each kernel reads its buffers from a table of its own, filled by the entry point from the
+partition's table just before the call (see :class:`~byoc_cpu_llvm.codegen.KernelBuilder`).
+Kernels whose text is the same but for their name (ResNet-50 repeats each of its bottleneck
+blocks' convolutions up to five times) are one function in the module, called once per step:
+LLVM optimizes and compiles each distinct kernel once.
+
 A kernel that meets input it cannot handle at run time (a value only known then) stores a
 fault code in the status buffer; the runtime raises the fault's message after the run.
 """
@@ -55,7 +61,7 @@ class ProgramBuilder:
         self.buffers: list[BufferSpec] = [BufferSpec("barrier", "int64", [2], "barrier")]
         self.slots: dict[str, int] = {}
         self.arrays: dict[str, np.ndarray] = {}
-        self.steps: list[str] = []
+        self.steps: list[KernelBuilder] = []
         self.faults: list[str] = []
         self._names: set[str] = set()
         for value in inputs:
@@ -113,9 +119,9 @@ class ProgramBuilder:
 
     def kernel(self, hint: str) -> KernelBuilder:
         """A new kernel function, run as the next step of the program."""
-        name = self._unique(hint)
-        self.steps.append(name)
-        return KernelBuilder(self.module, name)
+        kernel = KernelBuilder(self.module, self._unique(hint))
+        self.steps.append(kernel)
+        return kernel
 
     def _unique(self, hint: str) -> str:
         base = "k_" + "".join(ch if ch.isalnum() else "_" for ch in hint)
@@ -125,7 +131,7 @@ class ProgramBuilder:
         self._names.add(name)
         return name
 
-    def _copy_kernel(self, src: int, dst: int) -> str:
+    def _copy_kernel(self, src: int, dst: int) -> KernelBuilder:
         spec = self.buffers[src]
         nbytes = spec.elements * np.dtype(spec.dtype).itemsize
         k = KernelBuilder(self.module, self._unique(f"copy_{spec.name}"))
@@ -134,23 +140,49 @@ class ProgramBuilder:
             byte = k.load(k.buffer(src), i, ir.IntType(8))
             k.store(byte, k.buffer(dst), i)
         k.finish()
-        return k.function.name
+        return k
 
     def finish(self) -> tuple[str, dict]:
         """The module's IR text and the metadata the runtime needs to run it."""
-        self._emit_entry()
+        kernels, calls = self._share_identical_kernels()
+        self._emit_entry(calls)
         meta = {"entry": ENTRY, "buffers": [asdict(b) for b in self.buffers],
-                "steps": list(self.steps), "faults": list(self.faults)}
-        return str(self.module), meta
+                "steps": [function.name for function, _ in calls], "faults": list(self.faults)}
+        # The kernels' text is rendered once, above: the module is rendered without them, and
+        # they follow it (LLVM takes a module's definitions in any order).
+        for kernel in self.steps:
+            del self.module.globals[kernel.function.name]
+        return "\n".join([str(self.module), *kernels]), meta
 
-    def _emit_entry(self) -> None:
+    def _share_identical_kernels(self) -> tuple[list[str], list[tuple[ir.Function, list[int]]]]:
+        """The text of each distinct kernel, and each step as (the kernel it calls, the
+        partition slots of that call's table). A kernel whose text is an earlier one's but for
+        its name is left out: its step calls the earlier kernel on its own buffers."""
+        first: dict[str, ir.Function] = {}
+        texts, calls = [], []
+        for kernel in self.steps:
+            function = kernel.function
+            text = str(function)
+            anonymous = text.replace(function.get_reference(), "@", 1)
+            if anonymous not in first:
+                first[anonymous] = function
+                texts.append(text)
+            calls.append((first[anonymous], kernel.slots))
+        return texts, calls
+
+    def _emit_entry(self, calls: list[tuple[ir.Function, list[int]]]) -> None:
         barrier = _emit_barrier(self.module)
         entry = ir.Function(self.module, KERNEL_TYPE, ENTRY)
         buffers, tid, nthreads = entry.args
         b = ir.IRBuilder(entry.append_basic_block("entry"))
         state = b.load(b.gep(buffers, [const_i64(BARRIER_SLOT)], source_etype=PTR), typ=PTR)
-        for step in self.steps:
-            b.call(self.module.globals[step], [buffers, tid, nthreads])
+        widest = max((len(slots) for _, slots in calls), default=0)
+        table = b.alloca(PTR, size=const_i64(max(1, widest)), name="table")
+        for kernel, slots in calls:
+            for position, slot in enumerate(slots):
+                pointer = b.load(b.gep(buffers, [const_i64(slot)], source_etype=PTR), typ=PTR)
+                b.store(pointer, b.gep(table, [const_i64(position)], source_etype=PTR))
+            b.call(kernel, [table, tid, nthreads])
             b.call(barrier, [state, nthreads])
         b.ret_void()
 

@@ -1,0 +1,100 @@
+"""Compile time: identical layers share one kernel, and the object cache gives back what a cold
+compile gave."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import byoc
+from byoc.testing import compile_reference, make_model
+from byoc_cpu_llvm import jit
+
+SHAPE = [1, 8, 12, 12]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BYOC_CACHE_DIR", str(tmp_path))
+    return tmp_path / "cpu_llvm"
+
+
+def repeated_convs(layers: int = 3):
+    """``layers`` 3x3 convolutions of the same shape, each with its own weights, then Relu."""
+    rng = np.random.default_rng(0)
+    nodes, weights, x = [], {}, "x"
+    for i in range(layers):
+        weights[f"w{i}"] = rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], pads=[1] * 4),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        x = f"r{i}"
+    return make_model(nodes, [("x", TensorProto.FLOAT, SHAPE)], [(x, TensorProto.FLOAT, SHAPE)],
+                      weights)
+
+
+def two_leaky_relus():
+    """LeakyRelu, Transpose, LeakyRelu, all of one shape: the two LeakyRelu kernels have the
+    same structure and differ in one constant, alpha."""
+    nodes = [helper.make_node("LeakyRelu", ["x"], ["a"], alpha=0.1),
+             helper.make_node("Transpose", ["a"], ["t"], perm=[0, 1, 3, 2]),
+             helper.make_node("LeakyRelu", ["t"], ["y"], alpha=0.5)]
+    return make_model(nodes, [("x", TensorProto.FLOAT, SHAPE)],
+                      [("y", TensorProto.FLOAT, SHAPE)])
+
+
+def inputs(seed: int = 0) -> dict[str, np.ndarray]:
+    return {"x": np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float32)}
+
+
+def defined_kernels(compiled) -> list[str]:
+    (part,) = compiled.parts
+    return re.findall(r'^define [^@]*@"(k_\w+)"', part.payload.data.decode(), re.MULTILINE)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_identical_layers_share_one_kernel_and_stay_exact(cache, threads):
+    model = repeated_convs()
+    compiled = byoc.compile(model, plugins=["cpu_llvm"], plugin_options={
+        "cpu_llvm": {"threads": threads, "min_work_per_thread": 0}})
+    (part,) = compiled.parts
+    steps = part.payload.metadata["steps"]
+    assert len(steps) == 3 and len(set(steps)) == 1, steps
+    assert defined_kernels(compiled) == [steps[0]]
+    ours = compiled.run(inputs())
+    reference = compile_reference(model).run(inputs())
+    (name,) = reference
+    scale = np.max(np.abs(reference[name]))
+    np.testing.assert_allclose(ours[name], reference[name], rtol=0, atol=1e-5 * scale)
+
+
+def test_layers_that_differ_in_a_constant_keep_their_own_kernels(cache):
+    model = two_leaky_relus()
+    compiled = byoc.compile(model, plugins=["cpu_llvm"])
+    assert len(defined_kernels(compiled)) == 3
+    reference = compile_reference(model).run(inputs())
+    np.testing.assert_allclose(compiled.run(inputs())["y"], reference["y"], rtol=1e-6)
+
+
+def test_cached_compile_gives_bit_equal_outputs(cache, monkeypatch):
+    model = repeated_convs()
+    cold = byoc.compile(model, plugins=["cpu_llvm"]).run(inputs(1))
+
+    def no_llvm(ir_text):
+        raise AssertionError("LLVM ran although the object was cached")
+
+    monkeypatch.setattr(jit, "_compile", no_llvm)
+    cached = byoc.compile(model, plugins=["cpu_llvm"]).run(inputs(1))
+    assert cached.keys() == cold.keys()
+    for name, value in cold.items():
+        np.testing.assert_array_equal(cached[name], value)
+
+
+def test_object_key_separates_ir_and_optimization(monkeypatch):
+    ir_text = 'define void @"f"() {\nentry:\n  ret void\n}\n'
+    key = jit.object_key(ir_text)
+    assert jit.object_key(ir_text.replace('"f"', '"g"')) != key
+    monkeypatch.setattr(jit, "OPTIMIZATION", "O3 vectorize=True unroll=True")
+    assert jit.object_key(ir_text) != key
