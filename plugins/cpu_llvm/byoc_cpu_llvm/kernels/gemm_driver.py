@@ -80,20 +80,28 @@ def pack_a(a: np.ndarray, mr: int) -> np.ndarray:
     """``a`` ([..., M, K]) as [..., M tiles, K, MR], zero-padded to whole tiles."""
     *lead, m, k = a.shape
     tiles = -(-m // mr)
-    padded = np.zeros((*lead, tiles * mr, k), np.float32)
-    padded[..., :m, :] = a
-    return np.ascontiguousarray(
-        padded.reshape(*lead, tiles, mr, k).swapaxes(-1, -2)).astype(np.float32)
+    packed = np.zeros((*lead, tiles, k, mr), np.float32)
+    full = m // mr
+    if full:
+        tiles_of_a = a[..., :full * mr, :].reshape(*lead, full, mr, k)
+        packed[..., :full, :, :] = tiles_of_a.swapaxes(-1, -2)
+    if m > full * mr:
+        packed[..., full, :, :m - full * mr] = a[..., full * mr:, :].swapaxes(-1, -2)
+    return packed
 
 
 def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
     """``b`` ([..., K, N]) as [..., N panels, K, NR], zero-padded to whole panels."""
     *lead, k, n = b.shape
     panels = -(-n // nr)
-    padded = np.zeros((*lead, k, panels * nr), np.float32)
-    padded[..., :n] = b
-    return np.ascontiguousarray(
-        padded.reshape(*lead, k, panels, nr).swapaxes(-2, -3)).astype(np.float32)
+    packed = np.zeros((*lead, panels, k, nr), np.float32)
+    # one strided copy into place (the weights of a large Gemm are hundreds of MB)
+    full = n // nr
+    if full:
+        packed[..., :full, :, :] = b[..., :full * nr].reshape(*lead, k, full, nr).swapaxes(-2, -3)
+    if n > full * nr:
+        packed[..., full, :, :n - full * nr] = b[..., full * nr:]
+    return packed
 
 @dataclass
 class GemmPlan:
