@@ -13,8 +13,9 @@ panels. 1x1 stride-1 unpadded convolutions pack the input rows directly; other s
 convolutions with as many output as input columns (3x3 "same" ones) pack each row of the
 column matrix straight from the input as a shifted view of its channel plane, with masked
 vector loads whose masks (a table per tap, built at compile time) zero the padding.
-Convolutions with one input channel per group (depthwise) use a direct kernel that
-accumulates whole output rows.
+Convolutions with one input channel per group (depthwise) use the register-tiled kernel of
+:mod:`~byoc_cpu_llvm.kernels.depthwise`, or, past its unrolled taps, a direct kernel that
+accumulates whole output rows in memory.
 The bias and the fused epilogue nodes run on each tile while it is in cache.
 """
 
@@ -27,6 +28,7 @@ from byoc.core.interpreter import window as win
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import F32, I64, const_i64, smax, smin
 from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.depthwise import depthwise_fits, emit_depthwise
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step
 from byoc_cpu_llvm.kernels.gemm_driver import (
     NC_PANELS,
@@ -140,7 +142,9 @@ def lower_conv(program, group) -> None:
         bias = epi.operand(program, node.inputs[2], [0, 1, 0, 0])
         epi.add_step(add_scaled_step(1.0), [None, bias])
     epi.add_nodes(program, group)
-    if geo.cg == 1 and geo.mg < 4:
+    if depthwise_fits(geo) and geo.mg < 4:
+        emit_depthwise(program, group, geo, epi)
+    elif geo.cg == 1 and geo.mg < 4:
         _lower_direct(program, group, geo, epi)
     else:
         _lower_gemm(program, group, geo, epi)
