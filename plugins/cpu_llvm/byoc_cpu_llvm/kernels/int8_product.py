@@ -1,8 +1,11 @@
 """The int8 product driver: exact integer matrix products on u8 x s8 byte dot products (x86's
 AVX512 VNNI ``vpdpbusd`` when the host has it), shared by QLinearMatMul and MatMulInteger
 (:mod:`.qmatmul`), QLinearConv and ConvInteger (:mod:`.qconv`) and the QDQ groups
-(:mod:`byoc_cpu_llvm.qdq_groups`). It also holds what the exact direct paths of those ops
-share (run-time operands or parameters): :class:`DirectKernel` and :func:`emit_requantize`.
+(:mod:`byoc_cpu_llvm.qdq_groups`). Depthwise convolutions (:mod:`.qdepthwise`) and products
+with few activation rows (:mod:`.qgemv`) have kernels of their own built from its parts:
+the weight packing (:class:`WeightOperands`), :func:`dot4`, :func:`requantize_lanes` and
+:func:`store_lanes`. It also holds what the exact direct paths of those ops share (run-time
+operands or parameters): :class:`DirectKernel` and :func:`emit_requantize`.
 
 Every integer kernel computes, per output channel ``r`` (a row of the constant weights) and
 output column ``c`` (a spatial position, or a row of the activations),
@@ -120,8 +123,10 @@ def _wrap32(values: np.ndarray) -> np.ndarray:
     return ((values.astype(np.int64) + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
 
 
-def _prepare(spec: IntProduct, mr: int):
-    """Packed weights and per-channel constants (padded to whole micro-tiles)."""
+def pack_weights(spec: IntProduct, mr: int):
+    """Packed weights (``[groups][tiles][K/4][mr][4]`` signed bytes) and per-channel
+    constants, padded to whole tiles of ``mr`` channels: ``(packed, rowc, -w_zero, multiplier,
+    need_xsum, rpad, mtiles, k4)``."""
     g, rows, k = spec.weights.shape
     w = spec.weights.astype(np.int64)
     wz = np.broadcast_to(spec.w_zero.astype(np.int64), (g * rows,)).reshape(g, rows)
@@ -149,6 +154,22 @@ def _prepare(spec: IntProduct, mr: int):
             pad((-wz).astype(np.int32), np.int32), mult, bool(np.any(wz)), rpad, mtiles, k4)
 
 
+class WeightOperands:
+    """The weight side of a kernel of ``spec`` in tiles of ``mr`` channels: the constants of
+    :func:`pack_weights` in the program, as pointers in ``kb`` (``wz`` only when some weight
+    zero point is not 0, ``mult`` only for requantized outputs), and their sizes."""
+
+    def __init__(self, program, kb: KernelBuilder, tag: str, spec: IntProduct, mr: int):
+        packed, rowc, wzneg, mult, self.need_xsum, self.rpad, self.mtiles, self.k4 = \
+            pack_weights(spec, mr)
+        self.packed = kb.buffer(program.constant(f"{tag}__qapack", packed))
+        self.rowc = kb.buffer(program.constant(f"{tag}__qrowc", rowc))
+        self.wz = (kb.buffer(program.constant(f"{tag}__qwz", wzneg)) if self.need_xsum
+                   else None)
+        self.mult = (kb.buffer(program.constant(f"{tag}__qmult", mult)) if mult is not None
+                     else None)
+
+
 def choose_mr(rows: int) -> int:
     return min(rows, MR_MAX)
 
@@ -159,21 +180,16 @@ def emit_product(program, spec: IntProduct, tag: str, x_slot: int, out_slot: int
     ``[c0, c0 + ncols)`` of product ``bi``'s activations to ``dest`` as ``[k4][NB][4]`` bytes
     (flipped to unsigned; rows past K zero)."""
     mr = choose_mr(spec.rows)
-    apack, rowc, wzneg, mult, need_xsum, rpad, mtiles, k4 = _prepare(spec, mr)
-    a_slot = program.constant(f"{tag}__qapack", apack)
-    rowc_slot = program.constant(f"{tag}__qrowc", rowc)
-    wz_slot = program.constant(f"{tag}__qwz", wzneg) if need_xsum else None
-    mult_slot = program.constant(f"{tag}__qmult", mult) if mult is not None else None
+    kb = program.kernel(tag)
+    b = kb.b
+    weights = WeightOperands(program, kb, tag, spec, mr)
+    need_xsum, rpad, mtiles, k4 = weights.need_xsum, weights.rpad, weights.mtiles, weights.k4
+    a_base, rowc_base = weights.packed, weights.rowc
+    wz_base, mult_base = weights.wz, weights.mult
     scratch = program.scratch(f"{tag}__qbscr", np.int8, k4 * NB * 4)
     colblocks = -(-spec.cols // NB)
     base_units = spec.batches * colblocks
-
-    kb = program.kernel(tag)
-    b = kb.b
     x, out = kb.buffer(x_slot), kb.buffer(out_slot)
-    a_base, rowc_base = kb.buffer(a_slot), kb.buffer(rowc_slot)
-    wz_base = kb.buffer(wz_slot) if wz_slot is not None else None
-    mult_base = kb.buffer(mult_slot) if mult_slot is not None else None
     dest = kb.element(kb.buffer(scratch), b.mul(kb.tid, const_i64(k4 * NB * 4)), I8)
 
     # parts = clamp(ceil(nthreads / base_units), 1, mtiles): channel tiles split per unit.
@@ -269,13 +285,6 @@ class _Tile:
                                splat(b, b.sub(ncols, const_i64(v * LANES)), LANES))
                  for v in range(NRV)]
         no = ir.Constant(ir.VectorType(I1, LANES), None)
-        if spec.multiplier is not None:
-            info = np.iinfo(spec.out_dtype)
-            low = info.min if spec.out_min is None else max(info.min, spec.out_min)
-            high = info.max if spec.out_max is None else min(info.max, spec.out_max)
-            f_low = splat(b, ir.Constant(F32, float(low)), LANES)
-            f_high = splat(b, ir.Constant(F32, float(high)), LANES)
-            f_zero = splat(b, ir.Constant(F32, float(spec.y_zero)), LANES)
         for i in range(self.mr):
             row = b.add(row0, const_i64(i))
             grow = b.add(b.mul(g, const_i64(rpad)), row)
@@ -290,16 +299,7 @@ class _Tile:
                 total = b.add(accs[i * NRV + v], rowc)
                 if wz is not None:
                     total = b.add(total, b.mul(xsums[v], wz))
-                if mult is not None:
-                    f = b.fmul(b.sitofp(total, ir.VectorType(F32, LANES)), mult)
-                    f = b.fadd(kb.intrinsic("llvm.roundeven", f.type, [f]), f_zero)
-                    f = kb.intrinsic("llvm.minnum", f.type,
-                                     [kb.intrinsic("llvm.maxnum", f.type, [f, f_low]), f_high])
-                    value = b.fptosi(f, VEC)
-                    if out_t != I32:
-                        value = b.trunc(value, ir.VectorType(out_t, LANES))
-                else:
-                    value = total
+                value = requantize_lanes(kb, spec, total, mult) if mult is not None else total
                 mask = b.select(row_ok, masks[v], no)
                 col = b.add(col0, const_i64(v * LANES))
                 if spec.col_stride != 1:
@@ -329,6 +329,50 @@ class _Tile:
                 offset = b.add(out_row, b.mul(b.add(col, const_i64(lane)),
                                               const_i64(self.spec.col_stride)))
                 kb.store(b.extract_element(value, index), out, offset)
+
+
+def requantize_lanes(kb: KernelBuilder, spec: IntProduct, total: ir.Value,
+                     mult: ir.Value) -> ir.Value:
+    """``LANES`` int32 accumulators (bias included) requantized like ``quant.requantize``:
+    ``clamp(round_half_to_even(float32(total) * mult) + y_zero)`` in float32, narrowed to the
+    output type (exact: a rounded value is an integer, and the clamp saturates where float32
+    could not hold the sum)."""
+    b = kb.b
+    info = np.iinfo(spec.out_dtype)
+    low = info.min if spec.out_min is None else max(info.min, spec.out_min)
+    high = info.max if spec.out_max is None else min(info.max, spec.out_max)
+    f = b.fmul(b.sitofp(total, ir.VectorType(F32, LANES)), mult)
+    f = b.fadd(kb.intrinsic("llvm.roundeven", f.type, [f]),
+               splat(b, ir.Constant(F32, float(spec.y_zero)), LANES))
+    f = kb.intrinsic("llvm.minnum", f.type, [
+        kb.intrinsic("llvm.maxnum", f.type, [f, splat(b, ir.Constant(F32, float(low)), LANES)]),
+        splat(b, ir.Constant(F32, float(high)), LANES)])
+    value = b.fptosi(f, VEC)
+    out_t = llvm_type(spec.out_dtype)
+    return b.trunc(value, ir.VectorType(out_t, LANES)) if out_t != I32 else value
+
+
+def store_lanes(kb: KernelBuilder, value: ir.Value, out: ir.Value, at: ir.Value,
+                count: ir.Value) -> None:
+    """The first ``count`` lanes of ``value`` at ``out[at...]``: one plain store when all
+    are valid; otherwise a masked store for int32, lane by lane for narrower types (LLVM 22
+    miscompiles a truncating masked store it knows has one lane, see :class:`_Tile`)."""
+    b = kb.b
+    lanes = value.type.count
+    elem = value.type.element
+    with b.if_else(b.icmp_signed(">=", count, const_i64(lanes))) as (whole, partial):
+        with whole:
+            b.store(value, kb.element(out, at, elem), align=1)
+        with partial:
+            if elem == I32:
+                mask = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, lanes),
+                                                      list(range(lanes))), splat(b, count, lanes))
+                masked_store(b, kb.module, value, kb.element(out, at, elem), mask, align=1)
+            else:
+                for lane in range(lanes):
+                    with b.if_then(b.icmp_signed("<", const_i64(lane), count)):
+                        kb.store(b.extract_element(value, ir.Constant(I32, lane)), out,
+                                 b.add(at, const_i64(lane)))
 
 
 class DirectKernel:

@@ -2,9 +2,11 @@
 
 Per (image, group) the convolution is the product of the constant weights [Mg, Cg*KH*KW]
 and the im2col matrix of the input, run by the integer product driver of
-:mod:`~byoc_cpu_llvm.kernels.int8_product`. The im2col columns are packed straight into the
-driver's ``[K/4][NB][4]`` layout, one k row at a time; positions in the padding read the
+:mod:`~byoc_cpu_llvm.kernels.int8_product`. The im2col columns are packed into the
+driver's ``[K/4][NB][4]`` layout by :mod:`.qconv_pack`; positions in the padding read the
 input's zero point (so they add nothing, as the reference's zero-padded ``x - x_zero``).
+Depthwise convolutions (one channel per group) are computed directly, plane by plane, by
+:mod:`.qdepthwise`.
 Any stride, padding, dilation and group count; weights int8 or uint8, per tensor or per
 output channel zero points; activations int8 or uint8 with a per-tensor zero point.
 Run-time weights, scales, zero points or bias, and convolutions that are not 2-D, take an
@@ -14,10 +16,9 @@ exact direct path instead (:func:`_lower_direct`, one int64 window sum per outpu
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I8, I32, I64, const_i64
+from byoc_cpu_llvm.codegen import F32, I32, I64, const_i64
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.conv import (
     ConvGeometry,
@@ -25,17 +26,17 @@ from byoc_cpu_llvm.kernels.conv import (
     conv_gather_geometry,
     conv_shape_refusal,
     emit_gather,
-    row_segment,
 )
 from byoc_cpu_llvm.kernels.int8_product import (
     INT8_TYPES,
-    NB,
     DirectKernel,
     IntProduct,
     emit_product,
     emit_requantize,
     overflow_refusal,
 )
+from byoc_cpu_llvm.kernels.qconv_pack import conv_pack
+from byoc_cpu_llvm.kernels.qdepthwise import depthwise_fits, emit_depthwise
 
 
 def conv_refusal(graph: Graph, node: Node, x_name: str, weight: np.ndarray,
@@ -49,65 +50,12 @@ def conv_refusal(graph: Graph, node: Node, x_name: str, weight: np.ndarray,
     return overflow_refusal(geo.k, bias)
 
 
-def conv_pack(geo: ConvGeometry, x_zero: int, x_signed: bool, ranges_slot: int):
-    """``pack_b`` writing im2col columns of one (image, group) in the driver's layout: per k
-    row and output row, the padding runs get the zero point and the valid run is copied."""
-    flip = 0x80 if x_signed else 0
-    pad = ir.Constant(I8, (x_zero + flip) & 0xFF)
-    taps = geo.kh * geo.kw
-
-    def pack(kb, x, bi, c0, ncols, dest, k4):
-        b = kb.b
-        ranges = kb.buffer(ranges_slot)
-        image = b.sdiv(bi, const_i64(geo.groups))
-        g = b.srem(bi, const_i64(geo.groups))
-        first_channel = b.add(b.mul(image, const_i64(geo.c)), b.mul(g, const_i64(geo.cg)))
-        end = b.add(c0, ncols)
-        ow_n = const_i64(geo.ow)
-        oh_first = b.sdiv(c0, ow_n)
-        oh_end = b.add(b.sdiv(b.sub(end, const_i64(1)), ow_n), const_i64(1))
-        with kb.loop(0, geo.k, name="pk") as kk:
-            c = b.sdiv(kk, const_i64(taps))
-            tap = b.srem(kk, const_i64(taps))
-            kh = b.sdiv(tap, const_i64(geo.kw))
-            kw = b.srem(tap, const_i64(geo.kw))
-            plane = b.mul(b.add(first_channel, c), const_i64(geo.h * geo.w))
-            lo_kw = kb.load(ranges, b.mul(kw, const_i64(2)), I64)
-            hi_kw = kb.load(ranges, b.add(b.mul(kw, const_i64(2)), const_i64(1)), I64)
-            off_w = b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl))
-            off_h = b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt))
-            # dest byte of block column j: row + 4 * j
-            row = b.add(b.mul(b.lshr(kk, const_i64(2)), const_i64(NB * 4)),
-                        b.and_(kk, const_i64(3)))
-            with kb.loop(oh_first, oh_end, name="poh") as oh:
-                start, seg_lo, seg_hi, ih, lo, hi = row_segment(b, geo, oh, c0, end, lo_kw,
-                                                                hi_kw, off_h)
-                at = b.add(row, b.mul(b.sub(start, c0), const_i64(4)))  # byte of ow = 0
-                with kb.loop(seg_lo, lo, name="pz0") as ow:
-                    kb.store(pad, dest, b.add(at, b.mul(ow, const_i64(4))))
-                src = b.add(plane, b.add(b.mul(ih, const_i64(geo.w)), off_w))
-                with kb.loop(lo, hi, name="pcp") as ow:
-                    value = kb.load(x, b.add(src, b.mul(ow, const_i64(geo.sw))), I8)
-                    if flip:
-                        value = b.xor(value, ir.Constant(I8, flip))
-                    kb.store(value, dest, b.add(at, b.mul(ow, const_i64(4))))
-                with kb.loop(hi, seg_hi, name="pz1") as ow:
-                    kb.store(pad, dest, b.add(at, b.mul(ow, const_i64(4))))
-        with kb.loop(geo.k, k4 * 4, name="pz") as kk:
-            row = b.add(b.mul(b.lshr(kk, const_i64(2)), const_i64(NB * 4)),
-                        b.and_(kk, const_i64(3)))
-            with kb.loop(const_i64(0), ncols, name="pzj") as j:
-                kb.store(ir.Constant(I8, 0), dest, b.add(row, b.mul(j, const_i64(4))))
-    return pack
-
-
 def lower_conv_product(program, tag: str, node: Node, x_name: str, out_name: str,
                        weight: np.ndarray, w_zero: np.ndarray, x_zero: int, **requant) -> None:
     graph = program.graph
     x_type = graph.types[x_name]
     geo = ConvGeometry(node, x_type.shape, weight.shape)
     x_signed = x_type.dtype == np.int8
-    ranges_slot = program.constant(f"{tag}__qowranges", geo.ow_ranges())
     for key in ("bias", "multiplier"):
         if requant.get(key) is not None:
             requant[key] = np.broadcast_to(requant[key], (geo.m,))
@@ -118,8 +66,11 @@ def lower_conv_product(program, tag: str, node: Node, x_name: str, out_name: str
                       x_zero=int(x_zero), x_signed=x_signed, batches=geo.n * geo.groups,
                       cols=geo.cols, out_image=geo.m * geo.cols, row_stride=geo.cols,
                       col_stride=1, out_dtype=graph.types[out_name].dtype, **requant)
+    if depthwise_fits(geo):
+        emit_depthwise(program, spec, geo, tag, program.value(x_name), program.value(out_name))
+        return
     emit_product(program, spec, tag, program.value(x_name), program.value(out_name),
-                 conv_pack(geo, int(x_zero), x_signed, ranges_slot))
+                 conv_pack(program, tag, geo, int(x_zero), x_signed))
 
 
 def _params_refusal(node: Node, graph: Graph, names: list[str], m: int) -> str | None:

@@ -1,6 +1,7 @@
 """QLinearMatMul and MatMulInteger: with a constant second operand (and constant parameters)
-on the int8 product driver of :mod:`.int8_product`; otherwise on an exact direct path, one
-int64 dot product per output element.
+on the int8 product driver of :mod:`.int8_product`, or, up to :data:`.qgemv.MOST_COLS` rows
+of activations, on :mod:`.qgemv` (vectorized over the outputs); otherwise on an exact direct
+path, one int64 dot product per output element.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from byoc_cpu_llvm.kernels.int8_product import (
     emit_requantize,
     overflow_refusal,
 )
+from byoc_cpu_llvm.kernels.qgemv import MOST_COLS, emit_vector_product
 
 # -- matrix products with constant weights ----------------------------------------------------
 
@@ -62,6 +64,9 @@ def lower_matrix_product(program, tag: str, x_name: str, out_name: str, matrix: 
                       x_zero=int(x_zero), x_signed=x_signed, batches=1, cols=cols, out_image=0,
                       row_stride=1, col_stride=n, out_dtype=graph.types[out_name].dtype,
                       **requant)
+    if cols <= MOST_COLS:
+        emit_vector_product(program, spec, tag, program.value(x_name), program.value(out_name))
+        return
     emit_product(program, spec, tag, program.value(x_name), program.value(out_name),
                  matmul_pack(k, x_signed))
 
