@@ -12,7 +12,14 @@ from byoc.plugins.api import Partition
 from byoc_cpu_llvm.fusion import Group, plan_groups
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
 from byoc_cpu_llvm.program import ProgramBuilder
-from byoc_cpu_llvm.qdq_groups import QdqLayer, lower_qdq_layer, partition_qdq_layers
+from byoc_cpu_llvm.qdq_groups import (
+    QdqLayer,
+    QdqPool,
+    lower_qdq_layer,
+    lower_qdq_pool,
+    partition_qdq_layers,
+    partition_qdq_pools,
+)
 
 # Ops that only reinterpret their input's memory: their output aliases the input.
 ALIASING_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
@@ -30,6 +37,11 @@ def lower_partition(partition: Partition, graph: Graph,
     # QuantizeLinear; the nodes that kernel replaces are not lowered one by one.
     layers, absorbed = partition_qdq_layers(partition, graph)
     keep.update(layer.x_quant for layer in layers)  # their kernels read it from memory
+    # Likewise DequantizeLinear -> MaxPool -> QuantizeLinear with one scale: a MaxPool on the
+    # quantized values.
+    pools, pooled = partition_qdq_pools(partition, graph, absorbed)
+    absorbed |= pooled
+    keep.update(chain.dequantize.inputs[0] for chain in pools)
     for node in partition.nodes:
         if id(node) in absorbed:
             continue
@@ -49,11 +61,14 @@ def lower_partition(partition: Partition, graph: Graph,
              for group in plan_groups(compute, graph, keep)]
     steps += [(position[id(node)], node) for node in copies]
     steps += [(position[id(layer.igroup.group.quantize)], layer) for layer in layers]
+    steps += [(position[id(chain.quantize)], chain) for chain in pools]
     for _, step in sorted(steps, key=lambda item: item[0]):
         if isinstance(step, Group):
             LOWERINGS[step.head.op_type](program, step)
         elif isinstance(step, QdqLayer):
             lower_qdq_layer(program, step)
+        elif isinstance(step, QdqPool):
+            lower_qdq_pool(program, step)
         else:
             program.copy(step.outputs[0], step.inputs[0])
     ir_text, meta = program.finish()

@@ -1,7 +1,8 @@
 """QDQ groups (DequantizeLinear -> Conv/MatMul/Gemm -> [Relu] -> QuantizeLinear) that the
 reference evaluates as integer operations: which of a partition's groups cpu_llvm runs as one
 integer kernel, and the lowering of each onto :mod:`.kernels.qconv` or
-:mod:`.kernels.qmatmul`.
+:mod:`.kernels.qmatmul`. Also DequantizeLinear -> MaxPool -> QuantizeLinear with one scale
+and zero point, which is a MaxPool on the quantized values (:class:`QdqPool`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import numpy as np
 
 from byoc.core.integer_layers import IntegerGroup, integer_plans
 from byoc.core.ir import Graph, Node
+from byoc_cpu_llvm.fusion import Group
 from byoc_cpu_llvm.kernels.int8_product import INT8_TYPES, overflow_refusal
+from byoc_cpu_llvm.kernels.pool import check_pool, lower_pool
 from byoc_cpu_llvm.kernels.qconv import conv_refusal, lower_conv_product
 from byoc_cpu_llvm.kernels.qmatmul import lower_matrix_product
 from byoc_cpu_llvm.kernels.quant import emit_quantize
@@ -136,6 +139,101 @@ def partition_qdq_layers(partition, graph: Graph) -> tuple[list[QdqLayer], set[i
             if all(id(reader) in absorbed for reader in consumers.get(dq.outputs[0], [])):
                 absorbed.add(id(dq))
     return layers, absorbed
+
+
+@dataclass
+class QdqPool:
+    """DequantizeLinear -> MaxPool -> QuantizeLinear, the two with one float32 scale and zero
+    point: a MaxPool on the quantized values gives the same bits. Dequantization is
+    increasing for a positive scale, so the largest quantized value of a window is the one
+    whose dequantized value wins, and quantizing that value again gives it back exactly
+    (see :func:`lower_qdq_layer`). The kernel's windows read only input elements, so no
+    padding value enters a maximum."""
+
+    dequantize: Node
+    pool: Node
+    quantize: Node
+
+    @property
+    def kernel(self) -> Group:
+        """The MaxPool, reading the quantized input and writing the QuantizeLinear's output."""
+        return Group(Node("MaxPool", [self.dequantize.inputs[0]], [self.quantize.outputs[0]],
+                          dict(self.pool.attrs), self.pool.name or "MaxPool"))
+
+
+def _scalar_parameters(graph: Graph, node: Node):
+    """(scale, zero point or None) of a Quantize/DequantizeLinear when both are constant
+    scalars, else None."""
+    names = node.inputs[1:3]
+    if not all(graph.is_constant(n) for n in names if n):
+        return None
+    scale = np.asarray(graph.constants[names[0]])
+    zero = np.asarray(graph.constants[names[1]]) if len(names) > 1 and names[1] else None
+    if scale.size != 1 or (zero is not None and zero.size != 1):
+        return None
+    return scale, zero
+
+
+def qdq_pool_refusal(graph: Graph, dq: Node, pool: Node, q: Node) -> str | None:
+    """Why DequantizeLinear ``dq`` -> MaxPool ``pool`` -> QuantizeLinear ``q`` is not exactly
+    a MaxPool on the quantized values, or None."""
+    x_type = graph.types[dq.inputs[0]]
+    if x_type.dtype not in INT8_TYPES or graph.types[q.outputs[0]].dtype != x_type.dtype:
+        return "the quantized input and output must be the same int8/uint8 type"
+    if len(pool.outputs) > 1 and pool.outputs[1]:
+        return "MaxPool's Indices output needs the float pool"
+    if "precision" in q.attrs or graph.is_constant(dq.inputs[0]):
+        return "QuantizeLinear with a precision attribute, or a constant input"
+    params = [_scalar_parameters(graph, n) for n in (dq, q)]
+    if None in params:
+        return "the scales and zero points must be constant scalars"
+    (scale, zero), (q_scale, q_zero) = params
+    tiny, huge = np.finfo(np.float32).tiny, np.finfo(np.float32).max / 256
+    if scale.dtype != np.float32 or q_scale.dtype != np.float32 or scale != q_scale:
+        return "the two scales must be the same float32 value"
+    if not tiny <= float(scale) <= huge:  # positive, and no product underflows or overflows
+        return "the scale must be a normal positive float32"
+    zeros = [0 if z is None else int(z) for z in (zero, q_zero)]
+    if zeros[0] != zeros[1]:
+        return "the two zero points must be equal"
+    return check_pool(QdqPool(dq, pool, q).kernel.head, graph)
+
+
+def partition_qdq_pools(partition, graph: Graph, taken: set[int]) -> tuple[list[QdqPool],
+                                                                           set[int]]:
+    """The DequantizeLinear -> MaxPool -> QuantizeLinear chains inside ``partition`` (none of
+    whose nodes is in ``taken``) that run as a MaxPool on the quantized values, and the ids
+    of the nodes that kernel replaces: the pool, the QuantizeLinear, and the
+    DequantizeLinear when nothing else reads it."""
+    inside = {id(n) for n in partition.nodes}
+    producers = {v: n for n in partition.nodes for v in n.outputs if v}
+    consumers = graph.consumers()
+    outputs = set(partition.outputs) | set(graph.outputs)
+    pools, absorbed = [], set()
+    for pool in partition.nodes:
+        if pool.op_type != "MaxPool" or pool.domain or id(pool) in taken:
+            continue
+        dq = producers.get(pool.inputs[0])
+        readers = consumers.get(pool.outputs[0], [])
+        if (dq is None or dq.op_type != "DequantizeLinear" or id(dq) in taken
+                or len(readers) != 1 or pool.outputs[0] in outputs):
+            continue
+        q = readers[0]
+        if (q.op_type != "QuantizeLinear" or id(q) not in inside or id(q) in taken
+                or qdq_pool_refusal(graph, dq, pool, q)):
+            continue
+        pools.append(QdqPool(dq, pool, q))
+        absorbed.update((id(pool), id(q)))
+    for chain in pools:
+        dq = chain.dequantize
+        if dq.outputs[0] not in outputs and all(
+                id(reader) in absorbed for reader in consumers.get(dq.outputs[0], [])):
+            absorbed.add(id(dq))
+    return pools, absorbed
+
+
+def lower_qdq_pool(program, chain: QdqPool) -> None:
+    lower_pool(program, chain.kernel)
 
 
 def integer_group_refusal(node: Node, graph: Graph) -> str | None:

@@ -226,14 +226,22 @@ def lower_pool(program, group) -> None:
                 point(const_i64(ow), 1, w_taps[ow], w_counts[ow])
             else:  # (AveragePool only) no input in the window: 0 / count
                 point(const_i64(ow), 1, [], w_counts[ow])
+        # The interior in full vectors, then what remains in vectors of half as many lanes
+        # and so on (a row of 8-bit values may hold fewer than one register's worth).
+        all_taps = list(range(KW))
         lanes = lanes_for(dtype) if sw <= MAX_VECTOR_STRIDE else 1
         vectors = (hi - lo) // lanes if lanes > 1 else 0
-        all_taps = list(range(KW))
         if vectors:
             with kb.loop(0, vectors, name="vec") as i:
                 point(b.add(const_i64(lo), b.mul(i, const_i64(lanes))), lanes, all_taps, KW)
-        if lo + vectors * lanes < hi:
-            with kb.loop(lo + vectors * lanes, hi, name="ow") as ow:
+        done = lo + vectors * lanes
+        while lanes > 2:
+            lanes //= 2
+            if hi - done >= lanes:
+                point(const_i64(done), lanes, all_taps, KW)
+                done += lanes
+        if done < hi:
+            with kb.loop(done, hi, name="ow") as ow:
                 point(ow, 1, all_taps, KW)
     kb.finish()
 
