@@ -21,7 +21,15 @@ def byoc_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def check_schema(value, schema, where="$"):
-    """``value`` has exactly the keys of ``schema``, each of the type it names."""
+    """``value`` has exactly the keys of ``schema``, each of the type it names; a tuple of
+    schemas other than ``(int, None)`` allows any of them (None: null)."""
+    if isinstance(schema, tuple) and schema != (int, None):
+        if value is None and None in schema:
+            return
+        for option in schema:
+            if option is not None:
+                check_schema(value, option, where)
+        return
     if isinstance(schema, dict):
         assert isinstance(value, dict) and set(value) == set(schema), (where, value)
         for key, inner in schema.items():
@@ -35,7 +43,8 @@ def check_schema(value, schema, where="$"):
     elif schema is float:
         assert isinstance(value, float), where
     else:
-        assert isinstance(value, schema) and not isinstance(value, bool), where
+        assert isinstance(value, schema), where
+        assert schema is bool or not isinstance(value, bool), where
 
 
 def onnx_node_names(path) -> set[str]:

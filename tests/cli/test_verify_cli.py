@@ -8,34 +8,12 @@ import json
 import numpy as np
 import onnx
 import pytest
+from cli.test_estimate import check_schema
 from faults import CHAIN, wrong_requantization_shift
 
 from byoc.cli import main
 from byoc.report.verify import VERIFY_SCHEMA
 from byoc.testing import qdq_cnn
-
-
-def check_schema(value, schema, where="$"):
-    """``value`` has exactly the keys of ``schema``, each of the type it names; a tuple
-    of schemas allows any of them (None: null)."""
-    if isinstance(schema, tuple):
-        for option in schema:
-            if option is None and value is None:
-                return
-            if option is not None:
-                check_schema(value, option, where)
-        return
-    if isinstance(schema, dict):
-        assert isinstance(value, dict) and set(value) == set(schema), (where, value)
-        for key, inner in schema.items():
-            check_schema(value[key], inner, f"{where}.{key}")
-    elif isinstance(schema, list):
-        assert isinstance(value, list), where
-        for i, item in enumerate(value):
-            check_schema(item, schema[0], f"{where}[{i}]")
-    else:
-        assert isinstance(value, schema), (where, value)
-        assert schema is bool or not isinstance(value, bool), where
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ simulator alone.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -115,6 +116,19 @@ def corrupted(tmp_path_factory):
         return RtlSimulator(CFG, write_monitor=True), folder
 
 
+@contextlib.contextmanager
+def corrupted_rtl_in_use(folder):
+    """Runtimes created inside take their RTL from ``folder`` (the shared RTL models are
+    dropped on the way in and out, so no other test gets the corrupted one)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BYOC_VTA_RTL", str(folder))
+        vta_runtime.shared_rtl.cache_clear()
+        try:
+            yield
+        finally:
+            vta_runtime.shared_rtl.cache_clear()
+
+
 def first_wrong_gemm(insns, dram):
     """Index of the first GEMM whose result the narrow adder changes, from the functional
     simulator alone (each GEMM replayed with its dot products wrapped to 17 bits, on the
@@ -192,21 +206,16 @@ def test_the_runtime_names_the_instruction_for_a_partitions_inputs(cnn, corrupte
     target=sim always does."""
     model, feeds, _ = cnn
     _, folder = corrupted
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BYOC_VTA_RTL", str(folder))
-        vta_runtime.shared_rtl.cache_clear()
-        try:
-            compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority",
-                                    plugin_options={"vta_sim": {"target": "rtl"}})
-            parts = {part.runtime: part for part in compiled.parts if part.plugin == "vta_sim"}
-            seen = {}
-            for runtime in parts:
-                record_inputs(runtime, seen)
-            outputs = compiled.run(feeds)
-            found = {runtime: runtime.device_difference(inputs, str(tmp_path))
-                     for runtime, inputs in seen.items()}
-        finally:
-            vta_runtime.shared_rtl.cache_clear()
+    with corrupted_rtl_in_use(folder):
+        compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority",
+                                plugin_options={"vta_sim": {"target": "rtl"}})
+        parts = {part.runtime: part for part in compiled.parts if part.plugin == "vta_sim"}
+        seen = {}
+        for runtime in parts:
+            record_inputs(runtime, seen)
+        outputs = compiled.run(feeds)
+        found = {runtime: runtime.device_difference(inputs, str(tmp_path))
+                 for runtime, inputs in seen.items()}
     expected = compile_reference(model).run(feeds)
     assert any(not np.array_equal(outputs[name], expected[name]) for name in expected)
     for runtime, difference in found.items():
@@ -243,15 +252,10 @@ def test_verify_names_the_conv_and_the_instruction_on_the_corrupted_rtl(cnn, cor
 
     model, feeds, _ = cnn
     _, folder = corrupted
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BYOC_VTA_RTL", str(folder))
-        vta_runtime.shared_rtl.cache_clear()
-        try:
-            compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority",
-                                    plugin_options={"vta_sim": {"target": "rtl"}})
-            found = verify_compiled(compiled, feeds, waveforms=str(tmp_path))
-        finally:
-            vta_runtime.shared_rtl.cache_clear()
+    with corrupted_rtl_in_use(folder):
+        compiled = byoc.compile(model, plugins=["vta_sim"], placement="priority",
+                                plugin_options={"vta_sim": {"target": "rtl"}})
+        found = verify_compiled(compiled, feeds, waveforms=str(tmp_path))
     values = Interpreter(compiled.graph).values(feeds)
     reached = []
     for part in compiled.parts:
