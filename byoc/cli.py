@@ -37,6 +37,7 @@ from byoc.partition.placement import PLACEMENTS
 from byoc.pipeline import FallbackWarning
 from byoc.plugins.api import CliCommand
 from byoc.plugins.manager import LoadedPlugin, PluginManager, declarations, repeated
+from byoc.plugins.options import default_patterns
 from byoc.summary import format_profile, format_summary
 from byoc.vectors import stored_size
 
@@ -591,7 +592,7 @@ def _plugins(args: argparse.Namespace) -> None:
         return
     for plugin in loaded:
         info = plugin.info
-        patterns = manager.call(plugin.name, "byoc_partition_patterns") or []
+        patterns = default_patterns(manager, plugin.name)
         print(f"{plugin.name} {info.version} (from {plugin.origin})")
         print(f"  device:      {info.device}")
         if info.description:

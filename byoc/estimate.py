@@ -27,10 +27,10 @@ import numpy as np
 
 from byoc.core.flops import graph_flops
 from byoc.core.ir import Graph, Node
-from byoc.errors import ByocError, PluginError
+from byoc.errors import ByocError, PluginError, PluginOptionError
 from byoc.plugins.api import Estimate, Transfer
 from byoc.plugins.manager import PluginManager
-from byoc.plugins.options import stage_options
+from byoc.plugins.options import all_options
 
 FALLBACK_NODE_SECONDS = 20e-6
 FALLBACK_FLOPS = 1e9
@@ -98,12 +98,12 @@ def _estimate(manager: PluginManager, plugin: str, nodes: list[Node], graph: Gra
               pattern_name: str | None, options: Mapping[str, Any] | None,
               faults: list[str] | None) -> tuple[Estimate, bool]:
     """:func:`estimate_match`, and whether the estimate is the plugin's own."""
-    loaded = manager.get(plugin)
-    given = dict(options or {})
-    values = {**stage_options(loaded, given, "compile"), **stage_options(loaded, given, "run")}
+    values = all_options(manager.get(plugin), dict(options or {}))
     try:
         estimate = manager.call(plugin, "byoc_estimate_match", pattern_name=pattern_name,
                                 nodes=nodes, graph=graph, options=values)
+    except PluginOptionError:
+        raise
     except ByocError as exc:
         fault = f"plugin {plugin!r}, pattern {pattern_name!r}: byoc_estimate_match failed ({exc})"
         return _fault(fault, faults, nodes, graph), False
@@ -153,7 +153,10 @@ class Estimator:
         a fault."""
         if plugin not in self._transfers:
             try:
-                self._transfers[plugin] = plugin_transfer(self.manager, plugin)
+                self._transfers[plugin] = plugin_transfer(self.manager, plugin,
+                                                          self.plugin_options.get(plugin))
+            except PluginOptionError:
+                raise
             except ByocError as exc:
                 self.faults.append(f"plugin {plugin!r}: byoc_estimate_transfer failed, the "
                                    f"default for its role is used ({exc})")
@@ -165,11 +168,13 @@ class Estimator:
         return self.manager.get(plugin).info.role == "host"
 
 
-def plugin_transfer(manager: PluginManager, plugin: str) -> Transfer:
-    """What ``plugin`` declares moving a tensor to or from its device costs, or the default
-    for its role (see the module docstring). PluginError if the hook returns something else
-    than a Transfer or None."""
-    transfer = manager.call(plugin, "byoc_estimate_transfer")
+def plugin_transfer(manager: PluginManager, plugin: str,
+                    options: Mapping[str, Any] | None = None) -> Transfer:
+    """What ``plugin`` declares moving a tensor to or from its device costs, given the user's
+    ``options`` for it, or the default for its role (see the module docstring). PluginError
+    if the hook returns something else than a Transfer or None."""
+    transfer = manager.call(plugin, "byoc_estimate_transfer",
+                            options=all_options(manager.get(plugin), dict(options or {})))
     if transfer is None:
         return Transfer.free() if manager.get(plugin).info.role == "host" else DEFAULT_TRANSFER
     if not isinstance(transfer, Transfer):

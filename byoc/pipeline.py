@@ -120,9 +120,14 @@ def _plan(graph: Graph, options: CompileOptions, manager: PluginManager, plugins
     partitioning faults (warned, or an error under strict)."""
     optimize(graph)
     faults: list[str] = []  # plugin hooks that failed while partitioning
-    claims = [PluginClaims(name, priority, _patterns_of(manager, name, faults),
-                           _cost_function(manager, name, graph, faults))
-              for priority, name in enumerate(plugins)]
+    claims = []
+    for priority, name in enumerate(plugins):
+        compile_options = stage_options(manager.get(name),
+                                        options.plugin_options.get(name, {}), "compile")
+        claims.append(PluginClaims(name, priority,
+                                   _patterns_of(manager, name, compile_options, faults),
+                                   _cost_function(manager, name, graph, compile_options,
+                                                  faults)))
     problem = PartitionProblem(graph, claims, host=options.host,
                                min_partition_size=options.min_partition_size,
                                pins=dict(options.pins))
@@ -243,7 +248,9 @@ def _whole_matches(manager: PluginManager, plugin: str, partition: Partition, gr
     partition of its own (partitioning the partition's subgraph between that plugin and the
     host), on the graph's own nodes; None when they do not take it whole."""
     try:
-        claims = [PluginClaims(plugin, 0, _patterns_of(manager, plugin, []))]
+        compile_options = stage_options(manager.get(plugin),
+                                        options.plugin_options.get(plugin, {}), "compile")
+        claims = [PluginClaims(plugin, 0, _patterns_of(manager, plugin, compile_options, []))]
         plan = partition_graph(partition.subgraph(graph.constants), claims, host=options.host)
     except ByocError:
         return None
@@ -301,11 +308,15 @@ def _selected(options: CompileOptions, manager: PluginManager) -> list[str]:
     return names
 
 
-def _patterns_of(manager: PluginManager, plugin: str, faults: list[str]) -> list[Pattern]:
-    """The plugin's patterns; if its hook fails or returns something else than a list of
-    Patterns, the fault is recorded and the plugin claims nothing."""
+def _patterns_of(manager: PluginManager, plugin: str, options: dict[str, Any],
+                 faults: list[str]) -> list[Pattern]:
+    """The plugin's patterns for its compile-stage ``options``; if its hook fails or returns
+    something else than a list of Patterns, the fault is recorded and the plugin claims
+    nothing. An option value the plugin refuses is the user's error and is raised."""
     try:
-        patterns = manager.call(plugin, "byoc_partition_patterns")
+        patterns = manager.call(plugin, "byoc_partition_patterns", options=options)
+    except PluginOptionError:
+        raise
     except ByocError as exc:
         faults.append(f"plugin {plugin!r} claims nothing: byoc_partition_patterns failed "
                       f"({exc})")
@@ -320,16 +331,17 @@ def _patterns_of(manager: PluginManager, plugin: str, faults: list[str]) -> list
     return list(patterns)
 
 
-def _cost_function(manager: PluginManager, plugin: str, graph: Graph, faults: list[str]):
-    """The plugin's cost hook for the partitioner. A cost hook that fails, or returns
-    something else than a finite number or None, gives an unknown cost (the fault is
-    recorded once per pattern)."""
+def _cost_function(manager: PluginManager, plugin: str, graph: Graph, options: dict[str, Any],
+                   faults: list[str]):
+    """The plugin's cost hook for the partitioner, with its compile-stage ``options``. A cost
+    hook that fails, or returns something else than a finite number or None, gives an
+    unknown cost (the fault is recorded once per pattern)."""
     failed: set[str] = set()
 
     def cost(pattern_name: str, nodes: list[Node]) -> float | None:
         try:
             value = manager.call(plugin, "byoc_partition_cost", pattern_name=pattern_name,
-                                 nodes=nodes, graph=graph)
+                                 nodes=nodes, graph=graph, options=options)
             if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)
                                  and math.isfinite(value)):
                 return value

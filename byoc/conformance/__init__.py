@@ -23,6 +23,7 @@ from byoc.conformance.check import ConformanceFailure, NotApplicable, run_case
 from byoc.errors import PluginError
 from byoc.plugins.api import PatternLimits
 from byoc.plugins.manager import PluginManager, default_manager
+from byoc.plugins.options import default_patterns
 
 
 def plugin_cases(plugin: str, manager: PluginManager | None = None
@@ -33,7 +34,7 @@ def plugin_cases(plugin: str, manager: PluginManager | None = None
     list of PatternLimits, a pattern named twice or not at all in its pattern table, a
     parameter no builder takes)."""
     manager = manager or default_manager()
-    patterns = manager.call(plugin, "byoc_partition_patterns") or []
+    patterns = default_patterns(manager, plugin)
     limits = _limits_by_pattern(plugin, manager, {p.name for p in patterns})
     cases, skipped = [], {}
     for pattern in patterns:

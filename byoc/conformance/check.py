@@ -13,6 +13,7 @@ from byoc.conformance.families import Built, Unbuildable
 from byoc.errors import ByocError
 from byoc.partition.patterns import find_matches
 from byoc.plugins.manager import PluginManager, default_manager
+from byoc.plugins.options import default_patterns
 
 
 class ConformanceFailure(Exception):
@@ -187,7 +188,7 @@ def _decline_reasons(case: Case, compiled, explanation, manager: PluginManager) 
     plugin did not take the node at all) and the pattern's own declines in the graph (a QDQ
     pattern declines at its QuantizeLinear, not at the layer; roots before the target say
     nothing about it). Empty or missing reasons are a failure."""
-    patterns = [p for p in manager.call(case.plugin, "byoc_partition_patterns") or []
+    patterns = [p for p in default_patterns(manager, case.plugin)
                 if p.name == case.pattern]
     after = _downstream(compiled.graph, explanation.node)
     reasons = [f"{d.pattern}: {d.reason}" for result in find_matches(compiled.graph, patterns)

@@ -727,6 +727,42 @@ class Estimate:
 
 
 @dataclass(frozen=True)
+class HardwareFigures:
+    """What a partition's runs asked of its hardware (returned by ``byoc_hardware_figures``):
+    the figures a design sweep compares configurations by.
+
+    ``cycles`` are the device's clock cycles for the runs (the RTL's count where it ran,
+    else the plugin's model of them); ``ideal_cycles`` the cycles the same arithmetic would
+    take with every multiply-accumulate unit busy every cycle, so that ``ideal_cycles /
+    cycles`` is the compute utilisation; ``dram_bytes`` the bytes moved between DRAM and the
+    chip; ``sram_bytes`` the bytes of the chip's on-chip buffers. ``device_equal`` says
+    whether a device model (an RTL) gave byte for byte what the plugin's golden model gave on
+    every run, or is None when nothing was compared.
+    """
+
+    cycles: int
+    ideal_cycles: int
+    dram_bytes: int
+    sram_bytes: int
+    device_equal: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("cycles", "ideal_cycles", "dram_bytes", "sram_bytes"):
+            if not _cycle_count(getattr(self, name)):
+                raise PluginError(f"HardwareFigures.{name} must be a whole number >= 0, not "
+                                  f"{getattr(self, name)!r:.60}")
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.device_equal not in (None, True, False):
+            raise PluginError(f"HardwareFigures.device_equal must be True, False or None, not "
+                              f"{self.device_equal!r:.60}")
+
+    @property
+    def utilisation(self) -> float | None:
+        """``ideal_cycles / cycles``, or None for a run of no cycles."""
+        return self.ideal_cycles / self.cycles if self.cycles else None
+
+
+@dataclass(frozen=True)
 class Transfer:
     """The cost of moving a tensor between host memory and a plugin's device (returned by
     ``byoc_estimate_transfer``), charged at every partition boundary in either direction.

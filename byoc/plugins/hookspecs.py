@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         CliCommand,
         CustomOp,
         Estimate,
+        HardwareFigures,
         Partition,
         PartitionSignature,
         PatternLimits,
@@ -142,12 +143,18 @@ def byoc_import_custom_ops() -> list[CustomOp]:
 
 
 @hookspec(firstresult=True)
-def byoc_partition_patterns() -> list[Pattern]:
+def byoc_partition_patterns(options: dict[str, Any]) -> list[Pattern]:
     """Return the graph patterns this plugin can compile.
 
     Called by the partitioner once per compilation, before it looks at the graph. Each
     pattern names a subgraph shape (e.g. Conv followed by Relu) the plugin can offload; nodes
     no plugin's pattern matches stay on the host.
+
+    :param options: The plugin's compile-stage options (:func:`byoc_plugin_options`), as
+        :func:`byoc_lower_partition` gets them: what the plugin claims may depend on them
+        (vta_sim's hardware configuration decides which layers fit). ``byoc plugins`` and the
+        conformance kit pass the defaults. Raise a :class:`byoc.errors.PluginOptionError`
+        for a value the plugin refuses: it reaches the user instead of a fallback.
 
     :returns: A list of :class:`byoc.partition.patterns.Pattern` objects (empty or None if
         the plugin offloads nothing). Pattern names must be unique within the plugin; they
@@ -158,7 +165,8 @@ def byoc_partition_patterns() -> list[Pattern]:
 
 
 @hookspec(firstresult=True)
-def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> float | None:
+def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph,
+                        options: dict[str, Any]) -> float | None:
     """Estimate the cost of running one match of one of this plugin's patterns.
 
     Called by the partitioner for each match of the plugin's patterns, to choose between
@@ -169,6 +177,8 @@ def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> f
     :param nodes: The matched nodes of ``graph``, in topological order. Do not modify them.
     :param graph: The whole graph, for types (``graph.type_of``), constants and context.
         Do not modify it.
+    :param options: The plugin's compile-stage options, as :func:`byoc_partition_patterns`
+        gets them.
     :returns: The estimated cost as a float in the plugin's unit of time (e.g. cycles; lower
         is better), or None when the plugin has no model for this match (the partitioner then
         uses its default).
@@ -211,7 +221,7 @@ def byoc_estimate_match(pattern_name: str | None, nodes: list[Node], graph: Grap
 
 
 @hookspec(firstresult=True)
-def byoc_estimate_transfer() -> Transfer | None:
+def byoc_estimate_transfer(options: dict[str, Any]) -> Transfer | None:
     """Declare what moving a tensor between host memory and the plugin's device costs.
 
     Called through :class:`byoc.estimate.Estimator` (once per compile) by placement, which
@@ -219,13 +229,14 @@ def byoc_estimate_transfer() -> Transfer | None:
     this plugin (into it and out of it alike) and the launch once per partition. A hook,
     rather than a :class:`byoc.plugins.api.PluginInfo` field, so that the figure can come
     from the plugin's hardware configuration when it is needed, not when the plugin
-    registers (``byoc plugins`` stays cheap), and can later take arguments such as the
-    options.
+    registers (``byoc plugins`` stays cheap).
 
     Optional: a ``"host"`` plugin without it moves nothing
     (:meth:`byoc.plugins.api.Transfer.free`); an accelerator without it is charged byoc's
     default (:data:`byoc.estimate.DEFAULT_TRANSFER`).
 
+    :param options: The plugin's options of both stages, as :func:`byoc_estimate_match` gets
+        them (the memory port of a configured chip).
     :returns: A :class:`byoc.plugins.api.Transfer`: bandwidth in bytes per second and a
         latency in seconds per transfer.
 
@@ -314,6 +325,29 @@ def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
         counts and in what unit, and ``device_trace()`` returning a
         :class:`byoc.plugins.api.DeviceTrace` of the last run (its steps in device cycles,
         for ``byoc run --trace``); the Runtime class documents all three.
+
+    firstresult: called for this plugin only; its return value is the result.
+    """
+
+
+@hookspec(firstresult=True)
+def byoc_hardware_figures(payload: Payload, counters: dict[str, int | float]
+                          ) -> HardwareFigures | None:
+    """Sum up what one compiled partition asked of the hardware, for a design sweep
+    (``byoc sweep``): its device cycles, the cycles the same work would take with every
+    multiply-accumulate unit busy, the bytes moved between DRAM and the chip, and the size of
+    the chip's on-chip buffers (the area proxy).
+
+    Called by :mod:`byoc.sweep` after it ran the compiled model, once for each partition of
+    this plugin. Optional: a plugin without it gives the sweep no figures.
+
+    :param payload: The partition's :class:`byoc.plugins.api.Payload`, as
+        :func:`byoc_codegen_partition` made it (the hardware configuration it was compiled
+        for is the plugin's to keep in its metadata).
+    :param counters: The partition runtime's counters after the runs (``counters()`` of the
+        Runtime; empty if it has none), accumulated over every run since it was created.
+    :returns: A :class:`byoc.plugins.api.HardwareFigures` for those runs, or None when the
+        plugin has no figures for this partition.
 
     firstresult: called for this plugin only; its return value is the result.
     """

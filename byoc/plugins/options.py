@@ -60,6 +60,19 @@ def stage_options(plugin: LoadedPlugin, given: Mapping[str, Any], stage: str) ->
             for option in plugin.options if option.stage == stage}
 
 
+def all_options(plugin: LoadedPlugin, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of both stages, as hooks that serve compiling and running alike get them
+    (estimates): :func:`stage_options` of "compile" and of "run" together."""
+    return {**stage_options(plugin, given, "compile"), **stage_options(plugin, given, "run")}
+
+
+def default_patterns(manager: PluginManager, plugin: str) -> list:
+    """The plugin's pattern table with its compile-stage options at their defaults (what
+    ``byoc plugins`` lists and the conformance kit checks); empty if it claims nothing."""
+    options = stage_options(manager.get(plugin), {}, "compile")
+    return list(manager.call(plugin, "byoc_partition_patterns", options=options) or [])
+
+
 def warn_unused(given: PluginOptions, used: Collection[str], stacklevel: int = 1) -> None:
     """A PluginOptionWarning for each plugin given options that runs no partition (is not in
     ``used``): its options do nothing. ``stacklevel`` as for the caller's warnings.warn."""

@@ -123,7 +123,7 @@ def test_undeclared_transfers_are_free_for_a_host_and_the_default_for_an_acceler
 
 def test_every_shipped_plugin_declares_its_transfer():
     manager = default_manager()
-    declared = {name: manager.call(name, "byoc_estimate_transfer")
+    declared = {name: manager.call(name, "byoc_estimate_transfer", options={})
                 for name in ("vta_sim", "npu_example", "cpu_llvm", "reference")}
     assert declared["reference"] == Transfer.free()
     # cpu_llvm moves nothing either, but each run of one of its partitions costs a launch

@@ -99,13 +99,13 @@ def test_register_and_call_hooks():
     assert loaded.origin == "registered in-process"
     assert pm.plugins() == [loaded] and pm.get("tiny") is loaded
 
-    patterns = pm.call("tiny", "byoc_partition_patterns")
+    patterns = pm.call("tiny", "byoc_partition_patterns", options={})
     assert [p.name for p in patterns] == ["add_one", "relu"]
     graph = three_node_graph()
     assert pm.call("tiny", "byoc_partition_cost", pattern_name="add_one",
-                   nodes=graph.nodes[:2], graph=graph) == 20.0
+                   nodes=graph.nodes[:2], graph=graph, options={}) == 20.0
     assert pm.call("tiny", "byoc_partition_cost", pattern_name="relu",
-                   nodes=graph.nodes[:1], graph=graph) is None
+                   nodes=graph.nodes[:1], graph=graph, options={}) is None
     # Not implemented: None.
     assert pm.call("tiny", "byoc_lower_partition", partition=None, graph=graph,
                    constants={}, options={}) is None
@@ -137,8 +137,10 @@ def test_call_reaches_only_the_named_plugin():
     pm = PluginManager()
     pm.register(TinyPlugin())
     pm.register(Other())
-    assert [p.name for p in pm.call("tiny", "byoc_partition_patterns")] == ["add_one", "relu"]
-    assert [p.name for p in pm.call("other", "byoc_partition_patterns")] == ["other_pattern"]
+    def names(plugin):
+        return [p.name for p in pm.call(plugin, "byoc_partition_patterns", options={})]
+    assert names("tiny") == ["add_one", "relu"]
+    assert names("other") == ["other_pattern"]
     assert [p.name for p in pm.plugins()] == ["tiny", "other"]
 
 
@@ -150,7 +152,7 @@ def test_module_plugin_and_explicit_name():
     pm = PluginManager()
     loaded = pm.register(module, name="custom")
     assert loaded.name == "custom" and loaded.info.name == "m"
-    assert pm.call("custom", "byoc_partition_patterns") is None
+    assert pm.call("custom", "byoc_partition_patterns", options={}) is None
 
 
 def test_unknown_plugin_lists_installed():
@@ -180,7 +182,7 @@ def test_plugin_exception_names_plugin_and_hook():
     pm = PluginManager()
     pm.register(Broken())
     with pytest.raises(PluginError, match=r"'tiny' failed in byoc_partition_patterns.*oops"):
-        pm.call("tiny", "byoc_partition_patterns")
+        pm.call("tiny", "byoc_partition_patterns", options={})
 
 
 def test_duplicate_names_and_objects_are_refused():
@@ -225,8 +227,8 @@ def test_wrong_signature_names_expected_signature():
     message = str(info.value)
     assert "'extra'" in message and "byoc_partition_cost" in message
     assert "budget" in message
-    assert ("byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) "
-            "-> float | None") in message
+    assert ("byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph, "
+            "options: dict[str, Any]) -> float | None") in message
     assert pm.plugins() == []
     # The failed plugin left nothing behind: a good one registers under the same name.
     assert pm.register(TinyPlugin(), name="extra").name == "extra"
@@ -278,7 +280,8 @@ def test_every_hook_is_documented():
         "byoc_partition_patterns",
         "byoc_partition_cost", "byoc_estimate_match", "byoc_estimate_transfer",
         "byoc_lower_partition", "byoc_codegen_partition",
-        "byoc_runtime_create", "byoc_cli_commands", "byoc_conformance_limits"}
+        "byoc_runtime_create", "byoc_hardware_figures", "byoc_cli_commands",
+        "byoc_conformance_limits"}
     for name in HOOK_NAMES:
         spec = getattr(hookspecs, name)
         doc = inspect.getdoc(spec)
@@ -369,7 +372,7 @@ def test_entry_point_discovery(fake_entry_point):
     assert loaded[0].info.device == "fake accelerator"
     assert loaded[0].origin == "entry point fake = byoc_test_fake_plugin"
     assert pm.load_entry_points() == []  # already loaded: nothing new
-    assert pm.call("fake", "byoc_partition_patterns")[1] == "unnamed"
+    assert pm.call("fake", "byoc_partition_patterns", options={})[1] == "unnamed"
 
 
 def test_broken_entry_point_is_a_plugin_error(monkeypatch):

@@ -52,6 +52,7 @@ from byoc.core.interpreter import Interpreter
 from byoc.core.interpreter.ops_conv import integer_correlate
 from byoc.core.interpreter.runner import evaluate_node
 from byoc.plugins.manager import default_manager
+from byoc.plugins.options import default_patterns
 from byoc.quantization import along_axis, requantize
 from byoc.testing import compile_reference
 from tests.reliability.fuzz_graphs import HOST, FuzzCase
@@ -283,8 +284,7 @@ def _check_acyclic(plan) -> None:
 @functools.lru_cache(maxsize=None)
 def plugin_patterns(plugin: str) -> frozenset[str]:
     """The names of the patterns ``plugin`` declares."""
-    return frozenset(p.name for p in default_manager().call(plugin, "byoc_partition_patterns")
-                     or [])
+    return frozenset(p.name for p in default_patterns(default_manager(), plugin))
 
 
 def _check_ownership(plan, case: FuzzCase) -> None:
