@@ -9,6 +9,7 @@ Verilog include for the RTL.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,10 @@ class VtaConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if type(value) is not int or value < (0 if f.name == "mem_latency" else 1):
-                raise ConfigError(f"vta_sim configuration: {f.name} must be a positive whole "
-                                  f"number, not {value!r}")
+            least = 0 if f.name == "mem_latency" else 1
+            if type(value) is not int or value < least:
+                raise ConfigError(f"vta_sim configuration: {f.name} must be a whole number "
+                                  f">= {least}, not {value!r}")
         if (self.inp_bits, self.wgt_bits, self.acc_bits) != (8, 8, 32):
             raise ConfigError("vta_sim configuration: only int8 inputs and weights with int32 "
                               f"accumulators are supported (got inp_bits={self.inp_bits}, "
@@ -100,6 +102,19 @@ class VtaConfig:
         return self.mem_port_bytes * self.clock_hz
 
     @property
+    def dram_align(self) -> int:
+        """The byte alignment of DRAM regions: a multiple of every element size (instructions
+        address DRAM in elements of their memory type) and of 256."""
+        return math.lcm(256, self.inp_elem_bytes, self.wgt_elem_bytes, self.acc_elem_bytes,
+                        self.out_elem_bytes, self.uop_elem_bytes)
+
+    @property
+    def sram_bytes(self) -> int:
+        """The bytes of the on-chip buffers (micro-ops, inputs, weights, accumulators)."""
+        return (self.uop_depth * self.uop_elem_bytes + self.inp_depth * self.inp_elem_bytes
+                + self.wgt_depth * self.wgt_elem_bytes + self.acc_depth * self.acc_elem_bytes)
+
+    @property
     def macs_per_cycle(self) -> int:
         return self.batch * self.block_in * self.block_out
 
@@ -122,6 +137,70 @@ class VtaConfig:
         lines += verilog_defines()
         lines.append("`endif")
         return "\n".join(lines) + "\n"
+
+
+PARAMETERS = tuple(f.name for f in fields(VtaConfig))
+"""The hardware parameters, in the order of the YAML file; each is also a compile option
+(``--plugin-option vta_sim.block_out=32``) that overrides the configuration file's value."""
+
+
+def rtl_refusals(config: VtaConfig) -> list[str]:
+    """Why the RTL (hw/vta) cannot be built for ``config`` (empty when it can), each naming
+    the parameter and the rule."""
+    def power_of_two(value: int) -> bool:
+        return value & (value - 1) == 0
+
+    problems = [f"{name}={getattr(config, name)}: must be a power of two (the RTL packs "
+                f"elements into memory beats by shifts)"
+                for name in ("batch", "block_in", "block_out", "mem_port_bits")
+                if not power_of_two(getattr(config, name))]
+    if config.mem_port_bits < 64:
+        problems.append(f"mem_port_bits={config.mem_port_bits}: must be at least 64 (the "
+                        f"simulated DRAM moves 64-bit words)")
+    return problems
+
+
+def compile_refusals(config: VtaConfig) -> list[str]:
+    """Why the plugin cannot compile for ``config``, beyond what :class:`VtaConfig` itself
+    checks (empty when it can): each names the parameter and the rule. A configuration the
+    plugin compiles for is one its RTL builds for (:func:`rtl_refusals`), so that every
+    stream it generates can also run on the RTL and be checked against the simulator."""
+    problems = rtl_refusals(config)
+    for name in ("block_in", "block_out"):
+        if not 4 <= getattr(config, name) <= 64:
+            problems.append(f"{name}={getattr(config, name)}: must be 4 to 64 (the sizes the "
+                            f"instruction generator and the RTL are tested at are 8, 16 and 32)")
+    if config.batch != 1:
+        problems.append(f"batch={config.batch}: must be 1 (the instruction generator tiles "
+                        f"one image at a time)")
+    if config.block_in != config.block_out:
+        problems.append(f"block_in={config.block_in}, block_out={config.block_out}: must be "
+                        f"equal (the generator stores a layer's output in the blocks the next "
+                        f"layer loads)")
+    return problems
+
+
+def configured(path: str | Path | None, overrides: dict[str, int | None]) -> VtaConfig:
+    """The configuration a compile asks for: the YAML file at ``path`` (the default one when
+    None) with each parameter of ``overrides`` that is not None replacing the file's value.
+    A ConfigError names the parameter and the rule it breaks."""
+    base = load_config(path)
+    unknown = sorted(set(overrides) - set(PARAMETERS))
+    if unknown:
+        raise ConfigError(f"vta_sim configuration: unknown parameter(s) {', '.join(unknown)} "
+                          f"(parameters: {', '.join(PARAMETERS)})")
+    given = {name: value for name, value in overrides.items() if value is not None}
+    config = config_from_dict({**base.to_dict(), **given},
+                              f"configuration {path or DEFAULT_CONFIG_PATH.name}"
+                              + (f" with {_assignments(given)}" if given else ""))
+    problems = compile_refusals(config)
+    if problems:
+        raise ConfigError(f"vta_sim cannot compile for this configuration: {'; '.join(problems)}")
+    return config
+
+
+def _assignments(values: dict[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in values.items())
 
 
 def load_config(path: str | Path | None = None) -> VtaConfig:
@@ -155,7 +234,11 @@ def config_from_dict(data: Any, source: str = "configuration") -> VtaConfig:
                 ([f"unknown {', '.join(unknown)}"] if unknown else [])
         raise ConfigError(f"vta_sim {source}: {'; '.join(parts)} (parameters: "
                           f"{', '.join(names)})")
-    return VtaConfig(**{n: data[n] for n in names})
+    try:
+        return VtaConfig(**{n: data[n] for n in names})
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("vta_sim configuration", f"vta_sim {source}", 1)) \
+            from None
 
 
 DEFAULT_CONFIG = load_config()

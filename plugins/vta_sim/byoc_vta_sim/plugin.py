@@ -15,6 +15,9 @@ payload is what it always was.
 
 from __future__ import annotations
 
+import functools
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,7 @@ from byoc.core.integer_layers import (
 )
 from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup, find_qdq_groups
-from byoc.errors import PluginError
+from byoc.errors import PluginError, PluginOptionError
 from byoc.estimate import boundary_bytes
 from byoc.partition.int8_patterns import (
     make_qdq_elementwise_pattern,
@@ -37,6 +40,7 @@ from byoc.partition.patterns import Accept, Decline
 from byoc.plugins import hookimpl
 from byoc.plugins.api import (
     Estimate,
+    HardwareFigures,
     Partition,
     PartitionSignature,
     PatternLimits,
@@ -47,7 +51,14 @@ from byoc.plugins.api import (
 )
 from byoc_vta_sim import __version__
 from byoc_vta_sim.cli_tools import cli_commands
-from byoc_vta_sim.config import DEFAULT_CONFIG
+from byoc_vta_sim.config import (
+    DEFAULT_CONFIG,
+    PARAMETERS,
+    ConfigError,
+    VtaConfig,
+    config_from_dict,
+    configured,
+)
 from byoc_vta_sim.generator import GenerationError, Program, generate
 from byoc_vta_sim.isa import decode_stream
 from byoc_vta_sim.lower import (
@@ -55,6 +66,7 @@ from byoc_vta_sim.lower import (
     accumulator_tap,
     add_refusal,
     estimated_cycles,
+    geometry,
     layer_refusal,
     lower_layers,
     qdq_add,
@@ -63,12 +75,52 @@ from byoc_vta_sim.runtime import TARGETS, VtaRuntime, create_runtime
 from byoc_vta_sim.timing import estimate_stream
 
 NAME = "vta_sim"
-CONFIG = DEFAULT_CONFIG
+
+
+def config_of(options: dict[str, Any]) -> VtaConfig:
+    """The hardware configuration a compile's options ask for: the file of ``config`` (VTA's
+    default one when not given) with every parameter option given overriding its value
+    (see :func:`byoc_plugin_options`). A configuration vta_sim refuses is the user's to
+    fix: a PluginOptionError naming the parameter and the rule."""
+    path = options.get("config")
+    overrides = {name: options.get(name) for name in PARAMETERS}
+    key = (path, _file_stamp(path), *overrides.values())
+    if key not in _CONFIGS:
+        try:
+            config = configured(path, overrides)
+        except ConfigError as err:
+            raise PluginOptionError(f"{err}. Fix the option (--plugin-option "
+                                    f"vta_sim.NAME=VALUE) or the configuration file") from None
+        if len(_CONFIGS) >= 64:
+            _CONFIGS.clear()
+        _CONFIGS[key] = config
+    return _CONFIGS[key]
+
+
+# The configurations of the options seen, by option values and the file's modification
+# stamp: a compile asks for its configuration in every hook, for every match.
+_CONFIGS: dict[tuple, VtaConfig] = {}
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path) if path is not None else None
+    except OSError:
+        return None     # configured() names the file it cannot read
+    return (stat.st_mtime_ns, stat.st_size) if stat else None
+
+
+def config_source(options: dict[str, Any]) -> dict[str, Any]:
+    """Where a compile's configuration came from, as the artifact records it: the file
+    (None for vta_default.yaml) and the parameters overridden."""
+    return {"file": options.get("config"),
+            "overrides": {name: options[name] for name in PARAMETERS
+                          if options.get(name) is not None}}
 
 
 @hookimpl
 def byoc_plugin_info() -> PluginInfo:
-    c = CONFIG
+    c = DEFAULT_CONFIG
     return PluginInfo(name=NAME, version=__version__,
                       device=f"VTA-like int8 accelerator {c.batch}x{c.block_in}x{c.block_out} "
                              f"(functional simulator)",
@@ -83,23 +135,23 @@ def _qdq_layer(match, graph: Graph) -> IntegerLayer | None:
     return plan.layer
 
 
-def _check_qdq(match, graph: Graph):
+def _check_qdq(match, graph: Graph, config: VtaConfig):
     layer = _qdq_layer(match, graph)
     if layer is None:
         return Decline("not an integer layer: the reference gives this group float semantics "
                        "(it needs per-tensor input/output scales, constant weights, an int32 "
                        "bias with scale x_scale * w_scale, and Relu, Clip with constant bounds "
                        "or no activation)")
-    reason = layer_refusal(layer, graph, CONFIG)
+    reason = layer_refusal(layer, graph, config)
     return Accept() if reason is None else Decline(reason)
 
 
-def _check_qlinear(match, graph: Graph):
+def _check_qlinear(match, graph: Graph, config: VtaConfig):
     layer = qlinear_layer(graph, match.captured["op"])
     if layer is None:
         return Decline("the scales, zero points and weights must be constants, with "
                        "per-tensor input and output scales")
-    reason = layer_refusal(layer, graph, CONFIG)
+    reason = layer_refusal(layer, graph, config)
     return Accept() if reason is None else Decline(reason)
 
 
@@ -108,35 +160,41 @@ def _add_groups(graph: Graph) -> dict[str, QdqGroup]:
     return {g.quantize.name: g for g in find_qdq_groups(graph, ops=("Add",))}
 
 
-def _check_add(match, graph: Graph):
+def _check_add(match, graph: Graph, config: VtaConfig):
     group = _add_groups(graph).get(match.captured["quantize"].name)
     if group is None or group.op is not match.captured["op"]:
         return Decline("not a QDQ Add group")
     spec = qdq_add(graph, group)
     if isinstance(spec, str):
         return Decline(spec)
-    reason = add_refusal(spec, graph, CONFIG)
+    reason = add_refusal(spec, graph, config)
     return Accept() if reason is None else Decline(reason)
 
 
 @hookimpl
-def byoc_partition_patterns() -> list:
-    return [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=_check_qdq),
-            make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=_check_qdq),
-            make_qdq_elementwise_pattern(f"{NAME}.qdq_add", ("Add",), check=_check_add),
-            make_qlinear_pattern(f"{NAME}.qlinear", check=_check_qlinear, constant_weights=True)]
+def byoc_partition_patterns(options: dict[str, Any]) -> list:
+    config = config_of(options)
+    qdq = functools.partial(_check_qdq, config=config)
+    return [make_qdq_pattern(f"{NAME}.qdq_conv", ("Conv",), check=qdq),
+            make_qdq_pattern(f"{NAME}.qdq_matmul", ("MatMul", "Gemm"), check=qdq),
+            make_qdq_elementwise_pattern(f"{NAME}.qdq_add", ("Add",),
+                                         check=functools.partial(_check_add, config=config)),
+            make_qlinear_pattern(f"{NAME}.qlinear", constant_weights=True,
+                                 check=functools.partial(_check_qlinear, config=config))]
 
 
 @hookimpl
-def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph) -> float | None:
+def byoc_partition_cost(pattern_name: str, nodes: list[Node], graph: Graph,
+                        options: dict[str, Any]) -> float | None:
     layers = _layers_of(nodes, graph)
     if len(layers) != 1 or isinstance(layers[0], AddSpec):
         return None
-    return estimated_cycles(layers[0], graph, CONFIG)
+    return estimated_cycles(layers[0], graph, config_of(options))
 
 
 @hookimpl
-def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate | None:
+def byoc_estimate_match(nodes: list[Node], graph: Graph, options: dict[str, Any]
+                        ) -> Estimate | None:
     """The cycles these layers add to a partition's instruction stream, from the timing
     model (:mod:`byoc_vta_sim.timing`), at the configuration's clock.
 
@@ -146,35 +204,38 @@ def byoc_estimate_match(nodes: list[Node], graph: Graph) -> Estimate | None:
     layer just before these ones (in graph order, only Quantize/DequantizeLinear between)
     is one vta_sim takes, and so would share their partition, the estimate is what these
     layers add to that layer's stream; otherwise it is their own stream's cycles."""
+    config = config_of(options)
     layers = _layers_of(nodes, graph)
-    if not layers or any(_refusal(layer, graph) is not None for layer in layers):
+    if not layers or any(_refusal(layer, graph, config) is not None for layer in layers):
         return None
-    cycles = _stream_cycles(layers, graph)
+    cycles = _stream_cycles(layers, graph, config)
     if cycles is None:
         return None
-    before = _layer_before(layers[0], graph)
+    before = _layer_before(layers[0], graph, config)
     if before is not None:
-        alone, together = _stream_cycles([before], graph), _stream_cycles([before, *layers], graph)
+        alone = _stream_cycles([before], graph, config)
+        together = _stream_cycles([before, *layers], graph, config)
         if alone is not None and together is not None:
             cycles = together - alone
     bytes_in, bytes_out = boundary_bytes(nodes, graph)
-    return Estimate(cycles / CONFIG.clock_hz, cycles, bytes_in, bytes_out,
+    return Estimate(cycles / config.clock_hz, cycles, bytes_in, bytes_out,
                     f"vta_sim timing model of the generated instruction stream at "
-                    f"{CONFIG.clock_hz / 1e6:g} MHz")
+                    f"{config.clock_hz / 1e6:g} MHz")
 
 
-def _stream_cycles(layers: list[IntegerLayer | AddSpec], graph: Graph) -> int | None:
+def _stream_cycles(layers: list[IntegerLayer | AddSpec], graph: Graph, config: VtaConfig
+                   ) -> int | None:
     """The timing model's cycles for the stream of ``layers`` alone, or None if the
     lowering or the generator refuses them. Remembered for the layers of the last graphs
     estimated: a match's own stream is also the stream of the layer before the next one."""
-    key = (id(graph), *map(id, layers))
+    key = (config, id(graph), *map(id, layers))
     known = _STREAMS.get(key)
     if known is not None and all(a is b for a, b in zip(known[0], layers)):
         return known[1]
     try:
-        gen_layers, regions, _ = lower_layers(layers, graph, CONFIG)
-        program = generate(gen_layers, regions, CONFIG)
-        cycles = estimate_stream(decode_stream(program.stream), CONFIG)["cycles"]
+        gen_layers, regions, _ = lower_layers(layers, graph, config)
+        program = generate(gen_layers, regions, config)
+        cycles = estimate_stream(decode_stream(program.stream), config)["cycles"]
     except (ValueError, GenerationError):
         cycles = None
     if len(_STREAMS) >= 512:
@@ -183,13 +244,15 @@ def _stream_cycles(layers: list[IntegerLayer | AddSpec], graph: Graph) -> int | 
     return cycles
 
 
-# (id(graph), id(layer), ...) -> (the layers, their stream's cycles); see _stream_cycles.
-_STREAMS: dict[tuple[int, ...], tuple[list, int | None]] = {}
+# (config, id(graph), id(layer), ...) -> (the layers, their stream's cycles); see
+# _stream_cycles.
+_STREAMS: dict[tuple, tuple[list, int | None]] = {}
 
 _BETWEEN_LAYERS = ("QuantizeLinear", "DequantizeLinear")
 
 
-def _layer_before(layer: IntegerLayer | AddSpec, graph: Graph) -> IntegerLayer | AddSpec | None:
+def _layer_before(layer: IntegerLayer | AddSpec, graph: Graph, config: VtaConfig
+                  ) -> IntegerLayer | AddSpec | None:
     """The int8 layer vta_sim takes that comes just before ``layer`` in graph order, if
     nothing but its own activation and quantization and Quantize/DequantizeLinear nodes
     lie between them. Only the nearest layer before can be it: a layer vta_sim refuses
@@ -200,7 +263,7 @@ def _layer_before(layer: IntegerLayer | AddSpec, graph: Graph) -> IntegerLayer |
     if not earlier:
         return None
     before = max(earlier, key=lambda other: order[id(other.op)])
-    if _refusal(before, graph) is not None:
+    if _refusal(before, graph, config) is not None:
         return None
     own = {id(n) for n in before.nodes}
     between = graph.nodes[order[id(before.op)] + 1:order[id(layer.op)]]
@@ -210,16 +273,17 @@ def _layer_before(layer: IntegerLayer | AddSpec, graph: Graph) -> IntegerLayer |
 
 
 @hookimpl
-def byoc_estimate_transfer() -> Transfer:
+def byoc_estimate_transfer(options: dict[str, Any]) -> Transfer:
     """The accelerator reads and writes host tensors in DRAM through its memory port: one
     beat of ``mem_port_bits`` per cycle after ``mem_latency`` cycles."""
-    return Transfer(bandwidth=CONFIG.dram_bytes_per_second,
-                    latency=CONFIG.mem_latency / CONFIG.clock_hz)
+    config = config_of(options)
+    return Transfer(bandwidth=config.dram_bytes_per_second,
+                    latency=config.mem_latency / config.clock_hz)
 
 
-def _refusal(layer: IntegerLayer | AddSpec, graph: Graph) -> str | None:
-    return (add_refusal(layer, graph, CONFIG) if isinstance(layer, AddSpec)
-            else layer_refusal(layer, graph, CONFIG))
+def _refusal(layer: IntegerLayer | AddSpec, graph: Graph, config: VtaConfig) -> str | None:
+    return (add_refusal(layer, graph, config) if isinstance(layer, AddSpec)
+            else layer_refusal(layer, graph, config))
 
 
 def _layers_of(nodes: list[Node], graph: Graph) -> list[IntegerLayer | AddSpec]:
@@ -259,7 +323,8 @@ def _layer_of(match, graph: Graph) -> IntegerLayer | AddSpec | str:
 
 @hookimpl
 def byoc_lower_partition(partition: Partition, graph: Graph,
-                         constants: dict[str, np.ndarray]) -> Program:
+                         constants: dict[str, np.ndarray], options: dict[str, Any]) -> Lowered:
+    config = config_of(options)
     layers = []
     for match in partition.matches:
         layer = _layer_of(match, graph)
@@ -279,7 +344,7 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
             raise PluginError(f"vta_sim: partition {partition.name!r} must output {value!r}, "
                               f"which is not the int8 result of one of its layers")
     for layer in layers:
-        reason = _refusal(layer, graph)
+        reason = _refusal(layer, graph, config)
         if reason is not None:
             raise PluginError(f"vta_sim cannot run node {layer.op.name!r} "
                               f"({layer.op.op_type}): {reason}")
@@ -294,8 +359,8 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
     taps = {layer.op.name: tap for layer in layers
             if (tap := accumulator_tap(layer, graph)) is not None and tap["name"] in requested}
     try:
-        gen_layers, regions, values = lower_layers(layers, graph, CONFIG, taps=taps)
-        program = generate(gen_layers, regions, CONFIG)
+        gen_layers, regions, values = lower_layers(layers, graph, config, taps=taps)
+        program = generate(gen_layers, regions, config)
     except (ValueError, GenerationError) as err:
         raise PluginError(f"vta_sim: partition {partition.name!r}: {err}") from None
     program.values = values
@@ -303,7 +368,20 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
     program.debug_taps = [{**tap, "offset": int(program.taps[layer][0]),
                            "layout": _plain(program.taps[layer][1].__dict__)}
                           for layer, tap in taps.items()]
-    return program
+    macs = sum(geometry(layer, graph).macs for layer in layers if not isinstance(layer, AddSpec))
+    return Lowered(program, config, config_source(options), macs)
+
+
+@dataclass
+class Lowered:
+    """A partition lowered for one configuration: the generated program, the configuration
+    and where it came from (both recorded in the payload), and the multiply-accumulates
+    its layers do (the ideal of its GEMM work)."""
+
+    program: Program
+    config: VtaConfig
+    source: dict[str, Any]
+    macs: int
 
 
 def _dequantized_inputs(partition: Partition, graph: Graph) -> dict[str, dict]:
@@ -328,20 +406,22 @@ def _dequantized_inputs(partition: Partition, graph: Graph) -> dict[str, dict]:
 
 
 @hookimpl
-def byoc_codegen_partition(partition: Partition, lowered: Program) -> Payload:
-    estimate = estimate_stream(decode_stream(lowered.stream), CONFIG)
+def byoc_codegen_partition(partition: Partition, lowered: Lowered) -> Payload:
+    program, config = lowered.program, lowered.config
+    estimate = estimate_stream(decode_stream(program.stream), config)
     regions = {name: {"offset": int(offset), "layout": _plain(layout.__dict__),
-                      "kind": lowered.values[name]["kind"],
-                      "shift": int(lowered.values[name]["offset"])}
-               for name, (offset, layout) in lowered.regions.items()}
-    metadata = {"config": CONFIG.to_dict(), "regions": regions, "layers": lowered.summary,
-                "dequantized_inputs": lowered.dequantized,
-                "instructions": len(lowered.stream) // 16,
-                "dram_bytes": int(lowered.dram.size),
-                "estimated_cycles": int(estimate["cycles"])}
-    if lowered.debug_taps:
-        metadata["taps"] = lowered.debug_taps
-    return Payload(lowered.stream, metadata, {"dram": lowered.dram})
+                      "kind": program.values[name]["kind"],
+                      "shift": int(program.values[name]["offset"])}
+               for name, (offset, layout) in program.regions.items()}
+    metadata = {"config": config.to_dict(), "config_source": lowered.source,
+                "regions": regions, "layers": program.summary,
+                "dequantized_inputs": program.dequantized,
+                "instructions": len(program.stream) // 16,
+                "dram_bytes": int(program.dram.size),
+                "estimated_cycles": int(estimate["cycles"]), "macs": lowered.macs}
+    if program.debug_taps:
+        metadata["taps"] = program.debug_taps
+    return Payload(program.stream, metadata, {"dram": program.dram})
 
 
 def _plain(values: dict) -> dict:
@@ -350,16 +430,52 @@ def _plain(values: dict) -> dict:
 
 @hookimpl
 def byoc_plugin_options() -> list[PluginOption]:
+    """``target`` (run stage) chooses what runs the streams. The hardware configuration is
+    chosen at compile time and recorded in the artifact: ``config`` names a YAML file of the
+    form of vta_default.yaml, and each hardware parameter (``block_out``, ``inp_depth``,
+    ``mem_port_bits``, ...) is an option of its own that overrides the file's value."""
+    defaults = DEFAULT_CONFIG.to_dict()
     return [PluginOption("target", TARGETS, "sim",
                          "what runs the instruction streams: sim, the functional simulator; "
                          "rtl, the Verilated RTL of hw/vta; cosim, both, compared after "
-                         "every run")]
+                         "every run"),
+            PluginOption("config", str, None,
+                         "the hardware configuration: a YAML file of the form of vta_sim's "
+                         "vta_default.yaml (default: that file, VTA's 1x16x16)",
+                         stage="compile"),
+            *(PluginOption(name, int, None,
+                           f"hardware parameter {name}, overriding the configuration file's "
+                           f"(default file: {defaults[name]})", stage="compile")
+              for name in PARAMETERS)]
 
 
 @hookimpl
 def byoc_runtime_create(payload: Payload, partition: PartitionSignature,
                         options: dict[str, Any]) -> VtaRuntime:
     return create_runtime(payload, partition, options)
+
+
+@hookimpl
+def byoc_hardware_figures(payload: Payload, counters: dict[str, int | float]
+                          ) -> HardwareFigures | None:
+    """The figures of a partition's runs, for ``byoc sweep``: the RTL's cycles where it ran
+    (targets rtl and cosim), else the timing model's estimate of the stream; the GEMM's ideal
+    (the layers' multiply-accumulates over the configuration's MACs per cycle); the bytes the
+    load and store modules moved; the configuration's on-chip buffer bytes; and, on target
+    cosim, whether every run's DRAM equalled the functional simulator's."""
+    meta = payload.metadata
+    if "macs" not in meta:
+        return None     # compiled by a vta_sim before 0.9: no figures recorded
+    config = config_from_dict(meta["config"], "configuration in the artifact")
+    runs = counters.get("runs", 0)
+    cycles = counters.get("rtl_cycles", counters.get("cycles", counters.get("estimated_cycles")))
+    moved = sum(value for name, value in counters.items() if name.startswith(("bytes_loaded_",
+                                                                              "bytes_stored_")))
+    equal = None
+    if "rtl_runs_equal" in counters:
+        equal = counters["rtl_runs_equal"] == runs
+    return HardwareFigures(int(cycles or 0), -(-meta["macs"] * runs // config.macs_per_cycle),
+                           int(moved), config.sram_bytes, equal)
 
 
 @hookimpl

@@ -29,8 +29,6 @@ from byoc_vta_sim.isa import (
     encode_uops,
 )
 
-ALIGN = 256
-
 
 @dataclass
 class RandomProgram:
@@ -108,7 +106,8 @@ class _Builder:
         offset = self.size
         raw = np.ascontiguousarray(data).view(np.uint8).tobytes()
         self.chunks.append((offset, raw))
-        self.size = offset + -(-len(raw) // ALIGN) * ALIGN
+        align = self.config.dram_align
+        self.size = offset + -(-len(raw) // align) * align
         return offset
 
     def dram(self) -> np.ndarray:

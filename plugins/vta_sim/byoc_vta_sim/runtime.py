@@ -68,6 +68,7 @@ COUNTER_HELP = {
     "stall_s2c": "cycles the compute module's head instruction waited for a store->compute "
                  "token, cycles",
     # The runtime's.
+    "runs": "runs of the partition since its runtime was created, runs",
     "estimated_cycles": "clock cycles the timing model (byoc_vta_sim.timing) predicts for "
                         "the stream, times the runs, cycles",
     "rtl_cycles": "clock cycles the RTL took (target=cosim), cycles",
@@ -203,7 +204,8 @@ class VtaRuntime:
 
     def counters(self) -> dict[str, int]:
         counters = self.rtl_counters if self.target == "rtl" else self.simulator.counters
-        counters = {**counters, "estimated_cycles": self.estimated_cycles * self.runs}
+        counters = {**counters, "runs": self.runs,
+                    "estimated_cycles": self.estimated_cycles * self.runs}
         if self.target == "cosim":
             counters["rtl_cycles"] = self.rtl_counters.get("cycles", 0)
             counters["rtl_runs_equal"] = self.runs_compared

@@ -42,7 +42,7 @@ def test_verilog_header_carries_every_parameter():
 @pytest.mark.parametrize("change,message", [
     ({"acc_depth": 4096}, "acc_depth=4096 is more than the instruction encoding can address"),
     ({"inp_bits": 4}, "only int8 inputs and weights"),
-    ({"block_in": 0}, "block_in must be a positive whole number"),
+    ({"block_in": 0}, "block_in must be a whole number >= 1"),
     ({"mem_port_bits": 12}, "not a whole number of bytes"),
     ({"colour": 3}, "unknown colour"),
 ])
