@@ -7,14 +7,16 @@ micro-op kernels and a region per activation (borders pre-filled with the zero p
 
 Each layer is cut into tiles (:mod:`byoc_vta_sim.tiling`). Per input-channel step of a tile
 the load module loads the weights (unless that buffer half already holds them) and the
-input window; the compute module resets the accumulators and loads the requantization
-parameters on the first step, runs the GEMM kernel on every step, then the ALU chain
-(+bias, MULSHR, MAX, MIN, +zero point); the store module writes the int8 result into the
-next layer's padded layout. Buffers are split in halves used by alternate steps (INP, WGT)
-and alternate tiles (ACC), and dependency tokens let the three modules overlap:
+input window; the compute module resets the accumulators on the first step (and loads the
+requantization parameters when that ACC half does not hold the tile's yet), runs the GEMM
+kernel on every step, then the ALU chain (+bias, MULSHR, MAX, MIN, +zero point); the store
+module writes the int8 result into the next layer's padded layout. Buffers are split in
+halves used by alternate steps (INP, WGT) and alternate tiles (ACC), and dependency tokens
+let the three modules overlap:
 
 - load of step s (s >= 2) pops compute->load: compute is done with that half;
-- the last load of a step pushes load->compute, the first compute instruction pops it;
+- the last load of a step pushes load->compute, the step's GEMM pops it (the parameter
+  load and the reset before it need no input);
 - the last GEMM of a step pushes compute->load;
 - the first compute instruction of tile t (t >= 2) pops store->compute: the store of tile
   t - 2 has read that ACC half; the ALU chain's last instruction pushes compute->store, the
@@ -67,7 +69,6 @@ from byoc_vta_sim.tiling import (
     output_tiles,
 )
 
-ALIGN = 256   # DRAM regions start at a multiple of every element size
 TAP_PLANES = 4   # byte planes of a debug tap: the 32 bits of an accumulator lane
 
 
@@ -135,20 +136,21 @@ class Program:
 
 
 class _Dram:
-    def __init__(self) -> None:
+    def __init__(self, align: int) -> None:
         self.chunks: list[tuple[int, np.ndarray]] = []
         self.size = 0
+        self.align = align      # regions start at a multiple of every element size
 
     def put(self, data: np.ndarray) -> int:
         """Place ``data`` (its bytes) at the next aligned offset; returns the byte offset."""
         offset = self.size
         raw = np.ascontiguousarray(data).view(np.uint8).ravel()
         self.chunks.append((offset, raw))
-        self.size = offset + math.ceil(len(raw) / ALIGN) * ALIGN
+        self.size = offset + math.ceil(len(raw) / self.align) * self.align
         return offset
 
     def image(self) -> np.ndarray:
-        image = np.zeros(max(self.size, ALIGN), np.uint8)
+        image = np.zeros(max(self.size, self.align), np.uint8)
         for offset, raw in self.chunks:
             image[offset:offset + len(raw)] = raw
         return image
@@ -158,7 +160,7 @@ class _Emitter:
     def __init__(self, config: VtaConfig) -> None:
         self.config = config
         self.insns: list[Insn] = []
-        self.dram = _Dram()
+        self.dram = _Dram(config.dram_align)
         self.kernels: dict[bytes, int] = {}   # micro-op words -> DRAM byte offset
 
     def add(self, insn: Insn) -> int:
@@ -236,6 +238,7 @@ def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
     gemm_region = (cfg.uop_depth - len(alu_words)) // 4
     resident_uops: dict[int, bytes] = {}
     resident_wgt: list[tuple | None] = [None, None]
+    resident_params: list[tuple | None] = [None, None]   # per ACC half: (oc0, toc) held
 
     n_ic = tiling.counts(shape)[3]
     step = tile = 0
@@ -269,17 +272,19 @@ def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
                     sram_base=half * inp_half + icb * in_rows * in_cols,
                     dram_base=in_base + in_layout.element(n, ic0 + icb, row0, col0),
                     y_size=in_rows, x_size=in_cols,
-                    x_stride=in_layout.padded_width)))
+                    x_stride=in_layout.padded_width * shape.row_step)))
             em.flag(loads[0], pop_next=int(step >= 2))
             em.flag(loads[-1], push_next=1)
             # -- compute module.
             computes = []
-            if ic_t == 0:
+            if ic_t == 0 and resident_params[acc] != (oc0, toc):
+                resident_params[acc] = (oc0, toc)
                 computes.append(em.add(MemInsn(
                     memory_type=MemType.ACC, sram_base=acc * acc_half,
                     dram_base=param_base + oc0 * PARAMS_PER_BLOCK, y_size=1,
                     x_size=toc * PARAMS_PER_BLOCK,
                     x_stride=toc * PARAMS_PER_BLOCK)))
+            if ic_t == 0:
                 # The reset borrows an ALU micro-op for its dst (the out base).
                 computes.append(em.add(GemmInsn(
                     reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
@@ -303,9 +308,10 @@ def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
             gemm_uops += kernel.size * kernel.insn.iter_out * kernel.insn.iter_in
             # A tile reuses the ACC half of tile - 2 (of tile - 1 in a tap pass, whose stores
             # the ALU waits for anyway): its first instruction waits for that tile's stores.
-            em.flag(computes[0], pop_prev=1,
-                    pop_next=int(ic_t == 0 and tile >= (1 if tap else 2)))
-            em.flag(computes[-1], push_prev=1)
+            # Only the GEMM waits for the step's loads, so the parameters and the reset go
+            # ahead while they arrive.
+            em.flag(computes[0], pop_next=int(ic_t == 0 and tile >= (1 if tap else 2)))
+            em.flag(computes[-1], pop_prev=1, push_prev=1)
             step += 1
         if tap:
             _emit_tap(em, out, acc, acc_out, out_base, out_layout)

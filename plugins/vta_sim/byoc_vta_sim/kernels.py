@@ -66,7 +66,8 @@ class TileGeometry:
             Dim("kh", shape.kernel_h, 0, shape.dilation_h * in_cols, shape.kernel_w, False),
             Dim("kw", shape.kernel_w, 0, shape.dilation_w, 1, False),
             Dim("oc", self.toc, pixels, 0, self.ticb * shape.taps, True),
-            Dim("oh", self.th, self.tw, shape.stride_h * in_cols, 0, True),
+            Dim("oh", self.th, self.tw, shape.stride_h // shape.row_step * in_cols, 0,
+                True),
             Dim("ow", self.tw, 1, shape.stride_w, 0, True),
         ]
 

@@ -34,6 +34,7 @@ from byoc_vta_sim.config import VtaConfig
 from byoc_vta_sim.dram_layout import ActivationLayout, int8_offset, pack_weights
 from byoc_vta_sim.generator import AddLayer, Layer
 from byoc_vta_sim.requant import mulshr, mulshr_operand
+from byoc_vta_sim.tile_choice import best_tiling
 from byoc_vta_sim.tiling import ConvShape, Tiling, choose_tiling
 
 INT8_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -395,7 +396,7 @@ def lower_layers(layers: list[IntegerLayer | AddSpec], graph: Graph, config: Vta
         shape = conv_shape(geo, config)
         source = regions[layer.x]
         out.append(Layer(
-            name=layer.op.name, shape=shape, tiling=choose_tiling(shape, config),
+            name=layer.op.name, shape=shape, tiling=best_tiling(shape, config),
             source=layer.x, target=layer.y,
             window_top=source.pad_top - geo.pads[0], window_left=source.pad_left - geo.pads[1],
             weights=_weights(layer, shape, config), params=_params(layer, geo, shape, config),

@@ -4,8 +4,10 @@ Every layer is a 2-D convolution (a fully connected layer is a 1x1 convolution o
 "image"). A tile is ``toc`` output-channel blocks x ``th`` output rows x ``tw`` output columns,
 accumulated over input-channel tiles of ``ticb`` blocks. Each buffer is split in two halves
 so that the loads of one tile overlap the compute of the previous one (two "virtual
-threads"); a tile must therefore fit half of each buffer. Among the tilings that fit,
-:func:`choose_tiling` takes the one with the fewest estimated cycles (:func:`estimate_cycles`).
+threads"); a tile must therefore fit half of each buffer. :func:`ranked_tilings` orders the
+tilings that fit by a quick formula (:func:`estimate_cycles`), :func:`choose_tiling` takes its
+first; the generator's layers take the best of its first few by the timing model of their
+stream (:mod:`byoc_vta_sim.tile_choice`).
 """
 
 from __future__ import annotations
@@ -43,9 +45,17 @@ class ConvShape:
     def taps(self) -> int:
         return self.kernel_h * self.kernel_w
 
+    @property
+    def row_step(self) -> int:
+        """Input rows (padded layout) between two rows loaded into INP: a one-row kernel
+        reads only every ``stride_h``-th row, so only those are loaded."""
+        return self.stride_h if self.kernel_h == 1 else 1
+
     def in_extent(self, rows: int, cols: int) -> tuple[int, int]:
-        """Input rows and columns (padded coordinates) that ``rows x cols`` outputs read."""
-        return ((rows - 1) * self.stride_h + (self.kernel_h - 1) * self.dilation_h + 1,
+        """Input rows and columns that ``rows x cols`` outputs read, as loaded into INP (rows
+        ``row_step`` apart in the padded layout)."""
+        return ((rows - 1) * self.stride_h // self.row_step
+                + (self.kernel_h - 1) * self.dilation_h + 1,
                 (cols - 1) * self.stride_w + (self.kernel_w - 1) * self.dilation_w + 1)
 
     @property
@@ -144,9 +154,11 @@ def estimate_cycles(shape: ConvShape, tiling: Tiling, config: VtaConfig) -> int:
     load = outputs * n_ic * inp_load + wgt_loads * wgt_load
     pixels = tiling.th * tiling.tw
     gemm = outputs * n_ic * (tiling.toc * pixels * tiling.ticb * shape.taps + PIPELINE_CYCLES)
-    epilogue = outputs * ((1 + ALU_CHAIN) * (tiling.toc * pixels + PIPELINE_CYCLES)
-                          + dma_cycles(config, 1, tiling.toc * PARAMS_PER_BLOCK
-                                       * config.acc_elem_bytes))
+    # Each ACC half keeps an output-channel tile's parameters across its spatial tiles.
+    param_loads = shape.batch * n_oc * min(2, n_h * n_w)
+    epilogue = (outputs * (1 + ALU_CHAIN) * (tiling.toc * pixels + PIPELINE_CYCLES)
+                + param_loads * dma_cycles(config, 1, tiling.toc * PARAMS_PER_BLOCK
+                                           * config.acc_elem_bytes))
     store = outputs * tiling.toc * dma_cycles(config, tiling.th,
                                                tiling.tw * config.out_elem_bytes)
     return max(load, gemm + epilogue, store) + inp_load + wgt_load + store // max(outputs, 1)
@@ -158,18 +170,23 @@ def _candidates(n: int, limit: int = 12) -> list[int]:
     return sizes[:limit] + ([1] if sizes[limit:] else [])
 
 
-def choose_tiling(shape: ConvShape, config: VtaConfig) -> Tiling | None:
-    """The fitting tiling with the fewest estimated cycles, or None if no tile fits."""
-    best: tuple[int, Tiling] | None = None
+def ranked_tilings(shape: ConvShape, config: VtaConfig) -> list[Tiling]:
+    """Every candidate tiling that fits, fewest estimated cycles first (for each output-
+    channel tile, input-channel tile and tile width, only the tallest tile that fits)."""
+    ranked: list[tuple[int, int, Tiling]] = []
     for toc in _candidates(shape.out_blocks):
         for ticb in _candidates(shape.in_blocks):
             for tw in _candidates(shape.out_width):
                 for th in _candidates(shape.out_height):
                     tiling = Tiling(toc, ticb, th, tw)
-                    if not fits(shape, tiling, config):
-                        continue
-                    cycles = estimate_cycles(shape, tiling, config)
-                    if best is None or cycles < best[0]:
-                        best = (cycles, tiling)
-                    break  # the largest th that fits is the best for this (toc, ticb, tw)
-    return None if best is None else best[1]
+                    if fits(shape, tiling, config):
+                        ranked.append((estimate_cycles(shape, tiling, config), len(ranked),
+                                       tiling))
+                        break
+    return [tiling for *_, tiling in sorted(ranked)]
+
+
+def choose_tiling(shape: ConvShape, config: VtaConfig) -> Tiling | None:
+    """The fitting tiling with the fewest estimated cycles, or None if no tile fits."""
+    ranked = ranked_tilings(shape, config)
+    return ranked[0] if ranked else None
