@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from byoc.cosim import CosimError, build_model, find_verilator
+from byoc.cosim import CosimError, build, build_model, find_verilator
 from cosim.toys import (
     COPIER,
     COUNTER,
@@ -66,6 +66,20 @@ def test_a_changed_source_builds_a_new_model(cosim_cache, tmp_path):
 
     assert narrower.library.parent != default.library.parent
     assert copy_cycles(narrower) == 32
+
+
+@pytest.mark.cosim
+def test_a_build_for_another_processor_is_not_reused(cosim_cache, monkeypatch):
+    # models are compiled with -march=native: a cache shared by machines must not hand one
+    # machine's build to a processor that may lack its instructions
+    here = build_copier(cosim_cache)
+    assert "-march=" in build.native_target()
+
+    monkeypatch.setattr(build, "native_target", lambda: "-march= another processor")
+    elsewhere = build_copier(cosim_cache)
+
+    assert elsewhere.library.parent != here.library.parent
+    assert copy_cycles(elsewhere) == copy_cycles(here)
 
 
 @pytest.mark.cosim
