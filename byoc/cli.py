@@ -41,7 +41,7 @@ from byoc.plugins.options import default_patterns
 from byoc.summary import format_profile, format_summary
 from byoc.vectors import stored_size
 
-BUILTIN_COMMANDS = ("show", "run", "compile", "estimate", "verify", "ops", "plugins",
+BUILTIN_COMMANDS = ("show", "run", "compile", "estimate", "verify", "sweep", "ops", "plugins",
                     "new-plugin")
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command SIGPIPE ended
 
@@ -264,6 +264,8 @@ def build_parser(from_plugins: PluginCommands | None = None,
                         help="where a device model that departs from its golden model (vta_sim "
                              "on the RTL) writes its waveform (default: a new temporary folder)")
     verify.set_defaults(handler=_verify)
+
+    _add_sweep_command(commands)
 
     ops = commands.add_parser("ops", help="list the ONNX ops byoc supports")
     ops.set_defaults(handler=_ops)
@@ -549,6 +551,60 @@ def _verify(args: argparse.Namespace) -> int:
     if args.json:
         print(f"wrote {args.json}")
     return 0 if found.ok else 1
+
+
+def _add_sweep_command(commands) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="compile and run a model at every point of a grid of plugin options, "
+                      "on Ray",
+        description="Compile and run the model at every point of the grid (every combination "
+                    "of the --grid values) as Ray tasks, and write DIR/results.csv, "
+                    "DIR/results.json (a row per point: the grid keys, cycles, "
+                    "gemm_utilisation, dram_bytes, sram_bytes, correct, rtl_equal, seconds, "
+                    "error) and DIR/pareto.png. Points already in DIR are skipped. A point "
+                    "that fails is a row with its error; the exit status is 0 when the sweep "
+                    "ran. See docs/sweep.md.")
+    sweep.add_argument("model", help="ONNX model file")
+    sweep.add_argument("--plugins", required=True, metavar="A,B",
+                       help="accelerator plugins in priority order, e.g. vta_sim")
+    sweep.add_argument("--grid", action="append", default=[], metavar="PLUGIN.NAME=V1,V2,...",
+                       help="a plugin option and the values the sweep gives it (repeatable; "
+                            "every combination is a point)")
+    sweep.add_argument("--target", choices=("sim", "rtl"), default="sim",
+                       help="sim: vta_sim's partitions run on its functional simulator; rtl: "
+                            "on its RTL and simulator both, compared byte for byte (sim)")
+    sweep.add_argument("--out", required=True, metavar="DIR",
+                       help="where the points and the results go; a sweep into a DIR that "
+                            "holds points skips them")
+    sweep.add_argument("--ray-address", metavar="ADDR",
+                       help="run on the Ray cluster at ADDR (e.g. 10.0.0.5:6379, or auto) "
+                            "instead of a local Ray")
+    sweep.add_argument("--workers", type=int, metavar="N",
+                       help="CPUs of the local Ray (default: all of this machine's)")
+    sweep.add_argument("--seed", type=int, default=0,
+                       help="seed of the random inputs every point runs on (0)")
+    _add_plugin_option(sweep)
+    sweep.set_defaults(handler=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from byoc.sweep import SweepSettings, parse_grid, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers}: give 1 or more")
+    axes = parse_grid(args.grid)
+    settings = SweepSettings(tuple(_plugin_list(args.plugins)),
+                             parse_plugin_options(args.plugin_option), args.target, args.seed)
+    outcome = run_sweep(args.model, axes, settings, args.out, ray_address=args.ray_address,
+                        workers=args.workers, progress=sys.stderr)
+    print(f"{len(outcome.rows)} point(s): {outcome.ran} run, {outcome.skipped} skipped "
+          f"(in {args.out} already), {len(outcome.failed)} with an error")
+    for row in outcome.failed:
+        point = ", ".join(f"{axis.key}={row[axis.key]}" for axis in axes)
+        print(textwrap.fill(f"{point}: {row['error']}", 100, initial_indent="  ",
+                            subsequent_indent="    "))
+    for path in outcome.files:
+        print(f"wrote {path}")
 
 
 def _ops(args: argparse.Namespace) -> None:

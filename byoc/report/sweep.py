@@ -1,0 +1,133 @@
+"""``byoc sweep``'s results: DIR/results.csv, DIR/results.json and DIR/pareto.png.
+
+One row per point of the grid, in the grid's order. The columns, which scripts rely on (the
+tests pin them): every grid key as given (``vta_sim.block_out``), then :data:`FIGURES`:
+
+- ``cycles``: the device's clock cycles of one run, summed over the partitions whose plugin
+  reports hardware figures;
+- ``gemm_utilisation``: the cycles the same work takes with every multiply-accumulate unit
+  busy, summed, over ``cycles`` (0..1);
+- ``dram_bytes``: bytes moved between DRAM and the chip, summed;
+- ``sram_bytes``: the chip's on-chip buffer bytes (the largest over the partitions): the area
+  proxy;
+- ``correct``: whether the outputs equal the reference interpreter's: within one quantization
+  step for a quantized output or one a DequantizeLinear gives, as :class:`byoc.verify.Tolerance`
+  judges them by default;
+- ``rtl_equal``: on ``--target rtl``, whether the RTL gave byte for byte what the functional
+  simulator gave on every run; empty on ``--target sim``;
+- ``seconds``: the point's wall time (compile, run and check);
+- ``error``: why the point has no figures, or has figures that are not to be trusted (an
+  invalid configuration, a failed run, nothing offloaded); empty for a good point.
+
+In results.json each row is an object with the same keys, numbers as numbers and an empty
+cell as null; results.csv writes true/false for booleans and nothing for an empty cell.
+The plot shows cycles against sram_bytes for every point without an error, the Pareto front
+(the points no other point beats on both) marked and connected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from byoc.errors import InputError
+
+FIGURES = ("cycles", "gemm_utilisation", "dram_bytes", "sram_bytes", "correct", "rtl_equal",
+           "seconds", "error")
+"""The columns after the grid keys, in order."""
+
+Row = Mapping[str, Any]
+
+
+def columns(grid_keys: Sequence[str]) -> list[str]:
+    """Every column of the results, in order: the grid keys as given, then FIGURES."""
+    return [*grid_keys, *FIGURES]
+
+
+def write_results(out_dir: str | Path, grid_keys: Sequence[str], rows: Sequence[Row],
+                  title: str) -> list[Path]:
+    """Write results.csv, results.json and pareto.png into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    names = columns(grid_keys)
+    table = [{name: row.get(name) for name in names} for row in rows]
+    written = [out / "results.csv", out / "results.json", out / "pareto.png"]
+    write_atomically(written[0], _csv_text(names, table).encode())
+    write_atomically(written[1], (json.dumps(table, indent=1, allow_nan=False) + "\n").encode())
+    write_atomically(written[2], _pareto_png(table, grid_keys, title))
+    return written
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` through a temporary file beside it: a reader (or a sweep killed
+    half way) never sees half a file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _csv_text(names: Sequence[str], table: Sequence[Row]) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(names)
+    for row in table:
+        writer.writerow([_cell(row[name]) for name in names])
+    return text.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """The indices of the points (x, y) that no other point beats on both (lower x and lower
+    y; a tie on both keeps the first), by increasing x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1], i))
+    front: list[int] = []
+    for index in order:
+        if not front or points[index][1] < points[front[-1]][1]:
+            front.append(index)
+    return front
+
+
+def _pareto_png(table: Sequence[Row], grid_keys: Sequence[str], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    good = [row for row in table
+            if not row["error"] and row["cycles"] is not None and row["sram_bytes"] is not None]
+    points = [(row["sram_bytes"], row["cycles"]) for row in good]
+    figure = Figure(figsize=(8, 5.5), layout="constrained")
+    axes = figure.add_subplot()
+    axes.set_xlabel("on-chip buffers (sram_bytes)")
+    axes.set_ylabel("device cycles (cycles)")
+    axes.set_title(f"{title}: {len(good)} of {len(table)} point(s) with figures")
+    if points:
+        axes.scatter(*zip(*points), color="tab:gray", label="point")
+        front = pareto_front(points)
+        axes.plot([points[i][0] for i in front], [points[i][1] for i in front], "o-",
+                  color="tab:red", label="Pareto front")
+        for i in front:
+            axes.annotate(", ".join(f"{key.rpartition('.')[2]}={good[i][key]}"
+                                    for key in grid_keys),
+                          points[i], textcoords="offset points", xytext=(6, 6), fontsize=7)
+        axes.legend()
+    else:
+        axes.text(0.5, 0.5, "no point has figures (see the error column of results.csv)",
+                  ha="center", va="center", transform=axes.transAxes)
+    data = io.BytesIO()
+    figure.savefig(data, format="png", dpi=110)
+    return data.getvalue()

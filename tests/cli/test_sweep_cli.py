@@ -1,0 +1,79 @@
+"""``byoc sweep`` on the command line: a whole sweep on a local Ray it starts and stops, and
+every user error as one message with exit status 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from byoc.cli import main
+from byoc.testing import qdq_cnn
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweep-cli") / "small_int8.onnx"
+    path.write_bytes(qdq_cnn(8, 16, [(16, 3, 1)]).SerializeToString())
+    return path
+
+
+def sweep(*args) -> list[str]:
+    return ["sweep", *map(str, args)]
+
+
+def test_a_sweep_runs_on_a_local_ray_and_says_which_points_failed(model_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(sweep(model_path, "--plugins", "vta_sim", "--grid",
+                        "vta_sim.mem_port_bits=64,100", "--out", out, "--workers", "2"))
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    assert not ray.is_initialized(), "the sweep shuts down the Ray it started"
+    lines = printed.out.splitlines()
+    assert lines[0] == "2 point(s): 2 run, 0 skipped (in {} already), 1 with an error".format(out)
+    assert lines[1].startswith("  vta_sim.mem_port_bits=100: does not compile:")
+    assert [line for line in lines if line.startswith("wrote")] == [
+        f"wrote {out / name}" for name in ("results.csv", "results.json", "pareto.png")]
+    assert "sweep: 2/2 points, 0 skipped, 1 failed" in printed.err
+    rows = json.loads((out / "results.json").read_text())
+    assert rows[0]["vta_sim.mem_port_bits"] == 64 and rows[0]["cycles"] > 0
+
+    assert main(sweep(model_path, "--plugins", "vta_sim", "--grid",
+                      "vta_sim.mem_port_bits=64,100", "--out", out)) == 0
+    assert "2 point(s): 0 run, 2 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--grid", "vta_sim.mem_port_bits"], "--grid 'vta_sim.mem_port_bits': expected "
+                                          "PLUGIN.NAME=V1,V2"),
+    (["--grid", "vta_sim.mem_port_bit=64"], "has no option 'mem_port_bit' (did you mean "
+                                            "'mem_port_bits'?)"),
+    (["--grid", "vta_sim.mem_port_bits=64", "--ray-address", "127.0.0.1:1"],
+     "cannot reach the Ray cluster at 127.0.0.1:1"),
+    (["--grid", "vta_sim.mem_port_bits=64", "--ray-address", "head-node"],
+     "--ray-address 'head-node': expected HOST:PORT"),
+    (["--grid", "vta_sim.mem_port_bits=64", "--workers", "0"], "--workers 0: give 1 or more"),
+])
+def test_user_errors_are_one_message(model_path, tmp_path, capsys, args, says):
+    status = main(sweep(model_path, "--plugins", "vta_sim", "--out", tmp_path, *args))
+    err = capsys.readouterr().err
+    assert status == 1
+    assert says in " ".join(err.split()), err
+    assert err.startswith("byoc: error:") and "Traceback" not in err
+
+
+def test_a_missing_model_is_named(tmp_path, capsys):
+    assert main(sweep(tmp_path / "nope.onnx", "--plugins", "vta_sim", "--grid",
+                      "vta_sim.block_out=16", "--out", tmp_path / "out")) == 1
+    assert f"cannot read the model {tmp_path / 'nope.onnx'}" in capsys.readouterr().err
+
+
+def test_without_ray_the_sweep_says_how_to_install_it(model_path, tmp_path, capsys,
+                                                     monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)   # import ray raises ImportError
+    assert main(sweep(model_path, "--plugins", "vta_sim", "--grid", "vta_sim.block_out=16",
+                      "--out", tmp_path)) == 1
+    assert "pip install 'byoc[sweep]'" in capsys.readouterr().err
