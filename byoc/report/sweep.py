@@ -101,16 +101,23 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def _short(value: Any) -> str:
+    """A grid value as a label: a file path by its file name."""
+    text = str(value)
+    return Path(text).name if "/" in text or "\\" in text else text
+
+
 def _pareto_png(table: Sequence[Row], grid_keys: Sequence[str], title: str) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     good = [row for row in table
             if not row["error"] and row["cycles"] is not None and row["sram_bytes"] is not None]
     points = [(row["sram_bytes"], row["cycles"]) for row in good]
-    figure = Figure(figsize=(8, 5.5), layout="constrained")
+    figure = Figure(figsize=(8, 6.5), layout="constrained")
     axes = figure.add_subplot()
     axes.set_xlabel("on-chip buffers (sram_bytes)")
     axes.set_ylabel("device cycles (cycles)")
@@ -120,11 +127,17 @@ def _pareto_png(table: Sequence[Row], grid_keys: Sequence[str], title: str) -> b
         front = pareto_front(points)
         axes.plot([points[i][0] for i in front], [points[i][1] for i in front], "o-",
                   color="tab:red", label="Pareto front")
-        for i in front:
-            axes.annotate(", ".join(f"{key.rpartition('.')[2]}={good[i][key]}"
-                                    for key in grid_keys),
-                          points[i], textcoords="offset points", xytext=(6, 6), fontsize=7)
+        names = []
+        for number, i in enumerate(front, 1):
+            axes.annotate(str(number), points[i], textcoords="offset points", xytext=(6, 6),
+                          fontsize=8, color="tab:red")
+            names.append(f"{number}: " + ", ".join(f"{key.rpartition('.')[2]}="
+                                                   f"{_short(good[i][key])}"
+                                                   for key in grid_keys))
         axes.legend()
+        figure.legend([Line2D([], [], linestyle="none")] * len(names), names,
+                      loc="outside lower center", fontsize=7, frameon=False,
+                      handlelength=0, title="the Pareto front's points", title_fontsize=8)
     else:
         axes.text(0.5, 0.5, "no point has figures (see the error column of results.csv)",
                   ha="center", va="center", transform=axes.transAxes)
