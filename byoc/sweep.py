@@ -300,6 +300,12 @@ def run_sweep(model: str | Path, axes: Sequence[GridAxis], settings: SweepSettin
         bar = _Progress(progress, len(points), len(points))
     else:
         with _ray(ray_address, workers) as ray:
+            if progress is not None:
+                cpus = int(ray.cluster_resources().get("CPU", 0))
+                where = (f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
+                         if ray_address else "a local Ray")
+                print(f"sweep: {len(todo)} point(s) to run on {where} ({cpus} CPUs)",
+                      file=progress)
             bar = _Progress(progress, len(points), len(points) - len(todo))
             task = ray.remote(run_point)
             model_ref = ray.put(model_bytes)
@@ -401,9 +407,14 @@ class _ray:
             ray.init(**settings, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+            hint = ""
+            if self.address and os.environ.get("RAY_AUTH_MODE") != "token":
+                hint = (" If the cluster uses token authentication (Ray 2.59 and later start "
+                        "clusters with it), set RAY_AUTH_MODE=token and give this process the "
+                        "cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN).")
             raise InputError(f"cannot start or reach {where}: {exc}. For a cluster, start it "
                              f"with `ray start --head` and give its address (ray start prints "
-                             f"it) to --ray-address; see docs/sweep.md") from None
+                             f"it) to --ray-address; see docs/sweep.md.{hint}") from None
         self.started = True
         return ray
 

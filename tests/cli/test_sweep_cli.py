@@ -4,6 +4,7 @@ every user error as one message with exit status 1, never a traceback."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -77,3 +78,39 @@ def test_without_ray_the_sweep_says_how_to_install_it(model_path, tmp_path, caps
     assert main(sweep(model_path, "--plugins", "vta_sim", "--grid", "vta_sim.block_out=16",
                       "--out", tmp_path)) == 1
     assert "pip install 'byoc[sweep]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_an_existing_ray_cluster(model_path, tmp_path):
+    """docs/sweep.md's cluster recipe, on one machine: `ray start --head`, then the sweep
+    with --ray-address; Ray's token authentication (on by default since Ray 2.59) needs
+    RAY_AUTH_MODE=token on the side that connects."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    started = subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+                              "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        out = tmp_path / "cluster"
+        result = subprocess.run(
+            [sys.executable, "-m", "byoc", *sweep(model_path, "--plugins", "vta_sim", "--grid",
+                                                 "vta_sim.mem_port_bits=64,128", "--ray-address",
+                                                 f"127.0.0.1:{port}", "--out", out)],
+            capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        # the cluster's own address for itself: this machine's IP, with the port given
+        assert re.search(rf"2 point\(s\) to run on the Ray cluster at [\d.]+:{port} \(2 CPUs\)",
+                         result.stderr), result.stderr
+        rows = json.loads((out / "results.json").read_text())
+        assert [row["vta_sim.mem_port_bits"] for row in rows] == [64, 128]
+        assert all(row["correct"] and row["cycles"] > 0 for row in rows)
+    finally:
+        subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, timeout=120)
