@@ -13,10 +13,13 @@ from byoc_cpu_llvm.fusion import Group, plan_groups
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
 from byoc_cpu_llvm.program import ProgramBuilder
 from byoc_cpu_llvm.qdq_groups import (
+    QdqAdd,
     QdqLayer,
     QdqPool,
+    lower_qdq_add,
     lower_qdq_layer,
     lower_qdq_pool,
+    partition_qdq_adds,
     partition_qdq_layers,
     partition_qdq_pools,
 )
@@ -42,6 +45,11 @@ def lower_partition(partition: Partition, graph: Graph,
     pools, pooled = partition_qdq_pools(partition, graph, absorbed)
     absorbed |= pooled
     keep.update(chain.dequantize.inputs[0] for chain in pools)
+    # And DequantizeLinear(a), DequantizeLinear(b) -> Add -> [Relu] -> QuantizeLinear: one
+    # kernel on the quantized values.
+    adds, added = partition_qdq_adds(partition, graph, absorbed)
+    absorbed |= added
+    keep.update(value for chain in adds for value in chain.quantized_inputs)
     for node in partition.nodes:
         if id(node) in absorbed:
             continue
@@ -62,6 +70,7 @@ def lower_partition(partition: Partition, graph: Graph,
     steps += [(position[id(node)], node) for node in copies]
     steps += [(position[id(layer.igroup.group.quantize)], layer) for layer in layers]
     steps += [(position[id(chain.quantize)], chain) for chain in pools]
+    steps += [(position[id(chain.group.quantize)], chain) for chain in adds]
     for _, step in sorted(steps, key=lambda item: item[0]):
         if isinstance(step, Group):
             LOWERINGS[step.head.op_type](program, step)
@@ -69,6 +78,8 @@ def lower_partition(partition: Partition, graph: Graph,
             lower_qdq_layer(program, step)
         elif isinstance(step, QdqPool):
             lower_qdq_pool(program, step)
+        elif isinstance(step, QdqAdd):
+            lower_qdq_add(program, step)
         else:
             program.copy(step.outputs[0], step.inputs[0])
     ir_text, meta = program.finish()

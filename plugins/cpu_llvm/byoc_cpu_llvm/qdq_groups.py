@@ -2,7 +2,9 @@
 reference evaluates as integer operations: which of a partition's groups cpu_llvm runs as one
 integer kernel, and the lowering of each onto :mod:`.kernels.qconv` or
 :mod:`.kernels.qmatmul`. Also DequantizeLinear -> MaxPool -> QuantizeLinear with one scale
-and zero point, which is a MaxPool on the quantized values (:class:`QdqPool`).
+and zero point, which is a MaxPool on the quantized values (:class:`QdqPool`), and
+DequantizeLinear(a), DequantizeLinear(b) -> Add -> [Relu] -> QuantizeLinear, which
+:mod:`.kernels.qadd` runs as one kernel on the quantized values (:class:`QdqAdd`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import numpy as np
 
 from byoc.core.integer_layers import IntegerGroup, integer_plans
 from byoc.core.ir import Graph, Node
+from byoc.core.qdq import QdqGroup, find_qdq_groups
 from byoc_cpu_llvm.fusion import Group
 from byoc_cpu_llvm.kernels.int8_product import INT8_TYPES, overflow_refusal
 from byoc_cpu_llvm.kernels.pool import check_pool, lower_pool
+from byoc_cpu_llvm.kernels.qadd import QuantizedTensor, lower_quantized_add
 from byoc_cpu_llvm.kernels.qconv import conv_refusal, lower_conv_product
 from byoc_cpu_llvm.kernels.qmatmul import lower_matrix_product
 from byoc_cpu_llvm.kernels.quant import emit_quantize
@@ -234,6 +238,96 @@ def partition_qdq_pools(partition, graph: Graph, taken: set[int]) -> tuple[list[
 
 def lower_qdq_pool(program, chain: QdqPool) -> None:
     lower_pool(program, chain.kernel)
+
+
+@dataclass
+class QdqAdd:
+    """DequantizeLinear(a), DequantizeLinear(b) -> Add -> [Relu] -> QuantizeLinear on tensors
+    of one shape, each quantized per tensor: one kernel reading ``a`` and ``b`` and writing
+    the quantized sum (:func:`~byoc_cpu_llvm.kernels.qadd.lower_quantized_add`)."""
+
+    group: QdqGroup
+
+    @property
+    def quantized_inputs(self) -> list[str]:
+        return [dq.inputs[0] for dq in self.group.dequantize]
+
+    @property
+    def replaced(self) -> list[Node]:
+        """The nodes the kernel replaces whatever else reads the inputs: the Add, the Relu
+        and the QuantizeLinear."""
+        group = self.group
+        return [n for n in (group.op, group.activation, group.quantize) if n is not None]
+
+
+def qdq_add_refusal(graph: Graph, group: QdqGroup) -> str | None:
+    """Why an Add's QDQ group is not one quantized-add kernel, or None."""
+    dq_a, dq_b = group.dequantize
+    q = group.quantize
+    if group.activation is not None and group.activation.op_type != "Relu":
+        return "only a Relu is fused between the Add and the QuantizeLinear"
+    values = [dq_a.inputs[0], dq_b.inputs[0], q.outputs[0]]
+    if any(graph.types[v].dtype not in INT8_TYPES for v in values):
+        return "the quantized inputs and output must be int8/uint8"
+    if len({graph.types[v].shape for v in values}) != 1:
+        return "the two inputs and the output must have one shape (no broadcasting)"
+    nodes = (dq_a, dq_b, q)
+    if "precision" in q.attrs or any(n.attrs.get("block_size", 0) for n in nodes):
+        return "QuantizeLinear with a precision attribute, or blocked quantization"
+    params = [_scalar_parameters(graph, n) for n in nodes]
+    if None in params:
+        return "the scales and zero points must be constant scalars (per tensor)"
+    # No product of a scale by a code difference (at most 255) overflows, so no sum is NaN.
+    tiny, huge = np.finfo(np.float32).tiny, np.finfo(np.float32).max / 256
+    for scale, _ in params:
+        if scale.dtype != np.float32 or not tiny <= float(scale) <= huge:
+            return "the scales must be normal positive float32 values"
+    return None
+
+
+def partition_qdq_adds(partition, graph: Graph, taken: set[int]) -> tuple[list[QdqAdd],
+                                                                          set[int]]:
+    """The quantized Adds inside ``partition`` (none of whose nodes is in ``taken``) whose
+    quantized inputs the partition has, and the ids of the nodes their kernels replace:
+    the Add, Relu and QuantizeLinear, and each DequantizeLinear that only nodes in
+    ``taken`` or replaced here read."""
+    inside = {id(n) for n in partition.nodes}
+    available = set(partition.inputs) | {v for n in partition.nodes for v in n.outputs if v}
+    outputs = set(partition.outputs) | set(graph.outputs)
+    adds, absorbed = [], set()
+    for group in find_qdq_groups(graph, ops=("Add",)):
+        chain = QdqAdd(group)
+        if (not all(id(n) in inside and id(n) not in taken for n in chain.replaced)
+                or any(n.outputs[0] in outputs for n in chain.replaced[:-1])
+                or not all(v in available or graph.is_constant(v)
+                           for v in chain.quantized_inputs)
+                or qdq_add_refusal(graph, group)):
+            continue
+        adds.append(chain)
+        absorbed.update(id(n) for n in chain.replaced)
+    consumers = graph.consumers()
+    for chain in adds:
+        for dq in chain.group.dequantize:
+            if id(dq) in inside and dq.outputs[0] not in outputs and all(
+                    id(reader) in taken or id(reader) in absorbed
+                    for reader in consumers.get(dq.outputs[0], [])):
+                absorbed.add(id(dq))
+    return adds, absorbed
+
+
+def lower_qdq_add(program, chain: QdqAdd) -> None:
+    group = chain.group
+
+    def quantized(node: Node, value: str) -> QuantizedTensor:
+        scale, zero = _scalar_parameters(program.graph, node)
+        return QuantizedTensor(value, np.float32(scale.reshape(())),
+                               0 if zero is None else int(zero.reshape(())))
+
+    dq_a, dq_b = group.dequantize
+    lower_quantized_add(program, group.op.name or "Add",
+                        quantized(dq_a, dq_a.inputs[0]), quantized(dq_b, dq_b.inputs[0]),
+                        quantized(group.quantize, group.quantize.outputs[0]),
+                        relu=group.activation is not None)
 
 
 def integer_group_refusal(node: Node, graph: Graph) -> str | None:

@@ -42,3 +42,28 @@ def assert_outputs_match(got, expected, rtol=0.0, atol=0.0):
         else:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     return got
+
+
+def exact_with_lowering_count(model, feeds, monkeypatch, lowering: str) -> float:
+    """Run ``model`` on cpu_llvm alone with 1 and 2 threads and check each output equals the
+    reference's bit for bit; returns how many times cpu_llvm's ``lower.<lowering>`` (an
+    integer-chain lowering such as ``lower_qdq_pool``) was called per compile, so that a test
+    also shows the chain's kernel was used."""
+    from byoc_cpu_llvm import lower
+
+    calls = []
+    emit = getattr(lower, lowering)
+
+    def counted(program, chain):
+        calls.append(chain)
+        emit(program, chain)
+
+    monkeypatch.setattr(lower, lowering, counted)
+    expected = compile_reference(model).run(feeds)
+    for threads in (1, 2):
+        got = compile_alone(model, threads).run(feeds)
+        for name, value in expected.items():
+            assert got[name].dtype == value.dtype, name
+            np.testing.assert_array_equal(got[name], value, err_msg=f"{name}, {threads} threads")
+    return len(calls) / 2
+

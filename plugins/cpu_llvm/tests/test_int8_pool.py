@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cpu_llvm_checks import exact_with_lowering_count
 from onnx import TensorProto as T
 from onnx import helper
 
-import byoc
 from byoc.testing import compile_reference, make_model
-from byoc_cpu_llvm import lower
 
 TT = {np.dtype(np.uint8): T.UINT8, np.dtype(np.int8): T.INT8}
 CASES = {  # attrs, input shape
@@ -43,36 +42,19 @@ def pool_model(dtype, attrs, x_shape, out_scale=0.05, out_zero=None):
                       opset=13)
 
 
-def run_exact(model, x_shape, monkeypatch):
-    """Run on cpu_llvm with 1 and 2 threads against the reference; how many quantized
-    pools cpu_llvm emitted."""
-    fused = []
-    emit = lower.lower_qdq_pool
-
-    def counted(program, chain):
-        fused.append(chain)
-        emit(program, chain)
-
-    monkeypatch.setattr(lower, "lower_qdq_pool", counted)
+def run_exact(model, x_shape, monkeypatch) -> float:
+    """Bit-exact with the reference at 1 and 2 threads; quantized pools per compile."""
     # Most windows hold values on both sides of the zero point, some only below it (where a
     # padding of the zero point would win), and both ends of the range saturate.
     x = np.random.default_rng(0).uniform(-8, 8, x_shape).astype(np.float32)
-    expected = compile_reference(model).run({"x": x})["y"]
-    for threads in (1, 2):
-        options = {"cpu_llvm": {"threads": threads, "min_work_per_thread": 0}}
-        compiled = byoc.compile(model, plugins=["cpu_llvm"], plugin_options=options)
-        assert compiled.parts and all(p.plugin == "cpu_llvm" for p in compiled.parts)
-        got = compiled.run({"x": x})["y"]
-        assert got.dtype == expected.dtype
-        np.testing.assert_array_equal(got, expected, err_msg=f"{threads} threads")
-    return len(fused)
+    return exact_with_lowering_count(model, {"x": x}, monkeypatch, "lower_qdq_pool")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 @pytest.mark.parametrize("case", list(CASES))
 def test_quantized_max_pool_is_exact(dtype, case, monkeypatch):
     attrs, x_shape = CASES[case]
-    assert run_exact(pool_model(dtype, attrs, x_shape), x_shape, monkeypatch) == 2
+    assert run_exact(pool_model(dtype, attrs, x_shape), x_shape, monkeypatch) == 1
 
 
 @pytest.mark.parametrize("out_scale,out_zero", [(0.07, None), (0.05, 5)])
