@@ -1,4 +1,6 @@
-// vta_alu: the vector ALU, LANES int32 lanes, combinational (docs/vta-isa.md, "ALU"):
+// vta_alu: the vector ALU, LANES int32 lanes (docs/vta-isa.md, "ALU"). The result is
+// registered: o_result takes the lanes' results at a clock edge with i_enable high and holds
+// them otherwise, so the lanes only switch for cycles that carry an ALU micro-op.
 //
 //     op      result for accumulator lane a and operand x (an ACC lane or the immediate)
 //     MIN     min(a, x), signed                 MAX   max(a, x), signed
@@ -14,6 +16,8 @@
 module vta_alu #(
     parameter integer LANES = 16
 ) (
+    input  wire                clk,
+    input  wire                i_enable,
     input  wire [2:0]          i_op,
     input  wire [LANES*32-1:0] i_a,
     input  wire [LANES*32-1:0] i_x,
@@ -52,9 +56,11 @@ module vta_alu #(
     endfunction
 
     integer lane;
-    always @* begin
-        for (lane = 0; lane < LANES; lane = lane + 1)
-            o_result[lane*32 +: 32] = lane_op(i_op, i_a[lane*32 +: 32], i_x[lane*32 +: 32]);
+    always @(posedge clk) begin
+        if (i_enable) begin
+            for (lane = 0; lane < LANES; lane = lane + 1)
+                o_result[lane*32 +: 32] <= lane_op(i_op, i_a[lane*32 +: 32], i_x[lane*32 +: 32]);
+        end
     end
 endmodule
 

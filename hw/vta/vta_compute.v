@@ -7,10 +7,13 @@
 //                                      +--> GEMM / ALU pipeline:
 //
 //     A  vta_uop_loop reads uop[u]                  (micro-op buffer, registered read)
-//     B  indices = uop fields + loop offsets; read ACC[dst], ACC[src], INP[src], WGT[wgt]
-//     C  vta_gemm dot products | vta_alu result       (registered)
+//     B  indices = uop fields + loop offsets; read what the micro-op uses: ACC[dst] (not
+//        for a reset), INP[src] and WGT[wgt] (GEMM), ACC[src] (ALU without immediate)
+//     C  vta_gemm dot products | vta_alu result       (registered, enabled by the micro-op)
 //     D  ACC[dst] = reset ? 0 : GEMM ? acc + dot : ALU result   (write)
 //
+// Buffers are read, and the multipliers and ALU lanes switch, only in cycles whose micro-op
+// needs them: an idle or resetting pipeline leaves them and their registers still.
 // One micro-op enters per cycle. Micro-op n reads ACC at the end of B and writes at the end
 // of D, two cycles later: micro-ops n+1 and n+2 read the old value. That is the accumulator
 // hazard rule of docs/vta-isa.md, which the compiler keeps (the validator checks it).
@@ -53,17 +56,22 @@ module vta_compute #(
     output wire                    o_uop_we,
     output wire [UOP_AW-1:0]       o_uop_waddr,
     output wire [31:0]             o_uop_wdata,
+    output wire                    o_uop_re,
     output wire [UOP_AW-1:0]       o_uop_raddr,
     input  wire [31:0]             i_uop_rdata,
+    output wire                    o_inp_re,
     output wire [INP_AW-1:0]       o_inp_raddr,
     input  wire [INP_W-1:0]        i_inp_rdata,
+    output wire                    o_wgt_re,
     output wire [WGT_AW-1:0]       o_wgt_raddr,
     input  wire [WGT_W-1:0]        i_wgt_rdata,
     output wire                    o_acc_we,
     output wire [ACC_AW-1:0]       o_acc_waddr,
     output wire [ACC_W-1:0]        o_acc_wdata,
+    output wire                    o_acc_re_dst,
     output wire [ACC_AW-1:0]       o_acc_raddr_dst,
     input  wire [ACC_W-1:0]        i_acc_rdata_dst,
+    output wire                    o_acc_re_src,
     output wire [ACC_AW-1:0]       o_acc_raddr_src,
     input  wire [ACC_W-1:0]        i_acc_rdata_src,
     // status and counters
@@ -173,32 +181,40 @@ module vta_compute #(
 
     vta_uop_loop #(.UOP_DEPTH(UOP_DEPTH)) loop (
         .clk(clk), .rst(rst), .i_start(start_loop), .i_insn(i_insn), .i_is_gemm(is_gemm),
-        .o_busy(loop_busy), .o_uop_raddr(o_uop_raddr), .i_uop_rdata(i_uop_rdata),
-        .o_valid(valid_b), .o_dst(dst_b), .o_src(src_b), .o_wgt(wgt_b));
+        .o_busy(loop_busy), .o_uop_re(o_uop_re), .o_uop_raddr(o_uop_raddr),
+        .i_uop_rdata(i_uop_rdata), .o_valid(valid_b), .o_dst(dst_b), .o_src(src_b), .o_wgt(wgt_b));
 
+    wire gemm_b = valid_b && run_gemm && !reset_op;
+    assign o_acc_re_dst    = valid_b && !reset_op;
+    assign o_acc_re_src    = valid_b && run_alu && !reset_op && !use_imm;
+    assign o_inp_re        = gemm_b;
+    assign o_wgt_re        = gemm_b;
     assign o_acc_raddr_dst = dst_b[ACC_AW-1:0];
     assign o_acc_raddr_src = src_b[ACC_AW-1:0];
     assign o_inp_raddr     = src_b[INP_AW-1:0];
     assign o_wgt_raddr     = wgt_b[WGT_AW-1:0];
 
-    // stage C: buffer data arrives; multiply
+    // stage C: buffer data arrives; multiply, or run the ALU lanes
     reg              valid_c, valid_d;
     reg [ACC_AW-1:0] dst_c, dst_d;
-    wire [ACC_W-1:0] dot, alu_result;
+    reg [ACC_W-1:0]  acc_d;                   // ACC[dst] as read, for the GEMM's sum
+    wire [ACC_W-1:0] dot_d, alu_d;
     wire [ACC_W-1:0] operand = use_imm ? {LANES{imm}} : i_acc_rdata_src;
+    wire gemm_c = valid_c && run_gemm && !reset_op;
+    wire alu_c  = valid_c && run_alu && !reset_op;
 
     vta_gemm #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT)) gemm (
-        .i_inp(i_inp_rdata), .i_wgt(i_wgt_rdata), .o_dot(dot));
+        .clk(clk), .i_enable(gemm_c), .i_inp(i_inp_rdata), .i_wgt(i_wgt_rdata), .o_dot(dot_d));
     vta_alu #(.LANES(LANES)) alu (
-        .i_op(alu_op), .i_a(i_acc_rdata_dst), .i_x(operand), .o_result(alu_result));
+        .clk(clk), .i_enable(alu_c), .i_op(alu_op), .i_a(i_acc_rdata_dst), .i_x(operand),
+        .o_result(alu_d));
 
     // stage D: accumulate and write back
-    reg [ACC_W-1:0] acc_d, value_d;
     reg [ACC_W-1:0] sum_d;
     integer lane;
     always @* begin
         for (lane = 0; lane < LANES; lane = lane + 1)
-            sum_d[lane*32 +: 32] = acc_d[lane*32 +: 32] + value_d[lane*32 +: 32];
+            sum_d[lane*32 +: 32] = acc_d[lane*32 +: 32] + dot_d[lane*32 +: 32];
     end
 
     always @(posedge clk) begin
@@ -210,15 +226,15 @@ module vta_compute #(
             dst_c   <= dst_b[ACC_AW-1:0];
             valid_d <= valid_c;
             dst_d   <= dst_c;
-            acc_d   <= run_gemm ? i_acc_rdata_dst : {ACC_W{1'b0}};
-            value_d <= run_gemm ? dot : alu_result;
+            if (gemm_c) acc_d <= i_acc_rdata_dst;
         end
     end
 
     wire loop_we = valid_d;
     assign o_acc_we    = loop_we || load_acc_we;
     assign o_acc_waddr = loop_we ? dst_d : load_acc_waddr;
-    assign o_acc_wdata = loop_we ? (reset_op ? {ACC_W{1'b0}} : sum_d) : load_acc_wdata;
+    assign o_acc_wdata = !loop_we ? load_acc_wdata
+                       : reset_op ? {ACC_W{1'b0}} : run_gemm ? sum_d : alu_d;
 
     assign o_gemm_uop  = valid_d && run_gemm;
     assign o_alu_uop   = valid_d && run_alu;

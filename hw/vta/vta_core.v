@@ -123,6 +123,7 @@ module vta_core (
 
     // -- buffers -----------------------------------------------------------------------------
     wire              inp_we, wgt_we, uop_we, acc_we;
+    wire              inp_re, wgt_re, uop_re, acc_re_dst, acc_re_src, acc_re_store;
     wire [INP_AW-1:0] inp_waddr, inp_raddr;
     wire [WGT_AW-1:0] wgt_waddr, wgt_raddr;
     wire [UOP_AW-1:0] uop_waddr, uop_raddr;
@@ -133,20 +134,25 @@ module vta_core (
     wire [ACC_W-1:0]  acc_wdata, acc_rdata_dst, acc_rdata_src, acc_rdata_store;
 
     vta_sram #(.WIDTH(INP_W), .DEPTH(INP_DEPTH)) inp_buffer (.clk(clk), .i_we(inp_we),
-        .i_waddr(inp_waddr), .i_wdata(inp_wdata), .i_raddr(inp_raddr), .o_rdata(inp_rdata));
+        .i_waddr(inp_waddr), .i_wdata(inp_wdata), .i_re(inp_re), .i_raddr(inp_raddr),
+        .o_rdata(inp_rdata));
     vta_sram #(.WIDTH(WGT_W), .DEPTH(WGT_DEPTH)) wgt_buffer (.clk(clk), .i_we(wgt_we),
-        .i_waddr(wgt_waddr), .i_wdata(wgt_wdata), .i_raddr(wgt_raddr), .o_rdata(wgt_rdata));
+        .i_waddr(wgt_waddr), .i_wdata(wgt_wdata), .i_re(wgt_re), .i_raddr(wgt_raddr),
+        .o_rdata(wgt_rdata));
     vta_sram #(.WIDTH(32), .DEPTH(UOP_DEPTH)) uop_buffer (.clk(clk), .i_we(uop_we),
-        .i_waddr(uop_waddr), .i_wdata(uop_wdata), .i_raddr(uop_raddr), .o_rdata(uop_rdata));
+        .i_waddr(uop_waddr), .i_wdata(uop_wdata), .i_re(uop_re), .i_raddr(uop_raddr),
+        .o_rdata(uop_rdata));
     // The accumulator is read by three ports (GEMM/ALU dst, ALU src, store): three copies
     // written together.
     vta_sram #(.WIDTH(ACC_W), .DEPTH(ACC_DEPTH)) acc_dst (.clk(clk), .i_we(acc_we),
-        .i_waddr(acc_waddr), .i_wdata(acc_wdata), .i_raddr(acc_raddr_dst), .o_rdata(acc_rdata_dst));
+        .i_waddr(acc_waddr), .i_wdata(acc_wdata), .i_re(acc_re_dst), .i_raddr(acc_raddr_dst),
+        .o_rdata(acc_rdata_dst));
     vta_sram #(.WIDTH(ACC_W), .DEPTH(ACC_DEPTH)) acc_src (.clk(clk), .i_we(acc_we),
-        .i_waddr(acc_waddr), .i_wdata(acc_wdata), .i_raddr(acc_raddr_src), .o_rdata(acc_rdata_src));
+        .i_waddr(acc_waddr), .i_wdata(acc_wdata), .i_re(acc_re_src), .i_raddr(acc_raddr_src),
+        .o_rdata(acc_rdata_src));
     vta_sram #(.WIDTH(ACC_W), .DEPTH(ACC_DEPTH)) acc_store (.clk(clk), .i_we(acc_we),
-        .i_waddr(acc_waddr), .i_wdata(acc_wdata), .i_raddr(acc_raddr_store),
-        .o_rdata(acc_rdata_store));
+        .i_waddr(acc_waddr), .i_wdata(acc_wdata), .i_re(acc_re_store),
+        .i_raddr(acc_raddr_store), .o_rdata(acc_rdata_store));
 
     // -- modules -----------------------------------------------------------------------------
     wire retired_load, retired_compute, retired_store;
@@ -179,11 +185,13 @@ module vta_core (
         .o_req_valid(req_valid[2]), .i_req_ready(req_ready[2]), .o_req_addr(req_addr[2*64 +: 64]),
         .o_req_beats(req_beats[2*32 +: 32]), .i_rd_valid(rd_valid[2]), .o_rd_ready(rd_ready[2]),
         .i_rd_data(rd_data), .o_uop_we(uop_we), .o_uop_waddr(uop_waddr),
-        .o_uop_wdata(uop_wdata), .o_uop_raddr(uop_raddr), .i_uop_rdata(uop_rdata),
-        .o_inp_raddr(inp_raddr), .i_inp_rdata(inp_rdata), .o_wgt_raddr(wgt_raddr),
+        .o_uop_wdata(uop_wdata), .o_uop_re(uop_re), .o_uop_raddr(uop_raddr),
+        .i_uop_rdata(uop_rdata), .o_inp_re(inp_re), .o_inp_raddr(inp_raddr),
+        .i_inp_rdata(inp_rdata), .o_wgt_re(wgt_re), .o_wgt_raddr(wgt_raddr),
         .i_wgt_rdata(wgt_rdata), .o_acc_we(acc_we), .o_acc_waddr(acc_waddr),
-        .o_acc_wdata(acc_wdata), .o_acc_raddr_dst(acc_raddr_dst),
-        .i_acc_rdata_dst(acc_rdata_dst), .o_acc_raddr_src(acc_raddr_src),
+        .o_acc_wdata(acc_wdata), .o_acc_re_dst(acc_re_dst),
+        .o_acc_raddr_dst(acc_raddr_dst), .i_acc_rdata_dst(acc_rdata_dst),
+        .o_acc_re_src(acc_re_src), .o_acc_raddr_src(acc_raddr_src),
         .i_acc_rdata_src(acc_rdata_src), .o_retired(retired_compute), .o_finished(finished),
         .o_uop_elem_loaded(uop_elem), .o_acc_elem_loaded(acc_elem), .o_gemm_uop(gemm_uop),
         .o_alu_uop(alu_uop), .o_gemm_busy(gemm_busy), .o_alu_busy(alu_busy),
@@ -196,7 +204,8 @@ module vta_core (
         .o_pop_c2s(pop_c2s), .o_push_s2c(push_s2c),
         .o_req_valid(req_valid[3]), .i_req_ready(req_ready[3]), .o_req_addr(req_addr[3*64 +: 64]),
         .o_req_beats(req_beats[3*32 +: 32]), .o_wr_valid(wr_valid[3]), .i_wr_ready(wr_ready[3]),
-        .o_wr_data(store_wr_data), .o_wr_strb(store_wr_strb), .o_acc_raddr(acc_raddr_store),
+        .o_wr_data(store_wr_data), .o_wr_strb(store_wr_strb), .o_acc_re(acc_re_store),
+        .o_acc_raddr(acc_raddr_store),
         .i_acc_rdata(acc_rdata_store), .o_retired(retired_store), .o_elem_stored(out_elem),
         .o_state(state_store), .o_index(index_store), .o_wait_c2s(wait_c2s));
 

@@ -1,7 +1,8 @@
 // vta_gemm: the GEMM core's multiply stage: BATCH x BLOCK_OUT dot products of BLOCK_IN int8
 // pairs, out[b][o] = sum over k of inp[b][k] * wgt[o][k] (256 multiply-accumulates in the
-// default 1x16x16 configuration). Combinational; vta_compute registers its result, so the
-// products of one micro-op and the accumulation of the one before overlap.
+// default 1x16x16 configuration). The products are registered: o_dot takes the dot products
+// of i_inp and i_wgt at a clock edge with i_enable high and holds them otherwise, so the
+// multipliers only switch for cycles that carry a GEMM micro-op.
 // Packing (docs/vta-isa.md, "Buffers"): inp byte b*BLOCK_IN + k, wgt byte o*BLOCK_IN + k,
 // out lane b*BLOCK_OUT + o (32 bits, two's complement; no overflow: |sum| < 2^31).
 `default_nettype none
@@ -11,23 +12,31 @@ module vta_gemm #(
     parameter integer BLOCK_IN = 16,
     parameter integer BLOCK_OUT = 16
 ) (
+    input  wire                            clk,
+    input  wire                            i_enable,
     input  wire [BATCH*BLOCK_IN*8-1:0]     i_inp,
     input  wire [BLOCK_OUT*BLOCK_IN*8-1:0] i_wgt,
     output reg  [BATCH*BLOCK_OUT*32-1:0]   o_dot
 );
-    integer b, o, k;
-    reg signed [31:0] sum;
-
-    always @* begin
-        for (b = 0; b < BATCH; b = b + 1) begin
-            for (o = 0; o < BLOCK_OUT; o = o + 1) begin
-                sum = 32'sd0;
-                for (k = 0; k < BLOCK_IN; k = k + 1)
-                    sum = sum + $signed(i_inp[(b*BLOCK_IN + k)*8 +: 8])
-                              * $signed(i_wgt[(o*BLOCK_IN + k)*8 +: 8]);
-                o_dot[(b*BLOCK_OUT + o)*32 +: 32] = sum;
+    function automatic [BATCH*BLOCK_OUT*32-1:0] dot_products(
+            input [BATCH*BLOCK_IN*8-1:0] inp, input [BLOCK_OUT*BLOCK_IN*8-1:0] wgt);
+        integer b, o, k;
+        reg signed [31:0] sum;
+        begin
+            for (b = 0; b < BATCH; b = b + 1) begin
+                for (o = 0; o < BLOCK_OUT; o = o + 1) begin
+                    sum = 32'sd0;
+                    for (k = 0; k < BLOCK_IN; k = k + 1)
+                        sum = sum + $signed(inp[(b*BLOCK_IN + k)*8 +: 8])
+                                  * $signed(wgt[(o*BLOCK_IN + k)*8 +: 8]);
+                    dot_products[(b*BLOCK_OUT + o)*32 +: 32] = sum;
+                end
             end
         end
+    endfunction
+
+    always @(posedge clk) begin
+        if (i_enable) o_dot <= dot_products(i_inp, i_wgt);
     end
 endmodule
 

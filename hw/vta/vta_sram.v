@@ -1,6 +1,7 @@
 // vta_sram: an on-chip buffer with one write port and one registered read port.
 //
-// A read presents i_raddr in one cycle and sees the word in o_rdata the next. A read and a
+// A read presents i_raddr with i_re in one cycle and sees the word in o_rdata the next;
+// o_rdata holds its word through cycles without a read (the port idles). A read and a
 // write of the same address in the same cycle return the old word (the accumulator hazard
 // rule of docs/vta-isa.md keeps the compute pipeline from relying on either).
 `default_nettype none
@@ -13,6 +14,7 @@ module vta_sram #(
     input  wire             i_we,
     input  wire [AW-1:0]    i_waddr,
     input  wire [WIDTH-1:0] i_wdata,
+    input  wire             i_re,
     input  wire [AW-1:0]    i_raddr,
     output reg  [WIDTH-1:0] o_rdata
 );
@@ -22,7 +24,7 @@ module vta_sram #(
 
     always @(posedge clk) begin
         if (i_we) mem[i_waddr] <= i_wdata;
-        o_rdata <= mem[i_raddr];
+        if (i_re) o_rdata <= mem[i_raddr];
     end
 endmodule
 

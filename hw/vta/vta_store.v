@@ -34,6 +34,7 @@ module vta_store #(
     output wire [PORT_BYTES*8-1:0] o_wr_data,
     output wire [PORT_BYTES-1:0]   o_wr_strb,
     // accumulator read port (registered read)
+    output wire                    o_acc_re,
     output wire [ACC_AW-1:0]       o_acc_raddr,
     input  wire [LANES*32-1:0]     i_acc_rdata,
     // status and counters
@@ -106,6 +107,7 @@ module vta_store #(
         .o_strb(o_wr_strb), .o_beat_last(beat_last));
 
     wire row_sent = o_wr_valid && i_wr_ready && beat_last;
+    assign o_acc_re      = issue;
     assign o_acc_raddr   = raddr;
     assign o_elem_stored = take;
 

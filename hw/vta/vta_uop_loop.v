@@ -19,6 +19,7 @@ module vta_uop_loop #(
     input  wire [127:0]      i_insn,         // GEMM or ALU (ALU's wgt factors read as 0)
     input  wire              i_is_gemm,
     output wire              o_busy,
+    output wire              o_uop_re,
     output wire [UOP_AW-1:0] o_uop_raddr,
     input  wire [31:0]       i_uop_rdata,
     output reg               o_valid,
@@ -96,6 +97,7 @@ module vta_uop_loop #(
         end
     end
 
+    assign o_uop_re    = active;
     assign o_uop_raddr = u[UOP_AW-1:0];
     assign o_busy = active || o_valid;
     assign o_dst = {5'd0, i_uop_rdata[`VTA_UOP_DST]} + dst_b;

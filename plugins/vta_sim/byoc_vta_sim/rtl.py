@@ -35,8 +35,10 @@ from byoc_vta_sim.isa import (
     AluInsn,
     GemmInsn,
     Insn,
+    IsaError,
     MemInsn,
     Module,
+    decode_stream,
     encode_stream,
 )
 from byoc_vta_sim.sim import (
@@ -178,7 +180,7 @@ class RtlSimulator:
         """Check the stream, place it and ``dram`` in the design's memory, reset the core
         and start it; the caller clocks it (:meth:`run` does, from C++). Returns the decoded
         stream and the memory image the design works on."""
-        insns = _instructions(stream)
+        insns, code = _decoded(stream)
         _check_dram(dram)
         check_work(insns, self.max_uops, "RTL driver")
         try:
@@ -187,7 +189,7 @@ class RtlSimulator:
             raise SimulationError(f"vta_sim RTL: the stream breaks a rule the hardware relies "
                                   f"on: {err}") from None
         self._insns = insns
-        memory, stream_at = self._memory_image(insns, dram)
+        memory, stream_at = self._memory_image(code, dram)
         model = self.model
         model.attach_memory(0, memory)
         model.clear_memory_faults()
@@ -212,8 +214,8 @@ class RtlSimulator:
             ran += self.model.advance(min(stop, limit) - ran)
         return ran
 
-    def _memory_image(self, insns: list[Insn], dram: np.ndarray) -> tuple[np.ndarray, int]:
-        code = np.frombuffer(encode_stream(insns), dtype=np.uint8)
+    def _memory_image(self, stream: bytes, dram: np.ndarray) -> tuple[np.ndarray, int]:
+        code = np.frombuffer(stream, dtype=np.uint8)
         stream_at = -(-dram.size // STREAM_ALIGN) * STREAM_ALIGN
         # a row's last beat may reach past its data: one beat of slack after the stream
         memory = np.zeros(stream_at + code.size + self.config.mem_port_bytes, dtype=np.uint8)
@@ -270,6 +272,20 @@ class RtlSimulator:
             lines.append(f"fetch has routed {routed} of {len(insns)} instructions")
         lines.append("tokens held: " + ", ".join(f"{q} {n}" for q, n in held.items()))
         return "; ".join(lines) + "."
+
+
+def _decoded(stream: bytes | Sequence[Insn]) -> tuple[list[Insn], bytes]:
+    """The stream as instructions and as the bytes the core fetches, each instruction
+    encoded once (the simulator's own checks and messages when it cannot be)."""
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        insns = _instructions(stream)
+        return insns, encode_stream(insns)
+    try:
+        code = encode_stream(stream)
+        return decode_stream(code), code
+    except (IsaError, AttributeError, TypeError):
+        _instructions(stream)   # raises the simulator's error, naming the instruction
+        raise
 
 
 def write_register(model: CosimModel, index: int, value: int) -> None:

@@ -384,6 +384,13 @@ def test_streams_breaking_the_hazard_rule_are_refused_before_running(rtl):
         rtl.run(insns, dram)
 
 
+def test_instructions_that_do_not_fit_are_refused_by_name_as_on_the_simulator(rtl):
+    """The RTL driver encodes the stream once for the core; an instruction whose fields do
+    not fit gets the functional simulator's message, naming it."""
+    with pytest.raises(SimulationError, match=r"instruction 1 cannot be encoded.*imm=40000"):
+        rtl.run([FinishInsn(), AluInsn(use_imm=1, imm=40000)], np.zeros(64, np.uint8))
+
+
 def test_rtl_target_from_the_command_line(tmp_path, capsys):
     """`byoc run --plugin-option vta_sim.target=rtl` runs on the RTL (its cycle and stall
     counters in the profile); a target that does not exist is a one-paragraph error."""
