@@ -28,7 +28,7 @@ import numpy as np
 
 from byoc.cosim import CosimError, CosimModel, WatchdogError, build_model, locate_rtl
 from byoc.cosim.build import default_cache_dir
-from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig
+from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig, rtl_refusals
 from byoc_vta_sim.isa import (
     QUEUE_NAMES,
     TOKEN_QUEUES,
@@ -84,16 +84,9 @@ def rtl_sources(root: Path | None = None) -> list[Path]:
 
 
 def check_supported(config: VtaConfig) -> None:
-    """Refuse configurations the RTL's packing logic does not implement."""
-    def power_of_two(value: int) -> bool:
-        return value > 0 and value & (value - 1) == 0
-
-    problems = [f"{name}={getattr(config, name)} is not a power of two"
-                for name in ("batch", "block_in", "block_out", "mem_port_bits")
-                if not power_of_two(getattr(config, name))]
-    if config.mem_port_bits < 64:
-        problems.append(f"mem_port_bits={config.mem_port_bits} is below 64 (the simulated "
-                        f"DRAM moves 64-bit words)")
+    """Refuse configurations the RTL's packing logic does not implement (the rules are
+    :func:`byoc_vta_sim.config.rtl_refusals`, which the plugin's compile options follow too)."""
+    problems = rtl_refusals(config)
     if problems:
         raise CosimError("vta_sim: the RTL cannot be built for this configuration: "
                          + "; ".join(problems))
