@@ -442,8 +442,10 @@ def _check_reachable(address: str) -> None:
 
 
 class _Progress:
-    """``sweep: 5/12 points, 2 skipped, 1 failed, 0:42 elapsed`` on one line of ``stream``
-    (rewritten in place on a terminal, a line per point otherwise)."""
+    """``sweep: [========>           ] 5/12 points, 2 skipped, 1 failed, 0:42 elapsed`` on
+    one line of ``stream`` (rewritten in place on a terminal, a line per point otherwise)."""
+
+    WIDTH = 20
 
     def __init__(self, stream: TextIO | None, total: int, skipped: int) -> None:
         self.stream, self.total, self.skipped = stream, total, skipped
@@ -466,7 +468,10 @@ class _Progress:
         if self.stream is None:
             return
         elapsed = int(time.monotonic() - self.began)
-        line = (f"sweep: {self.done}/{self.total} points, {self.skipped} skipped, "
+        filled = self.WIDTH * self.done // self.total if self.total else self.WIDTH
+        head = ">" if filled < self.WIDTH else ""
+        bar = ("=" * filled + head).ljust(self.WIDTH)[:self.WIDTH]
+        line = (f"sweep: [{bar}] {self.done}/{self.total} points, {self.skipped} skipped, "
                 f"{self.failed} failed, {elapsed // 60}:{elapsed % 60:02d} elapsed")
         self.stream.write(f"\r{line}" if self.live else f"{line}\n")
         self.stream.flush()

@@ -193,8 +193,24 @@ def test_the_progress_line_counts_points(local_ray, model_path, tmp_path):
     stream = io.StringIO()
     run_sweep(model_path, parse_grid(["vta_sim.mem_port_bits=64,100"]), SIM, tmp_path,
               progress=stream)
-    assert stream.getvalue().splitlines()[-1].startswith("sweep: 2/2 points, 0 skipped, "
-                                                         "1 failed, 0:")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "sweep: 2 point(s) to run on a local Ray (2 CPUs)"
+    assert lines[1].startswith("sweep: [>" + " " * 19 + "] 0/2 points, 0 skipped, 0 failed")
+    assert lines[-1].startswith("sweep: [" + "=" * 20 + "] 2/2 points, 0 skipped, "
+                                "1 failed, 0:")
+
+
+def test_the_progress_bar_fills_with_the_points_done():
+    import io
+
+    from byoc.sweep import _Progress
+
+    stream = io.StringIO()
+    bar = _Progress(stream, total=8, skipped=2)
+    bar.add(failed=True)
+    assert stream.getvalue().splitlines() == [
+        "sweep: [=====>              ] 2/8 points, 2 skipped, 0 failed, 0:00 elapsed",
+        "sweep: [=======>            ] 3/8 points, 2 skipped, 1 failed, 0:00 elapsed"]
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def test_a_sweep_runs_on_a_local_ray_and_says_which_points_failed(model_path, tm
     assert lines[1].startswith("  vta_sim.mem_port_bits=100: does not compile:")
     assert [line for line in lines if line.startswith("wrote")] == [
         f"wrote {out / name}" for name in ("results.csv", "results.json", "pareto.png")]
-    assert "sweep: 2/2 points, 0 skipped, 1 failed" in printed.err
+    assert "] 2/2 points, 0 skipped, 1 failed" in printed.err
     rows = json.loads((out / "results.json").read_text())
     assert rows[0]["vta_sim.mem_port_bits"] == 64 and rows[0]["cycles"] > 0
 
