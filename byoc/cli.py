@@ -588,6 +588,7 @@ def _add_sweep_command(commands) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
+    from byoc.report.sweep import summary_lines
     from byoc.sweep import SweepSettings, parse_grid, run_sweep
 
     if args.workers is not None and args.workers < 1:
@@ -603,6 +604,9 @@ def _sweep(args: argparse.Namespace) -> None:
         point = ", ".join(f"{axis.key}={row[axis.key]}" for axis in axes)
         print(textwrap.fill(f"{point}: {row['error']}", 100, initial_indent="  ",
                             subsequent_indent="    "))
+    print()
+    print("\n".join(summary_lines([axis.key for axis in axes], outcome.rows)))
+    print()
     for path in outcome.files:
         print(f"wrote {path}")
 

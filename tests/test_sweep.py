@@ -12,7 +12,7 @@ import pytest
 from byoc.errors import ByocError, InputError, PluginError
 from byoc.plugins.api import HardwareFigures
 from byoc.plugins.manager import default_manager
-from byoc.report.sweep import FIGURES, pareto_front
+from byoc.report.sweep import FIGURES, pareto_front, summary_lines
 from byoc.sweep import (
     GridAxis,
     SweepSettings,
@@ -245,3 +245,21 @@ def test_a_dequantized_output_is_correct_within_one_quantization_step():
 
     assert correct(want + np.float32(step))
     assert not correct(want + np.float32(2 * step))
+
+
+def test_the_summary_table_marks_the_pareto_front_and_shows_no_figures_for_a_failed_point():
+    rows = [
+        {"k": 1, "cycles": 100, "gemm_utilisation": 0.5, "dram_bytes": 2048,
+         "sram_bytes": 4096, "correct": True, "rtl_equal": None, "error": None},
+        {"k": 2, "cycles": 80, "gemm_utilisation": 0.25, "dram_bytes": 1024,
+         "sram_bytes": 8192, "correct": False, "rtl_equal": True, "error": None},
+        {"k": 3, "cycles": 120, "gemm_utilisation": 0.5, "dram_bytes": 1024,
+         "sram_bytes": 8192, "correct": True, "rtl_equal": False, "error": None},
+        {"k": 4, "cycles": None, "gemm_utilisation": None, "dram_bytes": None,
+         "sram_bytes": None, "correct": None, "rtl_equal": None, "error": "does not compile"},
+    ]
+    lines = [line.split() for line in summary_lines(["k"], rows)]
+    assert lines[1:] == [["1", "100", "50.0%", "2", "4", "yes", "-", "*"],
+                         ["2", "80", "25.0%", "1", "8", "NO", "yes", "*"],
+                         ["3", "120", "50.0%", "1", "8", "yes", "NO"],
+                         ["4", "-", "-", "-", "-", "-", "-"]]

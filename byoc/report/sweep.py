@@ -101,6 +101,38 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+_SUMMARY_FIGURES = (
+    ("cycles", "cycles", lambda v: f"{v:,}"),
+    ("GEMM util", "gemm_utilisation", lambda v: f"{100 * v:.1f}%"),
+    ("DRAM KiB", "dram_bytes", lambda v: f"{v / 1024:,.0f}"),
+    ("SRAM KiB", "sram_bytes", lambda v: f"{v / 1024:,.0f}"),
+    ("correct", "correct", lambda v: "yes" if v else "NO"),
+    ("rtl_equal", "rtl_equal", lambda v: "yes" if v else "NO"),
+)
+"""The terminal summary's figures: title, column, how a value reads."""
+
+
+def summary_lines(grid_keys: Sequence[str], rows: Sequence[Row]) -> list[str]:
+    """The results as a text table for the terminal, one line per point in the grid's order,
+    the Pareto front's points (of the plot: cycles against sram_bytes) marked with ``*``."""
+    good = [i for i, row in enumerate(rows)
+            if not row.get("error") and row.get("cycles") is not None
+            and row.get("sram_bytes") is not None]
+    front = {good[i] for i in pareto_front([(rows[i]["sram_bytes"], rows[i]["cycles"])
+                                            for i in good])}
+    header = [*grid_keys, *(title for title, _, _ in _SUMMARY_FIGURES), "front"]
+    table = [header]
+    for index, row in enumerate(rows):
+        table.append([*(_short(row.get(key)) for key in grid_keys),
+                      *("-" if row.get(name) is None else show(row[name])
+                        for _, name, show in _SUMMARY_FIGURES),
+                      "*" if index in front else ""])
+    widths = [max(len(line[c]) for line in table) for c in range(len(header))]
+    return ["  ".join(cell.rjust(width) if c >= len(grid_keys) else cell.ljust(width)
+                      for c, (cell, width) in enumerate(zip(line, widths))).rstrip()
+            for line in table]
+
+
 def _short(value: Any) -> str:
     """A grid value as a label: a file path by its file name."""
     text = str(value)

@@ -41,6 +41,14 @@ def test_a_sweep_runs_on_a_local_ray_and_says_which_points_failed(model_path, tm
     assert "] 2/2 points, 0 skipped, 1 failed" in printed.err
     rows = json.loads((out / "results.json").read_text())
     assert rows[0]["vta_sim.mem_port_bits"] == 64 and rows[0]["cycles"] > 0
+    table = lines[lines.index("") + 1:]
+    assert table[0].split() == ["vta_sim.mem_port_bits", "cycles", "GEMM", "util", "DRAM",
+                                "KiB", "SRAM", "KiB", "correct", "rtl_equal", "front"]
+    assert table[1].split() == ["64", f"{rows[0]['cycles']:,}",
+                                f"{100 * rows[0]['gemm_utilisation']:.1f}%",
+                                f"{rows[0]['dram_bytes'] / 1024:,.0f}",
+                                f"{rows[0]['sram_bytes'] / 1024:,.0f}", "yes", "-", "*"]
+    assert table[2].split() == ["100", *"-" * 6]
 
     assert main(sweep(model_path, "--plugins", "vta_sim", "--grid",
                       "vta_sim.mem_port_bits=64,100", "--out", out)) == 0
