@@ -194,29 +194,22 @@ module vta_compute #(
     assign o_inp_raddr     = src_b[INP_AW-1:0];
     assign o_wgt_raddr     = wgt_b[WGT_AW-1:0];
 
-    // stage C: buffer data arrives; multiply, or run the ALU lanes
+    // stage C: buffer data arrives; multiply-accumulate, or run the ALU lanes
     reg              valid_c, valid_d;
     reg [ACC_AW-1:0] dst_c, dst_d;
-    reg [ACC_W-1:0]  acc_d;                   // ACC[dst] as read, for the GEMM's sum
-    wire [ACC_W-1:0] dot_d, alu_d;
+    wire [ACC_W-1:0] sum_d, alu_d;
     wire [ACC_W-1:0] operand = use_imm ? {LANES{imm}} : i_acc_rdata_src;
     wire gemm_c = valid_c && run_gemm && !reset_op;
     wire alu_c  = valid_c && run_alu && !reset_op;
 
     vta_gemm #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT)) gemm (
-        .clk(clk), .i_enable(gemm_c), .i_inp(i_inp_rdata), .i_wgt(i_wgt_rdata), .o_dot(dot_d));
+        .clk(clk), .i_enable(gemm_c), .i_acc(i_acc_rdata_dst), .i_inp(i_inp_rdata),
+        .i_wgt(i_wgt_rdata), .o_sum(sum_d));
     vta_alu #(.LANES(LANES)) alu (
         .clk(clk), .i_enable(alu_c), .i_op(alu_op), .i_a(i_acc_rdata_dst), .i_x(operand),
         .o_result(alu_d));
 
-    // stage D: accumulate and write back
-    reg [ACC_W-1:0] sum_d;
-    integer lane;
-    always @* begin
-        for (lane = 0; lane < LANES; lane = lane + 1)
-            sum_d[lane*32 +: 32] = acc_d[lane*32 +: 32] + dot_d[lane*32 +: 32];
-    end
-
+    // stage D: write back
     always @(posedge clk) begin
         if (rst || start) begin
             valid_c <= 1'b0;
@@ -226,7 +219,6 @@ module vta_compute #(
             dst_c   <= dst_b[ACC_AW-1:0];
             valid_d <= valid_c;
             dst_d   <= dst_c;
-            if (gemm_c) acc_d <= i_acc_rdata_dst;
         end
     end
 

@@ -1,10 +1,11 @@
-// vta_gemm: the GEMM core's multiply stage: BATCH x BLOCK_OUT dot products of BLOCK_IN int8
-// pairs, out[b][o] = sum over k of inp[b][k] * wgt[o][k] (256 multiply-accumulates in the
-// default 1x16x16 configuration). The products are registered: o_dot takes the dot products
-// of i_inp and i_wgt at a clock edge with i_enable high and holds them otherwise, so the
-// multipliers only switch for cycles that carry a GEMM micro-op.
+// vta_gemm: the GEMM core's multiply-accumulate stage: BATCH x BLOCK_OUT dot products of
+// BLOCK_IN int8 pairs, each added to its accumulator lane, out[b][o] = acc[b][o] + sum over
+// k of inp[b][k] * wgt[o][k] (256 multiply-accumulates in the default 1x16x16
+// configuration). The sums are registered: o_sum takes them at a clock edge with i_enable
+// high and holds them otherwise, so the multipliers only switch for cycles that carry a GEMM
+// micro-op, and the accumulator lanes read for them need no register of their own.
 // Packing (docs/vta-isa.md, "Buffers"): inp byte b*BLOCK_IN + k, wgt byte o*BLOCK_IN + k,
-// out lane b*BLOCK_OUT + o (32 bits, two's complement; no overflow: |sum| < 2^31).
+// acc and out lane b*BLOCK_OUT + o (32 bits, two's complement, wrapping as the ISA's GEMM does).
 `default_nettype none
 
 module vta_gemm #(
@@ -14,11 +15,12 @@ module vta_gemm #(
 ) (
     input  wire                            clk,
     input  wire                            i_enable,
+    input  wire [BATCH*BLOCK_OUT*32-1:0]   i_acc,
     input  wire [BATCH*BLOCK_IN*8-1:0]     i_inp,
     input  wire [BLOCK_OUT*BLOCK_IN*8-1:0] i_wgt,
-    output reg  [BATCH*BLOCK_OUT*32-1:0]   o_dot
+    output reg  [BATCH*BLOCK_OUT*32-1:0]   o_sum
 );
-    function automatic [BATCH*BLOCK_OUT*32-1:0] dot_products(
+    function automatic [BATCH*BLOCK_OUT*32-1:0] accumulated(input [BATCH*BLOCK_OUT*32-1:0] acc,
             input [BATCH*BLOCK_IN*8-1:0] inp, input [BLOCK_OUT*BLOCK_IN*8-1:0] wgt);
         integer b, o, k;
         reg signed [31:0] sum;
@@ -29,14 +31,15 @@ module vta_gemm #(
                     for (k = 0; k < BLOCK_IN; k = k + 1)
                         sum = sum + $signed(inp[(b*BLOCK_IN + k)*8 +: 8])
                                   * $signed(wgt[(o*BLOCK_IN + k)*8 +: 8]);
-                    dot_products[(b*BLOCK_OUT + o)*32 +: 32] = sum;
+                    accumulated[(b*BLOCK_OUT + o)*32 +: 32] =
+                        $signed(acc[(b*BLOCK_OUT + o)*32 +: 32]) + sum;
                 end
             end
         end
     endfunction
 
     always @(posedge clk) begin
-        if (i_enable) o_dot <= dot_products(i_inp, i_wgt);
+        if (i_enable) o_sum <= accumulated(i_acc, i_inp, i_wgt);
     end
 endmodule
 
