@@ -3,9 +3,13 @@ every user error as one message with exit status 1, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -93,20 +97,28 @@ def test_a_sweep_runs_on_an_existing_ray_cluster(model_path, tmp_path):
     """docs/sweep.md's cluster recipe, on one machine: `ray start --head`, then the sweep
     with --ray-address; Ray's token authentication (on by default since Ray 2.59) needs
     RAY_AUTH_MODE=token on the side that connects."""
-    import os
     import socket
     import subprocess
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    # ports of its own, so that it starts beside another Ray on this machine
+    port, client_port, agent_port = free_port(), free_port(), free_port()
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    started = subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
-                              "--include-dashboard=false", "--disable-usage-stats"],
-                             capture_output=True, text=True, env=env, timeout=120)
-    assert started.returncode == 0, started.stdout + started.stderr
+    # its own temp dir (short: Ray's socket paths live in it), by which its processes are found
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     try:
+        started = subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+                                  "--include-dashboard=false", "--disable-usage-stats",
+                                  f"--temp-dir={temp_dir}",
+                                  f"--ray-client-server-port={client_port}",
+                                  f"--dashboard-agent-listen-port={agent_port}"],
+                                 capture_output=True, text=True, env=env, timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
         out = tmp_path / "cluster"
         result = subprocess.run(
             [sys.executable, "-m", "byoc", *sweep(model_path, "--plugins", "vta_sim", "--grid",
@@ -121,4 +133,43 @@ def test_a_sweep_runs_on_an_existing_ray_cluster(model_path, tmp_path):
         assert [row["vta_sim.mem_port_bits"] for row in rows] == [64, 128]
         assert all(row["correct"] and row["cycles"] > 0 for row in rows)
     finally:
-        subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+        stop_ray_cluster(temp_dir, port)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_ray_cluster(temp_dir: str, port: int) -> None:
+    """Stop the Ray cluster started with ``--temp-dir=temp_dir --port=port`` and nothing else:
+    `ray stop` would stop every Ray on the machine (a user's cluster, another sweep). Its
+    processes are those whose command line names the temp dir or the port, and their
+    children; each gets SIGTERM, then SIGKILL if it is still there after 10 s."""
+    import signal
+    import time
+    from pathlib import Path
+
+    def processes() -> dict[int, tuple[int, str]]:
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                found[int(entry.name)] = (parent, args)
+        return found
+
+    table = processes()
+    ours = {pid for pid, (_, args) in table.items()
+            if temp_dir in args or re.search(rf":{port}\b", args)} - {os.getpid()}
+    grown = True
+    while grown:
+        children = {pid for pid, (parent, _) in table.items() if parent in ours} - ours
+        ours |= children
+        grown = bool(children)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and ours & set(processes()):
+            time.sleep(0.2)
