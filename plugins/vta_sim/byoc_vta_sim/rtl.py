@@ -35,18 +35,15 @@ from byoc_vta_sim.isa import (
     AluInsn,
     GemmInsn,
     Insn,
-    IsaError,
     MemInsn,
     Module,
-    decode_stream,
-    encode_stream,
 )
 from byoc_vta_sim.sim import (
     COUNTER_NAMES,
     MAX_UOPS,
     SimulationError,
     _check_dram,
-    _instructions,
+    _encoded_instructions,
     check_work,
     describe,
 )
@@ -173,7 +170,7 @@ class RtlSimulator:
         """Check the stream, place it and ``dram`` in the design's memory, reset the core
         and start it; the caller clocks it (:meth:`run` does, from C++). Returns the decoded
         stream and the memory image the design works on."""
-        insns, code = _decoded(stream)
+        insns, code = _encoded_instructions(stream)
         _check_dram(dram)
         check_work(insns, self.max_uops, "RTL driver")
         try:
@@ -265,20 +262,6 @@ class RtlSimulator:
             lines.append(f"fetch has routed {routed} of {len(insns)} instructions")
         lines.append("tokens held: " + ", ".join(f"{q} {n}" for q, n in held.items()))
         return "; ".join(lines) + "."
-
-
-def _decoded(stream: bytes | Sequence[Insn]) -> tuple[list[Insn], bytes]:
-    """The stream as instructions and as the bytes the core fetches, each instruction
-    encoded once (the simulator's own checks and messages when it cannot be)."""
-    if isinstance(stream, (bytes, bytearray, memoryview)):
-        insns = _instructions(stream)
-        return insns, encode_stream(insns)
-    try:
-        code = encode_stream(stream)
-        return decode_stream(code), code
-    except (IsaError, AttributeError, TypeError):
-        _instructions(stream)   # raises the simulator's error, naming the instruction
-        raise
 
 
 def write_register(model: CosimModel, index: int, value: int) -> None:

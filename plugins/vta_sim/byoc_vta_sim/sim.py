@@ -48,6 +48,7 @@ from byoc_vta_sim.isa import (
     decode_insn,
     decode_stream,
     encode_insn,
+    encode_stream,
     expand_loop,
     module_of,
     uop_fields,
@@ -452,16 +453,27 @@ def _instructions(stream: bytes | Sequence[Insn]) -> list[Insn]:
         except IsaError as err:
             raise SimulationError(f"vta_sim: cannot decode the instruction stream: {err}"
                                   ) from None
+    return _encoded_instructions(stream)[0]
+
+
+def _encoded_instructions(stream: bytes | Sequence[Insn]) -> tuple[list[Insn], bytes]:
+    """The stream as instructions and as the bytes encoding them (what the RTL fetches), each
+    instruction encoded once. A stream given as bytes is decoded and encoded again, so the
+    bytes hold exactly what the instructions mean."""
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        insns = _instructions(stream)
+        return insns, encode_stream(insns)
     # Round-tripping through the encoding checks every field's range and turns plain ints
     # into the ISA's enums, so that a stream means the same as objects and as bytes.
-    insns = []
+    insns, codes = [], []
     for index, insn in enumerate(stream):
         try:
-            insns.append(decode_insn(encode_insn(insn), index))
+            codes.append(encode_insn(insn))
+            insns.append(decode_insn(codes[-1], index))
         except (IsaError, AttributeError, TypeError) as err:
             raise SimulationError(f"vta_sim: instruction {index} cannot be encoded: {err}; "
                                   f"every instruction must fit the ISA's fields") from None
-    return insns
+    return insns, b"".join(codes)
 
 
 def _check_dram(dram: np.ndarray) -> None:
