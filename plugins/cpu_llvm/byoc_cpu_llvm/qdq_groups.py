@@ -134,15 +134,29 @@ def partition_qdq_layers(partition, graph: Graph) -> tuple[list[QdqLayer], set[i
                               and not graph.is_constant(layer.x_quant))
         layers.append(layer)
         absorbed.update(id(n) for n in core)
-    consumers = graph.consumers()
-    outputs = set(partition.outputs) | set(graph.outputs)
-    for layer in layers:
-        for dq in layer.igroup.group.dequantize:
-            if dq is None or id(dq) not in inside or dq.outputs[0] in outputs:
-                continue
-            if all(id(reader) in absorbed for reader in consumers.get(dq.outputs[0], [])):
-                absorbed.add(id(dq))
+    absorbed |= _unread_dequantizes(
+        partition, graph, [dq for layer in layers for dq in layer.igroup.group.dequantize],
+        absorbed)
     return layers, absorbed
+
+
+def _unread_dequantizes(partition, graph: Graph, dequantizes, replaced: set[int]) -> set[int]:
+    """The ids of the DequantizeLinear nodes among ``dequantizes`` (None skipped) that are in
+    ``partition``, define no output of it or of the graph, and are read only by nodes in
+    ``replaced``: kernels that read the quantized value themselves."""
+    inside = {id(n) for n in partition.nodes}
+    outputs = set(partition.outputs) | set(graph.outputs)
+    consumers = graph.consumers()
+    return {id(dq) for dq in dequantizes
+            if dq is not None and id(dq) in inside and dq.outputs[0] not in outputs
+            and all(id(reader) in replaced for reader in consumers.get(dq.outputs[0], []))}
+
+
+def _normal_scale(scale: np.ndarray) -> bool:
+    """A float32 scale that is positive and normal, and small enough that no product with a
+    code difference (at most 255) overflows."""
+    tiny, huge = np.finfo(np.float32).tiny, np.finfo(np.float32).max / 256
+    return scale.dtype == np.float32 and tiny <= float(scale) <= huge
 
 
 @dataclass
@@ -192,10 +206,9 @@ def qdq_pool_refusal(graph: Graph, dq: Node, pool: Node, q: Node) -> str | None:
     if None in params:
         return "the scales and zero points must be constant scalars"
     (scale, zero), (q_scale, q_zero) = params
-    tiny, huge = np.finfo(np.float32).tiny, np.finfo(np.float32).max / 256
     if scale.dtype != np.float32 or q_scale.dtype != np.float32 or scale != q_scale:
         return "the two scales must be the same float32 value"
-    if not tiny <= float(scale) <= huge:  # positive, and no product underflows or overflows
+    if not _normal_scale(scale):
         return "the scale must be a normal positive float32"
     zeros = [0 if z is None else int(z) for z in (zero, q_zero)]
     if zeros[0] != zeros[1]:
@@ -228,11 +241,7 @@ def partition_qdq_pools(partition, graph: Graph, taken: set[int]) -> tuple[list[
             continue
         pools.append(QdqPool(dq, pool, q))
         absorbed.update((id(pool), id(q)))
-    for chain in pools:
-        dq = chain.dequantize
-        if dq.outputs[0] not in outputs and all(
-                id(reader) in absorbed for reader in consumers.get(dq.outputs[0], [])):
-            absorbed.add(id(dq))
+    absorbed |= _unread_dequantizes(partition, graph, [c.dequantize for c in pools], absorbed)
     return pools, absorbed
 
 
@@ -277,11 +286,9 @@ def qdq_add_refusal(graph: Graph, group: QdqGroup) -> str | None:
     params = [_scalar_parameters(graph, n) for n in nodes]
     if None in params:
         return "the scales and zero points must be constant scalars (per tensor)"
-    # No product of a scale by a code difference (at most 255) overflows, so no sum is NaN.
-    tiny, huge = np.finfo(np.float32).tiny, np.finfo(np.float32).max / 256
-    for scale, _ in params:
-        if scale.dtype != np.float32 or not tiny <= float(scale) <= huge:
-            return "the scales must be normal positive float32 values"
+    # No product of a scale by a code difference overflows, so no sum is NaN.
+    if not all(_normal_scale(scale) for scale, _ in params):
+        return "the scales must be normal positive float32 values"
     return None
 
 
@@ -305,13 +312,9 @@ def partition_qdq_adds(partition, graph: Graph, taken: set[int]) -> tuple[list[Q
             continue
         adds.append(chain)
         absorbed.update(id(n) for n in chain.replaced)
-    consumers = graph.consumers()
-    for chain in adds:
-        for dq in chain.group.dequantize:
-            if id(dq) in inside and dq.outputs[0] not in outputs and all(
-                    id(reader) in taken or id(reader) in absorbed
-                    for reader in consumers.get(dq.outputs[0], [])):
-                absorbed.add(id(dq))
+    absorbed |= _unread_dequantizes(
+        partition, graph, [dq for chain in adds for dq in chain.group.dequantize],
+        taken | absorbed)
     return adds, absorbed
 
 
