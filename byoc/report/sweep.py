@@ -115,9 +115,7 @@ _SUMMARY_FIGURES = (
 def summary_lines(grid_keys: Sequence[str], rows: Sequence[Row]) -> list[str]:
     """The results as a text table for the terminal, one line per point in the grid's order,
     the Pareto front's points (of the plot: cycles against sram_bytes) marked with ``*``."""
-    good = [i for i, row in enumerate(rows)
-            if not row.get("error") and row.get("cycles") is not None
-            and row.get("sram_bytes") is not None]
+    good = [i for i, row in enumerate(rows) if _plotted(row)]
     front = {good[i] for i in pareto_front([(rows[i]["sram_bytes"], rows[i]["cycles"])
                                             for i in good])}
     header = [*grid_keys, *(title for title, _, _ in _SUMMARY_FIGURES), "front"]
@@ -133,6 +131,12 @@ def summary_lines(grid_keys: Sequence[str], rows: Sequence[Row]) -> list[str]:
             for line in table]
 
 
+def _plotted(row: Row) -> bool:
+    """Whether a point has the figures the plot and the Pareto front use, and no error."""
+    return (not row.get("error") and row.get("cycles") is not None
+            and row.get("sram_bytes") is not None)
+
+
 def _short(value: Any) -> str:
     """A grid value as a label: a file path by its file name."""
     text = str(value)
@@ -146,8 +150,7 @@ def _pareto_png(table: Sequence[Row], grid_keys: Sequence[str], title: str) -> b
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    good = [row for row in table
-            if not row["error"] and row["cycles"] is not None and row["sram_bytes"] is not None]
+    good = [row for row in table if _plotted(row)]
     points = [(row["sram_bytes"], row["cycles"]) for row in good]
     figure = Figure(figsize=(8, 6.5), layout="constrained")
     axes = figure.add_subplot()
