@@ -174,6 +174,7 @@ def _ignore_fused_activations(monkeypatch, module) -> None:
     """Make a plugin module see every quantized layer as if it had no Relu or Clip: the
     layers' output ranges widened to their dtype's, the activation range helper ignoring
     the activation. The reference keeps computing them right."""
+    monkeypatch.setenv("BYOC_LOWERING_CACHE", "0")  # cpu_llvm: lower with the broken code
     if hasattr(module, "activation_range"):
         monkeypatch.setattr(module, "activation_range", _activation_ignored)
     if hasattr(module, "qdq_add"):  # vta_sim's Add: its spec carries the output range
@@ -265,6 +266,7 @@ def test_cpu_llvm_with_a_wrong_requantization_fails_the_kit(monkeypatch):
     base = next(c for c in cases if c.label == "cpu_llvm.qdq_conv[Conv-base]")
     run_case(base, manager=manager)        # right as shipped
     monkeypatch.setattr(qdq_groups, "integer_plans", multiplier_off)
+    monkeypatch.setenv("BYOC_LOWERING_CACHE", "0")  # lower with the broken code
     with pytest.raises(ConformanceFailure, match="differs from the reference") as failure:
         run_case(base, manager=manager)
     assert "the error is in the composite's fixed ops" in str(failure.value)

@@ -23,7 +23,7 @@ from byoc.plugins.api import (
     PluginOption,
     Transfer,
 )
-from byoc_cpu_llvm import __version__
+from byoc_cpu_llvm import __version__, lowering_cache
 from byoc_cpu_llvm.codegen import LLVM_TYPES
 from byoc_cpu_llvm.jit import compile_ir
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
@@ -122,7 +122,17 @@ def _without_kernel() -> list[str]:
 @hookimpl
 def byoc_lower_partition(partition: Partition, graph: Graph,
                          constants: dict[str, np.ndarray]) -> Any:
-    return lower_partition(partition, graph, constants)
+    """The partition lowered (:mod:`.lower`), or its lowering from an earlier compile
+    (:mod:`.lowering_cache`)."""
+    key = lowering_cache.lowering_key(partition, graph, constants) \
+        if lowering_cache.enabled() else None
+    cached = lowering_cache.load(key) if key else None
+    if cached is not None:
+        return cached
+    lowered = lower_partition(partition, graph, constants)
+    if key:
+        lowering_cache.store(key, lowered)
+    return lowered
 
 
 @hookimpl

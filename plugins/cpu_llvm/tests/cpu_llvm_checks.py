@@ -59,6 +59,7 @@ def exact_with_lowering_count(model, feeds, monkeypatch, lowering: str) -> float
         emit(program, chain)
 
     monkeypatch.setattr(lower, lowering, counted)
+    monkeypatch.setenv("BYOC_LOWERING_CACHE", "0")  # lower every time, so the count is seen
     expected = compile_reference(model).run(feeds)
     for threads in (1, 2):
         got = compile_alone(model, threads).run(feeds)
