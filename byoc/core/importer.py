@@ -99,9 +99,9 @@ def import_with_tail(source: ModelSource,
 def _import(source: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None,
             constant_inputs: Mapping[str, np.ndarray] | None, fed_inputs: Collection[str],
             with_tail: bool) -> tuple[Graph, DynamicTail | None]:
-    model, origin = read_model(source)
+    model, origin, serialized = read_model(source)
     importer = _Importer(model, origin, dict(input_shapes or {}), dict(constant_inputs or {}),
-                         set(fed_inputs), with_tail)
+                         set(fed_inputs), with_tail, serialized)
     try:
         return importer.run()
     except ByocError:
@@ -117,8 +117,12 @@ def _import(source: ModelSource, input_shapes: Mapping[str, Sequence[int]] | Non
 
 class _Importer:
     def __init__(self, model: onnx.ModelProto, origin: str, input_shapes: dict,
-                 constant_inputs: dict, fed_inputs: set[str], with_tail: bool) -> None:
+                 constant_inputs: dict, fed_inputs: set[str], with_tail: bool,
+                 serialized: bytes | None = None) -> None:
         self.model = model
+        # The protobuf bytes self.model was read from, for onnx's checker; None once it is
+        # rewritten or checked.
+        self.serialized = serialized
         self.origin = origin
         self.input_shapes = input_shapes
         self.constant_inputs = constant_inputs
@@ -139,8 +143,10 @@ class _Importer:
         self.graph.opsets.update(checked_opsets(self.model, self.origin))
         if holds_experimental_ops(self.model, ai_onnx_opset(self.model)):
             self.model = rewrite_experimental_ops(self.model)
+            self.serialized = None
         check_structure(self.model, self.origin)
-        check_with_onnx_checker(self.model, self.origin)
+        check_with_onnx_checker(self.model, self.origin, self.serialized)
+        self.serialized = None
         self._upgrade_old_opset()
         self.typing = NodeTyping(self.model, self.origin, self.graph, self.known)
         g = self.model.graph

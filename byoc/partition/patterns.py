@@ -145,14 +145,19 @@ class MatchResult:
 
 def match_at(pattern: Pattern, node: Node, graph: Graph,
              producers: dict[str, Node] | None = None,
-             consumers: dict[str, list[Node]] | None = None) -> Match | Declined:
-    """Match ``pattern`` with ``node`` as its root, then apply the guard and the check."""
+             consumers: dict[str, list[Node]] | None = None,
+             order: dict[int, int] | None = None) -> Match | Declined:
+    """Match ``pattern`` with ``node`` as its root, then apply the guard and the check.
+    ``producers``, ``consumers`` and ``order`` (each node's position, by ``id``) are the
+    graph's, computed here unless the caller has them (:func:`find_matches` computes them
+    once for every node)."""
     st = MatchState(graph, producers if producers is not None else graph.producers(),
                 consumers if consumers is not None else graph.consumers())
     reason = pattern.root.match_node(node, st)
     if reason:
         return Declined(pattern.name, reason)
-    order = {id(n): i for i, n in enumerate(graph.nodes)}
+    if order is None:
+        order = _node_order(graph)
     claimed, shared = [], []
     for key, n in sorted(st.nodes.items(), key=lambda item: order[item[0]]):
         outside = key != id(node) and _outside_readers(n, st)
@@ -176,6 +181,11 @@ def match_at(pattern: Pattern, node: Node, graph: Graph,
         if isinstance(verdict, Decline):
             return Declined(pattern.name, verdict.reason, nodes=matched)
     return match
+
+
+def _node_order(graph: Graph) -> dict[int, int]:
+    """The position of each node of ``graph`` in its node list, by ``id``."""
+    return {id(n): i for i, n in enumerate(graph.nodes)}
 
 
 def _outside_readers(node: Node, st: MatchState, inside: set[int] | None = None) -> list[str]:
@@ -217,7 +227,7 @@ def find_matches(graph: Graph, patterns: list[Pattern]) -> list[MatchResult]:
     A pattern records a decline at a node only when the node's op type is one its root can
     have (a Conv pattern says nothing about a Softmax). Overlapping matches are all returned.
     """
-    producers, consumers = graph.producers(), graph.consumers()
+    producers, consumers, order = graph.producers(), graph.consumers(), _node_order(graph)
     roots = [(p, p.root.root_types()) for p in patterns]
     results = []
     for node in graph.nodes:
@@ -225,7 +235,7 @@ def find_matches(graph: Graph, patterns: list[Pattern]) -> list[MatchResult]:
         for pattern, types in roots:
             if qualified_op_type(node) not in types:
                 continue
-            outcome = match_at(pattern, node, graph, producers, consumers)
+            outcome = match_at(pattern, node, graph, producers, consumers, order)
             (result.declines if isinstance(outcome, Declined) else result.matches).append(outcome)
         if result.matches or result.declines:
             results.append(result)

@@ -15,6 +15,7 @@ until it is unregistered.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -302,7 +303,7 @@ class PluginManager:
 
     def _call_object(self, plugin: Any, label: str, hook_name: str,
                      kwargs: dict[str, Any]) -> Any:
-        expected = list(inspect.signature(getattr(hookspecs, hook_name)).parameters)
+        expected = _spec_arguments(hook_name)
         if set(kwargs) != set(expected):
             raise TypeError(f"{hook_name} takes the keyword arguments {expected}, "
                             f"got {sorted(kwargs)}")
@@ -316,6 +317,13 @@ class PluginManager:
             raise PluginError(f"plugin {label!r} failed in {hook_name}: "
                               f"{type(exc).__name__}: {exc} (a bug in the plugin: report it to "
                               f"its authors)") from exc
+
+
+@functools.lru_cache(maxsize=None)
+def _spec_arguments(hook_name: str) -> list[str]:
+    """The argument names of hook ``hook_name``'s spec (a compile calls hooks hundreds of
+    times)."""
+    return list(inspect.signature(getattr(hookspecs, hook_name)).parameters)
 
 
 def _declare(plugin: str, origin: str, custom_ops: tuple[CustomOp, ...]) -> None:

@@ -149,6 +149,35 @@ def test_missing_input_definition_names_the_node():
         byoc.import_model(model)
 
 
+def _as_source(model: onnx.ModelProto, form: str, tmp_path):
+    if form == "bytes":
+        return model.SerializeToString()
+    if form == "file":
+        onnx.save(model, tmp_path / "model.onnx")
+        return tmp_path / "model.onnx"
+    return model
+
+
+@pytest.mark.parametrize("form", ["ModelProto", "bytes", "file"])
+def test_the_checker_sees_the_model_alike_from_every_source(form, tmp_path):
+    """From a file or bytes, onnx's checker reads the bytes given when it can: the model must
+    import, or be refused, as the same ModelProto would be."""
+    missing = make_model([helper.make_node("Add", ["x", "w"], ["y"], name="add")],
+                         [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [3])])
+    with pytest.raises(ModelImportError) as from_proto:
+        byoc.import_model(missing)
+    with pytest.raises(ModelImportError) as from_form:
+        byoc.import_model(_as_source(missing, form, tmp_path))
+    assert "checker rejects" in str(from_form.value)
+    assert str(from_form.value).split(": ", 1)[1] == str(from_proto.value).split(": ", 1)[1]
+    # An output without a shape, which the checker demands, is filled in for it: the bytes
+    # read are then not what it is given.
+    unshaped = make_model([helper.make_node("Relu", ["x"], ["y"])],
+                          [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, None)])
+    graph = byoc.import_model(_as_source(unshaped, form, tmp_path))
+    assert graph.types["y"].shape == (3,)
+
+
 def test_declared_output_shape_that_disagrees_is_reported():
     model = make_model([helper.make_node("Relu", ["x"], ["y"], name="r")],
                        [("x", TensorProto.FLOAT, [3])], [("y", TensorProto.FLOAT, [4])])

@@ -49,6 +49,23 @@ def test_batchnorm_folds_into_gemm():
                                rtol=1e-4, atol=1e-5)
 
 
+def test_batchnorm_folded_weights_are_rounded_once_from_float64(conv_bn_relu_model):
+    """The folded values are pinned: ``W * f`` and ``b * f + (bias - mean * f)`` in float64
+    with ``f = scale / sqrt(var + eps)``, rounded once to float32 (a float32 product would
+    round twice and differ in the last bit)."""
+    graph = byoc.import_model(conv_bn_relu_model)
+    c = {k: graph.constants[k].astype(np.float64)
+         for k in ("w", "b", "scale", "bias", "mean", "var")}
+    factor = c["scale"] / np.sqrt(c["var"] + 1e-5)
+    assert fold_batchnorm(graph) == 1
+    conv = graph.nodes[0]
+    weight, bias = (graph.constants[v] for v in conv.inputs[1:])
+    expected = (c["w"] * factor[:, None, None, None]).astype(np.float32)
+    assert weight.dtype == np.float32 and weight.tobytes() == expected.tobytes()
+    expected = (c["b"] * factor + (c["bias"] - c["mean"] * factor)).astype(np.float32)
+    assert bias.tobytes() == expected.tobytes()
+
+
 def test_batchnorm_is_not_folded_when_conv_output_has_other_readers(conv_bn_relu_model):
     graph = byoc.import_model(conv_bn_relu_model)
     graph.outputs.append("c")
