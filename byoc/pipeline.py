@@ -35,6 +35,7 @@ from byoc.compiled import (
     ModelSignature,
 )
 from byoc.core.dynamic_tail import DynamicTail
+from byoc.core.integer_layers import unchanged
 from byoc.core.ir import Graph, Node
 from byoc.core.passes import optimize
 from byoc.errors import ByocError, InputError, PluginError, PluginOptionError
@@ -128,11 +129,12 @@ def _plan(graph: Graph, options: CompileOptions, manager: PluginManager, plugins
                                    _patterns_of(manager, name, compile_options, faults),
                                    _cost_function(manager, name, graph, compile_options,
                                                   faults)))
-    problem = PartitionProblem(graph, claims, host=options.host,
-                               min_partition_size=options.min_partition_size,
-                               pins=dict(options.pins))
-    estimator = Estimator(manager, graph, options.plugin_options)
-    plan = place(problem, estimator, options.placement)
+    with unchanged(graph):  # plugins must not modify the graph they are shown
+        problem = PartitionProblem(graph, claims, host=options.host,
+                                   min_partition_size=options.min_partition_size,
+                                   pins=dict(options.pins))
+        estimator = Estimator(manager, graph, options.plugin_options)
+        plan = place(problem, estimator, options.placement)
     fallbacks = _partitioning_faults(faults + plan.check_failures + estimator.faults,
                                      options.strict)
     if options.strict:

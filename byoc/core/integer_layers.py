@@ -20,8 +20,10 @@ with a numpy float scale, not blocked. Other groups keep their literal float sem
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
@@ -94,9 +96,16 @@ def plan_integer_groups(graph: Graph) -> dict[str, IntegerGroup]:
 _CACHE: dict[int, tuple] = {}
 
 
+# id(graph) -> (graph, plans) while :func:`unchanged` holds for it.
+_HELD: dict[int, tuple] = {}
+
+
 def integer_plans(graph: Graph) -> dict[str, IntegerGroup]:
     """``plan_integer_groups(graph)``, cached per graph (recomputed when its nodes or
     constants change)."""
+    held = _HELD.get(id(graph))
+    if held is not None and held[0] is graph:
+        return held[1]
     key = (tuple((id(n), tuple(n.inputs), tuple(n.outputs)) for n in graph.nodes),
            tuple(sorted(graph.constants)))
     cached = _CACHE.get(id(graph))
@@ -107,6 +116,22 @@ def integer_plans(graph: Graph) -> dict[str, IntegerGroup]:
         del _CACHE[stale]
     _CACHE[id(graph)] = (weakref.ref(graph), key, plans)
     return plans
+
+
+@contextlib.contextmanager
+def unchanged(graph: Graph) -> Iterator[None]:
+    """Within, ``graph`` does not change (it is being partitioned), so :func:`integer_plans`
+    gives the plans it computed on entry without checking the graph again: placement asks
+    for them at every pattern check and estimate, and the check is a walk of the graph."""
+    previous = _HELD.get(id(graph))
+    _HELD[id(graph)] = (graph, integer_plans(graph))
+    try:
+        yield
+    finally:
+        if previous is None:
+            del _HELD[id(graph)]
+        else:
+            _HELD[id(graph)] = previous
 
 
 def integer_layer(graph: Graph, group: QdqGroup) -> IntegerLayer | None:

@@ -62,3 +62,33 @@ def test_groups_outside_the_integer_form_keep_float_semantics():
     assert not plan_integer_groups(byoc.import_model(qdq_model("Conv", activation="Sigmoid")))
     assert not plan_integer_groups(byoc.import_model(qdq_model("Conv", bias_scale_factor=2.0)))
     assert list(plan_integer_groups(byoc.import_model(qdq_model("Conv", activation=None))))
+
+
+def test_plans_are_given_without_walking_the_graph_while_it_is_held_unchanged():
+    """Placement asks for the plans at every pattern check and estimate; inside ``unchanged``
+    they come without the walk over the graph that checks it has not changed, and outside a
+    changed graph gets new ones."""
+    from byoc.core import integer_layers
+
+    class CountedWalks(list):
+        walks = 0
+
+        def __iter__(self):
+            CountedWalks.walks += 1
+            return super().__iter__()
+
+    graph = byoc.import_model(qdq_model("Conv"))
+    graph.nodes = CountedWalks(graph.nodes)
+    with integer_layers.unchanged(graph):
+        plans = integer_layers.integer_plans(graph)
+        walks = CountedWalks.walks
+        for _ in range(5):
+            assert integer_layers.integer_plans(graph) is plans
+        assert CountedWalks.walks == walks
+    assert list(plans) == ["quant"]
+    integer_layers.integer_plans(graph)
+    assert CountedWalks.walks > walks  # checked again outside
+    quant = next(n for n in graph.nodes if n.name == "quant")
+    graph.nodes.remove(quant)
+    graph.outputs = [quant.inputs[0]]
+    assert integer_layers.integer_plans(graph) == {}
