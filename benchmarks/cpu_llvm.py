@@ -513,7 +513,10 @@ def header(run: Run, command: str) -> list[str]:
         ("Compile: byoc.compile of the model for cpu_llvm, at the first thread count, with "
          "BYOC_CACHE_DIR an empty directory (cold), then again with the same directory "
          "(cached), in this process (after the models before it: llvmlite is initialised). "
-         "The compile goals apply to the models with no more FLOPs and no more weights than "
+         "Whatever the thread count, a compile uses every core: LLVM compiles a large "
+         "partition's modules at the same time in worker processes; the cached compile reads "
+         "the lowering and the objects back (cpu_llvm's caches). The compile goals apply to "
+         "the models with no more FLOPs and no more weights than "
          f"{SIZE_LIMIT_MODEL}, and to {', '.join(ALWAYS_SIZE_LIMITED)}."),
         ("Goals (issue 22), per thread count: median byoc/ORT <= "
          f"{GOAL_MEDIAN_RATIO}, no model above {GOAL_MAX_RATIO}, each int8 model <= "

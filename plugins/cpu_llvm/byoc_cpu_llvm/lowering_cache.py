@@ -20,8 +20,9 @@ A graph with an attribute the key cannot write down (a subgraph) is lowered ever
 entry that cannot be read is lowered again and rewritten; one that cannot be written costs
 only the next compile its time. Entries are written whole into a temporary folder and renamed,
 so a reader never sees half of one; arrays are stored in numpy's own format, never pickled.
-The folder is kept under ``BYOC_LOWERING_CACHE_BYTES`` (default 2 GiB): storing an entry
-removes the least recently used ones beyond it.
+Only lowerings that took at least :data:`MIN_LOWERING_SECONDS` are stored: a small partition
+lowers in milliseconds. The folder is kept under ``BYOC_LOWERING_CACHE_BYTES`` (default 2
+GiB): storing an entry beyond it removes the least recently used ones.
 
 What the key cannot see is a function replaced in a running process (a test patching a
 lowering function to inject a fault): set ``BYOC_LOWERING_CACHE=0`` to lower every time.
@@ -29,7 +30,6 @@ lowering function to inject a fault): set ``BYOC_LOWERING_CACHE=0`` to lower eve
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +45,7 @@ import numpy as np
 
 from byoc.core.ir import Graph, Node
 from byoc.plugins.api import Partition
+from byoc_cpu_llvm import cache_budget
 from byoc_cpu_llvm.jit import cache_dir
 from byoc_cpu_llvm.target import host_target
 
@@ -54,6 +55,9 @@ FORMAT = 1
 """Bumped when an entry's layout changes."""
 
 DEFAULT_LIMIT_BYTES = 2 << 30
+
+MIN_LOWERING_SECONDS = 0.05
+"""Lowerings quicker than this are not stored (:func:`worth_storing`)."""
 
 _ARRAY_NAMES = "__lowering_cache_arrays__"
 """The key in an entry's meta.json listing its arrays, stored as 0.npy, 1.npy, ..."""
@@ -67,10 +71,7 @@ def enabled() -> bool:
 
 def limit_bytes() -> int:
     """How many bytes the cached lowerings may take (``BYOC_LOWERING_CACHE_BYTES``)."""
-    try:
-        return max(0, int(os.environ.get("BYOC_LOWERING_CACHE_BYTES", DEFAULT_LIMIT_BYTES)))
-    except ValueError:
-        return DEFAULT_LIMIT_BYTES
+    return cache_budget.limit_from_env("BYOC_LOWERING_CACHE_BYTES", DEFAULT_LIMIT_BYTES)
 
 
 class _Unkeyable(Exception):
@@ -124,9 +125,14 @@ def load(key: str) -> Lowered | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError):
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    with contextlib.suppress(OSError):
-        os.utime(folder)  # recently used: the last to be evicted
+    cache_budget.used(folder)
     return ir_text, meta, arrays
+
+
+def worth_storing(seconds: float) -> bool:
+    """Whether a lowering that took ``seconds`` is worth a cache entry: small partitions
+    lower in milliseconds, and the test suite alone compiles thousands of them."""
+    return seconds >= MIN_LOWERING_SECONDS
 
 
 def store(key: str, lowered: Lowered) -> None:
@@ -146,12 +152,13 @@ def store(key: str, lowered: Lowered) -> None:
         (partial / "meta.json").write_text(json.dumps({**meta, _ARRAY_NAMES: list(arrays)}))
         for i, array in enumerate(arrays.values()):
             np.save(partial / f"{i}.npy", array, allow_pickle=False)
+        size = sum(path.stat().st_size for path in partial.iterdir())
         os.replace(partial, root / key)
     except (OSError, TypeError, ValueError):
-        pass  # not writable, not JSON, or another process stored the same entry first
+        return  # not writable, not JSON, or another process stored the same entry first
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    evict(limit_bytes())
+    cache_budget.stored(root, _is_entry, size, limit_bytes())
 
 
 def _storable(meta: dict, arrays: dict[str, np.ndarray]) -> bool:
@@ -167,22 +174,8 @@ def _storable(meta: dict, arrays: dict[str, np.ndarray]) -> bool:
                for array in arrays.values())
 
 
-def evict(limit: int) -> None:
-    """Remove the least recently used entries until the cached lowerings take at most
-    ``limit`` bytes."""
-    entries = []
-    for folder in _root().iterdir() if _root().is_dir() else ():
-        if folder.name.startswith("."):
-            continue
-        with contextlib.suppress(OSError):
-            size = sum(path.stat().st_size for path in folder.iterdir())
-            entries.append((folder.stat().st_mtime, size, folder))
-    total = sum(size for _, size, _ in entries)
-    for _, size, folder in sorted(entries, key=lambda entry: entry[0]):
-        if total <= limit:
-            break
-        shutil.rmtree(folder, ignore_errors=True)
-        total -= size
+def _is_entry(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".")
 
 
 def _root() -> Path:

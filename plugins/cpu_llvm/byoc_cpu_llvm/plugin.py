@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -129,8 +130,9 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
     cached = lowering_cache.load(key) if key else None
     if cached is not None:
         return cached
+    start = time.perf_counter()
     lowered = lower_partition(partition, graph, constants)
-    if key:
+    if key and lowering_cache.worth_storing(time.perf_counter() - start):
         lowering_cache.store(key, lowered)
     return lowered
 

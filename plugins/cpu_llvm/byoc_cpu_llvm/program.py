@@ -19,6 +19,7 @@ fault code in the status buffer; the runtime raises the fault's message after th
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +30,13 @@ from byoc_cpu_llvm.codegen import I64, KERNEL_TYPE, PTR, KernelBuilder, const_i6
 from byoc_cpu_llvm.target import host_target
 
 ENTRY = "byoc_run"
+# Between two modules in a program's IR text (an LLVM comment line).
+MODULE_SEPARATOR = "\n; ---- byoc_cpu_llvm: next module ----\n"
+# Kernels fill a module up to about this many instructions (before optimization) before the
+# next starts a new one. Modules compile in parallel, each costing ~8 ms more than its
+# instructions: about 2,000 instructions take LLVM ~0.4 s, and DenseNet-121's kernels make ~25
+# modules.
+MODULE_INSTRUCTIONS = 2000
 BARRIER_SLOT = 0
 # A waiting thread spins this many times before it starts yielding its core.
 SPINS_BEFORE_YIELD = 4000
@@ -62,6 +70,7 @@ class ProgramBuilder:
         self.slots: dict[str, int] = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.steps: list[KernelBuilder] = []
+        self._module_instructions = 0  # in the kernels of the last kernel's module
         self.faults: list[str] = []
         self._names: set[str] = set()
         for value in inputs:
@@ -119,9 +128,23 @@ class ProgramBuilder:
 
     def kernel(self, hint: str) -> KernelBuilder:
         """A new kernel function, run as the next step of the program."""
-        kernel = KernelBuilder(self.module, self._unique(hint))
+        kernel = KernelBuilder(self._kernel_module(), self._unique(hint))
         self.steps.append(kernel)
         return kernel
+
+    def _kernel_module(self) -> ir.Module:
+        """The module for the next kernel: the last kernel's, or a new one once that holds
+        :data:`MODULE_INSTRUCTIONS` (counted when the next kernel starts, the last being
+        built by then)."""
+        if self.steps:
+            last = self.steps[-1]
+            self._module_instructions += sum(len(b.instructions) for b in last.function.blocks)
+            if self._module_instructions < MODULE_INSTRUCTIONS:
+                return last.module
+        self._module_instructions = 0
+        module = ir.Module(name="kernels")
+        module.triple = host_target().triple
+        return module
 
     def _unique(self, hint: str) -> str:
         base = "k_" + "".join(ch if ch.isalnum() else "_" for ch in hint)
@@ -134,7 +157,7 @@ class ProgramBuilder:
     def _copy_kernel(self, src: int, dst: int) -> KernelBuilder:
         spec = self.buffers[src]
         nbytes = spec.elements * np.dtype(spec.dtype).itemsize
-        k = KernelBuilder(self.module, self._unique(f"copy_{spec.name}"))
+        k = KernelBuilder(self._kernel_module(), self._unique(f"copy_{spec.name}"))
         begin, end = k.thread_share(nbytes)
         with k.loop(begin, end) as i:
             byte = k.load(k.buffer(src), i, ir.IntType(8))
@@ -143,32 +166,58 @@ class ProgramBuilder:
         return k
 
     def finish(self) -> tuple[str, dict]:
-        """The module's IR text and the metadata the runtime needs to run it."""
-        kernels, calls = self._share_identical_kernels()
+        """The program's IR text and the metadata the runtime needs to run it. The text holds
+        several modules, separated by :data:`MODULE_SEPARATOR`: the entry point's, then the
+        kernels' (kernels fill a module up to :data:`MODULE_INSTRUCTIONS`), which LLVM
+        optimizes and compiles in parallel (:func:`byoc_cpu_llvm.jit.compile_ir`)."""
+        texts, calls = self._share_identical_kernels()
         self._emit_entry(calls)
         meta = {"entry": ENTRY, "buffers": [asdict(b) for b in self.buffers],
                 "steps": [function.name for function, _ in calls], "faults": list(self.faults)}
-        # The kernels' text is rendered once, above: the module is rendered without them, and
-        # they follow it (LLVM takes a module's definitions in any order).
-        for kernel in self.steps:
-            del self.module.globals[kernel.function.name]
-        return "\n".join([str(self.module), *kernels]), meta
+        return MODULE_SEPARATOR.join([str(self.module), *self._kernel_modules(texts)]), meta
 
-    def _share_identical_kernels(self) -> tuple[list[str], list[tuple[ir.Function, list[int]]]]:
-        """The text of each distinct kernel, and each step as (the kernel it calls, the
-        partition slots of that call's table). A kernel whose text is an earlier one's but for
-        its name is left out: its step calls the earlier kernel on its own buffers."""
+    def _share_identical_kernels(self) -> tuple[dict[str, str],
+                                                list[tuple[ir.Function, list[int]]]]:
+        """The text of each distinct kernel by name, and each step as (the entry module's
+        declaration of the kernel it calls, the partition slots of that call's table). A
+        kernel whose text is an earlier one's but for its name is left out: its step calls
+        the earlier kernel on its own buffers."""
         first: dict[str, ir.Function] = {}
-        texts, calls = [], []
+        texts, calls = {}, []
+        rendered: dict[tuple[int, str], str] = {}
         for kernel in self.steps:
             function = kernel.function
             text = str(function)
-            anonymous = text.replace(function.get_reference(), "@", 1)
+            anonymous = "\n".join([text.replace(function.get_reference(), "@", 1),
+                                   *_definitions_read(kernel.module, text, function.name,
+                                                      rendered)])
             if anonymous not in first:
-                first[anonymous] = function
-                texts.append(text)
+                first[anonymous] = ir.Function(self.module, KERNEL_TYPE, function.name)
+                texts[function.name] = text
             calls.append((first[anonymous], kernel.slots))
         return texts, calls
+
+    def _kernel_modules(self, texts: dict[str, str]) -> list[str]:
+        """The text of each kernel module, with the distinct kernels it holds. The kernels'
+        text is rendered once, by :meth:`_share_identical_kernels`: each module is rendered
+        without them, and they follow it (LLVM takes a module's definitions in any order).
+        What else a module defines (tables, helper functions) is private to it: modules
+        define helpers of the same name."""
+        modules: dict[int, tuple[ir.Module, list[str]]] = {}
+        for kernel in self.steps:
+            module, kept = modules.setdefault(id(kernel.module), (kernel.module, []))
+            del module.globals[kernel.function.name]
+            if kernel.function.name in texts:
+                kept.append(texts[kernel.function.name])
+        result = []
+        for module, kept in modules.values():
+            if not kept:
+                continue  # only kernels identical to earlier ones
+            for value in module.global_values:
+                if _defined(value):
+                    value.linkage = "private"
+            result.append("\n".join([str(module), *kept]))
+        return result
 
     def _emit_entry(self, calls: list[tuple[ir.Function, list[int]]]) -> None:
         barrier = _emit_barrier(self.module)
@@ -185,6 +234,38 @@ class ProgramBuilder:
             b.call(kernel, [table, tid, nthreads])
             b.call(barrier, [state, nthreads])
         b.ret_void()
+
+
+_REFERENCE = re.compile(r'@"((?:[^"\\]|\\.)*)"')
+
+
+def _definitions_read(module: ir.Module, text: str, own: str,
+                      rendered: dict[tuple[int, str], str]) -> list[str]:
+    """The text of what ``module`` defines that ``text`` (a kernel's, named ``own``) reads,
+    directly or through what it reads: its tables and helper functions. Two kernels are the
+    same only when these are too, since kernel modules define helpers of the same name
+    (``rendered`` keeps each definition's text, by module and name, rendered once)."""
+    found, seen, pending = [], {own}, [text]
+    while pending:
+        for name in _REFERENCE.findall(pending.pop()):
+            value = module.globals.get(name)
+            if name in seen or value is None or not _defined(value):
+                continue
+            seen.add(name)
+            key = (id(module), name)
+            if key not in rendered:
+                rendered[key] = str(value)
+            found.append(rendered[key])
+            pending.append(rendered[key])
+    return found
+
+
+def _defined(value: ir.GlobalValue) -> bool:
+    """Whether a module defines ``value`` (a function with a body, a variable with a value)
+    rather than declaring it."""
+    if isinstance(value, ir.Function):
+        return not value.is_declaration
+    return getattr(value, "initializer", None) is not None
 
 
 def _emit_barrier(module: ir.Module) -> ir.Function:

@@ -45,15 +45,16 @@ def host_target() -> HostTarget:
     return HostTarget(llvm.get_process_triple(), llvm.get_host_cpu_name(), features)
 
 
-@functools.cache
-def target_machine() -> llvm.TargetMachine:
-    """The shared target machine used to emit object code."""
-    return new_target_machine()
-
-
 def new_target_machine() -> llvm.TargetMachine:
-    """A target machine of one's own (an MCJIT engine takes ownership of the one it gets)."""
+    """A target machine of one's own (an MCJIT engine takes ownership of the one it gets, and
+    modules compiled at once on several threads each need their own)."""
     host = host_target()
     target = llvm.Target.from_triple(host.triple)
     return target.create_target_machine(cpu=host.cpu, features=host.features, opt=3,
-                                        reloc="pic", codemodel="jitdefault")
+                                        reloc=RELOCATION, codemodel="jitdefault")
+
+
+# A program's objects are linked at run time, each wherever the JIT puts it: the large code
+# model with absolute relocations reaches any address and needs no GOT (with "pic", objects
+# that each have a GOT and call one another crash).
+RELOCATION = "static"

@@ -98,3 +98,81 @@ def test_object_key_separates_ir_and_optimization(monkeypatch):
     assert jit.object_key(ir_text.replace('"f"', '"g"')) != key
     monkeypatch.setattr(jit, "OPTIMIZATION", "O3 vectorize=True unroll=True")
     assert jit.object_key(ir_text) != key
+
+
+def test_a_changed_layer_compiles_only_the_modules_that_changed(cache, monkeypatch):
+    """Kernels are compiled in modules of their own, each with its own cached object:
+    compiling a model again after one layer changed runs LLVM on that layer's module alone
+    (with one kernel per module here; real models fill a module with a few thousand
+    instructions)."""
+    from byoc_cpu_llvm import program
+    from byoc_cpu_llvm.program import MODULE_SEPARATOR
+
+    monkeypatch.setattr(program, "MODULE_INSTRUCTIONS", 1)
+
+    def modules(compiled) -> set[str]:
+        (part,) = compiled.parts
+        return set(part.payload.data.decode().split(MODULE_SEPARATOR))
+
+    before = modules(byoc.compile(two_leaky_relus(), plugins=["cpu_llvm"]))
+    assert len(before) == 4  # the entry point and three kernels
+    compiled_now = []
+    real = jit._compile
+    monkeypatch.setattr(jit, "_compile", lambda text: compiled_now.append(text) or real(text))
+    changed = two_leaky_relus()
+    changed.graph.node[2].attribute[0].f = 0.25
+    compiled = byoc.compile(changed, plugins=["cpu_llvm"])
+    after = modules(compiled)
+    assert sorted(compiled_now) == sorted(after - before) and len(compiled_now) == 1
+    reference = compile_reference(changed).run(inputs())
+    np.testing.assert_allclose(compiled.run(inputs())["y"], reference["y"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("per_module", [1, None])
+def test_kernels_that_differ_only_in_their_tables_keep_their_own(cache, monkeypatch,
+                                                                 per_module):
+    """Two Resizes of one shape whose coordinate modes differ have the same code and
+    different index and weight tables (module constants). In modules of their own, the
+    tables may carry the same name: the kernels are still not shared."""
+    from byoc_cpu_llvm import program
+
+    if per_module:
+        monkeypatch.setattr(program, "MODULE_INSTRUCTIONS", per_module)
+    scales = np.array([1, 1, 2, 2], np.float32)
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], [f"y_{mode}"], mode="linear",
+                              coordinate_transformation_mode=mode)
+             for mode in ("asymmetric", "half_pixel")]
+    nodes.append(helper.make_node("Sub", ["y_asymmetric", "y_half_pixel"], ["y"]))
+    model = make_model(nodes, [("x", TensorProto.FLOAT, SHAPE)],
+                       [("y", TensorProto.FLOAT, [1, 8, 24, 24])], {"scales": scales})
+    compiled = byoc.compile(model, plugins=["cpu_llvm"])
+    (part,) = compiled.parts
+    assert part.plugin == "cpu_llvm"
+    got, expected = compiled.run(inputs()), compile_reference(model).run(inputs())
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_the_object_cache_keeps_under_its_limit_dropping_the_least_recently_used(
+        cache, monkeypatch, tmp_path_factory):
+    def objects(folder) -> dict[str, int]:
+        return {path.name: path.stat().st_size for path in folder.glob("*.o")}
+
+    from byoc_cpu_llvm import roofline
+
+    roofline.machine_peaks()  # (measured on kernels of its own the first time)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.setenv("BYOC_CACHE_DIR", str(elsewhere))
+    byoc.compile(two_leaky_relus(), plugins=["cpu_llvm"])
+    newer = objects(elsewhere / "cpu_llvm")
+    monkeypatch.setenv("BYOC_CACHE_DIR", str(cache.parent))
+    byoc.compile(repeated_convs(1), plugins=["cpu_llvm"])
+    older = objects(cache)
+    assert older and not set(older) & set(newer)
+    monkeypatch.setenv("BYOC_OBJECT_CACHE_BYTES", str(sum(newer.values()) + 1))
+    byoc.compile(two_leaky_relus(), plugins=["cpu_llvm"])
+    assert objects(cache) == newer, "the least recently used objects are the ones to go"
+    compiled = byoc.compile(two_leaky_relus(), plugins=["cpu_llvm"])  # from the cache
+    assert objects(cache) == newer
+    reference = compile_reference(two_leaky_relus()).run(inputs())
+    np.testing.assert_allclose(compiled.run(inputs())["y"], reference["y"], rtol=1e-6)

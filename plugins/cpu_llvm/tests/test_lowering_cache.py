@@ -22,6 +22,7 @@ def lowered(tmp_path, monkeypatch):
     monkeypatch.setenv("BYOC_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("BYOC_LOWERING_CACHE", raising=False)
     monkeypatch.delenv("BYOC_LOWERING_CACHE_BYTES", raising=False)
+    monkeypatch.setattr(lowering_cache, "MIN_LOWERING_SECONDS", 0.0)  # these models are tiny
     calls = []
     real = cpu_plugin.lower_partition
 
@@ -151,6 +152,15 @@ def test_the_least_recently_used_entries_go_beyond_the_size_limit(lowered, tmp_p
     assert len(lowered) == 3, "the entry used last was evicted"
     run(conv_model(seed=1), feeds())
     assert len(lowered) == 4, "the least recently used entry was kept"
+
+
+def test_a_lowering_done_in_milliseconds_is_not_stored(lowered, tmp_path, monkeypatch):
+    """The test suite alone compiles thousands of small models: their entries would cost
+    more than lowering them again."""
+    monkeypatch.setattr(lowering_cache, "MIN_LOWERING_SECONDS", 10.0)
+    run(conv_model(), feeds())
+    run(conv_model(), feeds())
+    assert len(lowered) == 2 and entries(tmp_path) == []
 
 
 def test_the_cache_can_be_switched_off(lowered, tmp_path, monkeypatch):
