@@ -1,17 +1,20 @@
-"""A partition as one LLVM module: its buffer table, its kernels, and the entry point.
+"""A partition as LLVM modules: its buffer table, its kernels, and the entry point.
 
 The compiled form of a partition is a list of buffers and a list of kernels. Buffer 0 is the
 barrier state; the others hold the partition's inputs, outputs, intermediate values,
 constants (as the kernels want them laid out, e.g. pre-packed weights) and per-thread scratch
-space. Some buffers alias another (a Reshape shares its input's memory). The module's entry
-point ``byoc_run(buffers, tid, nthreads)`` is run by every thread: it calls the kernels in
-order, each doing its share of the work, with a barrier after each.
+space. Some buffers alias another (a Reshape shares its input's memory). The entry point
+``byoc_run(buffers, tid, nthreads)``, in a module of its own, is run by every thread: it calls
+the kernels in order, each doing its share of the work, with a barrier after each. The
+kernels fill further modules, a few thousand instructions each, which LLVM compiles at the
+same time and which are linked together when the program is loaded.
 
 Each kernel reads its buffers from a table of its own, filled by the entry point from the
 partition's table just before the call (see :class:`~byoc_cpu_llvm.codegen.KernelBuilder`).
-Kernels whose text is the same but for their name (ResNet-50 repeats each of its bottleneck
-blocks' convolutions up to five times) are one function in the module, called once per step:
-LLVM optimizes and compiles each distinct kernel once.
+Kernels whose text is the same but for their name, and whose module's tables and helper
+functions they read are the same too (ResNet-50 repeats each of its bottleneck blocks'
+convolutions up to five times), are one function in the program, called once per step: LLVM
+optimizes and compiles each distinct kernel once.
 
 A kernel that meets input it cannot handle at run time (a value only known then) stores a
 fault code in the status buffer; the runtime raises the fault's message after the run.
