@@ -302,8 +302,12 @@ class _Tile:
                 value = requantize_lanes(kb, spec, total, mult) if mult is not None else total
                 mask = b.select(row_ok, masks[v], no)
                 col = b.add(col0, const_i64(v * LANES))
+                # The lanes this row and vector have: 0 past the last row, else the columns
+                # left (the lanes valid in ``mask``).
+                count = b.select(row_ok, smax(b, const_i64(0), smin(
+                    b, const_i64(LANES), b.sub(ncols, const_i64(v * LANES)))), const_i64(0))
                 if spec.col_stride != 1:
-                    self._scatter(value, out, out_row, col, mask, out_t)
+                    self._scatter(value, out, out_row, col, count)
                 elif out_t == I32:
                     target = kb.element(out, b.add(out_row, col), out_t)
                     masked_store(b, kb.module, value, target, mask, align=1)
@@ -319,16 +323,14 @@ class _Tile:
                             b.store(value, kb.element(out, b.add(out_row, col), out_t),
                                     align=1)
                         with partial:
-                            self._scatter(value, out, out_row, col, mask, out_t)
+                            self._scatter(value, out, out_row, col, count)
 
-    def _scatter(self, value, out, out_row, col, mask, out_t) -> None:
-        kb, b = self.kb, self.kb.b
-        for lane in range(LANES):
-            index = ir.Constant(I32, lane)
-            with b.if_then(b.extract_element(mask, index)):
-                offset = b.add(out_row, b.mul(b.add(col, const_i64(lane)),
-                                              const_i64(self.spec.col_stride)))
-                kb.store(b.extract_element(value, index), out, offset)
+    def _scatter(self, value, out, out_row, col, count) -> None:
+        """Lanes ``[0, count)`` of ``value`` to columns ``col...`` of the row at
+        ``out_row``."""
+        b, stride = self.kb.b, const_i64(self.spec.col_stride)
+        store_in_a_loop(self.kb, value, count, out,
+                        lambda lane: b.add(out_row, b.mul(b.add(col, lane), stride)))
 
 
 def requantize_lanes(kb: KernelBuilder, spec: IntProduct, total: ir.Value,
@@ -369,10 +371,26 @@ def store_lanes(kb: KernelBuilder, value: ir.Value, out: ir.Value, at: ir.Value,
                                                       list(range(lanes))), splat(b, count, lanes))
                 masked_store(b, kb.module, value, kb.element(out, at, elem), mask, align=1)
             else:
-                for lane in range(lanes):
-                    with b.if_then(b.icmp_signed("<", const_i64(lane), count)):
-                        kb.store(b.extract_element(value, ir.Constant(I32, lane)), out,
-                                 b.add(at, const_i64(lane)))
+                store_in_a_loop(kb, value, count, out, lambda lane: b.add(at, lane))
+
+
+def store_in_a_loop(kb: KernelBuilder, value: ir.Value, count: ir.Value, out: ir.Value,
+                    offset_of) -> None:
+    """Lanes ``[0, count)`` of ``value`` at ``out[offset_of(lane)]``, one by one in a loop
+    through a copy of ``value`` on the stack: a tile's ragged edge in a few instructions
+    (its lanes unrolled, each behind a branch, were a third of an int8 kernel's code)."""
+    b = kb.b
+    entry = kb.function.entry_basic_block
+    if b.block is entry:
+        copy = b.alloca(value.type, name="lanes")
+    else:  # (b is elsewhere, so inserting ahead of its position cannot shift it)
+        builder = ir.IRBuilder(entry)
+        builder.position_at_start(entry)
+        copy = builder.alloca(value.type, name="lanes")
+    b.store(value, copy)
+    elem = value.type.element
+    with kb.loop(const_i64(0), count, name="lane") as lane:
+        kb.store(kb.load(copy, lane, elem), out, offset_of(lane))
 
 
 class DirectKernel:
