@@ -20,8 +20,9 @@ A graph with an attribute the key cannot write down (a subgraph) is lowered ever
 entry that cannot be read is lowered again and rewritten; one that cannot be written costs
 only the next compile its time. Entries are written whole into a temporary folder and renamed,
 so a reader never sees half of one; arrays are stored in numpy's own format, never pickled.
-Only lowerings that took at least :data:`MIN_LOWERING_SECONDS` are stored: a small partition
-lowers in milliseconds. The folder is kept under ``BYOC_LOWERING_CACHE_BYTES`` (default 2
+Partitions of fewer than :data:`MIN_NODES` nodes are not looked up, and only lowerings that
+took at least :data:`MIN_LOWERING_SECONDS` are stored: a small partition lowers in
+milliseconds. The folder is kept under ``BYOC_LOWERING_CACHE_BYTES`` (default 2
 GiB): storing an entry beyond it removes the least recently used ones.
 
 What the key cannot see is a function replaced in a running process (a test patching a
@@ -58,6 +59,9 @@ DEFAULT_LIMIT_BYTES = 2 << 30
 
 MIN_LOWERING_SECONDS = 0.05
 """Lowerings quicker than this are not stored (:func:`worth_storing`)."""
+
+MIN_NODES = 8
+"""Partitions of fewer nodes are lowered every time, not looked up (:func:`worth_keying`)."""
 
 _ARRAY_NAMES = "__lowering_cache_arrays__"
 """The key in an entry's meta.json listing its arrays, stored as 0.npy, 1.npy, ..."""
@@ -127,6 +131,12 @@ def load(key: str) -> Lowered | None:
         return None
     cache_budget.used(folder)
     return ir_text, meta, arrays
+
+
+def worth_keying(partition: Partition) -> bool:
+    """Whether to look a partition up at all: one of a few nodes lowers in milliseconds,
+    less than its key takes to compute."""
+    return len(partition.nodes) >= MIN_NODES
 
 
 def worth_storing(seconds: float) -> bool:
@@ -247,9 +257,10 @@ def _settings() -> list:
     """The current values of byoc_cpu_llvm's module-level settings: upper-case names bound
     to a bool, int, float or str, in every module of the package loaded now."""
     found = []
-    for name, module in sorted(sys.modules.items()):
-        if module is None or not (name == "byoc_cpu_llvm" or name.startswith("byoc_cpu_llvm.")):
-            continue
+    ours = [(name, module) for name, module in list(sys.modules.items())
+            if module is not None and (name == "byoc_cpu_llvm"
+                                       or name.startswith("byoc_cpu_llvm."))]
+    for name, module in sorted(ours, key=lambda item: item[0]):
         for attr, value in sorted(vars(module).items()):
             if attr.isupper() and isinstance(value, (bool, int, float, str)):
                 found.append([name, attr, _plain(value)])

@@ -126,7 +126,7 @@ def byoc_lower_partition(partition: Partition, graph: Graph,
     """The partition lowered (:mod:`.lower`), or its lowering from an earlier compile
     (:mod:`.lowering_cache`)."""
     key = lowering_cache.lowering_key(partition, graph, constants) \
-        if lowering_cache.enabled() else None
+        if lowering_cache.enabled() and lowering_cache.worth_keying(partition) else None
     cached = lowering_cache.load(key) if key else None
     if cached is not None:
         return cached

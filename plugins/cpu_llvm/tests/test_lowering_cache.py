@@ -23,6 +23,7 @@ def lowered(tmp_path, monkeypatch):
     monkeypatch.delenv("BYOC_LOWERING_CACHE", raising=False)
     monkeypatch.delenv("BYOC_LOWERING_CACHE_BYTES", raising=False)
     monkeypatch.setattr(lowering_cache, "MIN_LOWERING_SECONDS", 0.0)  # these models are tiny
+    monkeypatch.setattr(lowering_cache, "MIN_NODES", 1)
     calls = []
     real = cpu_plugin.lower_partition
 
@@ -161,6 +162,15 @@ def test_a_lowering_done_in_milliseconds_is_not_stored(lowered, tmp_path, monkey
     run(conv_model(), feeds())
     run(conv_model(), feeds())
     assert len(lowered) == 2 and entries(tmp_path) == []
+
+
+def test_a_partition_of_a_few_nodes_is_not_looked_up(lowered, tmp_path, monkeypatch):
+    monkeypatch.setattr(lowering_cache, "MIN_NODES", 4)
+    keyed = []
+    real = lowering_cache.lowering_key
+    monkeypatch.setattr(lowering_cache, "lowering_key", lambda *a: keyed.append(1) or real(*a))
+    run(conv_model(), feeds())  # three nodes
+    assert keyed == [] and entries(tmp_path) == []
 
 
 def test_the_cache_can_be_switched_off(lowered, tmp_path, monkeypatch):
