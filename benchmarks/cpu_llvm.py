@@ -19,8 +19,8 @@ model and thread count, in one process on the same machine:
   output equals the reference interpreter's (``byoc.testing.compile_reference``) bit for bit,
   and how many steps of the output's quantization scale it is off if not;
 - each model's compile time, at the first thread count: cold, with ``BYOC_CACHE_DIR`` an empty
-  directory, and cached, compiling again with the same directory (the later thread counts
-  compile with the run's own cache);
+  directory, and cached, compiling again with the same directory, each the median of
+  ``COMPILE_RUNS`` (the later thread counts compile with the run's own cache);
 - a summary per thread count against issue 22's goals: median byoc/ORT at most 0.9, no model
   above 1.2, int8 models at most 1.0, and compiling in at most 2 s cold and 0.3 s cached for
   every model of ResNet-50's size or smaller (FLOPs and weights), DenseNet-121 included.
@@ -334,17 +334,27 @@ def fresh_object_cache() -> Iterator[None]:
             os.environ["BYOC_CACHE_DIR"] = previous
 
 
+COMPILE_RUNS = 3
+"""Cold compiles, and cached compiles, timed per model (the medians are reported)."""
+
+
 def compile_cold_and_cached(path: Path, threads: int
                             ) -> tuple[byoc.CompiledModel, list[str], tuple[float, float]]:
-    """Compile cold (empty BYOC_CACHE_DIR), then cached (the same directory again): the cached
-    compile's model and fallbacks, and the seconds of both compiles."""
-    seconds = []
-    with fresh_object_cache():
-        for _ in ("cold", "cached"):
+    """Compile cold (each time with an empty BYOC_CACHE_DIR), then cached (with the last
+    cold compile's directory): the last compile's model and fallbacks, and the median
+    seconds of the cold and of the cached compiles."""
+    cold, cached = [], []
+    for run in range(COMPILE_RUNS):
+        with fresh_object_cache():
             start = time.perf_counter()
             compiled, fallbacks = compile_byoc(path, threads)
-            seconds.append(time.perf_counter() - start)
-    return compiled, fallbacks, (seconds[0], seconds[1])
+            cold.append(time.perf_counter() - start)
+            if run == COMPILE_RUNS - 1:
+                for _ in range(COMPILE_RUNS):
+                    start = time.perf_counter()
+                    compiled, fallbacks = compile_byoc(path, threads)
+                    cached.append(time.perf_counter() - start)
+    return compiled, fallbacks, (statistics.median(cold), statistics.median(cached))
 
 
 def log(message: str) -> None:
@@ -512,7 +522,8 @@ def header(run: Run, command: str) -> list[str]:
          "for bit, or how many steps of the output's quantization scale it is off."),
         ("Compile: byoc.compile of the model for cpu_llvm, at the first thread count, with "
          "BYOC_CACHE_DIR an empty directory (cold), then again with the same directory "
-         "(cached), in this process (after the models before it: llvmlite is initialised). "
+         f"(cached), the median of {COMPILE_RUNS} of each (each cold compile with a new "
+         "empty directory), in this process (after the models before it: llvmlite is initialised). "
          "Whatever the thread count, a compile uses every core: LLVM compiles a large "
          "partition's modules at the same time in worker processes; the cached compile reads "
          "the lowering and the objects back (cpu_llvm's caches). The compile goals apply to "
