@@ -198,6 +198,16 @@ class KernelBuilder:
         self.b.ret_void()
         return self.function
 
+    def entry_alloca(self, typ: ir.Type, name: str = "") -> ir.Value:
+        """Stack space for a ``typ``, allocated in the entry block (once per call, wherever
+        the builder is: an ``alloca`` inside a loop would grow the stack every iteration)."""
+        entry = self.function.entry_basic_block
+        if self.b.block is entry:
+            return self.b.alloca(typ, name=name)
+        builder = ir.IRBuilder(entry)  # (self.b is elsewhere: inserting here cannot shift it)
+        builder.position_at_start(entry)
+        return builder.alloca(typ, name=name)
+
     # -- math --------------------------------------------------------------------------------
 
     def intrinsic(self, name: str, ret: ir.Type, args: Sequence[ir.Value]) -> ir.Value:

@@ -380,13 +380,7 @@ def store_in_a_loop(kb: KernelBuilder, value: ir.Value, count: ir.Value, out: ir
     through a copy of ``value`` on the stack: a tile's ragged edge in a few instructions
     (its lanes unrolled, each behind a branch, were a third of an int8 kernel's code)."""
     b = kb.b
-    entry = kb.function.entry_basic_block
-    if b.block is entry:
-        copy = b.alloca(value.type, name="lanes")
-    else:  # (b is elsewhere, so inserting ahead of its position cannot shift it)
-        builder = ir.IRBuilder(entry)
-        builder.position_at_start(entry)
-        copy = builder.alloca(value.type, name="lanes")
+    copy = kb.entry_alloca(value.type, name="lanes")
     b.store(value, copy)
     elem = value.type.element
     with kb.loop(const_i64(0), count, name="lane") as lane:

@@ -43,14 +43,8 @@ class Var:
 
     def __init__(self, kb: KernelBuilder, typ: ir.Type, init: ir.Value | None = None,
                  name: str = "v") -> None:
-        entry = kb.function.entry_basic_block
         self.kb, self.typ = kb, typ
-        if kb.b.block is entry:
-            self.ptr = kb.b.alloca(typ, name=name)
-        else:  # (kb.b is elsewhere, so inserting ahead of its position cannot shift it)
-            builder = ir.IRBuilder(entry)
-            builder.position_at_start(entry)
-            self.ptr = builder.alloca(typ, name=name)
+        self.ptr = kb.entry_alloca(typ, name=name)
         if init is not None:
             self.set(init)
 
