@@ -35,7 +35,7 @@ def stored(root: Path, entries: Entries, size: int, limit: int) -> None:
     if the folder now holds more than ``limit`` bytes of them."""
     key = (root, entries)
     if key not in _TOTALS:
-        _TOTALS[key] = sum(_bytes(path) for path in _listed(root, entries))
+        _TOTALS[key] = sum(entry_bytes(path) for path in _listed(root, entries))
     else:
         _TOTALS[key] += size
     if _TOTALS[key] > limit:
@@ -48,7 +48,7 @@ def evict(root: Path, entries: Entries, limit: int) -> int:
     listed = []
     for path in _listed(root, entries):
         with contextlib.suppress(OSError):
-            listed.append((path.stat().st_mtime, _bytes(path), path))
+            listed.append((path.stat().st_mtime, entry_bytes(path), path))
     total = sum(size for _, size, _ in listed)
     for _, size, path in sorted(listed, key=lambda entry: entry[0]):
         if total <= limit:
@@ -76,7 +76,8 @@ def _listed(root: Path, entries: Entries) -> list[Path]:
     return []
 
 
-def _bytes(path: Path) -> int:
+def entry_bytes(path: Path) -> int:
+    """The bytes an entry takes: a file's size, or the sizes of the files in a folder."""
     with contextlib.suppress(OSError):
         if path.is_dir():
             return sum(part.stat().st_size for part in path.iterdir())

@@ -162,7 +162,7 @@ def store(key: str, lowered: Lowered) -> None:
         (partial / "meta.json").write_text(json.dumps({**meta, _ARRAY_NAMES: list(arrays)}))
         for i, array in enumerate(arrays.values()):
             np.save(partial / f"{i}.npy", array, allow_pickle=False)
-        size = sum(path.stat().st_size for path in partial.iterdir())
+        size = cache_budget.entry_bytes(partial)
         os.replace(partial, root / key)
     except (OSError, TypeError, ValueError):
         return  # not writable, not JSON, or another process stored the same entry first
