@@ -6,11 +6,11 @@ clock from C++ until a done output goes high, and dump waveforms. :func:`compare
 checks what the RTL wrote against a reference. docs/cosim.md is the manual.
 """
 
-from byoc.cosim.build import build_model, find_verilator
+from byoc.cosim.build import ProfileRun, build_model, find_verilator
 from byoc.cosim.compare import MemoryMismatch, compare_memories
 from byoc.cosim.locate import locate_rtl
 from byoc.cosim.model import CosimModel, MemoryFault, WatchdogError
 from byoc.errors import CosimError
 
-__all__ = ["CosimError", "CosimModel", "MemoryFault", "MemoryMismatch", "WatchdogError",
-           "build_model", "compare_memories", "find_verilator", "locate_rtl"]
+__all__ = ["CosimError", "CosimModel", "MemoryFault", "MemoryMismatch", "ProfileRun",
+           "WatchdogError", "build_model", "compare_memories", "find_verilator", "locate_rtl"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import threading
 import time
@@ -10,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from byoc.cosim import CosimError, build, build_model, find_verilator
+from byoc.cosim import CosimError, ProfileRun, build, build_model, compiler, find_verilator
+from byoc.cosim.build import build_record
 from cosim.toys import (
     COPIER,
     COUNTER,
@@ -73,9 +76,11 @@ def test_a_build_for_another_processor_is_not_reused(cosim_cache, monkeypatch):
     # models are compiled with -march=native: a cache shared by machines must not hand one
     # machine's build to a processor that may lack its instructions
     here = build_copier(cosim_cache)
-    assert "-march=" in build.native_target()
+    assert "-march=" in build.native_target("g++")
+    if shutil.which("clang++"):
+        assert "-target-cpu" in build.native_target("clang++")
 
-    monkeypatch.setattr(build, "native_target", lambda: "-march= another processor")
+    monkeypatch.setattr(build, "native_target", lambda cxx: "-march= another processor")
     elsewhere = build_copier(cosim_cache)
 
     assert elsewhere.library.parent != here.library.parent
@@ -148,3 +153,96 @@ def test_toy_rtl_is_lint_clean(design):
     result = subprocess.run([find_verilator(), "--lint-only", "-Wall", str(design)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+# -- the compiler and profile-guided builds ---------------------------------------------------
+
+COMPILERS = [name for name in ("clang++", "g++") if shutil.which(name)]
+
+
+@pytest.fixture
+def choose_compiler(monkeypatch):
+    """Select the C++ compiler by $BYOC_COSIM_CXX for the rest of the test."""
+    def choose(name: str | None):
+        if name is None:
+            monkeypatch.delenv(compiler.ENV, raising=False)
+        else:
+            monkeypatch.setenv(compiler.ENV, name)
+        compiler.compiler.cache_clear()
+        return compiler.compiler()
+
+    yield choose
+    compiler.compiler.cache_clear()
+
+
+@pytest.fixture
+def toys_importable(monkeypatch):
+    """Let a profiling workload's child process import cosim.toys."""
+    tests = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [tests, os.environ.get("PYTHONPATH")])))
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("cxx", COMPILERS)
+def test_a_profile_guided_build_compiles_again_with_its_workloads_profile(
+        cxx, choose_compiler, toys_importable, cosim_cache):
+    chosen = choose_compiler(cxx)
+    plain = build_copier(cosim_cache)
+    profiled = build_copier(cosim_cache, profile=ProfileRun("cosim.toys:copy_workload", "64"))
+
+    assert profiled.library.parent != plain.library.parent
+    assert build_record(profiled)["profiled"] is True
+    assert build_record(plain)["profiled"] is None
+    log = (profiled.library.parent / "build.log").read_text()
+    passes = [line for line in log.splitlines() if line.startswith(("$ make", "$ profiling"))]
+    assert [line.split()[1] for line in passes] == ["make", "profiling", "make"]
+    assert "-fprofile-generate=" in passes[0] and "-fprofile-use=" in passes[2]
+    # the second pass compiled the model's objects again (make -B), with the profile
+    compiled = log.split(passes[2], 1)[1]
+    assert "-fprofile-use=" in compiled.split("\n", 1)[1]
+    if chosen.family == "clang":
+        assert "llvm-profdata merge" in log
+    # the profile is gone from the finished build; the model computes what the plain one does
+    assert not (profiled.library.parent / build.PROFILE_FOLDER).exists()
+    assert copy_cycles(profiled) == copy_cycles(plain) == 16
+
+
+@pytest.mark.cosim
+def test_a_failing_workload_leaves_a_working_unprofiled_build(toys_importable, tmp_path):
+    model = build_copier(tmp_path, profile=ProfileRun("cosim.toys:broken_workload", "on purpose"))
+
+    assert build_record(model)["profiled"] is False
+    log = (model.library.parent / "build.log").read_text()
+    assert "RuntimeError: the workload broke (on purpose)" in log
+    assert "the profiling workload failed (exit status 1); building without a profile" in log
+    last_make = [line for line in log.splitlines() if line.startswith("$ make")][-1]
+    assert "-fprofile" not in last_make
+    assert copy_cycles(model) == 16
+
+
+def test_the_compiler_is_clang_when_installed_else_gcc_or_as_chosen(choose_compiler):
+    if shutil.which("clang++"):
+        assert choose_compiler(None).family == "clang"
+    assert choose_compiler("g++").family == "gcc"
+    with pytest.raises(CosimError, match=r"\$BYOC_COSIM_CXX names the C\+\+ compiler "
+                                         r"'no-such-cxx'.*unset it"):
+        choose_compiler("no-such-cxx")
+
+
+def test_profile_flags_follow_the_compilers_family(tmp_path):
+    gcc = compiler.Compiler(cxx="/usr/bin/g++", family="gcc", version="g++ 12", profdata=None)
+    clang = compiler.Compiler(cxx="/usr/bin/clang++", family="clang", version="clang 14",
+                              profdata="/usr/bin/llvm-profdata")
+    folder = tmp_path / "profile"
+
+    def flags(tool, **stage):
+        args = dict(arg.split("=", 1) for arg in tool.make_args(**stage))
+        return args["CXX"], args["OPT_FAST"], args["LDFLAGS"]
+
+    assert flags(gcc) == ("/usr/bin/g++", compiler.OPT_FAST, compiler.LDFLAGS)
+    cxx, fast, ldflags = flags(gcc, generate=folder)
+    assert f"-fprofile-generate={folder}" in fast and f"-fprofile-generate={folder}" in ldflags
+    assert f"-fprofile-use={folder} " in flags(gcc, use=folder)[1]
+    assert f"-fprofile-use={folder / 'merged.profdata'} " in flags(clang, use=folder)[1]
+    assert gcc.identity() != clang.identity()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+import numpy as np
+
 from byoc.cosim import CosimModel, build_model
 
 RTL = Path(__file__).parent / "rtl"
@@ -56,3 +58,18 @@ def dpi_functions(model: CosimModel):
                 bytes([strobe]))
 
     return read, write
+
+
+def copy_workload(model: CosimModel, argument: str) -> None:
+    """A profile-guided build's workload (byoc.cosim.ProfileRun): the copier copies
+    ``argument`` bytes."""
+    length = int(argument)
+    model.attach_memory(0, np.arange(length, dtype=np.uint8))
+    model.attach_memory(1, np.zeros(length, dtype=np.uint8))
+    reset(model)
+    start_copy(model, length)
+    model.run(10 * length)
+
+
+def broken_workload(model: CosimModel, argument: str) -> None:
+    raise RuntimeError(f"the workload broke ({argument})")

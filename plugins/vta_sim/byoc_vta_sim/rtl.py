@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from byoc.cosim import CosimError, CosimModel, WatchdogError, build_model, locate_rtl
+from byoc.cosim import (
+    CosimError,
+    CosimModel,
+    ProfileRun,
+    WatchdogError,
+    build_model,
+    locate_rtl,
+)
 from byoc.cosim.build import default_cache_dir
 from byoc_vta_sim.config import DEFAULT_CONFIG, VtaConfig, rtl_refusals
 from byoc_vta_sim.isa import (
@@ -38,6 +45,7 @@ from byoc_vta_sim.isa import (
     MemInsn,
     Module,
 )
+from byoc_vta_sim.rtl_workload import profile_argument
 from byoc_vta_sim.sim import (
     COUNTER_NAMES,
     MAX_UOPS,
@@ -110,14 +118,17 @@ def build_rtl(config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = No
 
     ``write_monitor`` builds it with the simulation-only monitor that logs every buffer and
     DRAM write with its instruction (hw/vta/sim/vta_write_monitor.v): a build of its own,
-    cached beside the plain one, which keeps the speed of runs that do not ask for it."""
+    cached beside the plain one, which keeps the speed of runs that do not ask for it.
+    Both are profile-guided builds whose workload is :mod:`byoc_vta_sim.rtl_workload`."""
     check_supported(config)
     root = rtl_dir()
     include = config_include(config, cache_dir)
     return build_model("vta_shell", rtl_sources(root), include_dirs=[include, root, root / "sim"],
                        defines={"VTA_WRITE_MONITOR": None} if write_monitor else None,
                        clock="clk", done="o_done",
-                       cache_dir=Path(cache_dir) if cache_dir else None)
+                       cache_dir=Path(cache_dir) if cache_dir else None,
+                       profile=ProfileRun("byoc_vta_sim.rtl_workload:run",
+                                          profile_argument(config)))
 
 
 class RtlSimulator:

@@ -20,6 +20,7 @@ import pytest
 
 import byoc
 from byoc.cosim import CosimError
+from byoc.cosim.build import build_record
 from byoc.testing import compile_reference, zoo_module
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.cosim import CosimMismatch, clearing_stream, cosimulate
@@ -322,6 +323,8 @@ def test_other_configurations_build_and_cosimulate(variant):
     and joined differently), latencies, queue depths, GEMM shapes and buffer depths."""
     config = replace(CFG, **CONFIGS[variant])
     sim, rtl = Simulator(config), RtlSimulator(config)
+    # its profile-guided build's workload ran on this configuration too
+    assert build_record(rtl.model)["profiled"] is True
     clear, zeros = clearing_stream(config)
     rtl.run(clear, zeros.copy())
     for seed in range(6):
@@ -415,6 +418,8 @@ def test_build_is_cached_by_design_and_configuration(tmp_path):
     first = build_rtl(CFG)
     again = build_rtl(CFG)
     assert again.library == first.library
+    # compiled with the profile of byoc_vta_sim.rtl_workload, which ran to its end
+    assert build_record(first)["profiled"] is True
     other = build_rtl(replace(CFG, mem_latency=7))
     assert other.library != first.library
     assert Path(first.library).exists()
