@@ -63,8 +63,8 @@ def boundary_bytes(nodes: list[Node], graph: Graph) -> tuple[int, int]:
             if v not in defined and not graph.is_constant(v)}
     # One pass over the nodes' inputs rather than graph.consumers(): placement asks this of
     # every candidate match, and building that map each time was most of placement's time.
-    read_outside = {v for n in graph.nodes if id(n) not in inside for v in n.inputs}
-    given = {v for v in defined if v in graph.outputs or v in read_outside}
+    given = {v for v in defined if v in graph.outputs}
+    given.update(v for n in graph.nodes if id(n) not in inside for v in n.inputs if v in defined)
     return (sum(value_bytes(graph, v) for v in read), sum(value_bytes(graph, v) for v in given))
 
 

@@ -544,15 +544,18 @@ class _Groups:
     @staticmethod
     def _reaches(succ: dict[int, set[int]], starts: list[int], target: int) -> bool:
         """Whether ``target`` is reachable from any of ``starts`` (or is one of them)."""
+        if target in starts:
+            return True
         stack, seen = list(starts), set(starts)
         while stack:
-            node = stack.pop()
-            if node == target:
-                return True
-            for nxt in succ[node] - seen:
-                seen.add(nxt)
-                stack.append(nxt)
+            for nxt in succ[stack.pop()]:
+                if nxt not in seen:
+                    if nxt == target:
+                        return True
+                    seen.add(nxt)
+                    stack.append(nxt)
         return False
+
     def _edges_in_graph_order(self, succ: dict[int, set[int]]) -> list[tuple[int, int]]:
         first = {gid: min(self.index[id(n)] for n in nodes) for gid, nodes in self.members.items()}
         return sorted(((a, b) for a in succ for b in succ[a]),
