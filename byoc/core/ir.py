@@ -117,9 +117,11 @@ class Graph:
 
     def fresh_name(self, hint: str) -> str:
         """A value or node name not used anywhere in the graph, derived from ``hint``."""
-        taken = self._all_names()
-        if hint not in taken:
+        # Usually the hint is free: one look through the graph, without collecting its names.
+        if not (hint in self.types or hint in self.constants or hint in self.inputs
+                or any(hint == node.name or hint in node.outputs for node in self.nodes)):
             return hint
+        taken = self._all_names()
         for i in itertools.count(1):
             candidate = f"{hint}_{i}"
             if candidate not in taken:
