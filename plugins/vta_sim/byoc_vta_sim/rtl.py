@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +46,6 @@ from byoc_vta_sim.isa import (
     MemInsn,
     Module,
 )
-from byoc_vta_sim.rtl_workload import profile_argument
 from byoc_vta_sim.sim import (
     COUNTER_NAMES,
     MAX_UOPS,
@@ -128,7 +128,7 @@ def build_rtl(config: VtaConfig = DEFAULT_CONFIG, *, cache_dir: Path | None = No
                        clock="clk", done="o_done",
                        cache_dir=Path(cache_dir) if cache_dir else None,
                        profile=ProfileRun("byoc_vta_sim.rtl_workload:run",
-                                          profile_argument(config)))
+                                          json.dumps(config.to_dict(), sort_keys=True)))
 
 
 class RtlSimulator:

@@ -26,14 +26,9 @@ RANDOM_TASKS = 8
 SEED = 0
 
 
-def profile_argument(config: VtaConfig) -> str:
-    """The workload's argument for ``config``: the configuration as JSON."""
-    return json.dumps(config.to_dict(), sort_keys=True)
-
-
 def run(model: CosimModel, argument: str) -> None:
     """Run the workload on ``model``, the accelerator built for the configuration that
-    ``argument`` (from :func:`profile_argument`) describes."""
+    ``argument`` describes (``VtaConfig.to_dict()`` as JSON)."""
     from byoc_vta_sim.rtl import RtlSimulator
 
     config = config_from_dict(json.loads(argument))
