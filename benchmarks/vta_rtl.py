@@ -37,6 +37,8 @@ from vta_sim import LAYERS, layer_model
 
 import byoc
 from byoc.core.integer_layers import integer_plans
+from byoc.cosim.build import build_record
+from byoc.cosim.compiler import compiler
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import generate
 from byoc_vta_sim.isa import decode_stream
@@ -133,6 +135,9 @@ def main(argv=None) -> int:
         f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; the whole run took "
         f"{time.perf_counter() - begin:.0f} s (loading the Verilated model from the cache: "
         f"{build_s:.1f} s; a cold build into a fresh cache: {cold_build_s:.0f} s)",
+        f"- Build: Verilator's C++ compiled by {compiler().version}, "
+        f"{'profile-guided' if build_record(rtl.model)['profiled'] else 'not profile-guided'} "
+        f"(byoc.cosim.compiler; docs/cosim.md)",
         f"- Configuration: {c.batch}x{c.block_in}x{c.block_out} int8 GEMM "
         f"({c.macs_per_cycle} MACs/cycle), {c.mem_port_bits}-bit memory port, "
         f"{c.mem_latency}-cycle latency per request, INP {c.inp_depth} / WGT {c.wgt_depth} / "
