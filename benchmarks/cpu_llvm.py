@@ -183,14 +183,24 @@ def ops_by_plugin(model: byoc.CompiledModel) -> dict[str, Counter]:
     return ops
 
 
+SETTLE_S = 0.02
+"""The pause between blocks of timed runs. Long enough for onnxruntime's worker threads to
+stop spinning after its last run (with no pause they take byoc's cores: MobileNetV2-int8 at 2
+threads 7.2 ms instead of 2.3 ms). Not longer: on this 2-core KVM guest, a processor left idle
+for 0.2 s comes back slowly, and for the next several runs a thread on it is late to every
+barrier, which slows byoc's statically split kernels (ShuffleNet at 2 threads 6.3 ms instead
+of 2.6 ms, onnxruntime 2.5 ms either way; ResNet-50 alike either way)."""
+
+
 def time_alternating(first: Callable[[], object], second: Callable[[], object],
                      warmup: int, runs: int, block: int = 5,
-                     settle: float = 0.2) -> tuple[float, float]:
+                     settle: float = SETTLE_S) -> tuple[float, float]:
     """Median seconds of ``first`` and of ``second``, timed in alternating blocks of
     ``block`` runs (each block after one untimed run), with a pause of ``settle`` seconds
-    between blocks. Blocks rather than single alternating runs because onnxruntime's worker
-    threads keep spinning for a while after each run: right after an onnxruntime run they
-    occupy the cores byoc's threads would use (and the pause lets them go idle)."""
+    between blocks (:data:`SETTLE_S`). Blocks rather than single alternating runs because
+    onnxruntime's worker threads keep spinning for a while after each run: right after an
+    onnxruntime run they occupy the cores byoc's threads would use (and the pause lets them
+    go idle)."""
     for _ in range(warmup):
         first()
         second()
@@ -505,9 +515,11 @@ def header(run: Run, command: str) -> list[str]:
          "and after each thread count's models (the higher of the two counts, so that a "
          f"moment of load on the machine does not lower it): {peaks}"),
         ("Latency: median of the timed runs after the warm-up, byoc and onnxruntime timed in "
-         "alternating blocks of 5 runs with a 0.2 s pause between blocks (onnxruntime's "
-         "worker threads spin for a while after each run and would otherwise take byoc's "
-         "cores); onnxruntime is the CPUExecutionProvider with all graph optimizations, "
+         f"alternating blocks of 5 runs with a {SETTLE_S * 1e3:.0f} ms pause between blocks "
+         "(onnxruntime's worker threads spin for a while after each run and would otherwise "
+         "take byoc's cores; a longer pause leaves this virtual machine's processors idle, "
+         "and they come back slowly: see SETTLE_S in the script); onnxruntime is the "
+         "CPUExecutionProvider with all graph optimizations, "
          "intra_op_num_threads = threads, inter_op_num_threads = 1. byoc/ORT > 1 means byoc "
          "is slower."),
         ("MFLOP: 2 * MACs of Conv, Gemm and MatMul in byoc's optimized IR. % of peak is of "
