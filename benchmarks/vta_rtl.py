@@ -33,17 +33,14 @@ from datetime import datetime, timezone
 
 import numpy as np
 from results_file import write_section
-from vta_sim import LAYERS, layer_model
+from vta_sim import LAYERS
 
-import byoc
-from byoc.core.integer_layers import integer_plans
 from byoc.cosim.build import build_record
 from byoc.cosim.compiler import compiler
 from byoc_vta_sim.config import DEFAULT_CONFIG
-from byoc_vta_sim.generator import generate
 from byoc_vta_sim.isa import decode_stream
-from byoc_vta_sim.lower import lower_layers
 from byoc_vta_sim.rtl import RtlSimulator, build_rtl
+from byoc_vta_sim.rtl_workload import conv_program
 from byoc_vta_sim.sim import COUNTER_NAMES, Simulator
 from byoc_vta_sim.timing import estimate_stream
 
@@ -51,17 +48,10 @@ GOAL_CYCLES_PER_S = 5e6  # issue 23: co-simulation speed in the compiled loop
 
 
 def layer_program(size, c_in, c_out, kernel, stride, seed):
-    model = layer_model(size, c_in, c_out, kernel, stride, seed)
-    graph = byoc.import_model(model)
-    layers = [plan.layer for plan in integer_plans(graph).values()]
-    gen_layers, regions, values = lower_layers(layers, graph, DEFAULT_CONFIG)
-    program = generate(gen_layers, regions, DEFAULT_CONFIG)
-    dram = program.dram.copy()
-    offset, layout = program.regions["xq"]
-    x = np.random.default_rng(seed + 1).integers(0, 256, (1, c_in, size, size), np.uint8)
-    image = layout.pack(x, values["xq"]["offset"]).view(np.uint8).ravel()
-    dram[offset:offset + image.size] = image
-    return decode_stream(program.stream), dram
+    program = conv_program(DEFAULT_CONFIG, size, c_in, c_out, kernel, stride, seed)
+    assert program is not None, f"vta_sim refuses the {kernel}x{kernel} layer of {c_in} channels"
+    stream, dram = program
+    return decode_stream(stream), dram
 
 
 def measure(rtl, layer, seed, runs, stepped_cycles):

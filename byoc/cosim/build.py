@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from byoc.cosim.compiler import compiler, native_target
+from byoc.cosim.compiler import Compiler, compiler, native_target
 from byoc.cosim.harness import HARNESS_VERSION, harness_source
 from byoc.cosim.model import CosimModel, check_ports
 from byoc.errors import CosimError
@@ -135,7 +135,7 @@ def build_model(top: str, sources: Iterable[os.PathLike | str],
         args += verilator_args
         args += [str(source) for source in sources if source != top_file]
         _build(build_dir, top=top, top_file=top_file, args=args, define_args=define_args,
-               clock=clock, done=done, key=key, profile=profile)
+               clock=clock, done=done, key=key, tool=tool, profile=profile)
     return CosimModel(build_dir / f"V{top}", top=top, clock=clock, done=done)
 
 
@@ -210,7 +210,7 @@ def _verilator_version(verilator: str) -> str:
 
 
 def _build(build_dir: Path, *, top: str, top_file: Path, args: list[str],
-           define_args: list[str], clock: str, done: str, key: str,
+           define_args: list[str], clock: str, done: str, key: str, tool: Compiler,
            profile: ProfileRun | None) -> None:
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.", dir=build_dir.parent))
@@ -227,7 +227,6 @@ def _build(build_dir: Path, *, top: str, top_file: Path, args: list[str],
                  f"Verilating {top!r}", failed_log, shown=f"PyVerilator.build(**{spec})")
             inputs, outputs = _ports(work / f"V{top}.h")
             check_ports(top, inputs, outputs, clock, done)
-            tool = compiler()
             make = ["make", "-C", str(work), "-f", f"V{top}.mk", f"-j{_jobs()}"]
             stage = f"Compiling the Verilated {top!r}"
             profiled = None

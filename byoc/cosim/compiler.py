@@ -101,8 +101,10 @@ def compiler() -> Compiler:
                              f"installed or not on PATH; unset it to use clang++ or g++.")
         return _describe(path)
     clang = shutil.which("clang++")
-    if clang is not None and _profdata_beside(clang) is not None:
-        return _describe(clang)
+    if clang is not None:
+        tool = _describe(clang)
+        if tool.family == "clang" and tool.profdata is not None:
+            return tool
     gcc = shutil.which("g++")
     if gcc is None:
         raise CosimError("No C++ compiler to build the Verilated model: neither clang++ nor g++ "

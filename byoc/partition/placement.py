@@ -173,7 +173,6 @@ class _Pricer:
         self.totals: dict[frozenset[int], float] = {}
         self.asked = 0    # totals asked for, the search's budget (MAX_PLANS)
         self.plans: dict[frozenset[int], PartitionPlan] = {}
-        self.reasons: dict[frozenset[int], dict[int, str]] = {}   # what each plan was made with
         self._pieces: dict[tuple, Priced] = {}
 
     def plan(self, dropped: dict[int, str], exclusions) -> PartitionPlan:
@@ -181,7 +180,6 @@ class _Pricer:
         if key not in self.plans:
             plan = self.problem.plan(exclusions, dropped)
             self.plans[key] = plan
-            self.reasons[key] = dict(dropped)
             self.totals[key] = sum(p.total_seconds for p in price_plan(plan, self.problem,
                                                                        self.model, self))
         return self.plans[key]
@@ -251,10 +249,8 @@ def place_by_cost(problem: PartitionProblem, model: CostModel,
     dropped = min(ends, key=lambda d: (pricer.total(d, exclusions), len(d)))
     searched_all = pricer.asked < MAX_PLANS
     dropped = _final_reasons(pricer, dropped, exclusions)
-    # the plan priced last is the final one when the reasons did not change (nothing dropped)
-    key = frozenset(dropped)
-    plan = (pricer.plans[key] if pricer.reasons.get(key) == dropped
-            else problem.plan(exclusions, dropped))
+    # With nothing dropped there are no reasons to rewrite: the priced plan is the final one.
+    plan = pricer.plan(dropped, exclusions) if not dropped else problem.plan(exclusions, dropped)
     placement = Placement("cost", pricer.total(dropped, exclusions), priority, host_only,
                           price_plan(plan, problem, model, pricer), len(pricer.plans),
                           searched_all)

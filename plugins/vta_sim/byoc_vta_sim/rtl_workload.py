@@ -33,27 +33,30 @@ def run(model: CosimModel, argument: str) -> None:
 
     config = config_from_dict(json.loads(argument))
     rtl = RtlSimulator(config, model=model)
-    rng = np.random.default_rng(SEED)
-    for size, kernel, stride in LAYERS:
-        program = _conv_program(config, size, kernel, stride, rng)
+    for seed, (size, kernel, stride) in enumerate(LAYERS):
+        program = conv_program(config, size, 2 * config.block_in, 2 * config.block_out,
+                               kernel, stride, SEED + seed)
         if program is not None:
             rtl.run(*program)
+    rng = np.random.default_rng(SEED)
     for _ in range(RANDOM_PROGRAMS):
         program = random_program(rng, config, tasks=RANDOM_TASKS)
         rtl.run(program.insns, program.dram.copy())
 
 
-def _conv_program(config: VtaConfig, size: int, kernel: int, stride: int,
-                  rng: np.random.Generator) -> tuple[bytes, np.ndarray] | None:
-    """One QDQ Conv + Relu layer lowered and generated for ``config``: its stream and DRAM
-    image with a random input in place; None when vta_sim does not take the layer."""
+def conv_program(config: VtaConfig, size: int, c_in: int, c_out: int, kernel: int, stride: int,
+                 seed: int) -> tuple[bytes, np.ndarray] | None:
+    """One QDQ Conv + Relu layer (random weights, scales and bias from ``seed``) lowered and
+    generated for ``config``: its stream and DRAM image, with a random input (from
+    ``seed + 1``) in place; None when vta_sim does not take the layer. benchmarks/vta_rtl.py
+    runs ResNet-18's layers made this way."""
     import byoc
     from byoc.core.integer_layers import integer_plans
     from byoc.testing import qdq_layer_model
     from byoc_vta_sim.generator import generate
     from byoc_vta_sim.lower import layer_refusal, lower_layers
 
-    c_in, c_out = 2 * config.block_in, 2 * config.block_out
+    rng = np.random.default_rng(seed)
     weight = rng.integers(-127, 128, (c_out, c_in, kernel, kernel)).astype(np.int8)
     model = qdq_layer_model("Conv", [1, c_in, size, size], weight,
                             attrs={"pads": [kernel // 2] * 4, "strides": [stride] * 2},
@@ -68,7 +71,7 @@ def _conv_program(config: VtaConfig, size: int, kernel: int, stride: int,
     program = generate(gen_layers, regions, config)
     dram = program.dram.copy()
     offset, layout = program.regions["xq"]
-    x = rng.integers(0, 256, (1, c_in, size, size), np.uint8)
+    x = np.random.default_rng(seed + 1).integers(0, 256, (1, c_in, size, size), np.uint8)
     image = layout.pack(x, values["xq"]["offset"]).view(np.uint8).ravel()
     dram[offset:offset + image.size] = image
     return program.stream, dram
