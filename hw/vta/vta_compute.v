@@ -8,9 +8,11 @@
 //
 //     A  vta_uop_loop reads uop[u]                  (micro-op buffer, registered read)
 //     B  indices = uop fields + loop offsets; read what the micro-op uses: ACC[dst] (not
-//        for a reset), INP[src] and WGT[wgt] (GEMM), ACC[src] (ALU without immediate)
-//     C  vta_gemm dot products | vta_alu result       (registered, enabled by the micro-op)
-//     D  ACC[dst] = reset ? 0 : GEMM ? acc + dot : ALU result   (write)
+//        for a reset or an overwriting GEMM), INP[src] and WGT[wgt] (GEMM), ACC[src] (ALU
+//        without immediate)
+//     C  vta_gemm dot products added to ACC[dst] (to 0 when overwriting) | vta_alu result
+//        (registered, enabled by the micro-op)
+//     D  ACC[dst] = reset ? 0 : GEMM ? sum : ALU result   (write)
 //
 // Buffers are read, and the multipliers and ALU lanes switch, only in cycles whose micro-op
 // needs them: an idle or resetting pipeline leaves them and their registers still.
@@ -121,7 +123,7 @@ module vta_compute #(
     reg        run_acc_load;      // which loader owns the memory port
     reg        run_finish;
     reg        run_gemm, run_alu;
-    reg        reset_op, use_imm;
+    reg        reset_op, overwrite, use_imm;
     reg [2:0]  alu_op;
     reg [31:0] imm;
 
@@ -136,6 +138,7 @@ module vta_compute #(
             run_gemm     <= is_gemm;
             run_alu      <= is_alu;
             reset_op     <= i_insn[`VTA_GEMM_RESET];
+            overwrite    <= is_gemm && i_insn[`VTA_GEMM_OVERWRITE];
             alu_op       <= i_insn[`VTA_ALU_ALU_OP];
             use_imm      <= i_insn[`VTA_ALU_USE_IMM];
             imm          <= {{16{i_insn[127]}}, i_insn[`VTA_ALU_IMM]};
@@ -185,7 +188,7 @@ module vta_compute #(
         .i_uop_rdata(i_uop_rdata), .o_valid(valid_b), .o_dst(dst_b), .o_src(src_b), .o_wgt(wgt_b));
 
     wire gemm_b = valid_b && run_gemm && !reset_op;
-    assign o_acc_re_dst    = valid_b && !reset_op;
+    assign o_acc_re_dst    = valid_b && !reset_op && !overwrite;
     assign o_acc_re_src    = valid_b && run_alu && !reset_op && !use_imm;
     assign o_inp_re        = gemm_b;
     assign o_wgt_re        = gemm_b;
@@ -199,11 +202,12 @@ module vta_compute #(
     reg [ACC_AW-1:0] dst_c, dst_d;
     wire [ACC_W-1:0] sum_d, alu_d;
     wire [ACC_W-1:0] operand = use_imm ? {LANES{imm}} : i_acc_rdata_src;
+    wire [ACC_W-1:0] addend  = overwrite ? {ACC_W{1'b0}} : i_acc_rdata_dst;
     wire gemm_c = valid_c && run_gemm && !reset_op;
     wire alu_c  = valid_c && run_alu && !reset_op;
 
     vta_gemm #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT)) gemm (
-        .clk(clk), .i_enable(gemm_c), .i_acc(i_acc_rdata_dst), .i_inp(i_inp_rdata),
+        .clk(clk), .i_enable(gemm_c), .i_acc(addend), .i_inp(i_inp_rdata),
         .i_wgt(i_wgt_rdata), .o_sum(sum_d));
     vta_alu #(.LANES(LANES)) alu (
         .clk(clk), .i_enable(alu_c), .i_op(alu_op), .i_a(i_acc_rdata_dst), .i_x(operand),

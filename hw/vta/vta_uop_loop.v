@@ -37,7 +37,7 @@ module vta_uop_loop #(
     reg [15:0] dst_ij, src_ij, wgt_ij;               // offsets at (i, j)
     reg [15:0] dst_b, src_b, wgt_b;                  // stage B's offsets
 
-    wire unused_insn = ^{i_insn[63], i_insn[7:0]};   // header, reset and the spare bit
+    wire unused_insn = ^{i_insn[63], i_insn[7:0]};   // header, reset, overwrite: vta_compute's
 
     wire last_u = u + 14'd1 == uop_end;
     wire last_j = j + 14'd1 == iter_in;

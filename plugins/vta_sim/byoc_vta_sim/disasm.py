@@ -23,12 +23,13 @@ from byoc_vta_sim.isa import (
 
 
 def mnemonic(insn: Insn) -> str:
-    """A short name: ``LOAD INP``, ``STORE OUT``, ``GEMM``, ``GEMM reset``, ``ALU MULSHR``,
-    ``ALU ADD reset``, ``FINISH``."""
+    """A short name: ``LOAD INP``, ``STORE OUT``, ``STORE OUT requant``, ``GEMM``, ``GEMM
+    reset``, ``GEMM overwrite``, ``ALU MULSHR``, ``ALU ADD reset``, ``FINISH``."""
     if isinstance(insn, MemInsn):
-        return f"{insn.opcode.name} {insn.memory_type.name}"
+        requant = " requant" if insn.store and insn.requantize else ""
+        return f"{insn.opcode.name} {insn.memory_type.name}{requant}"
     if isinstance(insn, GemmInsn):
-        return "GEMM reset" if insn.reset else "GEMM"
+        return "GEMM reset" if insn.reset else "GEMM overwrite" if insn.overwrite else "GEMM"
     if isinstance(insn, AluInsn):
         return f"ALU {insn.alu_op.name}{' reset' if insn.reset else ''}"
     return "FINISH"
@@ -52,6 +53,8 @@ def _operands(insn: Insn) -> str:
                 f"x_size={insn.x_size} x_stride={insn.x_stride}")
         if insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1:
             text += f" y_pad={insn.y_pad_0},{insn.y_pad_1} x_pad={insn.x_pad_0},{insn.x_pad_1}"
+        if insn.store and (insn.requantize or insn.param_base):
+            text += f" param_base={insn.param_base}"
         return text
     if isinstance(insn, (GemmInsn, AluInsn)):
         text = (f"uops=[{insn.uop_bgn},{insn.uop_end}) loop={insn.iter_out}x{insn.iter_in} "

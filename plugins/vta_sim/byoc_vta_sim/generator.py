@@ -7,20 +7,22 @@ micro-op kernels and a region per activation (borders pre-filled with the zero p
 
 Each layer is cut into tiles (:mod:`byoc_vta_sim.tiling`). Per input-channel step of a tile
 the load module loads the weights (unless that buffer half already holds them) and the
-input window; the compute module resets the accumulators on the first step (and loads the
-requantization parameters when that ACC half does not hold the tile's yet), runs the GEMM
-kernel on every step, then the ALU chain (+bias, MULSHR, MAX, MIN, +zero point); the store
-module writes the int8 result into the next layer's padded layout. Buffers are split in
-halves used by alternate steps (INP, WGT) and alternate tiles (ACC), and dependency tokens
-let the three modules overlap:
+input window; the compute module loads the requantization parameters on the first step
+when that ACC half does not hold the tile's yet, and runs the GEMM kernel on every step, the
+first step's first products overwriting the accumulators (a reset pass only where the
+kernel's loops cannot start them: :class:`byoc_vta_sim.kernels.GemmKernel`); the store
+module requantizes the accumulators (bias, MULSHR, clamp, zero point: the requantizing
+STORE of docs/vta-isa.md) into the next layer's padded layout. Buffers are split in halves
+used by alternate steps (INP, WGT) and alternate tiles (ACC), and dependency tokens let the
+three modules overlap:
 
 - load of step s (s >= 2) pops compute->load: compute is done with that half;
-- the last load of a step pushes load->compute, the step's GEMM pops it (the parameter
-  load and the reset before it need no input);
+- the last load of a step pushes load->compute, the step's first GEMM pops it (the
+  parameter load before it needs no input);
 - the last GEMM of a step pushes compute->load;
 - the first compute instruction of tile t (t >= 2) pops store->compute: the store of tile
-  t - 2 has read that ACC half; the ALU chain's last instruction pushes compute->store, the
-  first store pops it and the last store pushes store->compute.
+  t - 2 has read that ACC half; the tile's last GEMM pushes compute->store, the first store
+  pops it and the last store pushes store->compute.
 
 Between layers a barrier makes the next layer's loads wait for every store of this one, and
 leaves every token queue empty, so each layer's stream stands on its own.
@@ -60,6 +62,7 @@ from byoc_vta_sim.isa import (
     encode_uops,
 )
 from byoc_vta_sim.kernels import TileGeometry, gemm_kernel, single_uop
+from byoc_vta_sim.requant import PARAM_ELEMENTS, range_lanes
 from byoc_vta_sim.tiling import (
     PARAMS_PER_BLOCK,
     ConvShape,
@@ -70,6 +73,9 @@ from byoc_vta_sim.tiling import (
 )
 
 TAP_PLANES = 4   # byte planes of a debug tap: the 32 bits of an accumulator lane
+# ACC elements of an Add's parameters: its multipliers ma and mb, then the requantizing
+# STORE's three (the constant as bias, the rounding shift, the range).
+ADD_PARAM_ELEMENTS = 2 + PARAM_ELEMENTS
 
 
 class GenerationError(ValueError):
@@ -207,7 +213,7 @@ def _emit_layer(em: _Emitter, layer: Layer, placed: dict, taps: dict) -> dict:
     """The layer's pass that writes its output, then, if it has a debug tap, the pass that
     writes the tap (both read the same weights and parameters)."""
     wgt_base = em.dram.put(layer.weights) // em.config.wgt_elem_bytes
-    param_base = em.dram.put(layer.params) // em.config.acc_elem_bytes
+    param_base = em.dram.put(_store_params(layer)) // em.config.acc_elem_bytes
     info = _emit_pass(em, layer, placed[layer.source], wgt_base, param_base,
                       placed[layer.target])
     if layer.name in taps:
@@ -284,40 +290,48 @@ def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
                     dram_base=param_base + oc0 * PARAMS_PER_BLOCK, y_size=1,
                     x_size=toc * PARAMS_PER_BLOCK,
                     x_stride=toc * PARAMS_PER_BLOCK)))
-            if ic_t == 0:
-                # The reset borrows an ALU micro-op for its dst (the out base).
-                computes.append(em.add(GemmInsn(
-                    reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
-                    iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)))
             geometry = TileGeometry(shape, toc, th, tw, ticb, acc_out, half * inp_half,
                                     half * wgt_half)
-            kernel = gemm_kernel(geometry)
+            kernel = gemm_kernel(geometry, max_uops=gemm_region)
             if kernel is None or kernel.size > gemm_region:
                 raise GenerationError(
                     f"layer {layer.name}: no micro-op kernel fits a "
                     f"{toc}x{th}x{tw} tile")
+            overwrite = kernel.first_products if ic_t == 0 else None
+            if ic_t == 0 and overwrite is None:
+                # The reset borrows an ALU micro-op for its dst (the out base).
+                computes.append(em.add(GemmInsn(
+                    reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
+                    iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)))
             region = (2 * half + acc) % 4
             region_base = len(alu_words) + region * gemm_region
             words = kernel.uops
             if resident_uops.get(region) != words.tobytes():
                 resident_uops[region] = words.tobytes()
                 computes.append(em.add(em.uop_load(words, region_base)))
-            computes.append(em.add(replace(
-                kernel.insn, uop_bgn=region_base,
-                uop_end=region_base + kernel.size)))
+            # The first step's first products start the accumulators (no reset pass).
+            split = [0, overwrite, kernel.size] if overwrite else [0, kernel.size]
+            gemms = [em.add(replace(kernel.insn, uop_bgn=region_base + bgn,
+                                    uop_end=region_base + end,
+                                    overwrite=int(k == 0 and overwrite is not None)))
+                     for k, (bgn, end) in enumerate(zip(split, split[1:])) if end > bgn]
+            computes += gemms
             gemm_uops += kernel.size * kernel.insn.iter_out * kernel.insn.iter_in
             # A tile reuses the ACC half of tile - 2 (of tile - 1 in a tap pass, whose stores
             # the ALU waits for anyway): its first instruction waits for that tile's stores.
             # Only the GEMM waits for the step's loads, so the parameters and the reset go
             # ahead while they arrive.
             em.flag(computes[0], pop_next=int(ic_t == 0 and tile >= (1 if tap else 2)))
-            em.flag(computes[-1], pop_prev=1, push_prev=1)
+            em.flag(gemms[0], pop_prev=1)
+            em.flag(gemms[-1], push_prev=1)
             step += 1
         if tap:
             _emit_tap(em, out, acc, acc_out, out_base, out_layout)
         else:
-            _emit_requantize(em, layer, acc, toc, pixels)
-            _emit_stores(em, out, acc_out, out_base, out_layout)
+            # The stores requantize: the tile's last GEMM hands its accumulators over.
+            em.flag(gemms[-1], push_next=1)
+            _emit_stores(em, out, acc_out, out_base, out_layout,
+                         params=acc * acc_half)
         tile += 1
     _emit_barrier(em, steps=step, stores=1 if tap else min(tile, 2))
     return {"layer": layer.name, "tiling": [tiling.toc, tiling.ticb, tiling.th, tiling.tw],
@@ -326,8 +340,9 @@ def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
 
 def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
     """Per tile: load a and b (INP), copy them into two ACC regions with an identity-weight
-    GEMM, then MULSHR each by its multiplier, add, add the zero-point constant, round-shift,
-    clamp and add the output zero point."""
+    GEMM, then MULSHR each by its multiplier and add them; the STOREs add the zero-point
+    constant, round-shift, clamp and add the output zero point (a requantizing STORE whose
+    parameters are the constant, the shift as a MULSHR by 1 and the range)."""
     cfg, shape, tiling = em.config, layer.shape, layer.tiling
     inp_half, wgt_half, acc_half = halves(cfg)
     sources = [placed[layer.a], placed[layer.b]]
@@ -335,8 +350,12 @@ def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
     out_base = out_offset // cfg.out_elem_bytes
     identity = np.eye(cfg.block_out, cfg.block_in, dtype=np.int8)[None]
     identity_base = em.dram.put(identity) // cfg.wgt_elem_bytes
-    param_base = em.dram.put(layer.params) // cfg.acc_elem_bytes
-    params = len(layer.params)
+    shift = np.full((1, cfg.block_out), (1 << 6) | layer.shift, np.int32)
+    ranges = np.full((1, cfg.block_out), range_lanes(layer.zero_point, layer.lower_bound,
+                                                     layer.upper_bound), np.int32)
+    param_base = em.dram.put(np.concatenate([layer.params, shift, ranges])
+                             ) // cfg.acc_elem_bytes
+    params = ADD_PARAM_ELEMENTS
     block_tile = tiling.toc * tiling.th * tiling.tw
 
     def regions(half):
@@ -346,7 +365,7 @@ def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
     uops = []
     for half in (0, 1):
         base, a_acc, b_acc = regions(half)
-        uops += [(a_acc, base), (b_acc, base + 1), (a_acc, b_acc), (a_acc, base + 2),
+        uops += [(a_acc, base), (b_acc, base + 1), (a_acc, b_acc),
                  (a_acc, half * inp_half, half * wgt_half)]
     words = encode_uops([Uop(*u) for u in uops])
     per_half = len(uops) // 2
@@ -380,29 +399,18 @@ def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
                        dram_base=param_base, y_size=1, x_size=params,
                        x_stride=params, pop_prev=1, pop_next=int(tile >= 2)))
         em.add(GemmInsn(reset=1, uop_bgn=u, uop_end=u + 1, **both))
-        em.add(GemmInsn(uop_bgn=u + 4, uop_end=u + 5, src_factor_out=block_tile,
+        em.add(GemmInsn(uop_bgn=u + 3, uop_end=u + 4, src_factor_out=block_tile,
                         src_factor_in=1, push_prev=1, **both))
         loop = dict(iter_in=elements, dst_factor_in=1)
         chain = [
             AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u, uop_end=u + 1, **loop),
             AluInsn(alu_op=AluOp.MULSHR, uop_bgn=u + 1, uop_end=u + 2, **loop),
             AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 2, uop_end=u + 3,
-                    src_factor_in=1, **loop),
-            AluInsn(alu_op=AluOp.ADD, uop_bgn=u + 3, uop_end=u + 4, **loop),
-            AluInsn(alu_op=AluOp.MULSHR, use_imm=1, imm=(1 << 6) | layer.shift,
-                    uop_bgn=u, uop_end=u + 1, **loop),
-            AluInsn(alu_op=AluOp.MAX, use_imm=1,
-                    imm=layer.lower_bound - layer.zero_point, uop_bgn=u,
-                    uop_end=u + 1, **loop),
-            AluInsn(alu_op=AluOp.MIN, use_imm=1,
-                    imm=layer.upper_bound - layer.zero_point, uop_bgn=u,
-                    uop_end=u + 1, **loop),
-            AluInsn(alu_op=AluOp.ADD, use_imm=1, imm=layer.zero_point, uop_bgn=u,
-                    uop_end=u + 1, push_next=1, **loop),
+                    src_factor_in=1, push_next=1, **loop),
         ]
         for insn in chain:
             em.add(insn)
-        _emit_stores(em, out, a_acc, out_base, out_layout)
+        _emit_stores(em, out, a_acc, out_base, out_layout, params=base + 2, param_step=0)
         tile += 1
     _emit_barrier(em, steps=tile, stores=min(tile, 2))
     return {"layer": layer.name, "tiling": [tiling.toc, 1, tiling.th, tiling.tw],
@@ -410,10 +418,12 @@ def _emit_add(em: _Emitter, layer: AddLayer, placed: dict) -> dict:
 
 
 def _emit_stores(em: _Emitter, out: OutputTile, acc_base: int, out_base: int,
-                 layout: ActivationLayout) -> None:
+                 layout: ActivationLayout, params: int | None = None,
+                 param_step: int = PARAMS_PER_BLOCK) -> None:
     """One STORE per output-channel block of the tile (the ACC region is [block][pixel]) into
     the interior of the output's padded layout; the first pops compute->store, the last
-    pushes store->compute."""
+    pushes store->compute. With ``params`` (the ACC element of the tile's first block's
+    parameters, the next block's ``param_step`` further), the STOREs requantize."""
     stores = []
     for j in range(out.toc):
         if out.oc0 + j >= layout.channel_blocks:
@@ -422,30 +432,20 @@ def _emit_stores(em: _Emitter, out: OutputTile, acc_base: int, out_base: int,
             store=True, memory_type=MemType.OUT, sram_base=acc_base + j * out.pixels,
             dram_base=out_base + layout.element(out.n, out.oc0 + j, layout.pad_top + out.oh0,
                                                 layout.pad_left + out.ow0),
-            y_size=out.th, x_size=out.tw, x_stride=layout.padded_width)))
+            y_size=out.th, x_size=out.tw, x_stride=layout.padded_width,
+            requantize=int(params is not None),
+            param_base=0 if params is None else params + j * param_step)))
     em.flag(stores[0], pop_prev=1)
     em.flag(stores[-1], push_prev=1)
 
 
-def _emit_requantize(em: _Emitter, layer: Layer, acc: int, toc: int, pixels: int) -> None:
-    """ADD bias, MULSHR, clamp to the output range (shifted by the zero point, so the clamp
-    is done before the add and cannot wrap), ADD zero point; the last pushes to store."""
-    zero = layer.zero_point
-    loop = dict(iter_out=toc, iter_in=pixels, dst_factor_out=pixels, dst_factor_in=1)
-    bias_uop, mul_uop = 2 * acc, 2 * acc + 1
-    with_params = dict(src_factor_out=PARAMS_PER_BLOCK, **loop)
-    chain = [
-        AluInsn(alu_op=AluOp.ADD, uop_bgn=bias_uop, uop_end=bias_uop + 1, **with_params),
-        AluInsn(alu_op=AluOp.MULSHR, uop_bgn=mul_uop, uop_end=mul_uop + 1, **with_params),
-        AluInsn(alu_op=AluOp.MAX, use_imm=1, imm=layer.lower_bound - zero,
-                uop_bgn=bias_uop, uop_end=bias_uop + 1, **loop),
-        AluInsn(alu_op=AluOp.MIN, use_imm=1, imm=layer.upper_bound - zero, uop_bgn=bias_uop,
-                uop_end=bias_uop + 1, **loop),
-        AluInsn(alu_op=AluOp.ADD, use_imm=1, imm=zero, uop_bgn=bias_uop,
-                uop_end=bias_uop + 1, **loop, push_next=1),
-    ]
-    for insn in chain:
-        em.add(insn)
+def _store_params(layer: Layer) -> np.ndarray:
+    """The requantizing STORE's three ACC elements per output-channel block: the layer's bias
+    and MULSHR operand, and the range lane (zero point, lower and upper bound)."""
+    lanes = range_lanes(layer.zero_point, layer.lower_bound, layer.upper_bound)
+    blocks, _, lanes_per_block = layer.params.shape
+    ranges = np.full((blocks, 1, lanes_per_block), lanes, np.int32)
+    return np.ascontiguousarray(np.concatenate([layer.params, ranges], axis=1))
 
 
 def _emit_tap(em: _Emitter, out: OutputTile, acc: int, acc_out: int, tap_base: int,

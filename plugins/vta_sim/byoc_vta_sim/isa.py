@@ -77,10 +77,11 @@ class Field:
 _OPCODE_FIELD = Field("opcode", 0, 3)
 
 
-def _bits(lsb: int, width: int, *, signed: bool = False, default=0):
+def _bits(lsb: int, width: int, *, signed: bool = False, default=0, only: str | None = None):
     """A dataclass field encoded in bits [lsb, lsb + width) of its word (``default=MISSING``
-    for a field the constructor requires)."""
-    return field(default=default, metadata={"bits": (lsb, width, signed)})
+    for a field the constructor requires; ``only="load"`` or ``"store"`` for a MemInsn field
+    that one of the two opcodes encodes, where the other encodes different fields)."""
+    return field(default=default, metadata={"bits": (lsb, width, signed), "only": only})
 
 
 def _bit_layout(cls):
@@ -90,6 +91,7 @@ def _bit_layout(cls):
     declared = [Field(f.name, *f.metadata["bits"]) for f in fields(cls) if "bits" in f.metadata]
     opcode = [_OPCODE_FIELD] if hasattr(cls, "opcode") else []
     cls.FIELDS = tuple(sorted(opcode + declared, key=lambda f: f.lsb))
+    cls.ONLY = {f.name: f.metadata["only"] for f in fields(cls) if f.metadata.get("only")}
     return cls
 
 
@@ -99,6 +101,7 @@ class _Insn:
     """Dependency flags every instruction carries (see "Dependency tokens" in the ISA doc)."""
 
     FIELDS: ClassVar[tuple[Field, ...]]
+    ONLY: ClassVar[dict[str, str]]
     OPCODE: ClassVar[Opcode]
 
     pop_prev: int = _bits(3, 1)
@@ -110,9 +113,13 @@ class _Insn:
     def opcode(self) -> Opcode:
         return self.OPCODE
 
+    def encoded_fields(self) -> tuple[Field, ...]:
+        """The fields this instruction's opcode encodes (a LOAD and a STORE differ)."""
+        return self.FIELDS
+
     def values(self) -> dict[str, int]:
         """Every encoded field's value (enums as ints)."""
-        return {f.name: int(getattr(self, f.name)) for f in self.FIELDS}
+        return {f.name: int(getattr(self, f.name)) for f in self.encoded_fields()}
 
     def with_deps(self, **flags: int) -> "Insn":
         return replace(self, **flags)
@@ -122,23 +129,35 @@ class _Insn:
 @dataclass(frozen=True)
 class MemInsn(_Insn):
     """LOAD or STORE: a 2-D strided DMA between DRAM and one on-chip buffer, with zero
-    padding on LOAD."""
+    padding on LOAD, and on STORE optionally the requantization of each accumulator lane
+    by the parameters in three ACC elements from ``param_base`` (docs/vta-isa.md)."""
 
     store: bool = False
     memory_type: MemType = _bits(7, 3, default=MemType.INP)
     sram_base: int = _bits(10, 16)
     dram_base: int = _bits(26, 32)
+    requantize: int = _bits(58, 1, only="store")
     y_size: int = _bits(64, 16)
     x_size: int = _bits(80, 16)
     x_stride: int = _bits(96, 16)
-    y_pad_0: int = _bits(112, 4)
-    y_pad_1: int = _bits(116, 4)
-    x_pad_0: int = _bits(120, 4)
-    x_pad_1: int = _bits(124, 4)
+    y_pad_0: int = _bits(112, 4, only="load")
+    y_pad_1: int = _bits(116, 4, only="load")
+    x_pad_0: int = _bits(120, 4, only="load")
+    x_pad_1: int = _bits(124, 4, only="load")
+    param_base: int = _bits(112, 16, only="store")
 
     @property
     def opcode(self) -> Opcode:
         return Opcode.STORE if self.store else Opcode.LOAD
+
+    def encoded_fields(self) -> tuple[Field, ...]:
+        kind = "store" if self.store else "load"
+        return tuple(f for f in self.FIELDS if self.ONLY.get(f.name, kind) == kind)
+
+    @classmethod
+    def fields_of(cls, store: bool) -> tuple[Field, ...]:
+        """The fields a STORE (``store``) or a LOAD encodes."""
+        return cls(store=store).encoded_fields()
 
     @property
     def row_width(self) -> int:
@@ -172,10 +191,12 @@ class _LoopInsn(_Insn):
 @_bit_layout
 @dataclass(frozen=True)
 class GemmInsn(_LoopInsn):
-    """GEMM: acc[dst] += inp[src] x wgt[wgt]^T (or zero it with reset) over the loop nest."""
+    """GEMM: acc[dst] += inp[src] x wgt[wgt]^T over the loop nest (with ``overwrite``,
+    acc[dst] = the product; with ``reset``, zero)."""
 
     OPCODE = Opcode.GEMM
 
+    overwrite: int = _bits(63, 1)
     wgt_factor_out: int = _bits(108, 10)
     wgt_factor_in: int = _bits(118, 10)
 
@@ -294,7 +315,12 @@ def encode_insn(insn: Insn) -> bytes:
     """The 16 bytes of one instruction."""
     values = insn.values()
     values["opcode"] = int(insn.opcode)
-    word = _pack(insn.FIELDS, values, f"{insn.opcode.name} instruction")
+    for name, only in insn.ONLY.items():
+        if name not in values and getattr(insn, name):
+            raise IsaError(f"{insn.opcode.name} instruction: field {name} is a {only.upper()} "
+                           f"field; a {insn.opcode.name} encodes other fields in its bits "
+                           f"(set it to 0)")
+    word = _pack(insn.encoded_fields(), values, f"{insn.opcode.name} instruction")
     return word.to_bytes(INSN_BYTES, "little")
 
 
@@ -311,7 +337,8 @@ def decode_insn(data: bytes, index: int | None = None) -> Insn:
     opcode = Opcode(opcode)
     cls = {Opcode.LOAD: MemInsn, Opcode.STORE: MemInsn, Opcode.GEMM: GemmInsn,
            Opcode.ALU: AluInsn, Opcode.FINISH: FinishInsn}[opcode]
-    values = _unpack(cls.FIELDS, word)
+    table = MemInsn.fields_of(opcode is Opcode.STORE) if cls is MemInsn else cls.FIELDS
+    values = _unpack(table, word)
     del values["opcode"]
     if cls is MemInsn:
         if values["memory_type"] not in MemType._value2member_map_:
@@ -389,7 +416,7 @@ def expand_loop(insn: GemmInsn | AluInsn, uop_buffer: np.ndarray
 
 def insn_fields(insn: Insn) -> list[Field]:
     """The instruction's encoded fields after the opcode, in bit order."""
-    return [f for f in insn.FIELDS if f.name != "opcode"]
+    return [f for f in insn.encoded_fields() if f.name != "opcode"]
 
 
 def field_of(kind: type, name: str) -> Field:

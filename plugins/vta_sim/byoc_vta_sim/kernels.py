@@ -7,7 +7,9 @@ constant step, so any two can be the instruction's ``iter_out`` / ``iter_in`` lo
 rest are enumerated as micro-ops. :func:`plan_gemm` picks the two that leave the fewest
 micro-ops, under two rules: the steps must fit the factor fields, and the micro-op list must
 enumerate at least three accumulator elements innermost, so that no micro-op writes an
-element one of the two before it wrote (the accumulator hazard of docs/vta-isa.md).
+element one of the two before it wrote (the accumulator hazard of docs/vta-isa.md). It
+prefers loops over accumulator dimensions: then the micro-op list starts with every
+element's first product, which an overwriting GEMM can run, and a tile needs no reset pass.
 """
 
 from __future__ import annotations
@@ -74,18 +76,29 @@ class TileGeometry:
 
 @dataclass(frozen=True)
 class GemmKernel:
-    """Micro-ops plus the GEMM instruction (without uop_bgn/uop_end) that runs them."""
+    """Micro-ops plus the GEMM instruction (without uop_bgn/uop_end) that runs them.
+
+    ``first_products``: when both loops run over accumulator dimensions, the micro-op list
+    starts with one micro-op per accumulator element of the summed dimensions' first index
+    (first input-channel block, first tap), and this is their number, so the first step of a
+    tile can run them as an overwriting GEMM and the rest accumulating, with no reset; None
+    when a loop runs over a summed dimension."""
 
     uops: np.ndarray          # encoded micro-ops (uint32)
     insn: GemmInsn
+    first_products: int | None = None
 
     @property
     def size(self) -> int:
         return len(self.uops)
 
 
-def plan_gemm(tile: TileGeometry) -> tuple[list[Dim], list[Dim]] | None:
-    """(loops outer-first, micro-op dims outer-first) with the fewest micro-ops, or None."""
+def plan_gemm(tile: TileGeometry, max_uops: int | None = None
+              ) -> tuple[list[Dim], list[Dim]] | None:
+    """(loops outer-first, micro-op dims outer-first), or None. Of the plans with at most
+    ``max_uops`` micro-ops, one whose loops run over accumulator dimensions only (so that the
+    first products can overwrite: :class:`GemmKernel`) with the fewest micro-ops; if there is
+    none, the plan with the fewest micro-ops."""
     dims = tile.dims()
     best = None
     for count in (2, 1, 0):
@@ -96,15 +109,17 @@ def plan_gemm(tile: TileGeometry) -> tuple[list[Dim], list[Dim]] | None:
             if math.prod(d.size for d in rest if d.writes) < 3:
                 continue
             uops = math.prod(d.size for d in rest)
-            if best is None or uops < best[0]:
+            summed_loop = any(not d.writes for d in loops)
+            key = (max_uops is not None and uops > max_uops, summed_loop, uops)
+            if best is None or key < best[0]:
                 # Summed dimensions outer, accumulator dimensions inner.
                 ordered = [d for d in rest if not d.writes] + [d for d in rest if d.writes]
-                best = (uops, list(loops), ordered)
+                best = (key, list(loops), ordered)
     return None if best is None else (best[1], best[2])
 
 
-def gemm_kernel(tile: TileGeometry) -> GemmKernel | None:
-    plan = plan_gemm(tile)
+def gemm_kernel(tile: TileGeometry, max_uops: int | None = None) -> GemmKernel | None:
+    plan = plan_gemm(tile, max_uops)
     if plan is None:
         return None
     loops, uop_dims = plan
@@ -119,7 +134,9 @@ def gemm_kernel(tile: TileGeometry) -> GemmKernel | None:
                     dst_factor_out=outer.dst, dst_factor_in=inner.dst,
                     src_factor_out=outer.src, src_factor_in=inner.src,
                     wgt_factor_out=outer.wgt, wgt_factor_in=inner.wgt)
-    return GemmKernel(words, insn)
+    summed_loop = any(not d.writes for d in loops)
+    first = None if summed_loop else math.prod(d.size for d in uop_dims if d.writes)
+    return GemmKernel(words, insn, first)
 
 
 def single_uop(dst: int, src: int = 0) -> np.ndarray:

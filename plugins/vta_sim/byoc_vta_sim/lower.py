@@ -32,7 +32,7 @@ from byoc.core.ir import Graph, Node
 from byoc.core.qdq import QdqGroup
 from byoc_vta_sim.config import VtaConfig
 from byoc_vta_sim.dram_layout import ActivationLayout, int8_offset, pack_weights
-from byoc_vta_sim.generator import AddLayer, Layer
+from byoc_vta_sim.generator import ADD_PARAM_ELEMENTS, AddLayer, Layer
 from byoc_vta_sim.requant import mulshr, mulshr_operand
 from byoc_vta_sim.tile_choice import best_tiling
 from byoc_vta_sim.tiling import ConvShape, Tiling, choose_tiling
@@ -278,7 +278,8 @@ def _reference_add_table(graph: Graph, group: QdqGroup, spec: AddSpec) -> np.nda
 
 
 def fixed_point_add_table(spec: AddSpec) -> np.ndarray:
-    """What the accelerator's ALU chain (generator._emit_add) computes for every (a, b)."""
+    """What the accelerator's ALU chain and requantizing STORE (generator._emit_add)
+    compute for every (a, b)."""
     a, b = _operand_grids(spec)
     total = spec.ma * a + spec.mb * b + spec.offset
     rounded = mulshr(total, np.full(total.shape, (1 << 6) | spec.shift))
@@ -291,7 +292,8 @@ def add_tiling(channel_blocks: int, height: int, width: int, config: VtaConfig) 
     best = None
     for tcb in range(channel_blocks, 0, -1):
         for tw in (width, *range(width - 1, 0, -1)):
-            th = min(height, inp // (2 * tcb * tw), (acc - 3) // (2 * tcb * tw))
+            th = min(height, inp // (2 * tcb * tw),
+                     (acc - ADD_PARAM_ELEMENTS) // (2 * tcb * tw))
             if th < 1 or tcb * th * tw < 3:
                 continue
             tiles = math.ceil(channel_blocks / tcb) * math.ceil(height / th) * \

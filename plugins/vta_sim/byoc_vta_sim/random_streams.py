@@ -1,13 +1,16 @@
 """Random legal instruction streams, for differential testing of the simulator and the RTL.
 
 A program is a sequence of tasks; each task loads random INP and WGT regions (random sizes,
-strides and padding), runs a few random GEMM and ALU instructions on random micro-ops, and
-stores random ACC rows. The token pattern is random too: a task's compute may or may not
-release the load module (compute->load) and its store may or may not release the next
-compute (store->compute), except where leaving the token out would let two modules touch
-the same buffer elements in an order the tokens do not fix. Every stream is therefore
-race-free (its result does not depend on timing, so the functional simulator and the RTL
-must agree byte for byte), obeys the accumulator hazard rule and passes the validator.
+strides and padding), runs a few random GEMM and ALU instructions on random micro-ops (GEMMs
+that accumulate, reset or overwrite, some writing their elements again in every inner
+iteration), mostly loads a requantizing STORE's parameters after them
+(:func:`requant_params`), and stores random ACC rows, requantized or as low bytes. The
+token pattern is random too: a task's compute may or may not release the load module
+(compute->load) and its store may or may not release the next compute (store->compute),
+except where leaving the token out would let two modules touch the same buffer elements in
+an order the tokens do not fix. Every stream is therefore race-free (its result does not
+depend on timing, so the functional simulator and the RTL must agree byte for byte), obeys
+the accumulator hazard rule and passes the validator.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from byoc_vta_sim.isa import (
     Uop,
     encode_uops,
 )
+from byoc_vta_sim.requant import PARAM_ELEMENTS
 
 
 @dataclass
@@ -158,44 +162,66 @@ class _Builder:
                                     x_size=len(uops), x_stride=len(uops)))
             computes.append(replace(insn, uop_bgn=base, uop_end=base + len(uops)))
             written |= dst
-        stores, stored = self._stores(sorted(written))
+        param_base = None
+        if rng.random() < 0.7:
+            # Last in the compute module, so that nothing overwrites them before the STOREs.
+            param_base = self._params_region()
+            computes.append(MemInsn(memory_type=MemType.ACC, sram_base=param_base,
+                                    dram_base=self._put(requant_params(rng, c)) //
+                                    c.acc_elem_bytes, y_size=1, x_size=PARAM_ELEMENTS,
+                                    x_stride=PARAM_ELEMENTS))
+            written |= set(range(param_base, param_base + PARAM_ELEMENTS))
+        stores, stored = self._stores(sorted(written), param_base)
         return _Task([wgt_load, inp_load], computes, stores, inp, wgt, written, stored)
 
+    def _params_region(self) -> int:
+        """Where a requantizing STORE's parameters go: often the last place they fit."""
+        last = self.config.acc_depth - PARAM_ELEMENTS
+        return last if self.rng.random() < 0.2 else self._region(self.config.acc_depth,
+                                                                  PARAM_ELEMENTS)
+
     def _compute(self, inp: list[int], wgt: list[int]) -> tuple[Insn, list[Uop], set[int]]:
-        """A GEMM or ALU whose ACC writes are all distinct and start away from the last two
-        elements written (the hazard rule); ALU sources avoid what it writes."""
+        """A GEMM or ALU whose ACC writes start away from the last two elements written
+        and are distinct, or (with three micro-ops or more) repeat the same elements in
+        every inner iteration: either way no micro-op writes what one of the two before it
+        wrote (the hazard rule). ALU sources avoid what it writes."""
         c, rng = self.config, self.rng
-        n_uops, iter_in, iter_out = (int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+        n_uops, iter_in, iter_out = (int(rng.integers(1, 5)), int(rng.integers(1, 4)),
                                      int(rng.integers(1, 3)))
-        span = n_uops * iter_in * iter_out
-        if span < 3:
+        if n_uops * iter_in * iter_out < 3:
             iter_in = 3
-            span = n_uops * iter_in * iter_out
+        repeat = n_uops >= 3 and iter_in > 1 and rng.random() < 0.4
+        passes = 1 if repeat else iter_in        # distinct passes over the micro-ops
+        span = n_uops * passes * iter_out
         while True:
             base = self._region(c.acc_depth // 2, span)
             if base not in self.recent_dst and base + 1 not in self.recent_dst[-1:]:
                 break
         dst = list(range(base, base + span))
-        loop = dict(iter_out=iter_out, iter_in=iter_in, dst_factor_out=n_uops * iter_in,
-                    dst_factor_in=n_uops)
+        loop = dict(iter_out=iter_out, iter_in=iter_in, dst_factor_out=n_uops * passes,
+                    dst_factor_in=0 if repeat else n_uops)
         self.recent_dst = dst[-2:]
         if rng.random() < 0.5:
             uops = [Uop(base + u, int(rng.choice(inp)), int(rng.choice(wgt)))
                     for u in range(n_uops)]
-            insn = GemmInsn(reset=int(rng.random() < 0.2), **loop)
+            insn = GemmInsn(reset=int(rng.random() < 0.2), overwrite=int(rng.random() < 0.4),
+                            **loop)
         else:
             op = AluOp(int(rng.integers(0, len(AluOp))))
             use_imm = int(rng.random() < 0.5)
             imm = int(rng.integers(-40, 41)) if op is AluOp.SHR else \
                 int(rng.integers(-(1 << 15), 1 << 15))
-            # Sources in the upper half of ACC, which this generator never writes.
-            src = self._region(c.acc_depth // 2, span) + c.acc_depth // 2
+            # Sources in the upper half of ACC, which no micro-op writes (the hazard rule).
+            src = self._region(c.acc_depth // 2, n_uops * iter_in * iter_out) + c.acc_depth // 2
             uops = [Uop(base + u, src + u, 0) for u in range(n_uops)]
             insn = AluInsn(alu_op=op, use_imm=use_imm, imm=imm,
                            src_factor_out=n_uops * iter_in, src_factor_in=n_uops, **loop)
         return insn, uops, set(dst)
 
-    def _stores(self, written: list[int]) -> tuple[list[Insn], set[int]]:
+    def _stores(self, written: list[int], param_base: int | None
+                ) -> tuple[list[Insn], set[int]]:
+        """STOREs of ACC rows starting at elements the task wrote; with parameters loaded
+        (at ``param_base``), most of them requantize."""
         c, rng = self.config, self.rng
         stores, stored = [], set()
         for _ in range(int(rng.integers(1, 3))):
@@ -206,8 +232,39 @@ class _Builder:
                 start = c.acc_depth - x_size * y_size
             stride = x_size + int(rng.integers(0, 3))
             dram = int(rng.integers(0, self.out_elements - stride * y_size))
+            requantize = param_base is not None and rng.random() < 0.7
             stores.append(MemInsn(store=True, memory_type=MemType.OUT, sram_base=start,
                                   dram_base=self.out_base // c.out_elem_bytes + dram,
-                                  y_size=y_size, x_size=x_size, x_stride=stride))
+                                  y_size=y_size, x_size=x_size, x_stride=stride,
+                                  requantize=int(requantize),
+                                  param_base=param_base if requantize else 0))
             stored |= set(range(start, start + x_size * y_size))
+            if requantize:
+                stored |= set(range(param_base, param_base + PARAM_ELEMENTS))
         return stores, stored
+
+
+def requant_params(rng: np.random.Generator, config: VtaConfig) -> np.ndarray:
+    """Random parameters of a requantizing STORE, as its three ACC elements (int32, 3 x batch
+    x block_out), that reach every case of its arithmetic: biases small and large (the sum
+    wraps), MULSHR multipliers of both signs (half of them in the 2^24..2^25 of a real
+    requantization) with every shift 0..63 and many shifts of 0..3 (where products round
+    halves and saturate int32 often), zero points and bounds of every sign, a lower bound
+    above the upper one now and then, and a random top byte in the range lane (ignored)."""
+    shape = (config.batch, config.block_out)
+
+    def either(p_first, first, second):
+        return np.where(rng.random(shape) < p_first, first, second)
+
+    bias = either(0.5, rng.integers(-2000, 2000, shape),
+                  rng.integers(-(1 << 31), 1 << 31, shape))
+    multiplier = either(0.5, rng.integers(1 << 24, 1 << 25, shape),
+                        rng.integers(-(1 << 25), 1 << 25, shape))
+    shift = either(0.3, rng.integers(0, 4, shape), rng.integers(0, 64, shape))
+    zero, low, high, top = rng.integers(-128, 128, (4, *shape))
+    ordered = rng.random(shape) < 0.8
+    lower = np.where(ordered, np.minimum(low, high), low)
+    upper = np.where(ordered, np.maximum(low, high), high)
+    ranges = zero & 0xFF | (lower & 0xFF) << 8 | (upper & 0xFF) << 16 | (top & 0xFF) << 24
+    words = np.stack([bias, multiplier << 6 | shift, ranges]).astype(np.int64)
+    return ((words + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)

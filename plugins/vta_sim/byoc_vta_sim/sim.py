@@ -53,7 +53,7 @@ from byoc_vta_sim.isa import (
     module_of,
     uop_fields,
 )
-from byoc_vta_sim.requant import mulshr
+from byoc_vta_sim.requant import PARAM_ELEMENTS, mulshr, store_requantize
 from byoc_vta_sim.schedule import RoundSchedule, Stalled
 
 COUNTER_HELP = {
@@ -94,6 +94,14 @@ class SimulationError(ExecutionError):
     or ended wrongly. The message names the instruction and its module."""
 
 
+def last_writes(dst: np.ndarray, *indices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The micro-ops (their ``dst`` and other index arrays) that write each destination last,
+    in execution order: those whose products an overwriting GEMM keeps."""
+    _, from_end = np.unique(dst[::-1], return_index=True)
+    last = len(dst) - 1 - from_end
+    return (dst[last], *(index[last] for index in indices))
+
+
 def describe(insn: Insn) -> str:
     """One line naming what ``insn`` does, for error messages."""
     if isinstance(insn, MemInsn):
@@ -106,13 +114,16 @@ def describe(insn: Insn) -> str:
         pads = (insn.y_pad_0, insn.y_pad_1, insn.x_pad_0, insn.x_pad_1)
         if any(pads):
             text += ", pad " + "/".join(map(str, pads))
+        if insn.store and insn.requantize:
+            text += f", requantized by acc {insn.param_base}"
         return text + ")"
     if isinstance(insn, (GemmInsn, AluInsn)):
         name = "GEMM" if isinstance(insn, GemmInsn) else f"ALU {insn.alu_op.name}"
         text = f"{name} uops {insn.uop_bgn}..{insn.uop_end} x {insn.iter_out} x {insn.iter_in}"
         if isinstance(insn, AluInsn) and insn.use_imm and not insn.reset:
             text += f" imm {insn.imm}"
-        return text + (" reset" if insn.reset else "")
+        overwrite = isinstance(insn, GemmInsn) and insn.overwrite and not insn.reset
+        return text + (" reset" if insn.reset else " overwrite" if overwrite else "")
     return "FINISH"
 
 
@@ -226,8 +237,9 @@ class Simulator:
                            "INP, WGT, ACC or UOP")
             if insn.store and insn.memory_type is not MemType.OUT:
                 raise fail(f"STORE writes memory type OUT only, not {insn.memory_type.name}")
-            if insn.store and (insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1):
-                raise fail("STORE cannot pad; set its pads to 0")
+            if insn.store and insn.param_base and not insn.requantize:
+                raise fail(f"param_base={insn.param_base} names requantization parameters, "
+                           f"but requantize is 0; set requantize or clear param_base")
         if isinstance(insn, (GemmInsn, AluInsn)):
             if insn.uop_end > self.config.uop_depth:
                 raise fail(f"uop_end={insn.uop_end} is past the UOP buffer's "
@@ -272,7 +284,14 @@ class Simulator:
             return
         count = insn.y_size * insn.x_size
         self._check_buffer(index, insn, MemType.ACC, insn.sram_base, count, "reads")
-        low_bytes = (self.acc[insn.sram_base:insn.sram_base + count] & 0xFF).astype(np.uint8)
+        acc = self.acc[insn.sram_base:insn.sram_base + count]
+        if insn.requantize:
+            self._check_buffer(index, insn, MemType.ACC, insn.param_base, PARAM_ELEMENTS,
+                               "reads requantization parameters from")
+            params = self.acc[insn.param_base:insn.param_base + PARAM_ELEMENTS]
+            low_bytes = store_requantize(acc, params[:, None]).view(np.uint8)
+        else:
+            low_bytes = (acc & 0xFF).astype(np.uint8)
         values = low_bytes.reshape(insn.y_size, insn.x_size * self.config.out_elem_bytes)
         rows = _dram_rows(index, insn, dram, self.config.out_elem_bytes, "writes")
         if insn.x_stride >= insn.x_size:
@@ -299,8 +318,11 @@ class Simulator:
         for _, dst, src, wgt in loop_chunks(insn, self.uop, _CHUNK_UOPS):
             if insn.reset:
                 self.acc[dst] = 0
-            else:
-                self._accumulate(dst, src, wgt)
+                continue
+            if insn.overwrite:
+                dst, src, wgt = last_writes(dst, src, wgt)
+                self.acc[dst] = 0
+            self._accumulate(dst, src, wgt)
 
     def _accumulate(self, dst: np.ndarray, src: np.ndarray, wgt: np.ndarray) -> None:
         """acc[dst[m]] += inp[src[m]] @ wgt[wgt[m]].T for every micro-op m (any order)."""

@@ -18,7 +18,7 @@ from byoc_vta_sim.config import VtaConfig
 from byoc_vta_sim.dram_layout import ActivationLayout
 from byoc_vta_sim.generator import GenerationError, Layer, generate
 from byoc_vta_sim.isa import decode_stream
-from byoc_vta_sim.tiling import PARAMS_PER_BLOCK, ConvShape, Tiling, ranked_tilings
+from byoc_vta_sim.tiling import ConvShape, Tiling, ranked_tilings
 from byoc_vta_sim.timing import estimate_stream
 
 SHORTLIST = 3
@@ -38,7 +38,7 @@ def stream_cycles(shape: ConvShape, tiling: Tiling, config: VtaConfig) -> int:
                               config.block_out, 0)}
     weights = np.zeros((shape.out_blocks * shape.in_blocks * shape.taps, config.block_out,
                         config.block_in), np.int8)
-    params = np.zeros((shape.out_blocks, PARAMS_PER_BLOCK, config.block_out), np.int32)
+    params = np.zeros((shape.out_blocks, 2, config.block_out), np.int32)  # bias, operand
     layer = Layer("tiling", shape, tiling, "x", "y", 0, 0, weights, params, zero_point=0,
                   lower_bound=-128, upper_bound=127)
     program = generate([layer], regions, config)

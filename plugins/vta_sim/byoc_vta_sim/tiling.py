@@ -16,13 +16,13 @@ import math
 from dataclasses import dataclass
 
 from byoc_vta_sim.config import VtaConfig
+from byoc_vta_sim.requant import PARAM_ELEMENTS
 
 # Pipeline depth of the GEMM and ALU units, paid once per instruction in the cycle model.
 PIPELINE_CYCLES = 4
-# The requantization ALU chain: ADD bias, MULSHR, MAX, MIN, ADD zero point.
-ALU_CHAIN = 5
-# ACC elements per output-channel block for the requantization parameters (bias, multiplier).
-PARAMS_PER_BLOCK = 2
+# ACC elements per output-channel block for the requantizing STORE's parameters (bias,
+# multiplier, range).
+PARAMS_PER_BLOCK = PARAM_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -153,14 +153,17 @@ def estimate_cycles(shape: ConvShape, tiling: Tiling, config: VtaConfig) -> int:
     wgt_loads = outputs * n_ic if n_ic > 1 else shape.batch * n_oc * min(2, n_h * n_w)
     load = outputs * n_ic * inp_load + wgt_loads * wgt_load
     pixels = tiling.th * tiling.tw
-    gemm = outputs * n_ic * (tiling.toc * pixels * tiling.ticb * shape.taps + PIPELINE_CYCLES)
+    # The first step's first products overwrite the accumulators: one more instruction.
+    gemm = (outputs * n_ic * (tiling.toc * pixels * tiling.ticb * shape.taps + PIPELINE_CYCLES)
+            + outputs * PIPELINE_CYCLES)
     # Each ACC half keeps an output-channel tile's parameters across its spatial tiles.
     param_loads = shape.batch * n_oc * min(2, n_h * n_w)
-    epilogue = (outputs * (1 + ALU_CHAIN) * (tiling.toc * pixels + PIPELINE_CYCLES)
-                + param_loads * dma_cycles(config, 1, tiling.toc * PARAMS_PER_BLOCK
-                                           * config.acc_elem_bytes))
-    store = outputs * tiling.toc * dma_cycles(config, tiling.th,
+    epilogue = param_loads * dma_cycles(config, 1, tiling.toc * PARAMS_PER_BLOCK
+                                        * config.acc_elem_bytes)
+    # The STOREs requantize: each reads its block's parameters first.
+    store = outputs * tiling.toc * (dma_cycles(config, tiling.th,
                                                tiling.tw * config.out_elem_bytes)
+                                    + PARAMS_PER_BLOCK)
     return max(load, gemm + epilogue, store) + inp_load + wgt_load + store // max(outputs, 1)
 
 

@@ -16,7 +16,11 @@ Times are clock cycles from the start register write, as the RTL's cycle counter
   after the one before it ends, then moves one beat per cycle. A LOAD writes its buffer one
   element per cycle, zero padding included; a beat reaches the buffer ``UNPACK_CYCLES``
   after it leaves the memory, and while the writes lag behind, the memory holds the port.
-  A STORE sends at most two elements per ``STORE_READ_CYCLES`` (its accumulator reads).
+  A STORE reads one accumulator element per cycle, from the cycle after its start (a
+  requantizing STORE reads its ``PARAM_ELEMENTS`` parameter elements first, one per cycle);
+  an element reaches the packer ``STORE_READ_CYCLES`` after its read and leaves as beats
+  once the memory serves its row, and reads stop while ``STORE_QUEUE`` elements are read
+  and not yet taken by the packer.
   A token-only LOAD/STORE (x_size = 0) only starts and retires.
 
 The model runs the stream event by event in cycle order, so the memory sees requests in the
@@ -48,6 +52,7 @@ from byoc_vta_sim.isa import (
     module_of,
     token_moves,
 )
+from byoc_vta_sim.requant import PARAM_ELEMENTS
 
 FETCH_CHUNK = 16          # instructions per fetch request (vta_fetch.v, CHUNK)
 FETCH_ROUTE_CYCLES = 4    # beat -> unpacked -> fetch buffer -> routed -> module queue head
@@ -55,7 +60,8 @@ ROWS_AHEAD = 16           # rows requested and not yet done (MAX_ROWS_AHEAD)
 DISPATCH_CYCLES = 2       # the start cycle and the retire cycle of every instruction
 PIPELINE_FILL = 3         # GEMM / ALU stages after the micro-op loop: indices, data, write
 UNPACK_CYCLES = 2         # a beat: the memory's read register, then the unpacker's
-STORE_READ_CYCLES = 3     # a STORE sends at most two elements per this many cycles
+STORE_READ_CYCLES = 5     # a STORE's ACC read -> vta_requant's 3 stages -> FIFO -> packer
+STORE_QUEUE = 6           # elements read and not yet packed (vta_store.v, FIFO_DEPTH)
 
 
 # The memory arbiter's clients (vta_core.v): fetch, then one per module.
@@ -87,43 +93,53 @@ class _LoadRows:
         first = max(self.write + self.insn.x_pad_0, take + 1 + UNPACK_CYCLES)
         return first + max(self.insn.x_size, self.beats) - 1
 
-    def hold(self, take: int) -> int:
-        """Cycles from the take to the row's last beat: while the writes lag behind, the
-        unpacker's two beats are full and the memory waits."""
-        return max(self.beats, self._last_write(take) - UNPACK_CYCLES * self.per_beat - take)
-
-    def book(self, take: int) -> None:
-        self.done.append(self._last_write(take))
-        self.write = self.done[-1] + 1 + self.insn.x_pad_1
+    def book(self, take: int) -> int:
+        """The next row, which the memory takes at ``take``: the cycles from the take to its
+        last beat. While the writes lag behind, the unpacker's two beats are full and the
+        memory waits."""
+        last_write = self._last_write(take)
+        self.done.append(last_write)
+        self.write = last_write + 1 + self.insn.x_pad_1
+        return max(self.beats, last_write - UNPACK_CYCLES * self.per_beat - take)
 
     def retire(self) -> int:
         return self.write + self.insn.y_pad_1 * self.insn.row_width + 1
 
 
 class _StoreRows:
-    """A STORE's rows. The accumulator reads refill a two-entry queue only when it and the
-    read in flight leave room (vta_store.v), so element e leaves at least STORE_READ_CYCLES
-    after element e - 2, the first one three cycles after the start."""
+    """A STORE's rows, element by element (vta_store.v, vta_pack.v). Element e is read at
+    the earliest a cycle after element e - 1 and a cycle after the packer took element
+    e - STORE_QUEUE; the packer takes it STORE_READ_CYCLES after its read, when it has
+    room: its beat of the row has room, or the beat before it has left. A beat leaves when
+    its last element (or the row's) has been taken, from the cycle after the memory took the
+    row; an element wider than the port leaves in consecutive beats."""
 
     def __init__(self, insn: MemInsn, start: int, config: VtaConfig) -> None:
         self.insn = insn
         self.beats = math.ceil(insn.x_size * config.out_elem_bytes / config.mem_port_bytes)
         self.beats_per_elem = math.ceil(config.out_elem_bytes / config.mem_port_bytes)
-        self.sent = [start + 1, start + 2]      # as if two elements had left then
+        self.per_beat = max(1, config.mem_port_bytes // config.out_elem_bytes)
+        self.read = start + 1 + (PARAM_ELEMENTS if insn.requantize else 0)  # the next read
+        self.taken: list[int] = []         # the cycle the packer took each element
+        self.room = start                  # the first cycle the packer can take the next
         self.done: list[int] = []          # the cycle each row's last beat leaves
 
-    def _sends(self, take: int) -> list[int]:
-        times = self.sent[-2:]
-        for _ in range(self.insn.x_size):
-            times.append(max(take + 1, times[-1] + 1, times[-2] + STORE_READ_CYCLES))
-        return times[2:]
-
-    def hold(self, take: int) -> int:
-        return max(self.beats, self._sends(take)[-1] + self.beats_per_elem - 1 - take)
-
-    def book(self, take: int) -> None:
-        self.sent += self._sends(take)
-        self.done.append(take + self.hold(take))
+    def book(self, take: int) -> int:
+        """The next row, which the memory takes at ``take``: the cycles from the take to its
+        last beat."""
+        last_beat = take
+        for position in range(self.insn.x_size):
+            if len(self.taken) >= STORE_QUEUE:
+                self.read = max(self.read, self.taken[-STORE_QUEUE] + 1)
+            self.taken.append(max(self.read + STORE_READ_CYCLES, self.room))
+            self.read += 1
+            self.room = self.taken[-1] + 1
+            if (position + 1) % self.per_beat == 0 or position + 1 == self.insn.x_size:
+                last_beat = max(self.taken[-1], take) + self.beats_per_elem
+                self.room = last_beat
+        hold = max(self.beats, last_beat - take)
+        self.done.append(take + hold)
+        return hold
 
     def retire(self) -> int:
         return self.done[-1] + DISPATCH_CYCLES
@@ -189,9 +205,7 @@ class _Run:
         if rows is None:
             self.fetch(take)
             return
-        hold = rows.hold(take)
-        self.port_free = take + hold + 1
-        rows.book(take)
+        self.port_free = take + rows.book(take) + 1
         row = len(rows.done)
         if row < rows.insn.y_size:
             after = now + 1

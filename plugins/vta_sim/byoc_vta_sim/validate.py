@@ -31,6 +31,7 @@ from byoc_vta_sim.isa import (
     module_of,
     token_moves,
 )
+from byoc_vta_sim.requant import PARAM_ELEMENTS
 from byoc_vta_sim.schedule import RoundSchedule, Stalled
 from byoc_vta_sim.sim import loop_chunks
 
@@ -123,6 +124,9 @@ def _check_buffers(index: int, insn: Insn, config: VtaConfig) -> None:
             raise StreamError(f"{where}: LOAD cannot write OUT, which is not an on-chip buffer "
                               f"(only STORE writes OUT elements, to DRAM); load UOP, WGT, INP "
                               f"or ACC")
+        if insn.requantize or insn.param_base:
+            raise StreamError(f"{where}: requantize and param_base are STORE fields (a LOAD has "
+                              f"its pads in those bits); clear them")
         depth = getattr(config, BUFFER_DEPTH[insn.memory_type])
         end = insn.sram_base + insn.sram_elements
         if insn.sram_elements and end > depth:
@@ -133,8 +137,8 @@ def _check_buffers(index: int, insn: Insn, config: VtaConfig) -> None:
                 f"split the load")
     elif isinstance(insn, MemInsn):
         if insn.memory_type is not MemType.OUT:
-            raise StreamError(f"{where}: STORE writes OUT elements (the low 8 bits of ACC "
-                              f"lanes), so its memory_type must be OUT")
+            raise StreamError(f"{where}: STORE writes OUT elements (a byte per ACC lane), so "
+                              f"its memory_type must be OUT")
         pads = {f: getattr(insn, f) for f in ("y_pad_0", "y_pad_1", "x_pad_0", "x_pad_1")}
         if any(pads.values()):
             raise StreamError(f"{where}: STORE has no padding, but "
@@ -146,6 +150,15 @@ def _check_buffers(index: int, insn: Insn, config: VtaConfig) -> None:
                               f"({_count(insn.y_size, 'row')} of {insn.x_size}), beyond the ACC "
                               f"buffer's {config.acc_depth} elements; lower sram_base or split "
                               f"the store")
+        if insn.requantize and insn.param_base + PARAM_ELEMENTS > config.acc_depth:
+            raise StreamError(f"{where}: reads its requantization parameters from ACC elements "
+                              f"{insn.param_base}..{insn.param_base + PARAM_ELEMENTS - 1}, "
+                              f"beyond the ACC buffer's {config.acc_depth} elements; lower "
+                              f"param_base")
+        if insn.param_base and not insn.requantize:
+            raise StreamError(f"{where}: param_base={insn.param_base} names requantization "
+                              f"parameters, but requantize is 0; set requantize or clear "
+                              f"param_base")
     elif isinstance(insn, (GemmInsn, AluInsn)):
         if insn.uop_bgn > insn.uop_end:
             raise StreamError(f"{where}: uop_bgn={insn.uop_bgn} is after uop_end="

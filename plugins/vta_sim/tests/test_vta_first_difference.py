@@ -28,7 +28,7 @@ from byoc_vta_sim.cosim import clearing_stream
 from byoc_vta_sim.first_difference import decode_log, locate_first_difference
 from byoc_vta_sim.isa import GemmInsn, MemType, decode_stream
 from byoc_vta_sim.rtl import RtlSimulator, rtl_dir, rtl_sources
-from byoc_vta_sim.sim import Simulator, loop_chunks
+from byoc_vta_sim.sim import Simulator, last_writes, loop_chunks
 
 pytestmark = pytest.mark.cosim
 
@@ -143,6 +143,9 @@ def first_wrong_gemm(insns, dram):
         if isinstance(insn, GemmInsn) and not insn.reset:
             acc = before.astype(np.int64)
             for _, dst, src, wgt in loop_chunks(insn, sim.uop, 1 << 12):
+                if insn.overwrite:      # each element keeps its last micro-op's product
+                    dst, src, wgt = last_writes(dst, src, wgt)
+                    acc[dst] = 0
                 dots = np.einsum("nbk,nok->nbo", sim.inp[src].astype(np.int64),
                                  sim.wgt[wgt].astype(np.int64))
                 half = 1 << (NARROW_BITS - 1)

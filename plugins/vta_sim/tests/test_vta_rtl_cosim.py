@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,9 +36,11 @@ from byoc_vta_sim.isa import (
     decode_stream,
     encode_uops,
 )
-from byoc_vta_sim.random_streams import random_program
+from byoc_vta_sim.random_streams import random_program, requant_params
+from byoc_vta_sim.requant import PARAM_ELEMENTS, store_requantize
 from byoc_vta_sim.rtl import RtlSimulator, build_rtl, check_supported, rtl_dir, rtl_sources
 from byoc_vta_sim.sim import SimulationError, Simulator, alu_apply
+from byoc_vta_sim.timing import estimate_stream
 
 pytestmark = pytest.mark.cosim
 
@@ -267,6 +270,169 @@ def test_store_rows_with_stride_and_token_only_instructions(pair):
     assert result.rtl_counters["insns_store"] == 2 and result.rtl_counters["bytes_stored_out"] == 96
 
 
+def test_gemm_overwrite_keeps_the_last_product_and_reset_wins(pair):
+    """An overwriting GEMM whose inner loop writes the same three elements twice keeps the
+    second pass's products (the accumulator's old values count for nothing); with reset set
+    too it writes zeros; a plain GEMM then accumulates onto those zeros."""
+    rng = np.random.default_rng(4)
+    inp = rng.integers(-128, 128, (8, 16)).astype(np.int8)
+    wgt = rng.integers(-128, 128, (3, 16, 16)).astype(np.int8)
+    acc = rng.integers(INT32_MIN, INT32_MAX, (8, 16), dtype=np.int64).astype(np.int32)
+    p = Program()
+    p.uops(*[Uop(dst=u, src=u, wgt=u) for u in range(3)],
+           *[Uop(dst=3 + u, src=(6 + u) % 8, wgt=u) for u in range(3)])
+    p.load(MemType.INP, inp, 16, y_size=1, x_size=8, x_stride=8)
+    p.load(MemType.WGT, wgt, 256, y_size=1, x_size=3, x_stride=3)
+    p.load(MemType.ACC, acc, 64, y_size=1, x_size=8, x_stride=8)
+    p.compute = [GemmInsn(overwrite=1, uop_end=3, iter_in=2, src_factor_in=3),
+                 GemmInsn(overwrite=1, reset=1, uop_bgn=3, uop_end=6),
+                 GemmInsn(uop_bgn=3, uop_end=6)]
+
+    def product(src, w):
+        return inp[src].astype(np.int64) @ wgt[w].astype(np.int64).T
+
+    expected = acc.copy()
+    for u in range(3):
+        expected[u] = product(3 + u, u)
+        expected[3 + u] = product((6 + u) % 8, u)
+    values, result = run_both(pair, p, range(8))
+    np.testing.assert_array_equal(values, expected)
+    assert result.rtl_counters["gemm_uops"] == 12
+
+
+def requantized_store(pair, acc, params, *, param_base, rows=1, sram_base=0):
+    """STORE ``acc`` (elements x 16 int32 lanes, loaded from ACC element ``sram_base``) in
+    ``rows`` rows, requantized by ``params`` (3 x 16: bias, MULSHR operand, range lane)
+    loaded at ``param_base``, on the simulator and the RTL; the int8 lanes stored."""
+    sim, rtl = pair
+    count = len(acc)
+    x_size = count // rows
+    p = Program()
+    p.load(MemType.ACC, np.asarray(acc, np.int32), 64, y_size=1, x_size=count,
+           x_stride=count, sram_base=sram_base)
+    p.load(MemType.ACC, np.asarray(params, np.int32), 64, y_size=1, x_size=3, x_stride=3,
+           sram_base=param_base)
+    out = p.put(np.full((rows, x_size + 1, 16), 0xAB, np.uint8))   # a gap after each row
+    insns = [*p.prelude]
+    insns[-1] = insns[-1].with_deps(push_next=1)
+    insns += [MemInsn(store=True, memory_type=MemType.OUT, sram_base=sram_base,
+                      dram_base=out // 16, y_size=rows, x_size=x_size, x_stride=x_size + 1,
+                      requantize=1, param_base=param_base, pop_prev=1, push_prev=1),
+              MemInsn(memory_type=MemType.ACC, x_size=0, pop_next=1), FinishInsn()]
+    dram = np.frombuffer(bytes(p.dram), np.uint8).copy()
+    result = cosimulate(insns, dram, sim, rtl)
+    stored = result.dram[out:out + rows * (x_size + 1) * 16].reshape(rows, x_size + 1, 16)
+    assert (stored[:, x_size] == 0xAB).all()          # the gaps are left alone
+    assert result.rtl_counters["bytes_stored_out"] == count * 16
+    return stored[:, :x_size].reshape(count, 16).view(np.int8)
+
+
+def operand(multiplier, shift):
+    return multiplier << 6 | shift
+
+
+def lanes(cases):
+    """(a, bias, multiplier, shift, zero, lower, upper, top byte, expected) per lane, as the
+    data (1 x 16), the parameters (3 x 16) and the expected bytes (1 x 16)."""
+    cases = list(cases) + [cases[-1]] * (16 - len(cases))
+    a, bias, multiplier, shift, zero, lower, upper, top, expected = map(np.array, zip(*cases))
+    ranges = zero & 0xFF | (lower & 0xFF) << 8 | (upper & 0xFF) << 16 | top << 24
+    params = np.stack([bias, operand(multiplier, shift), ranges]).astype(np.int64)
+    params = (params + (1 << 31)) % (1 << 32) - (1 << 31)
+    return a[None].astype(np.int32), params.astype(np.int32), expected[None]
+
+
+M25 = (1 << 25) - 1      # the largest multiplier
+
+
+def test_requantizing_store_rounds_halves_up_for_both_signs(pair):
+    """MULSHR's rounding in the store: halves go toward +infinity, negative ones too
+    (docs/vta-isa.md's examples: 0.25 * 6 = 1.5 -> 2, 0.25 * -6 = -1.5 -> -1)."""
+    full = (0, -128, 127, 0)
+    acc, params, expected = lanes([
+        (6, 0, 1 << 24, 26, *full, 2), (-6, 0, 1 << 24, 26, *full, -1),
+        (2, 0, 1 << 24, 26, *full, 1), (-2, 0, 1 << 24, 26, *full, 0),
+        (10, 0, 1 << 24, 26, *full, 3), (-10, 0, 1 << 24, 26, *full, -2),
+        (-3, 0, 1, 1, *full, -1), (-1, 0, 1, 1, *full, 0),
+        (-5, 0, -1, 1, *full, 3), (5, 0, -1, 1, *full, -2),            # negative multiplier
+        (-7, 0, 1, 2, *full, -2), (-6, 0, 1, 2, *full, -1),            # -1.75, -1.5
+        (12345, 0, 26414048, 31, -100, -128, 127, 0, 152 - 100),      # the worked example
+        (-12345, 0, 26414048, 31, 100, -128, 127, 0, -152 + 100),
+        (-1, 0, M25, 63, *full, 0), (40, -37, 3, 0, *full, 9)])          # bias first
+    stored = requantized_store(pair, acc, params, param_base=1)
+    np.testing.assert_array_equal(stored, expected)
+    np.testing.assert_array_equal(stored, store_requantize(acc, params[:, None]))
+
+
+def test_requantizing_store_saturates_to_int32_then_adds_the_zero_point_exactly(pair):
+    """MULSHR saturates to int32 and the zero point is added without wrapping (a wrap would
+    turn 2^31 - 1 + 100 into a negative number); the bias sum wraps; the clamp takes lower
+    then upper, so lower > upper gives upper; the range lane's top byte is ignored."""
+    acc, params, expected = lanes([
+        (1 << 30, 0, M25, 0, 100, -128, 127, 0, 127),
+        (-(1 << 30), 0, M25, 0, -100, -128, 127, 0, -128),
+        (INT32_MIN, 0, -(1 << 25), 0, -128, -128, 127, 0, 127),        # 2^56 saturates
+        (INT32_MAX, 1, 1, 0, 0, -128, 127, 0, -128),                    # the bias sum wraps
+        (INT32_MIN, -1, 1, 0, 0, -128, 127, 0, 127),
+        (1000, 0, 1, 0, 0, -5, 7, 0, 7), (-1000, 0, 1, 0, 0, -5, 7, 0, -5),
+        (3, 0, 1, 0, 2, -5, 7, 0, 5),
+        (3, 0, 1, 0, 0, 10, -10, 0, -10), (-50, 0, 1, 0, 0, 10, -10, 0, -10),
+        (0, 0, 1, 0, -128, -128, 127, 0, -128), (127, 0, 1, 0, 127, -128, 127, 0, 127),
+        (5, 0, 1, 0, 1, -128, 127, 0xAB, 6), (9, 0, 1, 0, 0, 42, 42, 0xFF, 42),
+        (200, 0, 1, 0, -100, -128, 127, 0x80, 100),
+        (1 << 20, 0, 1 << 24, 45, 0, 0, 127, 0x7F, 1)])               # 0.5 -> 1
+    stored = requantized_store(pair, acc, params, param_base=9)
+    np.testing.assert_array_equal(stored, expected)
+
+
+@pytest.mark.parametrize("where", ["last ACC elements", "inside the stored rows"])
+def test_requantizing_store_of_rows_with_random_lane_parameters(pair, where):
+    """Every element of every row gets the same per-lane parameters; the parameters may be
+    the ACC buffer's last three elements, or elements the STORE also stores."""
+    rng = np.random.default_rng(5)
+    acc = rng.integers(-(1 << 20), 1 << 20, (12, 16)).astype(np.int32)
+    acc[::3] = rng.integers(INT32_MIN, INT32_MAX, (4, 16), dtype=np.int64)
+    params = requant_params(rng, CFG).reshape(3, 16)
+    if where == "last ACC elements":
+        sram_base, param_base = CFG.acc_depth - 40, CFG.acc_depth - PARAM_ELEMENTS
+    else:
+        sram_base, param_base = 100, 104
+        acc[4:7] = params
+    stored = requantized_store(pair, acc, params, param_base=param_base, rows=3,
+                               sram_base=sram_base)
+    np.testing.assert_array_equal(stored, store_requantize(acc, params[:, None]))
+
+
+STORE_SHAPES = [(1, 1, 1), (4, 1, 4), (8, 3, 9), (40, 1, 40), (3, 20, 3), (16, 18, 16)]
+
+
+@pytest.mark.parametrize("latency", [32, pytest.param(5, marks=pytest.mark.slow)])
+def test_timing_model_follows_the_store_cycle_by_cycle(latency):
+    """byoc_vta_sim.timing's STOREs take the RTL's cycles exactly, requantizing or not
+    (x_size, y_size, x_stride as above). With a short memory latency the requantizing
+    STORE's three parameter reads show: three cycles more than the plain STORE."""
+    config = replace(CFG, mem_latency=latency)
+    rtl = RtlSimulator(config)
+    acc = np.arange(64 * 16, dtype=np.int32)
+    for x_size, y_size, x_stride in STORE_SHAPES:
+        cycles = {}
+        for requantize in (0, 1):
+            insns = [MemInsn(memory_type=MemType.ACC, y_size=1, x_size=64, x_stride=64,
+                             push_next=1),
+                     MemInsn(store=True, memory_type=MemType.OUT, sram_base=3,
+                             dram_base=acc.nbytes // 16, y_size=y_size, x_size=x_size,
+                             x_stride=x_stride, requantize=requantize,
+                             param_base=60 * requantize, pop_prev=1, push_prev=1),
+                     MemInsn(memory_type=MemType.ACC, pop_next=1), FinishInsn()]
+            dram = np.zeros(acc.nbytes + y_size * x_stride * 16, np.uint8)
+            dram[:acc.nbytes] = acc.view(np.uint8)
+            cycles[requantize] = rtl.run(insns, dram)["cycles"]
+            assert estimate_stream(insns, config)["cycles"] == cycles[requantize], (
+                x_size, y_size, x_stride, requantize)
+        if latency == 5:
+            assert cycles[1] - cycles[0] == PARAM_ELEMENTS
+
+
 # -- generated streams -----------------------------------------------------------------------
 
 
@@ -292,17 +458,27 @@ def test_every_vta_partition_of_the_int8_zoo_models_cosimulates(tmp_path, name):
 
 def test_random_programs_cosimulate(pair):
     """36 random legal programs (random shapes, padding, strides, micro-op loops, ALU
-    operations and token patterns), each from zeroed buffers."""
+    operations, requantizing STOREs, overwriting GEMMs and token patterns), each from zeroed
+    buffers. test_vta_random_streams.py checks that these programs reach every case of the
+    requantization's arithmetic."""
     sim, rtl = pair
     clear, zeros = clearing_stream(CFG)
     stored = 0
+    kinds: Counter = Counter()
     for seed in range(36):
         program = random_program(np.random.default_rng(seed), CFG, tasks=3)
         sim.run(clear, zeros.copy())
         rtl.run(clear, zeros.copy())
         result = cosimulate(program.insns, program.dram, sim, rtl)
         stored += result.rtl_counters["bytes_stored_out"]
+        for insn in program.insns:
+            if isinstance(insn, MemInsn) and insn.store:
+                kinds["requantizing STORE" if insn.requantize else "STORE"] += 1
+            elif isinstance(insn, GemmInsn) and insn.overwrite:
+                kinds["GEMM overwrite reset" if insn.reset else "GEMM overwrite"] += 1
     assert stored > 36 * 16
+    assert kinds["requantizing STORE"] >= 30 and kinds["STORE"] >= 30, kinds
+    assert kinds["GEMM overwrite"] >= 10 and kinds["GEMM overwrite reset"] >= 1, kinds
 
 
 CONFIGS = {

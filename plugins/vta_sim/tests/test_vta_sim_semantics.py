@@ -129,6 +129,76 @@ def test_store_rows_that_overlap_in_dram_are_written_in_row_order():
     np.testing.assert_array_equal(dram.reshape(5, 16)[:, 0], [0, 2, 3, 0, 0])
 
 
+def requantized_by_hand(a, bias, multiplier, shift, zero, lower, upper):
+    """The requantizing STORE of docs/vta-isa.md, one lane, in Python integers."""
+    x = wrap32(a + bias)
+    product = x * multiplier
+    y = product if shift == 0 else (product + (1 << (shift - 1))) >> shift
+    y = max(INT32_MIN, min(INT32_MAX, y))
+    return min(max(y + zero, lower), upper)
+
+
+def range_lane(zero, lower, upper, top=0):
+    lane = (zero & 0xFF) | (lower & 0xFF) << 8 | (upper & 0xFF) << 16 | top << 24
+    return lane - (1 << 32) if lane >= 1 << 31 else lane
+
+
+def test_requantizing_store_adds_bias_multiplies_shifts_clamps_and_adds_zero_per_lane():
+    # One lane per case: (a, bias, multiplier, shift, zero, lower, upper).
+    cases = [
+        (12345, 0, 26414048, 31, 0, -128, 127),         # the ISA document's worked example
+        (-12345, 0, 26414048, 31, 0, -128, 127),
+        (6, 0, 1 << 24, 26, 0, -128, 127),              # 1.5 rounds up to 2
+        (-6, 0, 1 << 24, 26, 0, -128, 127),             # -1.5 rounds up to -1
+        (INT32_MAX, 1, 1, 0, 0, -128, 127),             # the bias add wraps to INT32_MIN
+        (1 << 30, 0, (1 << 25) - 1, 0, -3, -128, 127),  # saturates to int32, then clamps
+        (100, -40, 1, 0, 5, -128, 127),                 # 60 + 5
+        (100, 0, 1, 0, -20, 0, 70),                     # 80 clamps to the upper bound 70
+        (-100, 0, 1, 0, 10, 0, 127),                    # Relu's lower bound 0
+        (50, 0, -3, 1, 0, -128, 127),                   # negative multiplier: -75
+        (7, 0, 1, 0, 0, 5, -5),                         # lower > upper: min(max(..)) = -5
+        (INT32_MIN, -1, -1, 0, -128, -128, 127),        # wraps to INT32_MAX, * -1
+        (1, 2, 3, 0, 1, -128, 127),
+        (-129, 0, 1, 0, 0, -128, 127),
+        (255, 0, 1, 0, -128, -128, 127),                # 127 exactly
+        (0, 0, 0, 63, 0, -128, 127),
+    ]
+    sim = Simulator()
+    sim.acc[2, 0] = [c[0] for c in cases]
+    sim.acc[9, 0] = [c[1] for c in cases]
+    sim.acc[10, 0] = [(c[2] << 6) | c[3] for c in cases]
+    sim.acc[11, 0] = [range_lane(*c[4:], top=0xA5 if i % 2 else 0) for i, c in enumerate(cases)]
+    dram = np.zeros(3 * 16, np.uint8)
+    store = MemInsn(store=True, memory_type=MemType.OUT, sram_base=2, dram_base=1, y_size=1,
+                    x_size=1, x_stride=1, requantize=1, param_base=9)
+    sim.run(store_stream(store), dram)
+    expected = [requantized_by_hand(*c) for c in cases]
+    assert dram.view(np.int8).reshape(3, 16)[1].tolist() == expected
+    assert dram[:16].tolist() == [0] * 16 and dram[32:].tolist() == [0] * 16
+
+
+def test_requantizing_store_uses_one_parameter_set_for_every_element():
+    sim = Simulator()
+    sim.acc[0:4, 0] = np.arange(4)[:, None] * 10 + np.arange(16)
+    sim.acc[100, 0] = np.arange(16)                     # bias
+    sim.acc[101, 0] = 1 << 6                            # times 1, no shift
+    sim.acc[102, 0] = range_lane(-3, -128, 127)
+    dram = np.zeros(4 * 16, np.uint8)
+    sim.run(store_stream(MemInsn(store=True, memory_type=MemType.OUT, y_size=2, x_size=2,
+                                 x_stride=2, requantize=1, param_base=100)), dram)
+    expected = np.arange(4)[:, None] * 10 + 2 * np.arange(16) - 3
+    np.testing.assert_array_equal(dram.view(np.int8).reshape(4, 16), expected)
+
+
+def test_requantizing_store_parameters_past_the_acc_buffer_are_refused():
+    last = DEFAULT_CONFIG.acc_depth - 2
+    store = MemInsn(store=True, memory_type=MemType.OUT, y_size=1, x_size=1, x_stride=1,
+                    requantize=1, param_base=last)
+    with pytest.raises(SimulationError, match=rf"reads requantization parameters from ACC "
+                                              rf"elements {last}\.\.{last + 2}"):
+        Simulator().run(store_stream(store), np.zeros(16, np.uint8))
+
+
 # -- GEMM ---------------------------------------------------------------------------------
 
 
@@ -173,6 +243,34 @@ def test_gemm_reset_zeroes_exactly_the_loop_destinations():
     assert (sim.acc[zeroed] == 0).all()
     assert (np.delete(sim.acc, zeroed, axis=0) == 9).all()
     assert counters["gemm_uops"] == 4                   # reset micro-ops count
+
+
+def test_gemm_overwrite_writes_the_product_and_the_last_micro_op_wins():
+    rng = np.random.default_rng(RNG_SEED)
+    sim = Simulator()
+    sim.inp[:8] = rng.integers(-128, 128, sim.inp[:8].shape)
+    sim.wgt[:8] = rng.integers(-128, 128, sim.wgt[:8].shape)
+    sim.acc[:] = 777
+    # dst 5 is written twice (the second product stays), dst 6 once, dst 7 never.
+    set_uops(sim, Uop(dst=5, src=1, wgt=2), Uop(dst=6, src=3, wgt=0), Uop(dst=5, src=4, wgt=7))
+    counters = run_compute(sim, GemmInsn(overwrite=1, uop_bgn=0, uop_end=3))
+
+    def product(src, wgt):
+        return sim.inp[src].astype(np.int64) @ sim.wgt[wgt].astype(np.int64).T
+    np.testing.assert_array_equal(sim.acc[5], product(4, 7))
+    np.testing.assert_array_equal(sim.acc[6], product(3, 0))
+    assert (sim.acc[7] == 777).all()
+    assert counters["gemm_uops"] == 3
+
+
+def test_gemm_reset_wins_over_overwrite():
+    sim = Simulator()
+    sim.inp[0] = 1
+    sim.wgt[0] = 1
+    sim.acc[:] = 9
+    set_uops(sim, Uop(dst=2))
+    run_compute(sim, GemmInsn(reset=1, overwrite=1, uop_bgn=0, uop_end=1))
+    assert (sim.acc[2] == 0).all()
 
 
 # -- ALU ----------------------------------------------------------------------------------
@@ -370,7 +468,11 @@ def test_uop_range_past_the_uop_buffer_is_refused():
     (MemInsn(memory_type=MemType.INP, pop_prev=1), "pop_prev must be 0"),
     (MemInsn(memory_type=MemType.OUT), "LOAD cannot read memory type OUT"),
     (MemInsn(store=True, memory_type=MemType.ACC), "STORE writes memory type OUT only"),
-    (MemInsn(store=True, memory_type=MemType.OUT, x_pad_0=1), "STORE cannot pad"),
+    (MemInsn(store=True, memory_type=MemType.OUT, x_pad_0=1),
+     "field x_pad_0 is a LOAD field; a STORE encodes other fields in its bits"),
+    (MemInsn(memory_type=MemType.ACC, requantize=1), "field requantize is a STORE field"),
+    (MemInsn(store=True, memory_type=MemType.OUT, param_base=5),
+     "param_base=5 names requantization parameters, but requantize is 0"),
     (MemInsn(store=True, memory_type=MemType.OUT, push_next=1), "push_next must be 0"),
 ])
 def test_malformed_instructions_are_refused_by_name(insn, problem):

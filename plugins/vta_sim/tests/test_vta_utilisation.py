@@ -1,12 +1,12 @@
 """GEMM utilisation of the generated streams on ResNet-18's convolutions, default configuration.
 
-Utilisation = (MACs / macs_per_cycle) / cycles. Besides its GEMMs, every output element of a
-layer costs the compute module six micro-ops that the GEMM core cannot overlap: the
-accumulator reset and the five ALU passes of the requantization (ADD bias, MULSHR, MAX, MIN,
-ADD zero point). A layer with G GEMM micro-ops per output element therefore cannot beat
-G / (G + 6): 85.7% for 64 input channels of a 3x3 kernel, 40% for a 1x1 kernel on 64. The
-floors below are what the generator reaches, in the timing model's cycles (within a few
-percent of the RTL's, which the slow test checks on one layer).
+Utilisation = (MACs / macs_per_cycle) / cycles. For a convolution the compute module runs
+GEMM micro-ops only: the first input block's products overwrite the accumulators (no reset
+pass) and the STOREs requantize (no ALU pass; docs/vta-isa.md). What keeps the GEMM core
+idle is what the loads and stores do not hide and each instruction's pipeline fill. Issue 23
+asks for 95% on every 3x3 layer and 80% on the 1x1 stride-2 layers; the floors below are
+what the generator reaches, in the timing model's cycles (within a few percent of the
+RTL's, which the slow test checks on one layer).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from byoc.core.integer_layers import integer_plans
 from byoc.testing import compile_reference, qdq_layer_model
 from byoc_vta_sim.config import DEFAULT_CONFIG
 from byoc_vta_sim.generator import GenerationError, generate
-from byoc_vta_sim.isa import MemInsn, MemType, decode_stream
+from byoc_vta_sim.isa import AluInsn, GemmInsn, MemInsn, MemType, decode_stream
 from byoc_vta_sim.lower import lower_layers
 from byoc_vta_sim.sim import Simulator
 from byoc_vta_sim.tile_choice import SHORTLIST, best_tiling, stream_cycles
@@ -30,20 +30,19 @@ from byoc_vta_sim.tiling import ConvShape, Tiling, choose_tiling, ranked_tilings
 from byoc_vta_sim.timing import estimate_stream
 
 CFG = DEFAULT_CONFIG
-REQUANTIZE_UOPS = 6     # reset + ADD, MULSHR, MAX, MIN, ADD per output element
 
 # (input size, in channels, out channels, kernel, stride): utilisation floor
 RESNET18 = {
-    (56, 64, 64, 3, 1): 0.851,        # bound 85.7%
-    (56, 64, 128, 3, 2): 0.846,       # 85.7%
-    (28, 128, 128, 3, 1): 0.916,      # 92.3%
-    (28, 128, 256, 3, 2): 0.910,      # 92.3%
-    (14, 256, 256, 3, 1): 0.952,      # 96.0%
-    (14, 256, 512, 3, 2): 0.947,      # 96.0%
-    (7, 512, 512, 3, 1): 0.970,       # 98.0%
-    (56, 64, 128, 1, 2): 0.385,       # 40.0%
-    (28, 128, 256, 1, 2): 0.540,      # 57.1%
-    (14, 256, 512, 1, 2): 0.682,      # 72.7%
+    (56, 64, 64, 3, 1): 0.990,        # the timing model gives 99.3%
+    (56, 64, 128, 3, 2): 0.983,       # 98.6%
+    (28, 128, 128, 3, 1): 0.990,      # 99.3%
+    (28, 128, 256, 3, 2): 0.981,      # 98.4%
+    (14, 256, 256, 3, 1): 0.989,      # 99.2%
+    (14, 256, 512, 3, 2): 0.981,      # 98.4%
+    (7, 512, 512, 3, 1): 0.988,       # 99.1%
+    (56, 64, 128, 1, 2): 0.916,       # 91.9%
+    (28, 128, 256, 1, 2): 0.898,      # 90.1%
+    (14, 256, 512, 1, 2): 0.914,      # 91.7%
 }
 
 
@@ -57,19 +56,31 @@ def ideal_cycles(shape: ConvShape) -> float:
     return shape.gemm_uops * CFG.block_in * CFG.block_out / CFG.macs_per_cycle
 
 
-def bound(shape: ConvShape) -> float:
-    """The best utilisation the compute module allows (see the module docstring)."""
-    per_element = shape.in_blocks * shape.taps
-    return per_element / (per_element + REQUANTIZE_UOPS)
-
-
 @pytest.mark.parametrize("layer", list(RESNET18), ids=lambda layer: "x".join(map(str, layer)))
 def test_resnet18_layers_reach_their_utilisation(layer):
     shape = conv_shape(*layer)
     cycles = stream_cycles(shape, best_tiling(shape, CFG), CFG)
     utilisation = ideal_cycles(shape) / cycles
     assert utilisation >= RESNET18[layer], (layer, f"{utilisation:.2%}")
-    assert utilisation <= bound(shape)
+    assert utilisation <= 1
+
+
+@pytest.mark.parametrize("layer", [(56, 64, 64, 3, 1), (56, 64, 128, 1, 2), (7, 512, 512, 3, 1)],
+                         ids=lambda layer: "x".join(map(str, layer)))
+def test_a_convolution_keeps_the_compute_module_to_gemm_micro_ops(layer):
+    """No reset pass and no ALU pass: every micro-op the compute module runs is a product."""
+    run = layer_stream(*layer, seed=2)
+    assert not any(isinstance(insn, AluInsn) for insn in run.insns)
+    assert not any(isinstance(insn, GemmInsn) and insn.reset for insn in run.insns)
+    assert any(isinstance(insn, GemmInsn) and insn.overwrite for insn in run.insns)
+    stores = [insn for insn in run.insns if isinstance(insn, MemInsn) and insn.store
+              and insn.x_size]
+    assert stores and all(insn.requantize for insn in stores)
+    dram = run.dram.copy()
+    counters = Simulator(CFG).run(run.insns, dram)
+    assert counters["gemm_uops"] == conv_shape(*layer).gemm_uops
+    assert counters["alu_uops"] == 0
+    np.testing.assert_array_equal(run.read_output(dram), run.expected)
 
 
 def test_the_timing_model_never_picks_a_slower_tiling_than_the_formula():

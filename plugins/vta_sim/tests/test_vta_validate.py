@@ -160,6 +160,21 @@ def test_store_padding_and_overflow():
     assert "reads ACC elements 2046..2048 (1 row of 3)" in refused(stream)
 
 
+def test_requantizing_store_parameters_and_store_fields_on_a_load():
+    stream, _ = program([gemm()])
+    store = stream[3]
+    stream[3] = replace(store, requantize=1, param_base=2046)
+    assert ("instruction 3 (STORE OUT requant): reads its requantization parameters from ACC "
+            "elements 2046..2048") in refused(stream)
+    stream[3] = replace(store, requantize=1, param_base=2045)
+    validate_stream(stream)                              # the last three elements: legal
+    stream[3] = replace(store, param_base=7)
+    assert "param_base=7 names requantization parameters, but requantize is 0" in refused(stream)
+    stream[3] = store
+    stream[0] = replace(stream[0], requantize=1)
+    assert "requantize and param_base are STORE fields" in refused(stream)
+
+
 def test_micro_op_range_of_gemm_and_alu():
     stream, _ = program([gemm(uop_bgn=2, uop_end=1)])
     assert "instruction 2 (GEMM): uop_bgn=2 is after uop_end=1" in refused(stream)
