@@ -297,8 +297,8 @@ def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
                 raise GenerationError(
                     f"layer {layer.name}: no micro-op kernel fits a "
                     f"{toc}x{th}x{tw} tile")
-            overwrite = kernel.first_products if ic_t == 0 else None
-            if ic_t == 0 and overwrite is None:
+            first = kernel.first_products if ic_t == 0 else None
+            if ic_t == 0 and first is None:
                 # The reset borrows an ALU micro-op for its dst (the out base).
                 computes.append(em.add(GemmInsn(
                     reset=1, uop_bgn=2 * acc, uop_end=2 * acc + 1, iter_out=toc,
@@ -310,17 +310,17 @@ def _emit_pass(em: _Emitter, layer: Layer, source: tuple[int, ActivationLayout],
                 resident_uops[region] = words.tobytes()
                 computes.append(em.add(em.uop_load(words, region_base)))
             # The first step's first products start the accumulators (no reset pass).
-            split = [0, overwrite, kernel.size] if overwrite else [0, kernel.size]
+            parts = ([(0, first, 1), (first, kernel.size, 0)] if first is not None
+                     else [(0, kernel.size, 0)])
             gemms = [em.add(replace(kernel.insn, uop_bgn=region_base + bgn,
-                                    uop_end=region_base + end,
-                                    overwrite=int(k == 0 and overwrite is not None)))
-                     for k, (bgn, end) in enumerate(zip(split, split[1:])) if end > bgn]
+                                    uop_end=region_base + end, overwrite=overwrite))
+                     for bgn, end, overwrite in parts if end > bgn]
             computes += gemms
             gemm_uops += kernel.size * kernel.insn.iter_out * kernel.insn.iter_in
             # A tile reuses the ACC half of tile - 2 (of tile - 1 in a tap pass, whose stores
             # the ALU waits for anyway): its first instruction waits for that tile's stores.
-            # Only the GEMM waits for the step's loads, so the parameters and the reset go
-            # ahead while they arrive.
+            # Only the first GEMM waits for the step's loads, so the parameters (and a reset)
+            # go ahead while they arrive.
             em.flag(computes[0], pop_next=int(ic_t == 0 and tile >= (1 if tap else 2)))
             em.flag(gemms[0], pop_prev=1)
             em.flag(gemms[-1], push_prev=1)

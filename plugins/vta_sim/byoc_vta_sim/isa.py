@@ -151,13 +151,7 @@ class MemInsn(_Insn):
         return Opcode.STORE if self.store else Opcode.LOAD
 
     def encoded_fields(self) -> tuple[Field, ...]:
-        kind = "store" if self.store else "load"
-        return tuple(f for f in self.FIELDS if self.ONLY.get(f.name, kind) == kind)
-
-    @classmethod
-    def fields_of(cls, store: bool) -> tuple[Field, ...]:
-        """The fields a STORE (``store``) or a LOAD encodes."""
-        return cls(store=store).encoded_fields()
+        return _MEM_FIELDS[self.store]
 
     @property
     def row_width(self) -> int:
@@ -170,6 +164,11 @@ class MemInsn(_Insn):
         if self.x_size == 0:
             return 0
         return (self.y_pad_0 + self.y_size + self.y_pad_1) * self.row_width
+
+
+_MEM_FIELDS = {store: tuple(f for f in MemInsn.FIELDS if MemInsn.ONLY.get(f.name, kind) == kind)
+               for store, kind in ((False, "load"), (True, "store"))}
+"""The fields a LOAD (False) and a STORE (True) encode."""
 
 
 @dataclass(frozen=True)
@@ -337,7 +336,7 @@ def decode_insn(data: bytes, index: int | None = None) -> Insn:
     opcode = Opcode(opcode)
     cls = {Opcode.LOAD: MemInsn, Opcode.STORE: MemInsn, Opcode.GEMM: GemmInsn,
            Opcode.ALU: AluInsn, Opcode.FINISH: FinishInsn}[opcode]
-    table = MemInsn.fields_of(opcode is Opcode.STORE) if cls is MemInsn else cls.FIELDS
+    table = _MEM_FIELDS[opcode is Opcode.STORE] if cls is MemInsn else cls.FIELDS
     values = _unpack(table, word)
     del values["opcode"]
     if cls is MemInsn:

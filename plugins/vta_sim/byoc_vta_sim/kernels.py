@@ -109,8 +109,7 @@ def plan_gemm(tile: TileGeometry, max_uops: int | None = None
             if math.prod(d.size for d in rest if d.writes) < 3:
                 continue
             uops = math.prod(d.size for d in rest)
-            summed_loop = any(not d.writes for d in loops)
-            key = (max_uops is not None and uops > max_uops, summed_loop, uops)
+            key = (max_uops is not None and uops > max_uops, _loops_over_sums(loops), uops)
             if best is None or key < best[0]:
                 # Summed dimensions outer, accumulator dimensions inner.
                 ordered = [d for d in rest if not d.writes] + [d for d in rest if d.writes]
@@ -134,9 +133,13 @@ def gemm_kernel(tile: TileGeometry, max_uops: int | None = None) -> GemmKernel |
                     dst_factor_out=outer.dst, dst_factor_in=inner.dst,
                     src_factor_out=outer.src, src_factor_in=inner.src,
                     wgt_factor_out=outer.wgt, wgt_factor_in=inner.wgt)
-    summed_loop = any(not d.writes for d in loops)
-    first = None if summed_loop else math.prod(d.size for d in uop_dims if d.writes)
+    first = None if _loops_over_sums(loops) else math.prod(d.size for d in uop_dims if d.writes)
     return GemmKernel(words, insn, first)
+
+
+def _loops_over_sums(loops) -> bool:
+    """Whether a hardware loop runs over a summed dimension (input-channel block, tap)."""
+    return any(not d.writes for d in loops)
 
 
 def single_uop(dst: int, src: int = 0) -> np.ndarray:
