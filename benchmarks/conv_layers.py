@@ -1,6 +1,8 @@
 """Per-layer latency of single float32 convolutions (Conv + bias + Relu) in byoc's cpu_llvm
 and onnxruntime, side by side: the ResNet-50 and VGG-19 layer shapes, so that a change to the
-GEMM micro-kernel, its blocking or the im2col packing can be judged layer by layer; and the
+GEMM micro-kernel, its blocking, the im2col packing or the Winograd path can be judged layer by
+layer (DenseNet-121's 3x3 growth layers, ``dn_*``, and SqueezeNet's expand layers, ``sq_*``,
+reach its small sizes); and the
 depthwise 3x3 layers of MobileNetV2 (``mv2_dw_*``: groups = channels, Conv + bias + Clip(0, 6)).
 
     python benchmarks/conv_layers.py [--threads 1] [--runs 20] [--layers r50_3x3_s2,...]
@@ -35,6 +37,13 @@ LAYERS = {
     "r50_1x1_512_2048": (512, 7, 7, 2048, 1, 1, 0, 1),
     "vgg_3x3_128_112": (128, 112, 112, 128, 3, 1, 1, 1),
     "vgg_3x3_512_28": (512, 28, 28, 512, 3, 1, 1, 1),
+    "vgg_3x3_512_14": (512, 14, 14, 512, 3, 1, 1, 1),
+    "dn_3x3_128_32_56": (128, 56, 56, 32, 3, 1, 1, 1),
+    "dn_3x3_128_32_28": (128, 28, 28, 32, 3, 1, 1, 1),
+    "dn_3x3_128_32_14": (128, 14, 14, 32, 3, 1, 1, 1),
+    "dn_3x3_128_32_7": (128, 7, 7, 32, 3, 1, 1, 1),
+    "sq_3x3_64_256_13": (64, 13, 13, 256, 3, 1, 1, 1),
+    "sq_3x3_16_64_55": (16, 55, 55, 64, 3, 1, 1, 1),
     "mv2_dw_32_112": (32, 112, 112, 32, 3, 1, 1, 32),
     "mv2_dw_96_112_s2": (96, 112, 112, 96, 3, 2, 1, 96),
     "mv2_dw_144_56": (144, 56, 56, 144, 3, 1, 1, 144),

@@ -107,6 +107,16 @@ class ProgramBuilder:
         """A buffer for a kernel's intermediate results (not a graph value)."""
         return self._add(key, ttype, "temp")
 
+    def workspace(self, key: str, dtype: np.dtype, elements: int) -> int:
+        """A temp buffer that the kernels asking for ``key`` share, as large as the largest
+        request: for intermediate results that do not outlive a layer (its kernels run one
+        after another, so two layers never use it at once)."""
+        if key in self.slots:
+            spec = self.buffers[self.slots[key]]
+            spec.shape = [max(spec.shape[0], int(elements))]
+            return self.slots[key]
+        return self._add(key, TensorType(np.dtype(dtype), (int(elements),)), "temp")
+
     def scratch(self, key: str, dtype: np.dtype, elements: int) -> int:
         """A per-thread scratch buffer of ``elements`` values; a kernel's thread ``tid``
         uses elements ``[tid * elements, (tid + 1) * elements)``."""

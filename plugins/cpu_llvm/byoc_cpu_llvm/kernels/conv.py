@@ -13,6 +13,8 @@ panels. 1x1 stride-1 unpadded convolutions pack the input rows directly; other s
 convolutions with as many output as input columns (3x3 "same" ones) pack each row of the
 column matrix straight from the input as a shifted view of its channel plane, with masked
 vector loads whose masks (a table per tap, built at compile time) zero the padding.
+3x3 stride-1 convolutions with enough output tiles take Winograd F(4x4, 3x3) instead
+(:mod:`~byoc_cpu_llvm.kernels.winograd`).
 Convolutions with one input channel per group (depthwise) use the register-tiled kernel of
 :mod:`~byoc_cpu_llvm.kernels.depthwise`, or, past its unrolled taps, a direct kernel that
 accumulates whole output rows in memory.
@@ -34,17 +36,19 @@ from byoc_cpu_llvm.kernels.gemm_driver import (
     NC_PANELS,
     NRV,
     GemmPlan,
+    a_block_offset,
     b_scratch_size,
     choose_mr,
     emit_gemm,
     lanes,
-    pack_a,
+    pack_a_by_k_block,
     pack_rows,
     panel_width,
 )
 from byoc_cpu_llvm.kernels.microkernel import masked_load, vec_type
 from byoc_cpu_llvm.kernels.reduction_parts import Epilogue as ReduceEpilogue
 from byoc_cpu_llvm.kernels.reduction_parts import Var
+from byoc_cpu_llvm.kernels.winograd import emit_winograd, winograd_fits
 
 
 def check_conv(node: Node, graph: Graph) -> str | None:
@@ -146,6 +150,8 @@ def lower_conv(program, group) -> None:
         emit_depthwise(program, group, geo, epi)
     elif geo.cg == 1 and geo.mg < 4:
         _lower_direct(program, group, geo, epi)
+    elif winograd_fits(geo):
+        emit_winograd(program, group, geo, epi)
     else:
         _lower_gemm(program, group, geo, epi)
 
@@ -158,7 +164,7 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     mr = choose_mr(geo.mg)
     mtiles = -(-geo.mg // mr)
     weights = np.asarray(graph.constants[node.inputs[1]], np.float32)
-    packed = pack_a(weights.reshape(geo.groups, geo.mg, geo.k), mr)
+    packed = pack_a_by_k_block(weights.reshape(geo.groups, geo.mg, geo.k), mr)
     a_slot = program.constant(f"{tag}__{node.inputs[1]}__apack", packed)
     x_slot = program.value(node.inputs[0])
     out_slot = program.value(group.output)
@@ -189,8 +195,8 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
 
     def a_ptr(kb_, batch, mt, k0):
         _, g = split(batch)
-        off = b.add(b.mul(b.add(b.mul(g, const_i64(mtiles)), mt), const_i64(geo.k * mr)),
-                    b.mul(k0, const_i64(mr)))
+        off = b.add(b.mul(g, const_i64(mtiles * geo.k * mr)),
+                    a_block_offset(b, geo.mg, mr, geo.k, mt, k0))
         return kb.element(a_base, off, F32)
 
     def c_info(kb_, batch):

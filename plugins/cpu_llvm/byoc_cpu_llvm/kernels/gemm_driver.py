@@ -90,6 +90,30 @@ def pack_a(a: np.ndarray, mr: int) -> np.ndarray:
     return packed
 
 
+def pack_a_by_k_block(a: np.ndarray, mr: int) -> np.ndarray:
+    """``a`` ([..., M, K]) packed as :func:`pack_a` does, but K block by K block (see
+    :func:`k_block`): [..., K blocks, M tiles, kc, MR], flattened after the leading axes. The
+    driver reads a K block's slivers one M tile after the other, so a constant A streams
+    through memory in one sequential pass per K block (slivers K apart would each start a
+    new stream for the hardware prefetcher, and the weights of deep layers come from DRAM)."""
+    packed = pack_a(a, mr)
+    k = a.shape[-1]
+    kc = k_block(k)
+    lead = packed.shape[:-3]
+    return np.concatenate([packed[..., k0:k0 + kc, :].reshape(*lead, -1)
+                           for k0 in range(0, k, kc)], axis=-1)
+
+
+def a_block_offset(b: ir.IRBuilder, m: int, mr: int, k: int, mt: ir.Value,
+                   k0: ir.Value) -> ir.Value:
+    """The offset of M tile ``mt``'s sliver from ``k0`` in one product's A packed by
+    :func:`pack_a_by_k_block`."""
+    kc = k_block(k)
+    tiles = -(-m // mr)
+    block_kc = smin(b, const_i64(kc), b.sub(const_i64(k), k0))
+    return b.add(b.mul(k0, const_i64(tiles * mr)), b.mul(mt, b.mul(block_kc, const_i64(mr))))
+
+
 def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
     """``b`` ([..., K, N]) as [..., N panels, K, NR], zero-padded to whole panels."""
     *lead, k, n = b.shape
@@ -263,6 +287,6 @@ def pack_a_runtime(kb: KernelBuilder, elem_ptr: Callable, m: int, mr: int, k0: i
                                                         const_i64(i)), F32))
 
 
-__all__ = ["GemmPlan", "a_scratch_size", "b_scratch_size", "choose_mr", "emit_gemm", "k_block",
-           "lanes", "pack_a", "pack_a_runtime", "pack_b", "pack_rows", "pack_rows_strided",
-           "panel_width"]
+__all__ = ["GemmPlan", "a_block_offset", "a_scratch_size", "b_scratch_size", "choose_mr",
+           "emit_gemm", "k_block", "lanes", "pack_a", "pack_a_by_k_block", "pack_a_runtime",
+           "pack_b", "pack_rows", "pack_rows_strided", "panel_width"]
