@@ -14,7 +14,10 @@ partition's table just before the call (see :class:`~byoc_cpu_llvm.codegen.Kerne
 Kernels whose text is the same but for their name, and whose module's tables and helper
 functions they read are the same too (ResNet-50 repeats each of its bottleneck blocks'
 convolutions up to five times), are one function in the program, called once per step: LLVM
-optimizes and compiles each distinct kernel once.
+optimizes and compiles each distinct kernel once. A lowering that can name everything its
+kernel's code depends on (a *signature*) builds it once per program
+(:meth:`ProgramBuilder.shared_kernel`): later steps of the same signature call the first
+kernel on their own buffers, and neither build nor render its IR again.
 
 A kernel that meets input it cannot handle at run time (a value only known then) stores a
 fault code in the status buffer; the runtime raises the fault's message after the run.
@@ -23,6 +26,7 @@ fault code in the status buffer; the runtime raises the fault's message after th
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -62,6 +66,14 @@ class BufferSpec:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
+@dataclass
+class RepeatedKernel:
+    """A step that calls an earlier step's kernel on other buffers (its ``slots``)."""
+
+    kernel: KernelBuilder
+    slots: list[int]
+
+
 class ProgramBuilder:
     """Collects buffers and kernels while a partition is lowered."""
 
@@ -72,7 +84,9 @@ class ProgramBuilder:
         self.buffers: list[BufferSpec] = [BufferSpec("barrier", "int64", [2], "barrier")]
         self.slots: dict[str, int] = {}
         self.arrays: dict[str, np.ndarray] = {}
-        self.steps: list[KernelBuilder] = []
+        self.steps: list[KernelBuilder | RepeatedKernel] = []
+        self._built: list[KernelBuilder] = []  # the steps whose kernels were built
+        self._by_signature: dict[Hashable, tuple[KernelBuilder, list[int]]] = {}
         self._module_instructions = 0  # in the kernels of the last kernel's module
         self.faults: list[str] = []
         self._names: set[str] = set()
@@ -137,20 +151,43 @@ class ProgramBuilder:
 
     def copy(self, name: str, of: str) -> None:
         """A step copying the bytes of value ``of`` into value ``name``."""
-        self.steps.append(self._copy_kernel(self.value(of), self.value(name)))
+        kernel = self._copy_kernel(self.value(of), self.value(name))
+        self.steps.append(kernel)
+        self._built.append(kernel)
 
     def kernel(self, hint: str) -> KernelBuilder:
         """A new kernel function, run as the next step of the program."""
         kernel = KernelBuilder(self._kernel_module(), self._unique(hint))
         self.steps.append(kernel)
+        self._built.append(kernel)
         return kernel
+
+    def shared_kernel(self, hint: str, signature: Hashable, slots: list[int],
+                      build: Callable[[KernelBuilder], None]) -> None:
+        """The next step runs the kernel ``build`` fills (``build(kb)``, without calling
+        ``kb.finish``), on buffers among ``slots``. ``signature`` must name everything the
+        kernel's code depends on but those buffers: a step of a signature seen before calls
+        the earlier kernel on its own ``slots`` (position for position), with nothing built.
+        A kernel that reads a buffer outside ``slots``, or ``slots`` naming one buffer twice,
+        is built and never shared."""
+        shareable = signature is not None and len(set(slots)) == len(slots)
+        known = self._by_signature.get(signature) if shareable else None
+        if known is not None:
+            kernel, positions = known
+            self.steps.append(RepeatedKernel(kernel, [slots[i] for i in positions]))
+            return
+        kernel = self.kernel(hint)
+        build(kernel)
+        kernel.finish()
+        if shareable and set(kernel.slots) <= set(slots):
+            self._by_signature[signature] = (kernel, [slots.index(s) for s in kernel.slots])
 
     def _kernel_module(self) -> ir.Module:
         """The module for the next kernel: the last kernel's, or a new one once that holds
         :data:`MODULE_INSTRUCTIONS` (counted when the next kernel starts, the last being
         built by then)."""
-        if self.steps:
-            last = self.steps[-1]
+        if self._built:
+            last = self._built[-1]
             self._module_instructions += sum(len(b.instructions) for b in last.function.blocks)
             if self._module_instructions < MODULE_INSTRUCTIONS:
                 return last.module
@@ -198,7 +235,11 @@ class ProgramBuilder:
         first: dict[str, ir.Function] = {}
         texts, calls = {}, []
         rendered: dict[tuple[int, str], str] = {}
+        declared: dict[int, ir.Function] = {}  # by id of a built kernel
         for kernel in self.steps:
+            if isinstance(kernel, RepeatedKernel):
+                calls.append((declared[id(kernel.kernel)], kernel.slots))
+                continue
             function = kernel.function
             text = str(function)
             anonymous = "\n".join([text.replace(function.get_reference(), "@", 1),
@@ -207,6 +248,7 @@ class ProgramBuilder:
             if anonymous not in first:
                 first[anonymous] = ir.Function(self.module, KERNEL_TYPE, function.name)
                 texts[function.name] = text
+            declared[id(kernel)] = first[anonymous]
             calls.append((first[anonymous], kernel.slots))
         return texts, calls
 
@@ -217,7 +259,7 @@ class ProgramBuilder:
         What else a module defines (tables, helper functions) is private to it: modules
         define helpers of the same name."""
         modules: dict[int, tuple[ir.Module, list[str]]] = {}
-        for kernel in self.steps:
+        for kernel in self._built:
             module, kept = modules.setdefault(id(kernel.module), (kernel.module, []))
             del module.globals[kernel.function.name]
             if kernel.function.name in texts:

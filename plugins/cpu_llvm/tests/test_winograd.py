@@ -110,3 +110,22 @@ def test_the_transforms_compute_a_correlation():
     u = transform_weights(weights)
     assert u.shape == (36, 5, 3) and u.dtype == np.float32
     np.testing.assert_allclose(u[:, 4, 2].reshape(6, 6), G @ weights[4, 2] @ G.T, rtol=1e-6)
+
+
+@pytest.mark.parametrize("alphas, out_kernels", [((0.1, 0.1), 1), ((0.1, 0.2), 2)])
+def test_layers_of_one_shape_share_kernels_but_not_constants(alphas, out_kernels):
+    """Two layers of one shape, each with its own weights and bias, then LeakyRelu: their
+    kernels are built once and run on each layer's buffers; an epilogue constant that differs
+    (alpha) gives the second layer an output kernel of its own. Both stay right."""
+    rng = np.random.default_rng(3)
+    init = {"w1": rand(rng, 16, 16, 3, 3) / 12, "b1": rand(rng, 16),
+            "w2": rand(rng, 16, 16, 3, 3) / 12, "b2": rand(rng, 16)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1] * 4),
+             helper.make_node("LeakyRelu", ["a"], ["ar"], alpha=alphas[0]),
+             helper.make_node("Conv", ["ar", "w2", "b2"], ["c"], pads=[1] * 4),
+             helper.make_node("LeakyRelu", ["c"], ["y"], alpha=alphas[1])]
+    model = make_model(nodes, [("x", [1, 16, 28, 28])], [("y", [1, 16, 28, 28])], init)
+    assert_close(model, {"x": rand(rng, 1, 16, 28, 28)}, winograd_layers=2)
+    steps = winograd_kernels(compile_alone(model, 1))
+    for kind, distinct in (("in", 1), ("gemm", 1), ("out", out_kernels)):
+        assert len({s for s in steps if s.endswith("_wg_" + kind)}) == distinct, steps

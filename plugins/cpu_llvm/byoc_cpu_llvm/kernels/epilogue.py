@@ -9,11 +9,15 @@ axes). An operand whose column strides are all zero (per row, per channel, or a 
 broadcast from one value per row; one whose column strides are the output's (same shape as
 the output, or per column) is loaded as vectors. Any other layout makes the whole epilogue
 use a scalar pass that indexes every element (still on the tile, in the same kernel).
+
+An epilogue's :meth:`~Epilogue.signature` names what its code depends on (each step's
+operation and constants, each operand's layout), so that kernels can be shared between layers
+(:meth:`~byoc_cpu_llvm.program.ProgramBuilder.shared_kernel`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +88,27 @@ class Epilogue:
 
     def add_step(self, fn: StepFn, args: list[str | None]) -> None:
         self.steps.append(Step(fn, args))
+
+    def signature(self) -> Hashable | None:
+        """Everything the emitted code depends on but the operands' buffers: the output's
+        shape, each operand's layout and dtype, each step's operation with its constants
+        (the ``signature`` its step function carries) and which operands it reads; None when
+        a step function carries none. Operands are named by their position in
+        :meth:`operand_slots`."""
+        positions = {name: i for i, name in enumerate(self.operands)}
+        steps = []
+        for step in self.steps:
+            key = getattr(step.fn, "signature", None)
+            if key is None:
+                return None
+            steps.append((key, tuple(None if a is None else positions[a] for a in step.args)))
+        operands = tuple((op.kind, tuple(op.strides), np.dtype(op.dtype).str)
+                         for op in self.operands.values())
+        return (self.out_shape, self.row_axis, tuple(self.col_axes), operands, tuple(steps))
+
+    def operand_slots(self) -> list[int]:
+        """The operands' buffer slots, in the order :meth:`bind` reads them."""
+        return [op.slot for op in self.operands.values()]
 
     def add_nodes(self, program, group) -> None:
         """The group's epilogue nodes, each an EMITTERS step."""
@@ -201,12 +226,18 @@ def _node_step(op_type: str, attrs: dict, dtypes, out_dtype) -> StepFn:
 
     def step(kb, args):
         return emit(kb, op_type, args, attrs, dtypes, out_dtype)
+    try:
+        step.signature = ("node", op_type, _hashable(attrs),
+                          tuple(np.dtype(d).str for d in dtypes), np.dtype(out_dtype).str)
+    except TypeError:
+        pass  # an attribute with no signature: kernels with this step are never shared
     return step
 
 
 def scale_step(factor: float) -> StepFn:
     def step(kb, args):
         return kb.b.fmul(args[0], const(factor, args[0]))
+    step.signature = ("scale", float(factor))
     return step
 
 
@@ -215,7 +246,23 @@ def add_scaled_step(factor: float) -> StepFn:
     def step(kb, args):
         other = args[1] if factor == 1.0 else kb.b.fmul(args[1], const(factor, args[1]))
         return kb.b.fadd(args[0], other)
+    step.signature = ("add_scaled", float(factor))
     return step
+
+
+def _hashable(value) -> Hashable:
+    """``value`` (a node attribute: numbers, strings, bytes, lists, arrays, dicts of them) as
+    a hashable value that tells apart any two different ones (arrays by dtype, shape and
+    bytes; a list from a tuple)."""
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _hashable(v)) for k, v in sorted(value.items())))
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_hashable(v) for v in value))
+    if isinstance(value, (bool, int, float, str, bytes, type(None), np.generic)):
+        return (type(value).__name__, value.item() if isinstance(value, np.generic) else value)
+    raise TypeError(f"no signature for an attribute of type {type(value).__name__}")
 
 
 __all__ = ["Epilogue", "Operand", "Step", "add_scaled_step", "scale_step"]

@@ -98,10 +98,29 @@ def emit_winograd(program, group, geo, epi: Epilogue) -> None:
     work = program.workspace("winograd_workspace", np.float32,
                              v_size + geo.n * POINTS * geo.m * tiles)
     weights = np.asarray(graph.constants[node.inputs[1]], np.float32)
-    _input_transform(program, tag, geo, program.value(node.inputs[0]), work, th, tw)
-    _products(program, tag, geo, transform_weights(weights), work, v_size, tiles)
-    _output_transform(program, tag, geo, program.value(group.output), work, v_size, th, tw,
-                      epi)
+    L = lanes()
+    # Layers of one shape (DenseNet's growth layers) share the kernels: each signature below
+    # names every parameter its kernel's code is built from.
+    x_slot = program.value(node.inputs[0])
+    program.shared_kernel(
+        tag + "_wg_in", ("winograd_in", geo.n, geo.c, geo.h, geo.w, geo.pt, geo.pl, th, tw, L),
+        [x_slot, work], lambda kb: _input_transform(kb, geo, x_slot, work, th, tw))
+    mr = choose_mr(geo.m)
+    a_slot = program.constant(f"{tag}__winograd_u",
+                              pack_a_by_k_block(transform_weights(weights), mr))
+    b_scratch = program.scratch(f"{tag}__wg_bscr", np.float32, b_scratch_size(geo.c))
+    program.shared_kernel(
+        tag + "_wg_gemm", ("winograd_gemm", geo.n, geo.m, geo.c, tiles, mr, L),
+        [work, a_slot, b_scratch],
+        lambda kb: _products(program, kb, geo, mr, a_slot, b_scratch, work, v_size, tiles))
+    out_slot = program.value(group.output)
+    epilogue = epi.signature()
+    program.shared_kernel(
+        tag + "_wg_out",
+        None if epilogue is None else ("winograd_out", geo.n, geo.m, geo.c, geo.oh, geo.ow, th,
+                                       tw, L, epilogue),
+        [out_slot, work, *epi.operand_slots()],
+        lambda kb: _output_transform(kb, geo, out_slot, work, v_size, th, tw, epi))
 
 
 def _combine(b: ir.IRBuilder, coefficients: np.ndarray, vectors: list) -> list:
@@ -171,13 +190,11 @@ def _max0(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
     return b.select(b.icmp_signed("<", value, const_i64(0)), const_i64(0), value)
 
 
-def _input_transform(program, tag: str, geo, x_slot: int, work_slot: int, th: int,
-                     tw: int) -> None:
+def _input_transform(kb, geo, x_slot: int, work_slot: int, th: int, tw: int) -> None:
     """Kernel 1: ``V[n, p, c, t] = (B^T d B)[p]`` for every tile ``t`` of every channel."""
     L = lanes()
     vt = vec_type(L)
     window_vectors = -(-(TILE * L + WINDOW - TILE) // L)
-    kb = program.kernel(tag + "_wg_in")
     b = kb.b
     x, work = kb.buffer(x_slot), kb.buffer(work_slot)
     tiles = th * tw
@@ -225,18 +242,13 @@ def _input_transform(program, tag: str, geo, x_slot: int, work_slot: int, th: in
                                          const_i64(tiles)), tile0)
                     masked_store(b, kb.module, value if value is not None else zero,
                                  kb.element(work, offset, F32), mask)
-    kb.finish()
 
 
-def _products(program, tag: str, geo, u: np.ndarray, work_slot: int, v_size: int,
-              tiles: int) -> None:
-    """Kernel 2: ``M[n, p] = U[p] @ V[n, p]``, M after V in the workspace."""
-    mr = choose_mr(geo.m)
-    packed = pack_a_by_k_block(u, mr)                     # [36, per point]
-    per_point = packed.shape[-1]
-    a_slot = program.constant(f"{tag}__winograd_u", packed)
-    b_scratch = program.scratch(f"{tag}__wg_bscr", np.float32, b_scratch_size(geo.c))
-    kb = program.kernel(tag + "_wg_gemm")
+def _products(program, kb, geo, mr: int, a_slot: int, b_scratch: int, work_slot: int,
+              v_size: int, tiles: int) -> None:
+    """Kernel 2: ``M[n, p] = U[p] @ V[n, p]``, M after V in the workspace (U packed by
+    :func:`pack_a_by_k_block`, one point after the other)."""
+    per_point = -(-geo.m // mr) * mr * geo.c
     b = kb.b
     work, a_base = kb.buffer(work_slot), kb.buffer(a_slot)
 
@@ -260,15 +272,13 @@ def _products(program, tag: str, geo, u: np.ndarray, work_slot: int, v_size: int
                     c_info=c_info, epilogue=Epilogue((geo.n * POINTS, geo.m, tiles), 1, [2]),
                     b_pack=b_pack, b_scratch=b_scratch)
     emit_gemm(program, kb, plan, work)
-    kb.finish()
 
 
-def _output_transform(program, tag: str, geo, out_slot: int, work_slot: int, v_size: int,
-                      th: int, tw: int, epi: Epilogue) -> None:
+def _output_transform(kb, geo, out_slot: int, work_slot: int, v_size: int, th: int, tw: int,
+                      epi: Epilogue) -> None:
     """Kernel 3: each tile's ``A^T M A`` into the output, then the epilogue."""
     L = lanes()
     vt = vec_type(L)
-    kb = program.kernel(tag + "_wg_out")
     b = kb.b
     out, work = kb.buffer(out_slot), kb.buffer(work_slot)
     epi.bind(kb)
@@ -312,7 +322,6 @@ def _output_transform(program, tag: str, geo, out_slot: int, work_slot: int, v_s
                                      kb.element(out, b.add(base, const_i64(v * L)), F32),
                                      store_mask)
                     epi.apply_tile(kb, out, {0: n}, m, const_i64(1), flat, width, L, TILE * L)
-    kb.finish()
 
 
 __all__ = ["emit_winograd", "transform_weights", "winograd_fits"]
