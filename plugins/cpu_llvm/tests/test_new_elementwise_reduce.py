@@ -449,3 +449,22 @@ def test_declines_name_what_is_missing():
     assert "out of range" in supports(cumsum, _graph(cumsum, types, {"axis": np.array(2)}))
     trilu = Node("Trilu", ["x"], ["y"], name="t")
     assert "rank 2" in supports(trilu, _graph(trilu, {"x": (f32, (5,)), "y": (f32, (5,))}))
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("op, opset, bound", [("Erf", 18, 5e-7), ("Gelu", 20, 2e-6)])
+def test_vectorized_erf_stays_within_its_bound(op, opset, bound, threads):
+    """Erf and GELU run on float32 vectors (a rational approximation, not libm per element):
+    within ``bound`` of the reference (GELU's is erf's, times |x| / 2 up to 4, where erf is
+    close to -1 and GELU small) relative to max(1, |y|) over a dense grid through
+    [-6, 6] (erf is +-1 in float32 beyond 4), NaN, infinities and zeros as the reference
+    gives them, and tiny values to 1e-6 relative."""
+    x = np.concatenate([np.linspace(-6, 6, 48_001), SPECIAL, [1e-38, -4.0, 4.0]])
+    feeds = {"x": x.astype(np.float32)}
+    model = build([helper.make_node(op, ["x"], ["y"])], feeds, opset=opset)
+    got = run_both(model, feeds, threads, rtol=bound, atol=bound)["y"]
+    expected = np.asarray(byoc.testing.compile_reference(model).run(feeds)["y"])
+    tail = slice(-len(SPECIAL) - 3, None)
+    exact = ~np.isfinite(expected[tail]) | (expected[tail] == 0)
+    np.testing.assert_array_equal(got[tail][exact], expected[tail][exact])
+    np.testing.assert_allclose(got[tail][~exact], expected[tail][~exact], rtol=1e-6)

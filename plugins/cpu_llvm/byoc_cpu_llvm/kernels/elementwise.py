@@ -3,8 +3,8 @@
 Operands broadcast numpy-style: each operand is addressed with its own strides over the
 output's dims (0 along broadcast dims). Threads split the rows (all dims but the last); the
 innermost loop runs over the last dim with constant strides, which LLVM vectorizes. Groups
-holding an op computed with vector math (Mish, Swish: a libm call per element would keep
-LLVM from vectorizing) are emitted on explicit float vectors, with a scalar tail.
+holding an op computed with vector math (Mish, Swish, Erf, Gelu: a libm call per element
+would keep LLVM from vectorizing) are emitted on explicit float vectors, with a scalar tail.
 """
 
 from __future__ import annotations
