@@ -30,6 +30,7 @@ from byoc.core.interpreter import window as win
 from byoc.core.ir import Graph, Node
 from byoc_cpu_llvm.codegen import F32, I64, const_i64, smax, smin
 from byoc_cpu_llvm.kernels import lowering
+from byoc_cpu_llvm.kernels.conv_narrow import emit_narrow, narrow_fits
 from byoc_cpu_llvm.kernels.depthwise import depthwise_fits, emit_depthwise
 from byoc_cpu_llvm.kernels.epilogue import Epilogue, add_scaled_step
 from byoc_cpu_llvm.kernels.gemm_driver import (
@@ -152,6 +153,8 @@ def lower_conv(program, group) -> None:
         _lower_direct(program, group, geo, epi)
     elif winograd_fits(geo):
         emit_winograd(program, group, geo, epi)
+    elif narrow_fits(geo):
+        emit_narrow(program, group, geo, epi)
     else:
         _lower_gemm(program, group, geo, epi)
 
