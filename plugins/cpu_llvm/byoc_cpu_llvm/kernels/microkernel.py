@@ -94,42 +94,55 @@ def ukernel(module: ir.Module, mr: int, nrv: int, lanes: int) -> ir.Function:
     vt = vec_type(lanes)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     keep = b.icmp_signed("!=", accumulate, const_i64(0))
-    col_masks = [lane_mask(b, b.sub(cols, const_i64(v * lanes)), lanes) for v in range(nrv)]
-    no_mask = ir.Constant(ir.VectorType(I1, lanes), None)
-    masks, c_ptrs = [], []
-    for i in range(mr):
-        row_ok = b.icmp_signed(">", rows, const_i64(i))
-        row_c = b.gep(c, [b.mul(ldc, const_i64(i))], source_etype=F32, inbounds=True)
-        for v in range(nrv):
-            mask = b.select(row_ok, col_masks[v], no_mask)
-            masks.append(mask)
-            c_ptrs.append(b.gep(row_c, [const_i64(v * lanes)], source_etype=F32, inbounds=True))
-    inits = []
-    for mask, ptr in zip(masks, c_ptrs):
-        load_mask = b.select(keep, mask, no_mask)
-        inits.append(masked_load(b, module, ptr, load_mask, vt))
     fma = module.globals.get(f"llvm.fma.v{lanes}f32")
     if fma is None:
         fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
-    with counted_loop(b, const_i64(0), kc, "k", carried=[a, bp, *inits]) as loop:
-        pa, pb, *accs = loop.carried
-        bvecs = []
-        for v in range(nrv):
-            ptr = b.gep(pb, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
-            bvecs.append(b.load(ptr, typ=vt, align=4))
-        new_accs = []
-        for i in range(mr):
-            scalar = b.load(b.gep(pa, [const_i64(i)], source_etype=F32, inbounds=True),
-                            typ=F32, align=4)
-            bcast = splat(b, scalar, lanes)
-            for v in range(nrv):
-                new_accs.append(b.call(fma, [bcast, bvecs[v], accs[i * nrv + v]]))
-        next_pa = b.gep(pa, [const_i64(mr)], source_etype=F32, inbounds=True)
-        next_pb = b.gep(pb, [ldb], source_etype=F32, inbounds=True)
-        loop.next_carried = [next_pa, next_pb, *new_accs]
+    c_ptrs = []
+    for i in range(mr):
+        row_c = b.gep(c, [b.mul(ldc, const_i64(i))], source_etype=F32, inbounds=True)
+        c_ptrs += [b.gep(row_c, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
+                   for v in range(nrv)]
 
-    for acc, mask, ptr in zip(accs, masks, c_ptrs):
-        masked_store(b, module, acc, ptr, mask)
+    def products(inits):
+        """The accumulators after the kc steps, from ``inits``."""
+        with counted_loop(b, const_i64(0), kc, "k", carried=[a, bp, *inits]) as loop:
+            pa, pb, *accs = loop.carried
+            bvecs = []
+            for v in range(nrv):
+                ptr = b.gep(pb, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
+                bvecs.append(b.load(ptr, typ=vt, align=4))
+            new_accs = []
+            for i in range(mr):
+                scalar = b.load(b.gep(pa, [const_i64(i)], source_etype=F32, inbounds=True),
+                                typ=F32, align=4)
+                bcast = splat(b, scalar, lanes)
+                for v in range(nrv):
+                    new_accs.append(b.call(fma, [bcast, bvecs[v], accs[i * nrv + v]]))
+            next_pa = b.gep(pa, [const_i64(mr)], source_etype=F32, inbounds=True)
+            next_pb = b.gep(pb, [ldb], source_etype=F32, inbounds=True)
+            loop.next_carried = [next_pa, next_pb, *new_accs]
+        return accs
+
+    # A whole tile (almost every call) loads and stores C without masks; an edge tile masks
+    # its rows and columns.
+    whole = b.and_(b.icmp_signed("==", rows, const_i64(mr)),
+                   b.icmp_signed("==", cols, const_i64(nrv * lanes)))
+    zero = ir.Constant(vt, None)
+    with b.if_else(whole) as (then, otherwise):
+        with then:
+            inits = [b.select(keep, b.load(ptr, typ=vt, align=4), zero) for ptr in c_ptrs]
+            for acc, ptr in zip(products(inits), c_ptrs):
+                b.store(acc, ptr, align=4)
+        with otherwise:
+            col_masks = [lane_mask(b, b.sub(cols, const_i64(v * lanes)), lanes)
+                         for v in range(nrv)]
+            no_mask = ir.Constant(ir.VectorType(I1, lanes), None)
+            masks = [b.select(b.icmp_signed(">", rows, const_i64(i)), col_masks[v], no_mask)
+                     for i in range(mr) for v in range(nrv)]
+            inits = [masked_load(b, module, ptr, b.select(keep, mask, no_mask), vt)
+                     for mask, ptr in zip(masks, c_ptrs)]
+            for acc, mask, ptr in zip(products(inits), masks, c_ptrs):
+                masked_store(b, module, acc, ptr, mask)
     b.ret_void()
     return fn
 
