@@ -78,6 +78,31 @@ def test_layers_that_differ_in_a_constant_keep_their_own_kernels(cache):
     np.testing.assert_allclose(compiled.run(inputs())["y"], reference["y"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("alphas, distinct", [((0.1, 0.1), 1), ((0.1, 0.3), 2)])
+def test_convolutions_built_once_per_signature_run_on_their_own_buffers(cache, alphas,
+                                                                        distinct):
+    """Two convolutions of one geometry, each with its own weights and bias, then LeakyRelu:
+    the second reuses the first's kernel without building it (its signature is the same)
+    unless alpha, a constant of the epilogue, differs. Either way each layer computes with its
+    own weights and bias."""
+    rng = np.random.default_rng(1)
+    weights = {}
+    nodes, x = [], "x"
+    for i, alpha in enumerate(alphas):
+        weights[f"w{i}"] = rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2
+        weights[f"b{i}"] = rng.standard_normal(8).astype(np.float32)
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1] * 4),
+                  helper.make_node("LeakyRelu", [f"c{i}"], [f"r{i}"], alpha=alpha)]
+        x = f"r{i}"
+    model = make_model(nodes, [("x", TensorProto.FLOAT, SHAPE)],
+                       [(x, TensorProto.FLOAT, SHAPE)], weights)
+    compiled = byoc.compile(model, plugins=["cpu_llvm"])
+    (part,) = compiled.parts
+    assert len(set(part.payload.metadata["steps"])) == distinct
+    reference = compile_reference(model).run(inputs())
+    np.testing.assert_allclose(compiled.run(inputs())[x], reference[x], rtol=1e-5, atol=1e-5)
+
+
 def test_cached_compile_gives_bit_equal_outputs(cache, monkeypatch):
     model = repeated_convs()
     cold = byoc.compile(model, plugins=["cpu_llvm"]).run(inputs(1))

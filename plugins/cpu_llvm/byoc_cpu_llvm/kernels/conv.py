@@ -182,58 +182,65 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
         ranges_slot = program.constant(f"{tag}__owranges", geo.ow_ranges())
         row_scratch = program.scratch(f"{tag}__rowbuf", np.float32, NC_PANELS * nr)
 
-    kb = program.kernel(tag)
-    b = kb.b
-    out = kb.buffer(out_slot)
-    x = kb.buffer(x_slot)
-    a_base = kb.buffer(a_slot)
-    ranges = kb.buffer(ranges_slot) if ranges_slot is not None else None
-    masks = kb.buffer(masks_slot) if masks_slot is not None else None
-    rowbuf = (kb.element(kb.buffer(row_scratch), b.mul(kb.tid, const_i64(NC_PANELS * nr)), F32)
-              if row_scratch is not None else None)
-    hw = geo.h * geo.w
+    def build(kb):
+        b = kb.b
+        out = kb.buffer(out_slot)
+        x = kb.buffer(x_slot)
+        a_base = kb.buffer(a_slot)
+        ranges = kb.buffer(ranges_slot) if ranges_slot is not None else None
+        masks = kb.buffer(masks_slot) if masks_slot is not None else None
+        rowbuf = (kb.element(kb.buffer(row_scratch), b.mul(kb.tid, const_i64(NC_PANELS * nr)), F32)
+                  if row_scratch is not None else None)
+        hw = geo.h * geo.w
 
-    def split(batch):
-        return b.sdiv(batch, const_i64(geo.groups)), b.srem(batch, const_i64(geo.groups))
+        def split(batch):
+            return b.sdiv(batch, const_i64(geo.groups)), b.srem(batch, const_i64(geo.groups))
 
-    def a_ptr(kb_, batch, mt, k0):
-        _, g = split(batch)
-        off = b.add(b.mul(g, const_i64(mtiles * geo.k * mr)),
-                    a_block_offset(b, geo.mg, mr, geo.k, mt, k0))
-        return kb.element(a_base, off, F32)
+        def a_ptr(kb_, batch, mt, k0):
+            _, g = split(batch)
+            off = b.add(b.mul(g, const_i64(mtiles * geo.k * mr)),
+                        a_block_offset(b, geo.mg, mr, geo.k, mt, k0))
+            return kb.element(a_base, off, F32)
 
-    def c_info(kb_, batch):
-        n, g = split(batch)
-        row_base = b.mul(g, const_i64(geo.mg))
-        off = b.mul(b.add(b.mul(n, const_i64(geo.m)), row_base), const_i64(geo.cols))
-        return kb.element(out, off, F32), {0: n}, row_base
+        def c_info(kb_, batch):
+            n, g = split(batch)
+            row_base = b.mul(g, const_i64(geo.mg))
+            off = b.mul(b.add(b.mul(n, const_i64(geo.m)), row_base), const_i64(geo.cols))
+            return kb.element(out, off, F32), {0: n}, row_base
 
-    def channel_plane(batch, k):
-        n, g = split(batch)
-        channel = b.add(b.add(b.mul(n, const_i64(geo.c)), b.mul(g, const_i64(geo.cg))), k)
-        return b.mul(channel, const_i64(hw))
+        def channel_plane(batch, k):
+            n, g = split(batch)
+            channel = b.add(b.add(b.mul(n, const_i64(geo.c)), b.mul(g, const_i64(geo.cg))), k)
+            return b.mul(channel, const_i64(hw))
 
-    def b_pack(kb_, batch, k0, kc, col0, ncols, dest, stride):
-        if geo.pointwise:
-            def row(kk):
-                off = b.add(channel_plane(batch, b.add(k0, kk)), col0)
-                return kb.element(x, off, F32)
-        elif masks is not None:
-            _pack_shifted(kb, geo, x, masks, batch, k0, kc, col0, ncols, dest, stride,
-                          channel_plane)
-            return
-        else:
-            def row(kk):
-                _fill_row(kb, geo, x, ranges, rowbuf, batch, b.add(k0, kk), col0, ncols,
-                          channel_plane)
-                return rowbuf
-        pack_rows(kb_, row, kc, ncols, dest, stride)
+        def b_pack(kb_, batch, k0, kc, col0, ncols, dest, stride):
+            if geo.pointwise:
+                def row(kk):
+                    off = b.add(channel_plane(batch, b.add(k0, kk)), col0)
+                    return kb.element(x, off, F32)
+            elif masks is not None:
+                _pack_shifted(kb, geo, x, masks, batch, k0, kc, col0, ncols, dest, stride,
+                              channel_plane)
+                return
+            else:
+                def row(kk):
+                    _fill_row(kb, geo, x, ranges, rowbuf, batch, b.add(k0, kk), col0, ncols,
+                              channel_plane)
+                    return rowbuf
+            pack_rows(kb_, row, kc, ncols, dest, stride)
 
-    plan = GemmPlan(m=geo.mg, n=geo.cols, k=geo.k, batches=geo.n * geo.groups, mr=mr,
-                    a_ptr=a_ptr, c_info=c_info, epilogue=epi, b_pack=b_pack,
-                    b_scratch=b_scratch)
-    emit_gemm(program, kb, plan, out)
-    kb.finish()
+        plan = GemmPlan(m=geo.mg, n=geo.cols, k=geo.k, batches=geo.n * geo.groups, mr=mr,
+                        a_ptr=a_ptr, c_info=c_info, epilogue=epi, b_pack=b_pack,
+                        b_scratch=b_scratch)
+        emit_gemm(program, kb, plan, out)
+
+    # Layers of one geometry and epilogue (ResNet-50 repeats its blocks) share the kernel.
+    epilogue = epi.signature()
+    signature = None if epilogue is None else (
+        "conv_gemm", tuple(sorted(vars(geo).items())), mr, nr, epilogue)
+    slots = [s for s in (out_slot, x_slot, a_slot, ranges_slot, masks_slot, row_scratch,
+                         b_scratch) if s is not None]
+    program.shared_kernel(tag, signature, slots + epi.operand_slots(), build)
 
 
 def _pack_shifted(kb, geo: ConvGeometry, x, masks, batch, k0, kc, col0, ncols, dest,
