@@ -65,3 +65,21 @@ def test_small_weights_keep_the_gemm_path():
     model, _ = conv_model((1, 128, 7, 7, 32, 3, 1, (1, 1, 1, 1)), "plain",
                           np.random.default_rng(0))
     assert not narrow_steps(model)
+
+
+def test_layers_of_one_shape_share_the_kernels():
+    """Two 512 -> 512 1x1 layers at 7x7, each with its own weights and bias: one product
+    kernel and one write-out kernel, run on each layer's buffers."""
+    rng = np.random.default_rng(5)
+    init = {}
+    nodes, x = [], "x"
+    for i in range(2):
+        init[f"w{i}"] = rand(rng, 512, 512, 1, 1) / np.float32(np.sqrt(512))
+        init[f"b{i}"] = rand(rng, 512)
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        x = f"r{i}"
+    model = make_model(nodes, [("x", [1, 512, 7, 7])], [(x, [1, 512, 7, 7])], init)
+    steps = narrow_steps(model)
+    assert len(steps) == 4 and len(set(steps)) == 2, steps
+    check(model, {"x": rand(rng, 1, 512, 7, 7)})

@@ -86,17 +86,27 @@ def emit_narrow(program, group, geo, epi: Epilogue) -> None:
     a_scratch = program.scratch(f"{tag}__narrow_a", np.float32,
                                 a_scratch_size(positions, mr, geo.k))
     x_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
-    _product(program, tag, geo, mr, padded, x_slot, w_slot, table_slot, work, a_scratch)
-    _write_out(program, tag, geo, work, out_slot, epi)
+    # Layers of one geometry (ResNet-50's repeated blocks) share both kernels.
+    geometry = tuple(sorted(vars(geo).items()))
+    program.shared_kernel(
+        tag + "_narrow", ("conv_narrow", geometry, mr, padded, lanes()),
+        [s for s in (x_slot, w_slot, table_slot, work, a_scratch) if s is not None],
+        lambda kb: _product(program, kb, geo, mr, padded, x_slot, w_slot, table_slot, work,
+                            a_scratch))
+    epilogue = epi.signature()
+    program.shared_kernel(
+        tag + "_narrow_out",
+        None if epilogue is None else ("conv_narrow_out", geometry, lanes(), epilogue),
+        [work, out_slot, *epi.operand_slots()],
+        lambda kb: _write_out(kb, geo, work, out_slot, epi))
 
 
-def _product(program, tag, geo, mr, padded, x_slot, w_slot, table_slot, work_slot,
+def _product(program, kb, geo, mr, padded, x_slot, w_slot, table_slot, work_slot,
              a_scratch) -> None:
     """``C^T[n] = X^T[n] @ W^T`` into the workspace, ``[N, P, M]``."""
     positions = geo.oh * geo.ow
     nr = panel_width()
     taps = geo.kh * geo.kw
-    kb = program.kernel(tag + "_narrow")
     b = kb.b
     x, w, work = kb.buffer(x_slot), kb.buffer(w_slot), kb.buffer(work_slot)
     table = kb.buffer(table_slot) if table_slot is not None else None
@@ -141,7 +151,6 @@ def _product(program, tag, geo, mr, padded, x_slot, w_slot, table_slot, work_slo
                     c_info=c_info, epilogue=Epilogue((geo.n, positions, geo.m), 1, [2]),
                     b_const=b_const, a_prepare=a_prepare, a_scratch=a_scratch)
     emit_gemm(program, kb, plan, work)
-    kb.finish()
 
 
 def _gather(kb, pointers: ir.Value, mask: ir.Value, vt: ir.VectorType) -> ir.Value:
@@ -153,12 +162,11 @@ def _gather(kb, pointers: ir.Value, mask: ir.Value, vt: ir.VectorType) -> ir.Val
                           ir.Constant(vt, None)])
 
 
-def _write_out(program, tag, geo, work_slot, out_slot, epi: Epilogue) -> None:
+def _write_out(kb, geo, work_slot, out_slot, epi: Epilogue) -> None:
     """``out[n, m, p] = C^T[n, p, m]``, then the epilogue on each channel's plane."""
     positions = geo.oh * geo.ow
     L = lanes()
     width = -(-positions // L) * L
-    kb = program.kernel(tag + "_narrow_out")
     b = kb.b
     work, out = kb.buffer(work_slot), kb.buffer(out_slot)
     epi.bind(kb)
@@ -173,7 +181,6 @@ def _write_out(program, tag, geo, work_slot, out_slot, epi: Epilogue) -> None:
             kb.store(value, out, b.add(target, p))
         epi.apply_tile(kb, out, {0: n}, m, const_i64(1), const_i64(0), const_i64(positions),
                        L, width)
-    kb.finish()
 
 
 __all__ = ["emit_narrow", "narrow_fits", "tap_offsets"]
