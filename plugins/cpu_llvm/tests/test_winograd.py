@@ -13,6 +13,7 @@ import pytest
 from cpu_llvm_checks import compile_alone
 from onnx import helper
 from test_conv_gemm import make_model, rand
+from test_conv_narrow import conv_model
 
 from byoc.testing import compile_reference
 from byoc_cpu_llvm.kernels.winograd import A_T, B_T, G, transform_weights
@@ -52,24 +53,8 @@ def assert_close(model, feeds, winograd_layers):
 @pytest.mark.parametrize("epilogue", ["bias_relu", "plain", "residual"])
 def test_winograd_conv(case, epilogue):
     n, c, h, w, m, pads = case
-    rng = np.random.default_rng(h * w + c)
-    oh, ow = h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2
-    init = {"w": rand(rng, m, c, 3, 3) / np.float32(np.sqrt(9 * c))}
-    feeds = {"x": rand(rng, n, c, h, w)}
-    inputs, graph_inputs = ["x", "w"], [("x", [n, c, h, w])]
-    if epilogue == "bias_relu":
-        init["b"] = rand(rng, m)
-        inputs.append("b")
-    nodes = [helper.make_node("Conv", inputs, ["c"], kernel_shape=[3, 3], pads=list(pads))]
-    if epilogue == "bias_relu":
-        nodes.append(helper.make_node("Relu", ["c"], ["y"]))
-    elif epilogue == "residual":
-        graph_inputs.append(("r", [n, m, oh, ow]))
-        feeds["r"] = rand(rng, n, m, oh, ow)
-        nodes.append(helper.make_node("Add", ["c", "r"], ["y"]))
-    else:
-        nodes.append(helper.make_node("Identity", ["c"], ["y"]))
-    model = make_model(nodes, graph_inputs, [("y", [n, m, oh, ow])], init)
+    model, feeds = conv_model((n, c, h, w, m, 3, 1, pads), epilogue,
+                              np.random.default_rng(h * w + c))
     assert_close(model, feeds, winograd_layers=1)
 
 

@@ -198,7 +198,6 @@ def _input_transform(kb, geo, x_slot: int, work_slot: int, th: int, tw: int) -> 
     b = kb.b
     x, work = kb.buffer(x_slot), kb.buffer(work_slot)
     tiles = th * tw
-    zero = ir.Constant(vt, None)
     begin, end = kb.thread_share(geo.n * geo.c * th)
     with kb.loop(begin, end, name="row") as item:
         i = b.srem(item, const_i64(th))
@@ -240,8 +239,7 @@ def _input_transform(kb, geo, x_slot: int, work_slot: int, th: int, tw: int) -> 
                                                            const_i64(p)),
                                                      const_i64(geo.c)), c),
                                          const_i64(tiles)), tile0)
-                    masked_store(b, kb.module, value if value is not None else zero,
-                                 kb.element(work, offset, F32), mask)
+                    masked_store(b, kb.module, value, kb.element(work, offset, F32), mask)
 
 
 def _products(program, kb, geo, mr: int, a_slot: int, b_scratch: int, work_slot: int,
