@@ -88,6 +88,11 @@ class ConvGeometry:
         self.cols = self.oh * self.ow
 
     @property
+    def signature(self) -> tuple:
+        """Every size of the convolution, for kernels shared by layers of one geometry."""
+        return tuple(sorted(vars(self).items()))
+
+    @property
     def shifted(self) -> bool:
         """Stride 1 and as many output as input columns: column ``q`` of row ``(c, kh, kw)``
         of the column matrix is element ``q + (kh * dh - pt) * W + kw * dw - pl`` of input
@@ -237,7 +242,7 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     # Layers of one geometry and epilogue (ResNet-50 repeats its blocks) share the kernel.
     epilogue = epi.signature()
     signature = None if epilogue is None else (
-        "conv_gemm", tuple(sorted(vars(geo).items())), mr, nr, epilogue)
+        "conv_gemm", geo.signature, mr, nr, epilogue)
     slots = [s for s in (out_slot, x_slot, a_slot, ranges_slot, masks_slot, row_scratch,
                          b_scratch) if s is not None]
     program.shared_kernel(tag, signature, slots + epi.operand_slots(), build)

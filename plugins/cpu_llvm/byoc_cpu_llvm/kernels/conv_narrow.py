@@ -28,7 +28,7 @@ from byoc_cpu_llvm.kernels.gemm_driver import (
     pack_b,
     panel_width,
 )
-from byoc_cpu_llvm.kernels.microkernel import lane_mask, masked_load, vec_type
+from byoc_cpu_llvm.kernels.microkernel import lane_mask, masked_gather, masked_load, vec_type
 
 # At most this many output positions, at least this many bytes of weights and a panel's worth
 # of output channels. Measured on ResNet-50 (per-kernel times of the whole model): its 7x7
@@ -87,7 +87,7 @@ def emit_narrow(program, group, geo, epi: Epilogue) -> None:
                                 a_scratch_size(positions, mr, geo.k))
     x_slot, out_slot = program.value(node.inputs[0]), program.value(group.output)
     # Layers of one geometry (ResNet-50's repeated blocks) share both kernels.
-    geometry = tuple(sorted(vars(geo).items()))
+    geometry = geo.signature
     program.shared_kernel(
         tag + "_narrow", ("conv_narrow", geometry, mr, padded, lanes()),
         [s for s in (x_slot, w_slot, table_slot, work, a_scratch) if s is not None],
@@ -135,8 +135,9 @@ def _product(program, kb, geo, mr, padded, x_slot, w_slot, table_slot, work_slot
                     base = b.ptrtoint(plane, I64)
                     addresses = b.add(splat(b, base, mr),
                                       b.mul(offsets, ir.Constant(offsets_t, [4] * mr)))
-                    value = _gather(kb, b.inttoptr(addresses, ir.VectorType(plane.type, mr)),
-                                    valid, vt)
+                    value = masked_gather(b, kb.module,
+                                          b.inttoptr(addresses, ir.VectorType(plane.type, mr)),
+                                          valid, ir.Constant(vt, None), 4)
                 b.store(value, kb.element(sliver, b.mul(kk, const_i64(mr)), F32), align=4)
 
     def b_const(kb_, batch, panel, k0):
@@ -151,15 +152,6 @@ def _product(program, kb, geo, mr, padded, x_slot, w_slot, table_slot, work_slot
                     c_info=c_info, epilogue=Epilogue((geo.n, positions, geo.m), 1, [2]),
                     b_const=b_const, a_prepare=a_prepare, a_scratch=a_scratch)
     emit_gemm(program, kb, plan, work)
-
-
-def _gather(kb, pointers: ir.Value, mask: ir.Value, vt: ir.VectorType) -> ir.Value:
-    """``vt`` lanes from ``pointers`` where ``mask`` is set, zeros elsewhere."""
-    name = f"llvm.masked.gather.v{vt.count}f32.v{vt.count}p0"
-    fn = kb.module.globals.get(name) or ir.Function(
-        kb.module, ir.FunctionType(vt, [pointers.type, ir.IntType(32), mask.type, vt]), name)
-    return kb.b.call(fn, [pointers, ir.Constant(ir.IntType(32), 4), mask,
-                          ir.Constant(vt, None)])
 
 
 def _write_out(kb, geo, work_slot, out_slot, epi: Epilogue) -> None:

@@ -226,11 +226,10 @@ def _node_step(op_type: str, attrs: dict, dtypes, out_dtype) -> StepFn:
 
     def step(kb, args):
         return emit(kb, op_type, args, attrs, dtypes, out_dtype)
-    try:
-        step.signature = ("node", op_type, _hashable(attrs),
-                          tuple(np.dtype(d).str for d in dtypes), np.dtype(out_dtype).str)
-    except TypeError:
-        pass  # an attribute with no signature: kernels with this step are never shared
+    attributes = _hashable(attrs)
+    if attributes is not None:  # else kernels with this step are never shared
+        step.signature = ("node", op_type, attributes, tuple(np.dtype(d).str for d in dtypes),
+                          np.dtype(out_dtype).str)
     return step
 
 
@@ -250,19 +249,23 @@ def add_scaled_step(factor: float) -> StepFn:
     return step
 
 
-def _hashable(value) -> Hashable:
+def _hashable(value) -> Hashable | None:
     """``value`` (a node attribute: numbers, strings, bytes, lists, arrays, dicts of them) as
     a hashable value that tells apart any two different ones (arrays by dtype, shape and
-    bytes; a list from a tuple)."""
+    bytes; a list from a tuple); None when it holds anything else."""
     if isinstance(value, dict):
-        return ("dict", tuple((k, _hashable(v)) for k, v in sorted(value.items())))
+        items = [(k, _hashable(v)) for k, v in sorted(value.items())]
+        return None if any(v is None for _, v in items) else ("dict", tuple(items))
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_hashable(v) for v in value))
-    if isinstance(value, (bool, int, float, str, bytes, type(None), np.generic)):
-        return (type(value).__name__, value.item() if isinstance(value, np.generic) else value)
-    raise TypeError(f"no signature for an attribute of type {type(value).__name__}")
+        items = [_hashable(v) for v in value]
+        return None if any(v is None for v in items) else (type(value).__name__, tuple(items))
+    if isinstance(value, np.generic):
+        return (type(value).__name__, value.item())
+    if isinstance(value, (bool, int, float, str, bytes, type(None))):
+        return (type(value).__name__, value)
+    return None
 
 
 __all__ = ["Epilogue", "Operand", "Step", "add_scaled_step", "scale_step"]

@@ -65,6 +65,18 @@ def masked_load(b: ir.IRBuilder, module: ir.Module, ptr: ir.Value, mask: ir.Valu
     return b.call(fn, [ptr, ir.Constant(I32, 4), mask, ir.Constant(vt, None)])
 
 
+def masked_gather(b: ir.IRBuilder, module: ir.Module, pointers: ir.Value, mask: ir.Value,
+                  passthrough: ir.Value, align: int) -> ir.Value:
+    """The lanes of ``passthrough``'s type read from ``pointers`` (a vector of pointers, each
+    ``align``-byte aligned) where ``mask`` is set; ``passthrough``'s lanes elsewhere."""
+    vt = passthrough.type
+    suffix = f"v{vt.count}{'f32' if vt.element == F32 else _int_suffix(vt.element)}"
+    name = f"llvm.masked.gather.{suffix}.v{vt.count}p0"
+    fn = module.globals.get(name) or ir.Function(
+        module, ir.FunctionType(vt, [pointers.type, I32, mask.type, vt]), name)
+    return b.call(fn, [pointers, ir.Constant(I32, align), mask, passthrough])
+
+
 def masked_store(b: ir.IRBuilder, module: ir.Module, value: ir.Value, ptr: ir.Value,
                  mask: ir.Value, align: int = 4) -> None:
     """Store the lanes of ``value`` that ``mask`` sets at ``ptr`` (aligned to ``align``
@@ -152,4 +164,5 @@ def call_ukernel(kb: KernelBuilder, mr: int, nrv: int, lanes: int, args: list) -
     kb.b.call(fn, [const_i64(a) if isinstance(a, int) else a for a in args])
 
 
-__all__ = ["call_ukernel", "lane_mask", "masked_load", "masked_store", "ukernel", "vec_type"]
+__all__ = ["call_ukernel", "lane_mask", "masked_gather", "masked_load", "masked_store",
+           "ukernel", "vec_type"]

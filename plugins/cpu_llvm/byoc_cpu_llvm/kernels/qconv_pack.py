@@ -27,7 +27,7 @@ from llvmlite import ir
 from byoc_cpu_llvm.codegen import I8, I32, I64, const_i64, smax, smin, splat
 from byoc_cpu_llvm.kernels.conv import ConvGeometry, row_segment
 from byoc_cpu_llvm.kernels.int8_product import NB
-from byoc_cpu_llvm.kernels.microkernel import masked_store
+from byoc_cpu_llvm.kernels.microkernel import masked_gather, masked_store
 from byoc_cpu_llvm.target import host_target
 
 BYTES = ir.VectorType(I8, NB)
@@ -246,7 +246,7 @@ def _fill_rows(kb, geo: ConvGeometry, x, ranges, rows, first_channel, c0, ncols,
                 base = b.ptrtoint(b.gep(x, [first_in], source_etype=I8), I64)
                 pointers = b.inttoptr(b.add(splat(b, base, NB), offsets),
                                       ir.VectorType(x.type, NB))
-                value = _gather(kb, pointers, mask, _bytes(pad ^ flip, NB))
+                value = masked_gather(b, kb.module, pointers, mask, _bytes(pad ^ flip, NB), 1)
             if flip:
                 value = b.xor(value, _bytes(flip, NB))
             target = kb.element(rows, b.add(row, b.sub(b.add(start, seg_lo), c0)), I8)
@@ -279,14 +279,6 @@ def masked_load_bytes(kb, pointer: ir.Value, mask: ir.Value, passthrough: ir.Val
     fn = kb.module.globals.get(name) or ir.Function(
         kb.module, ir.FunctionType(vt, [pointer.type, I32, mask.type, vt]), name)
     return kb.b.call(fn, [pointer, ir.Constant(I32, 1), mask, passthrough])
-
-
-def _gather(kb, pointers: ir.Value, mask: ir.Value, passthrough: ir.Value) -> ir.Value:
-    vt = passthrough.type
-    name = f"llvm.masked.gather.v{vt.count}i8.v{vt.count}p0"
-    fn = kb.module.globals.get(name) or ir.Function(
-        kb.module, ir.FunctionType(vt, [pointers.type, I32, mask.type, vt]), name)
-    return kb.b.call(fn, [pointers, ir.Constant(I32, 1), mask, passthrough])
 
 
 __all__ = ["conv_pack", "interleave_rows", "masked_load_bytes"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from byoc_cpu_llvm.codegen import F32, I32, const_i64, smin
+from byoc_cpu_llvm.codegen import F32, I32, const, const_i64, smax, smin, splat
 from byoc_cpu_llvm.kernels.epilogue import Epilogue
 from byoc_cpu_llvm.kernels.gemm_driver import (
     GemmPlan,
@@ -137,19 +137,15 @@ def _combine(b: ir.IRBuilder, coefficients: np.ndarray, vectors: list) -> list:
                 elif coefficient == -1:
                     total = b.fneg(vector)
                 else:
-                    total = b.fmul(_splat_const(vector.type, coefficient), vector)
+                    total = b.fmul(const(coefficient, vector), vector)
             elif coefficient == 1:
                 total = b.fadd(total, vector)
             elif coefficient == -1:
                 total = b.fsub(total, vector)
             else:
-                total = b.fadd(total, b.fmul(_splat_const(vector.type, coefficient), vector))
+                total = b.fadd(total, b.fmul(const(coefficient, vector), vector))
         rows.append(total)
     return rows
-
-
-def _splat_const(vt: ir.VectorType, value: float) -> ir.Constant:
-    return ir.Constant(vt, [ir.Constant(F32, float(value))] * vt.count)
 
 
 def _concat(b: ir.IRBuilder, vectors: list) -> ir.Value:
@@ -174,20 +170,20 @@ def _pick(b: ir.IRBuilder, vector: ir.Value, indices) -> ir.Value:
 def _range_mask(b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, width: int) -> ir.Value:
     """Lanes ``l`` of a ``width``-lane mask with ``lo <= l < hi`` (i64 bounds)."""
     index = ir.Constant(ir.VectorType(I32, width), list(range(width)))
-    vt = ir.VectorType(I32, width)
 
-    def splat32(value):
-        narrow = b.trunc(smin(b, value, const_i64(width)), I32)
-        return b.shuffle_vector(b.insert_element(ir.Constant(vt, ir.Undefined), narrow,
-                                                 ir.Constant(I32, 0)),
-                                ir.Constant(vt, ir.Undefined),
-                                ir.Constant(vt, [0] * width))
-    low = splat32(_max0(b, lo))
-    return b.and_(b.icmp_signed(">=", index, low), b.icmp_signed("<", index, splat32(hi)))
+    def lanes_of(value):
+        return splat(b, b.trunc(smin(b, smax(b, value, const_i64(0)), const_i64(width)), I32),
+                     width)
+    return b.and_(b.icmp_signed(">=", index, lanes_of(lo)), b.icmp_signed("<", index, lanes_of(hi)))
 
 
-def _max0(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed("<", value, const_i64(0)), const_i64(0), value)
+def _tile_row(kb, item: ir.Value, th: int, channels: int):
+    """Work item ``item`` of a transform, one tile row of one channel plane: (tile row,
+    plane = n * channels + channel, n, channel)."""
+    b = kb.b
+    plane = b.sdiv(item, const_i64(th))
+    return (b.srem(item, const_i64(th)), plane, b.sdiv(plane, const_i64(channels)),
+            b.srem(plane, const_i64(channels)))
 
 
 def _input_transform(kb, geo, x_slot: int, work_slot: int, th: int, tw: int) -> None:
@@ -200,10 +196,7 @@ def _input_transform(kb, geo, x_slot: int, work_slot: int, th: int, tw: int) -> 
     tiles = th * tw
     begin, end = kb.thread_share(geo.n * geo.c * th)
     with kb.loop(begin, end, name="row") as item:
-        i = b.srem(item, const_i64(th))
-        plane = b.sdiv(item, const_i64(th))          # n * C + c
-        n = b.sdiv(plane, const_i64(geo.c))
-        c = b.srem(plane, const_i64(geo.c))
+        i, plane, n, c = _tile_row(kb, item, th, geo.c)
         plane_base = b.gep(x, [b.mul(plane, const_i64(geo.h * geo.w))], source_etype=F32)
         with kb.loop(0, -(-tw // L), name="chunk") as chunk:
             j0 = b.mul(chunk, const_i64(L))
@@ -285,10 +278,7 @@ def _output_transform(kb, geo, out_slot: int, work_slot: int, v_size: int, th: i
     interleave = [(q % TILE) * L + q // TILE for q in range(TILE * L)]
     begin, end = kb.thread_share(geo.n * geo.m * th)
     with kb.loop(begin, end, name="row") as item:
-        i = b.srem(item, const_i64(th))
-        plane = b.sdiv(item, const_i64(th))          # n * M + m
-        n = b.sdiv(plane, const_i64(geo.m))
-        m = b.srem(plane, const_i64(geo.m))
+        i, plane, n, m = _tile_row(kb, item, th, geo.m)
         with kb.loop(0, -(-tw // L), name="chunk") as chunk:
             j0 = b.mul(chunk, const_i64(L))
             count = smin(b, const_i64(L), b.sub(const_i64(tw), j0))
