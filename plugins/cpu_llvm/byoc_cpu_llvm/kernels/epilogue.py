@@ -171,26 +171,59 @@ class Epilogue:
                 offset = kb.b.add(offset, kb.b.mul(coord, const_i64(strides[axis])))
         return offset
 
+    def _row_scalars(self, kb, op_row, lanes) -> dict[str, ir.Value]:
+        """The per-row operands of one output row, splat to vectors."""
+        return {name: splat(kb.b, kb.load(self.bases[name], op_row[name], llvm_type(op.dtype)),
+                            lanes)
+                for name, op in self.operands.items() if op.kind == "row"}
+
+    def _vector_operands(self, kb, op_row, start, lanes, mask=None) -> dict[str, ir.Value]:
+        """The vector operands at flattened column ``start`` of one output row (``mask``ed
+        lanes only, when given)."""
+        loaded = {}
+        for name, op in self.operands.items():
+            if op.kind == "vector":
+                vt = ir.VectorType(llvm_type(op.dtype), lanes)
+                ptr = kb.element(self.bases[name], kb.b.add(op_row[name], start),
+                                 llvm_type(op.dtype))
+                loaded[name] = (kb.b.load(ptr, typ=vt, align=1) if mask is None else
+                                masked_load(kb.b, kb.module, ptr, mask, vt))
+        return loaded
+
+    def _operand_rows(self, kb, batch, row) -> dict[str, ir.Value]:
+        b = kb.b
+        return {name: b.add(self._batch_offset(kb, batch, op.strides),
+                            b.mul(row, const_i64(op.strides[self.row_axis])))
+                for name, op in self.operands.items()}
+
+    def apply_registers(self, kb: KernelBuilder, batch: dict[int, ir.Value], row0: ir.Value,
+                        col0: ir.Value, values: list[ir.Value], rows: int,
+                        lanes: int) -> list[ir.Value]:
+        """The steps applied to a whole tile held in registers: ``values[i * n + v]`` (n
+        vectors a row) is output row ``row0 + i`` from flattened column ``col0 + v * lanes``,
+        every lane inside the output. Only for a :attr:`vectorized` epilogue."""
+        b = kb.b
+        vectors = len(values) // rows
+        result = []
+        for i in range(rows):
+            op_row = self._operand_rows(kb, batch, b.add(row0, const_i64(i)))
+            scalars = self._row_scalars(kb, op_row, lanes)
+            for v in range(vectors):
+                loaded = {**scalars, **self._vector_operands(
+                    kb, op_row, b.add(col0, const_i64(v * lanes)), lanes)}
+                result.append(self.run_steps(kb, values[i * vectors + v], loaded))
+        return result
+
     def _vector_row(self, kb, out, out_row, op_row, col0, cols, lanes, width) -> None:
         b = kb.b
         vt = ir.VectorType(F32, lanes)
-        scalars = {}
-        for name, op in self.operands.items():
-            if op.kind == "row":
-                value = kb.load(self.bases[name], op_row[name], llvm_type(op.dtype))
-                scalars[name] = splat(b, value, lanes)
+        scalars = self._row_scalars(kb, op_row, lanes)
         for v in range(width // lanes):
             start = b.add(col0, const_i64(v * lanes))
             mask = lane_mask(b, b.sub(cols, const_i64(v * lanes)), lanes)
             ptr = kb.element(out, b.add(out_row, start), F32)
             running = masked_load(b, kb.module, ptr, mask, vt)
-            loaded = dict(scalars)
-            for name, op in self.operands.items():
-                if op.kind == "vector":
-                    optr = kb.element(self.bases[name], b.add(op_row[name], start),
-                                      llvm_type(op.dtype))
-                    loaded[name] = masked_load(b, kb.module, optr, mask,
-                                               ir.VectorType(llvm_type(op.dtype), lanes))
+            loaded = {**scalars, **self._vector_operands(kb, op_row, start, lanes, mask)}
             running = self.run_steps(kb, running, loaded)
             masked_store(b, kb.module, running, ptr, mask)
 

@@ -31,6 +31,7 @@ from byoc_cpu_llvm.kernels.microkernel import (
     call_ukernel,
     lane_mask,
     masked_load,
+    tile_products,
     vec_type,
 )
 from byoc_cpu_llvm.target import host_target
@@ -170,6 +171,9 @@ def emit_gemm(program, kb: KernelBuilder, plan: GemmPlan, out: ir.Value) -> None
     kblocks = -(-K // kc_max)
     units = plan.batches * panels
     plan.epilogue.bind(kb)
+    # With one K block a whole tile is computed, finished and stored in registers: its
+    # epilogue never reloads C (what small-K products, 1x1 convolutions, spend most on).
+    in_registers = kblocks == 1 and not plan.epilogue.empty and plan.epilogue.vectorized
 
     b_scr = scratch_ptr(kb, plan.b_scratch, b_scratch_size(K)) if plan.b_pack else None
     a_scr = scratch_ptr(kb, plan.a_scratch, a_scratch_size(M, mr, K)) if plan.a_prepare else None
@@ -201,23 +205,26 @@ def emit_gemm(program, kb: KernelBuilder, plan: GemmPlan, out: ir.Value) -> None
                 plan.a_prepare(kb, batch, k0, kc, mt0, mt1, a_scr, kc_max)
             accumulate = b.zext(b.icmp_signed(">", kbi, const_i64(0)), I64)
             last = b.icmp_signed("==", kbi, const_i64(kblocks - 1))
-            with kb.loop(const_i64(0), count, name="pan") as j:
+            def m_tile(mt):
+                row = b.mul(mt, const_i64(mr))
+                rows = smin(b, const_i64(mr), b.sub(const_i64(M), row))
+                if plan.a_prepare:
+                    return row, rows, kb.element(
+                        a_scr, b.mul(b.sub(mt, mt0), const_i64(kc_max * mr)), F32)
+                return row, rows, plan.a_ptr(kb, batch, mt, k0)
+
+            def panel_cols(j):
                 if plan.b_pack:
                     bp = kb.element(b_scr, b.mul(j, const_i64(kc_max * nr)), F32)
                 else:
                     bp = plan.b_const(kb, batch, b.add(panel, j), k0)
                 jcol = b.mul(j, const_i64(nr))
-                cols = smin(b, const_i64(nr), b.sub(ncols, jcol))
-                tile_col = b.add(col0, jcol)
-                with kb.loop(mt0, mt1, name="mt") as mt:
-                    row = b.mul(mt, const_i64(mr))
-                    rows = smin(b, const_i64(mr), b.sub(const_i64(M), row))
-                    if plan.a_prepare:
-                        ap = kb.element(a_scr, b.mul(b.sub(mt, mt0), const_i64(kc_max * mr)),
-                                        F32)
-                    else:
-                        ap = plan.a_ptr(kb, batch, mt, k0)
-                    cp = kb.element(c_ptr, b.add(b.mul(row, const_i64(N)), tile_col), F32)
+                return bp, smin(b, const_i64(nr), b.sub(ncols, jcol)), b.add(col0, jcol)
+
+            def tile(row, rows, ap, bp, cols, tile_col):
+                cp = kb.element(c_ptr, b.add(b.mul(row, const_i64(N)), tile_col), F32)
+
+                def by_call():
                     call_ukernel(kb, mr, NRV, L, [ap, bp, nr, cp, N, kc, accumulate, rows,
                                                   cols])
                     if not plan.epilogue.empty:
@@ -225,7 +232,51 @@ def emit_gemm(program, kb: KernelBuilder, plan: GemmPlan, out: ir.Value) -> None
                             plan.epilogue.apply_tile(kb, out, batch_coords,
                                                      b.add(row_base, row), rows, tile_col,
                                                      cols, L, nr)
+
+                if not in_registers:
+                    by_call()
+                    return
+                whole = b.and_(b.icmp_signed("==", rows, const_i64(mr)),
+                               b.icmp_signed("==", cols, const_i64(nr)))
+                with b.if_else(whole) as (then, otherwise):
+                    with then:
+                        _registers_tile(kb, plan, ap, bp, cp, batch_coords,
+                                        b.add(row_base, row), tile_col)
+                    with otherwise:
+                        by_call()
+
+            if kblocks == 1:
+                # One pass over K: C's traffic (the store, the epilogue's operands) weighs
+                # most, so each M tile sweeps the block's panels and writes MR rows of C
+                # in long runs (the other order writes every row of C a panel at a time,
+                # more streams than the prefetcher follows); the B block stays in L2.
+                with kb.loop(mt0, mt1, name="mt") as mt:
+                    row, rows, ap = m_tile(mt)
+                    with kb.loop(const_i64(0), count, name="pan") as j:
+                        tile(row, rows, ap, *panel_cols(j))
+            else:
+                # A B panel stays in L1 while the M tiles' slivers stream past it.
+                with kb.loop(const_i64(0), count, name="pan") as j:
+                    bp, cols, tile_col = panel_cols(j)
+                    with kb.loop(mt0, mt1, name="mt") as mt:
+                        tile(*m_tile(mt), bp, cols, tile_col)
         unit.next_index = b.add(u, count)
+
+
+def _registers_tile(kb: KernelBuilder, plan: GemmPlan, ap: ir.Value, bp: ir.Value,
+                    cp: ir.Value, batch_coords: dict, row0: ir.Value, col0: ir.Value) -> None:
+    """A whole MR x NR tile of a one-K-block product, its epilogue applied to the
+    accumulators before the only store of C."""
+    b = kb.b
+    L, nr = lanes(), panel_width()
+    zero = ir.Constant(vec_type(L), None)
+    accs = tile_products(b, kb.module, ap, bp, const_i64(nr), const_i64(plan.k),
+                         [zero] * (plan.mr * NRV), plan.mr, NRV, L)
+    finished = plan.epilogue.apply_registers(kb, batch_coords, row0, col0, accs, plan.mr, L)
+    for i in range(plan.mr):
+        for v in range(NRV):
+            ptr = kb.element(cp, const_i64(i * plan.n + v * L), F32)
+            b.store(finished[i * NRV + v], ptr, align=4)
 
 
 def pack_rows(kb: KernelBuilder, row_ptr: Callable, kc: ir.Value, ncols: ir.Value,

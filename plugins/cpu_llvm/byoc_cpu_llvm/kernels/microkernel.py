@@ -91,6 +91,32 @@ def lane_mask(b: ir.IRBuilder, count: ir.Value, lanes: int) -> ir.Value:
     return b.icmp_signed("<", iota, splat(b, count, lanes))
 
 
+def tile_products(b: ir.IRBuilder, module: ir.Module, a: ir.Value, bp: ir.Value,
+                  ldb: ir.Value, kc: ir.Value, inits: list[ir.Value], mr: int, nrv: int,
+                  lanes: int) -> list[ir.Value]:
+    """The MR x NRV accumulators of a tile after ``kc`` steps from ``inits`` (row-major):
+    each step broadcasts MR scalars of the sliver ``a`` and loads NRV vectors of the panel
+    ``bp`` (rows ``ldb`` floats apart)."""
+    vt = vec_type(lanes)
+    fma = module.globals.get(f"llvm.fma.v{lanes}f32")
+    if fma is None:
+        fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
+    with counted_loop(b, const_i64(0), kc, "k", carried=[a, bp, *inits]) as loop:
+        pa, pb, *accs = loop.carried
+        bvecs = [b.load(b.gep(pb, [const_i64(v * lanes)], source_etype=F32, inbounds=True),
+                        typ=vt, align=4) for v in range(nrv)]
+        new_accs = []
+        for i in range(mr):
+            scalar = b.load(b.gep(pa, [const_i64(i)], source_etype=F32, inbounds=True),
+                            typ=F32, align=4)
+            bcast = splat(b, scalar, lanes)
+            for v in range(nrv):
+                new_accs.append(b.call(fma, [bcast, bvecs[v], accs[i * nrv + v]]))
+        loop.next_carried = [b.gep(pa, [const_i64(mr)], source_etype=F32, inbounds=True),
+                             b.gep(pb, [ldb], source_etype=F32, inbounds=True), *new_accs]
+    return accs
+
+
 def ukernel(module: ir.Module, mr: int, nrv: int, lanes: int) -> ir.Function:
     """The module's micro-kernel for MR x (NRV * lanes) tiles (emitted on first use)."""
     name = f"byoc_uk_{mr}x{nrv}x{lanes}"
@@ -106,40 +132,21 @@ def ukernel(module: ir.Module, mr: int, nrv: int, lanes: int) -> ir.Function:
     vt = vec_type(lanes)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     keep = b.icmp_signed("!=", accumulate, const_i64(0))
-    fma = module.globals.get(f"llvm.fma.v{lanes}f32")
-    if fma is None:
-        fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
     c_ptrs = []
     for i in range(mr):
         row_c = b.gep(c, [b.mul(ldc, const_i64(i))], source_etype=F32, inbounds=True)
         c_ptrs += [b.gep(row_c, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
                    for v in range(nrv)]
 
-    def products(inits):
-        """The accumulators after the kc steps, from ``inits``."""
-        with counted_loop(b, const_i64(0), kc, "k", carried=[a, bp, *inits]) as loop:
-            pa, pb, *accs = loop.carried
-            bvecs = []
-            for v in range(nrv):
-                ptr = b.gep(pb, [const_i64(v * lanes)], source_etype=F32, inbounds=True)
-                bvecs.append(b.load(ptr, typ=vt, align=4))
-            new_accs = []
-            for i in range(mr):
-                scalar = b.load(b.gep(pa, [const_i64(i)], source_etype=F32, inbounds=True),
-                                typ=F32, align=4)
-                bcast = splat(b, scalar, lanes)
-                for v in range(nrv):
-                    new_accs.append(b.call(fma, [bcast, bvecs[v], accs[i * nrv + v]]))
-            next_pa = b.gep(pa, [const_i64(mr)], source_etype=F32, inbounds=True)
-            next_pb = b.gep(pb, [ldb], source_etype=F32, inbounds=True)
-            loop.next_carried = [next_pa, next_pb, *new_accs]
-        return accs
-
     # A whole tile (almost every call) loads and stores C without masks; an edge tile masks
     # its rows and columns.
     whole = b.and_(b.icmp_signed("==", rows, const_i64(mr)),
                    b.icmp_signed("==", cols, const_i64(nrv * lanes)))
     zero = ir.Constant(vt, None)
+
+    def products(inits):
+        return tile_products(b, module, a, bp, ldb, kc, inits, mr, nrv, lanes)
+
     with b.if_else(whole) as (then, otherwise):
         with then:
             inits = [b.select(keep, b.load(ptr, typ=vt, align=4), zero) for ptr in c_ptrs]
@@ -165,4 +172,4 @@ def call_ukernel(kb: KernelBuilder, mr: int, nrv: int, lanes: int, args: list) -
 
 
 __all__ = ["call_ukernel", "lane_mask", "masked_gather", "masked_load", "masked_store",
-           "ukernel", "vec_type"]
+           "tile_products", "ukernel", "vec_type"]
