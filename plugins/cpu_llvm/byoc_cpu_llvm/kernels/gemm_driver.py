@@ -225,8 +225,17 @@ def emit_gemm(program, kb: KernelBuilder, plan: GemmPlan, out: ir.Value) -> None
                 cp = kb.element(c_ptr, b.add(b.mul(row, const_i64(N)), tile_col), F32)
 
                 def by_call():
-                    call_ukernel(kb, mr, NRV, L, [ap, bp, nr, cp, N, kc, accumulate, rows,
-                                                  cols])
+                    args = [ap, bp, nr, cp, N, kc, accumulate, rows, cols]
+                    if N % nr and N % nr <= L:
+                        # the last panel's few columns take a one-vector micro-kernel
+                        narrow = b.icmp_signed("<=", cols, const_i64(L))
+                        with b.if_else(narrow) as (then, otherwise):
+                            with then:
+                                call_ukernel(kb, mr, 1, L, args)
+                            with otherwise:
+                                call_ukernel(kb, mr, NRV, L, args)
+                    else:
+                        call_ukernel(kb, mr, NRV, L, args)
                     if not plan.epilogue.empty:
                         with b.if_then(last):
                             plan.epilogue.apply_tile(kb, out, batch_coords,
