@@ -9,6 +9,7 @@ from byoc.core.flops import graph_flops
 from byoc.core.ir import Graph
 from byoc.errors import PluginError
 from byoc.plugins.api import Partition
+from byoc_cpu_llvm.concat_placement import place_concat_inputs
 from byoc_cpu_llvm.fusion import Group, plan_groups
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
 from byoc_cpu_llvm.program import ProgramBuilder
@@ -65,8 +66,9 @@ def lower_partition(partition: Partition, graph: Graph,
             raise PluginError(f"cpu_llvm cannot lower node {node.name!r}: {reason}")
         compute.append(node)
     # Emit kernels and output copies in dataflow order: each after the last node it covers.
-    steps = [(max(position[id(n)] for n in group.nodes), group)
-             for group in plan_groups(compute, graph, keep)]
+    groups = plan_groups(compute, graph, keep)
+    place_concat_inputs(program, groups, graph, {*partition.inputs, *outputs})
+    steps = [(max(position[id(n)] for n in group.nodes), group) for group in groups]
     steps += [(position[id(node)], node) for node in copies]
     steps += [(position[id(layer.igroup.group.quantize)], layer) for layer in layers]
     steps += [(position[id(chain.quantize)], chain) for chain in pools]

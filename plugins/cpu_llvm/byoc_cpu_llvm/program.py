@@ -52,14 +52,15 @@ SPINS_BEFORE_YIELD = 4000
 @dataclass
 class BufferSpec:
     """One slot of the buffer table. ``kind`` is input, output, temp, constant, scratch,
-    barrier or status; ``alias`` names the slot whose memory this one shares; scratch buffers hold
-    ``elements`` per thread."""
+    barrier or status; ``alias`` names the slot whose memory this one shares, from ``offset``
+    (in elements of that slot); scratch buffers hold ``elements`` per thread."""
 
     name: str
     dtype: str
     shape: list[int]
     kind: str
     alias: int | None = None
+    offset: int = 0     # elements into the aliased slot's memory where this one starts
 
     @property
     def elements(self) -> int:
@@ -148,6 +149,24 @@ class ProgramBuilder:
         """Let value ``name`` share the memory of value ``of`` (same bytes, other shape).
         A partition output cannot alias (it has its own buffer): use :meth:`copy`."""
         self._add(name, self.graph.types[name], "alias", alias=self.value(of))
+
+    def place(self, name: str, into: str, offset: int) -> bool:
+        """Let value ``name`` live inside value ``into``, from element ``offset`` (a Concat's
+        input in the Concat's output); False, and nothing done, when ``name`` already has a
+        slot."""
+        if name in self.slots:
+            return False
+        self._add(name, self.graph.types[name], "alias", alias=self.value(into))
+        self.buffers[self.slots[name]].offset = int(offset)
+        return True
+
+    def home(self, name: str) -> tuple[int, int]:
+        """(slot that owns the memory, element offset in it) of value ``name``."""
+        slot, offset = self.value(name), 0
+        while self.buffers[slot].kind == "alias":
+            offset += self.buffers[slot].offset
+            slot = self.buffers[slot].alias
+        return slot, offset
 
     def copy(self, name: str, of: str) -> None:
         """A step copying the bytes of value ``of`` into value ``name``."""

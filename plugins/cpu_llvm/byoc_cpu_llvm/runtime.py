@@ -59,6 +59,7 @@ class CpuRuntime:
                 self._keep(slot, np.zeros(spec["shape"], dtype))
             if kind == "output":
                 self._outputs[spec["name"]] = slot
+        self._aliases = _alias_order(self._specs)
         self._faults = meta.get("faults", [])
         self._status = next((self._arrays[slot] for slot, spec in enumerate(self._specs)
                              if spec["kind"] == "status"), None)
@@ -75,9 +76,8 @@ class CpuRuntime:
             array = np.ascontiguousarray(inputs[name])
             held.append(array)
             self._table[slot] = array.ctypes.data
-        for slot, spec in enumerate(self._specs):
-            if spec["kind"] == "alias":
-                self._table[slot] = self._table[spec["alias"]]
+        for slot, target, nbytes in self._aliases:
+            self._table[slot] = self._table[target] + nbytes
         self._arrays[0][:] = 0  # barrier state
         if self._status is not None:
             self._status[:] = 0
@@ -105,6 +105,18 @@ class CpuRuntime:
     def __del__(self) -> None:
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=False)
+
+
+def _alias_order(specs: list[dict]) -> list[tuple[int, int, int]]:
+    """(slot, aliased slot, byte offset) of each alias, an aliased alias after its target."""
+    def depth(slot: int) -> int:
+        spec = specs[slot]
+        return 0 if spec["kind"] != "alias" else 1 + depth(spec["alias"])
+
+    order = sorted((slot for slot, spec in enumerate(specs) if spec["kind"] == "alias"),
+                   key=depth)
+    return [(slot, specs[slot]["alias"], specs[slot].get("offset", 0)
+             * np.dtype(specs[specs[slot]["alias"]]["dtype"]).itemsize) for slot in order]
 
 
 def _elements(spec: dict) -> int:

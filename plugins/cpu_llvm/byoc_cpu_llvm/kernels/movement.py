@@ -113,14 +113,18 @@ def lower_concat(program, group) -> None:
     out = _type(graph, node.outputs[0])
     plan, out_strides = _concat_plan(node, graph)
     dst = program.value(node.outputs[0])
+    dst_home, dst_offset = program.home(node.outputs[0])
     copies = []
     for value, t, offset in plan:
+        if program.home(value) == (dst_home, dst_offset + offset):
+            continue  # placed: its producer wrote it there (see concat_placement)
         strides = contiguous_strides(t.shape)
         maps = [affine_table(n, s) for n, s in zip(t.shape, strides)]
         copies.append(Copy(t.shape, maps, program.value(value), dst, out.dtype,
                            dst_strides=tuple(out_strides), dst_offset=offset,
                            src_elements=t.size))
-    lower_copies(program, node, copies)
+    if copies:
+        lower_copies(program, node, copies)
 
 
 def _split_plan(node, graph):
