@@ -24,6 +24,9 @@ class Group:
 
     head: Node
     epilogue: list[Node] = field(default_factory=list)
+    # BatchNormalization [, Relu] whose result only the head reads: the head applies them to
+    # its input as it reads it (see attach_prologues)
+    prologue: list[Node] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[Node]:
@@ -81,3 +84,37 @@ def _joins(node: Node, group: Group, graph: Graph, readers: dict[str, int],
                 d not in (1, a) for d, a in zip(shape[::-1], after.shape[::-1]))):
             return False
     return True
+
+
+def attach_prologues(groups: list[Group], graph: Graph, keep: set[str],
+                     takes_prologue) -> list[Group]:
+    """``groups`` with each BatchNormalization [+ Relu] group (inference mode, constant
+    parameters) whose result only one group reads, a head that ``takes_prologue(head,
+    graph)``, as that group's prologue: the pre-activation of DenseNet's layers, whose 1x1
+    convolutions then normalize their input as they pack it, and no kernel writes the
+    normalized copy."""
+    readers: dict[str, list[Group]] = {}
+    for group in groups:
+        for node in group.nodes:
+            for value in set(node.present_inputs):
+                readers.setdefault(value, []).append(group)
+    absorbed = set()
+    for group in groups:
+        head = group.head
+        if head.op_type != "BatchNormalization" or head.domain:
+            continue
+        if [n.op_type for n in group.epilogue] not in ([], ["Relu"]):
+            continue
+        out = group.output
+        users = readers.get(out, [])
+        if out in keep or len(users) != 1 or users[0].prologue:
+            continue
+        user = users[0]
+        if (user.head.inputs[:1] != [out] or out in user.head.inputs[1:]
+                or any(out in n.inputs for n in user.epilogue)
+                or not all(graph.is_constant(v) for v in head.inputs[1:5])
+                or not takes_prologue(user.head, graph)):
+            continue
+        user.prologue = group.nodes
+        absorbed.add(id(group))
+    return [group for group in groups if id(group) not in absorbed]

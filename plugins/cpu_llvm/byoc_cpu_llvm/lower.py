@@ -10,8 +10,9 @@ from byoc.core.ir import Graph
 from byoc.errors import PluginError
 from byoc.plugins.api import Partition
 from byoc_cpu_llvm.concat_placement import place_concat_inputs
-from byoc_cpu_llvm.fusion import Group, plan_groups
+from byoc_cpu_llvm.fusion import Group, attach_prologues, plan_groups
 from byoc_cpu_llvm.kernels import LOWERINGS, supports
+from byoc_cpu_llvm.kernels.conv import takes_prologue
 from byoc_cpu_llvm.program import ProgramBuilder
 from byoc_cpu_llvm.qdq_groups import (
     QdqAdd,
@@ -66,7 +67,7 @@ def lower_partition(partition: Partition, graph: Graph,
             raise PluginError(f"cpu_llvm cannot lower node {node.name!r}: {reason}")
         compute.append(node)
     # Emit kernels and output copies in dataflow order: each after the last node it covers.
-    groups = plan_groups(compute, graph, keep)
+    groups = attach_prologues(plan_groups(compute, graph, keep), graph, keep, takes_prologue)
     place_concat_inputs(program, groups, graph, {*partition.inputs, *outputs})
     steps = [(max(position[id(n)] for n in group.nodes), group) for group in groups]
     steps += [(position[id(node)], node) for node in copies]

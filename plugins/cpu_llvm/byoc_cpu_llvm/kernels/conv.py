@@ -28,7 +28,7 @@ from llvmlite import ir
 
 from byoc.core.interpreter import window as win
 from byoc.core.ir import Graph, Node
-from byoc_cpu_llvm.codegen import F32, I64, const_i64, smax, smin
+from byoc_cpu_llvm.codegen import F32, I64, const_i64, smax, smin, splat
 from byoc_cpu_llvm.kernels import lowering
 from byoc_cpu_llvm.kernels.conv_narrow import emit_narrow, narrow_fits
 from byoc_cpu_llvm.kernels.depthwise import depthwise_fits, emit_depthwise
@@ -49,6 +49,7 @@ from byoc_cpu_llvm.kernels.gemm_driver import (
 from byoc_cpu_llvm.kernels.microkernel import masked_load, vec_type
 from byoc_cpu_llvm.kernels.reduction_parts import Epilogue as ReduceEpilogue
 from byoc_cpu_llvm.kernels.reduction_parts import Var
+from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS
 from byoc_cpu_llvm.kernels.winograd import emit_winograd, winograd_fits
 
 
@@ -152,16 +153,46 @@ def lower_conv(program, group) -> None:
         bias = epi.operand(program, node.inputs[2], [0, 1, 0, 0])
         epi.add_step(add_scaled_step(1.0), [None, bias])
     epi.add_nodes(program, group)
+    {"depthwise": emit_depthwise, "direct": _lower_direct, "winograd": emit_winograd,
+     "narrow": emit_narrow, "gemm": _lower_gemm}[_path(geo)](program, group, geo, epi)
+
+
+def _path(geo: ConvGeometry) -> str:
     if depthwise_fits(geo) and geo.mg < 4:
-        emit_depthwise(program, group, geo, epi)
-    elif geo.cg == 1 and geo.mg < 4:
-        _lower_direct(program, group, geo, epi)
-    elif winograd_fits(geo):
-        emit_winograd(program, group, geo, epi)
-    elif narrow_fits(geo):
-        emit_narrow(program, group, geo, epi)
-    else:
-        _lower_gemm(program, group, geo, epi)
+        return "depthwise"
+    if geo.cg == 1 and geo.mg < 4:
+        return "direct"
+    if winograd_fits(geo):
+        return "winograd"
+    if narrow_fits(geo):
+        return "narrow"
+    return "gemm"
+
+
+def takes_prologue(node: Node, graph: Graph) -> bool:
+    """Whether the convolution can normalize its input as it packs it (a BatchNormalization
+    [+ Relu] prologue, see :func:`byoc_cpu_llvm.fusion.attach_prologues`): a pointwise one on
+    the GEMM path."""
+    if node.op_type != "Conv" or check_conv(node, graph) or _direct_only(node, graph):
+        return False
+    geo = ConvGeometry(node, graph.types[node.inputs[0]].shape,
+                       graph.types[node.inputs[1]].shape)
+    return geo.pointwise and geo.groups == 1 and _path(geo) == "gemm"
+
+
+def _prologue(program, group, channels: int) -> tuple[str, int | None, bool]:
+    """(the value the convolution reads, the slot of its per-channel scale and shift, whether
+    a Relu follows) for ``group``'s BatchNormalization prologue (None: no prologue)."""
+    node = group.head
+    if not group.prologue:
+        return node.inputs[0], None, False
+    bn, graph = group.prologue[0], program.graph
+    gamma, beta, mean, var = (np.asarray(graph.constants[v], np.float64)
+                              for v in bn.inputs[1:5])
+    scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+    table = np.stack([scale, beta - mean * scale]).astype(np.float32).reshape(2, channels)
+    slot = program.constant(f"{node.name or 'conv'}__{bn.outputs[0]}__prologue", table)
+    return bn.inputs[0], slot, len(group.prologue) > 1
 
 
 def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
@@ -174,7 +205,8 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     weights = np.asarray(graph.constants[node.inputs[1]], np.float32)
     packed = pack_a_by_k_block(weights.reshape(geo.groups, geo.mg, geo.k), mr)
     a_slot = program.constant(f"{tag}__{node.inputs[1]}__apack", packed)
-    x_slot = program.value(node.inputs[0])
+    x_name, prologue_slot, prologue_relu = _prologue(program, group, geo.c)
+    x_slot = program.value(x_name)
     out_slot = program.value(group.output)
     b_scratch = program.scratch(f"{tag}__bscr", np.float32, b_scratch_size(geo.k))
     ranges_slot = row_scratch = masks_slot = None
@@ -219,10 +251,14 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
             return b.mul(channel, const_i64(hw))
 
         def b_pack(kb_, batch, k0, kc, col0, ncols, dest, stride):
+            transform = None
             if geo.pointwise:
                 def row(kk):
                     off = b.add(channel_plane(batch, b.add(k0, kk)), col0)
                     return kb.element(x, off, F32)
+
+                if prologue_slot is not None:
+                    transform = _normalizer(kb, prologue_slot, geo.c, k0, prologue_relu)
             elif masks is not None:
                 _pack_shifted(kb, geo, x, masks, batch, k0, kc, col0, ncols, dest, stride,
                               channel_plane)
@@ -232,7 +268,7 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
                     _fill_row(kb, geo, x, ranges, rowbuf, batch, b.add(k0, kk), col0, ncols,
                               channel_plane)
                     return rowbuf
-            pack_rows(kb_, row, kc, ncols, dest, stride)
+            pack_rows(kb_, row, kc, ncols, dest, stride, transform)
 
         plan = GemmPlan(m=geo.mg, n=geo.cols, k=geo.k, batches=geo.n * geo.groups, mr=mr,
                         a_ptr=a_ptr, c_info=c_info, epilogue=epi, b_pack=b_pack,
@@ -242,10 +278,33 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     # Layers of one geometry and epilogue (ResNet-50 repeats its blocks) share the kernel.
     epilogue = epi.signature()
     signature = None if epilogue is None else (
-        "conv_gemm", geo.signature, mr, nr, epilogue)
+        "conv_gemm", geo.signature, mr, nr, epilogue, prologue_slot is not None, prologue_relu)
     slots = [s for s in (out_slot, x_slot, a_slot, ranges_slot, masks_slot, row_scratch,
-                         b_scratch) if s is not None]
+                         b_scratch, prologue_slot) if s is not None]
     program.shared_kernel(tag, signature, slots + epi.operand_slots(), build)
+
+
+F32_DTYPE = np.dtype(np.float32)
+
+
+def _normalizer(kb, slot: int, channels: int, k0, relu: bool):
+    """``transform(kk)`` for :func:`pack_rows`: row ``k0 + kk`` (an input channel) scaled and
+    shifted by the prologue's table (``slot``: scales, then shifts), then Relu'd."""
+    b = kb.b
+    table = kb.buffer(slot)
+
+    def transform(kk):
+        channel = b.add(k0, kk)
+        scale = splat(b, kb.load(table, channel, F32), lanes())
+        shift = splat(b, kb.load(table, b.add(channel, const_i64(channels)), F32), lanes())
+
+        def apply(value):
+            value = b.fadd(b.fmul(value, scale), shift)
+            if relu:
+                return EMITTERS["Relu"](kb, "Relu", [value], {}, [F32_DTYPE], F32_DTYPE)
+            return value
+        return apply
+    return transform
 
 
 def _pack_shifted(kb, geo: ConvGeometry, x, masks, batch, k0, kc, col0, ncols, dest,

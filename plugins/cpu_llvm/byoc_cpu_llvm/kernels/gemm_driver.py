@@ -289,9 +289,11 @@ def _registers_tile(kb: KernelBuilder, plan: GemmPlan, ap: ir.Value, bp: ir.Valu
 
 
 def pack_rows(kb: KernelBuilder, row_ptr: Callable, kc: ir.Value, ncols: ir.Value,
-              dest: ir.Value, panel_stride: int) -> None:
+              dest: ir.Value, panel_stride: int, transform: Callable | None = None) -> None:
     """Pack ``kc`` rows of B (row ``kk`` starts at ``row_ptr(kk)``, at the block's first
-    column) into panels at ``dest``; columns past ``ncols`` become zeros."""
+    column) into panels at ``dest``; columns past ``ncols`` become zeros, or, with
+    ``transform`` (``transform(kk)`` gives the function applied to row ``kk``'s vectors),
+    whatever it makes of zeros (those columns of C are never stored)."""
     b = kb.b
     L = lanes()
     nr = panel_width()
@@ -299,11 +301,14 @@ def pack_rows(kb: KernelBuilder, row_ptr: Callable, kc: ir.Value, ncols: ir.Valu
     panels = b.sdiv(b.add(ncols, const_i64(nr - 1)), const_i64(nr))
     with kb.loop(const_i64(0), kc, name="pk") as kk:
         src = row_ptr(kk)
+        apply = transform(kk) if transform else None
         with kb.loop(const_i64(0), panels, name="pj") as j:
             for v in range(NRV):
                 col = b.add(b.mul(j, const_i64(nr)), const_i64(v * L))
                 mask = lane_mask(b, b.sub(ncols, col), L)
                 value = masked_load(b, kb.module, kb.element(src, col, F32), mask, vt)
+                if apply:
+                    value = apply(value)
                 offset = b.add(b.add(b.mul(j, const_i64(panel_stride)),
                                      b.mul(kk, const_i64(nr))), const_i64(v * L))
                 b.store(value, kb.element(dest, offset, F32), align=4)
