@@ -273,6 +273,18 @@ def test_softmax(op, opset, axis, threads):
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_rows_with_infinities(op, threads):
+    """Rows holding -inf (exp gives 0), +inf, and one all -inf (NaN, as the reference), in
+    the vector part and the tail of 37-element rows."""
+    x = randn(4, 37) * 4
+    x[0, [3, 20, 36]] = -np.inf
+    x[1, 17] = np.inf
+    x[2, :] = -np.inf
+    check(op, {"x": x}, threads)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
 def test_softmax_large_inner_and_float64(op, threads):
     check(op, {"x": randn(2, 7, 1100) * 10}, threads, axis=1)
     check(op, {"x": randn(4, 1000) * 30}, threads)
@@ -346,6 +358,7 @@ EPILOGUE_MODELS = [
     ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2]}, (2, 8, 6, 20)),
     ("BatchNormalization", {}, (2, 8, 3, 3)),
     ("Softmax", {"axis": 1}, (2, 8, 3)),
+    ("Softmax", {"axis": -1}, (2, 8, 40)),   # rows of two vectors and a tail
     ("ReduceMean", {"axes": [1], "keepdims": 1}, (2, 8, 3)),
     ("ReduceMax", {"axes": [2], "keepdims": 1}, (2, 8, 3)),
     ("LRN", {"size": 3}, (2, 8, 4)),
