@@ -1,9 +1,14 @@
 """Per-layer latency of single float32 convolutions (Conv + bias + Relu) in byoc's cpu_llvm
 and onnxruntime, side by side: the ResNet-50 and VGG-19 layer shapes, so that a change to the
 GEMM micro-kernel, its blocking, the im2col packing or the Winograd path can be judged layer by
-layer (DenseNet-121's 3x3 growth layers, ``dn_*``, and SqueezeNet's expand layers, ``sq_*``,
-reach its small sizes); and the
-depthwise 3x3 layers of MobileNetV2 (``mv2_dw_*``: groups = channels, Conv + bias + Clip(0, 6)).
+layer (DenseNet-121's 3x3 growth layers, ``dn_*``, and SqueezeNet's first and fire layers,
+``sq_*``, reach its small sizes); MobileNetV2's first and 1x1 layers (``mv2_conv1_*``,
+``mv2_1x1_*``, few input or output channels); and the depthwise 3x3 layers of MobileNetV2
+(``mv2_dw_*``: groups = channels, Conv + bias + Clip(0, 6)).
+
+An isolated layer is not the layer inside its model: onnxruntime reorders a lone layer's input
+and output to and from its blocked layout (NCHWc), which a model keeps between layers, and a
+lone layer's weights stay in cache between runs.
 
     python benchmarks/conv_layers.py [--threads 1] [--runs 20] [--layers r50_3x3_s2,...]
 
