@@ -52,6 +52,8 @@ from byoc_cpu_llvm.kernels.reduction_parts import Var
 from byoc_cpu_llvm.kernels.scalar_ops import EMITTERS
 from byoc_cpu_llvm.kernels.winograd import emit_winograd, winograd_fits
 
+F32_DTYPE = np.dtype(np.float32)
+
 
 def check_conv(node: Node, graph: Graph) -> str | None:
     for value in node.present_inputs + node.outputs[:1]:
@@ -282,9 +284,6 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     slots = [s for s in (out_slot, x_slot, a_slot, ranges_slot, masks_slot, row_scratch,
                          b_scratch, prologue_slot) if s is not None]
     program.shared_kernel(tag, signature, slots + epi.operand_slots(), build)
-
-
-F32_DTYPE = np.dtype(np.float32)
 
 
 def _normalizer(kb, slot: int, channels: int, k0, relu: bool):
