@@ -5,15 +5,19 @@ output columns of one (image, group) into the ``[K/4][NB][4]`` bytes the int8 pr
 Two steps per block, both on 64-byte vectors. First each k row (input channel, kernel tap)
 is written as NB contiguous bytes to a per-thread row buffer, then every 4 k rows are
 interleaved into the driver's layout, 64 bytes per store. A 1x1, stride-1, unpadded
-convolution skips the first step: its k rows are the input's channel rows.
+convolution skips the first step: its k rows are the input's channel rows. So does a shifted
+one (stride 1, as many output as input columns: ResNet's 3x3 layers): its k row is one masked
+64-byte load of the channel plane, shifted by the tap's offset, the mask (a compile-time table
+per tap and block) putting the zero point in the padding.
 
-A k row comes from one of two paths. Window: when the input bytes a block reads for one tap
-lie within 128 bytes of a channel plane (small images), it is one masked 128-byte load of
-that window, a ``vpermt2b`` with the block's byte indices (a compile-time table, the same for
-every tap) and a select with the tap's validity bits (another table) that puts the zero point
-in the padding. Segments (large images, or no AVX512-VBMI): per output row in the block, one
-masked load of the input run (stride s <= 4: a load of 64 * s bytes and a shuffle taking every
-s-th; larger strides: a gather) with the zero point in the padding lanes, and a masked store.
+Otherwise a k row comes from one of two paths. Window: when the input bytes a block reads
+for one tap lie within 128 bytes of a channel plane (small images), it is one masked 128-byte
+load of that window, a ``vpermt2b`` with the block's byte indices (a compile-time table, the
+same for every tap) and a select with the tap's validity bits (another table) that puts the
+zero point in the padding. Segments (large images, or no AVX512-VBMI): per output row in the
+block, one masked load of the input run (stride s <= 4: a load of 64 * s bytes and a shuffle
+taking every s-th; larger strides: a gather) with the zero point in the padding lanes, and a
+masked store.
 int8 activations are flipped to unsigned by xor 0x80 on the way; rows past K are zero.
 """
 
@@ -33,8 +37,10 @@ from byoc_cpu_llvm.target import host_target
 BYTES = ir.VectorType(I8, NB)
 WIDEST_LOADED_STRIDE = 4   # strides past this gather their bytes one by one
 WINDOW = 2 * NB            # bytes one vpermt2b picks from
-# Use the window path where it applies (tests may turn it off to exercise the segments).
+# Use the window and shifted paths where they apply (tests may turn them off to exercise
+# the segments).
 USE_WINDOW = True
+USE_SHIFTED = True
 
 
 def conv_pack(program, tag: str, geo: ConvGeometry, x_zero: int, x_signed: bool) -> Callable:
@@ -46,6 +52,8 @@ def conv_pack(program, tag: str, geo: ConvGeometry, x_zero: int, x_signed: bool)
     k4 = -(-geo.k // 4)
     rows_slot = program.scratch(f"{tag}__qrows", np.int8, k4 * 4 * NB)
 
+    if geo.shifted and USE_SHIFTED:
+        return _shifted_pack(program, geo, x_zero, flip)
     tables = window_tables(geo)
     if tables is not None and USE_WINDOW and host_target().has("avx512vbmi"):
         index_slot = program.constant(f"{tag}__qwindex", tables[0])
@@ -75,20 +83,52 @@ def conv_pack(program, tag: str, geo: ConvGeometry, x_zero: int, x_signed: bool)
 
 def interleave_rows(kb, row: Callable[[ir.Value], ir.Value], dest: ir.Value, k4: int) -> None:
     """``dest[q][j][t] = row(4q + t)[j]`` for q < k4, j < NB: the driver's layout from NB-byte
-    rows (``row(kk)`` emits the load of k row ``kk`` as a ``<NB x i8>``)."""
+    rows (``row(kk)`` emits the load of k row ``kk`` as a ``<NB x i8>``).
+
+    Sixteen shuffles per 4 rows, each a single instruction: bytes then 16-bit pairs unpacked
+    within 128-bit lanes (lane L of the four results holds columns 16L..16L+15, four at a
+    time), then a 4 x 4 transpose of those lanes. Written as one 256-byte permutation, LLVM
+    had made three times as many 128-bit shuffles of it."""
     b = kb.b
-    # Column j of row t sits at lane t * NB + j of the two rows' concatenations below.
-    order = [t * NB + j for j in range(NB) for t in range(4)]
-    pairs = ir.Constant(ir.VectorType(I32, 2 * NB), list(range(2 * NB)))
     with kb.loop(0, k4, name="ilv") as q:
-        loaded = [row(b.add(b.mul(q, const_i64(4)), const_i64(t))) for t in range(4)]
-        low = b.shuffle_vector(loaded[0], loaded[1], pairs)
-        high = b.shuffle_vector(loaded[2], loaded[3], pairs)
+        a, c, d, e = (row(b.add(b.mul(q, const_i64(4)), const_i64(t))) for t in range(4))
+        words = ir.VectorType(ir.IntType(16), NB // 2)
+        bytes_lo, bytes_hi = _unpack_masks(NB, 16)
+        words_lo, words_hi = _unpack_masks(NB // 2, 8)
+        ac = [b.bitcast(b.shuffle_vector(a, c, mask), words) for mask in (bytes_lo, bytes_hi)]
+        de = [b.bitcast(b.shuffle_vector(d, e, mask), words) for mask in (bytes_lo, bytes_hi)]
+        quads = ir.VectorType(I64, NB // 8)
+        # x[i]: lane L holds columns 16L + 4i .. 16L + 4i + 3, rows t = 0..3 each
+        x = [b.bitcast(b.shuffle_vector(ac[h], de[h], mask), quads)
+             for h in range(2) for mask in (words_lo, words_hi)]
+        halves = [b.shuffle_vector(x[i], x[i + 1], _lanes([0, 1, 4, 5]))
+                  for i in (0, 2)] + [b.shuffle_vector(x[i], x[i + 1], _lanes([2, 3, 6, 7]))
+                                      for i in (0, 2)]
         out = kb.element(dest, b.mul(q, const_i64(NB * 4)), I8)
-        for part in range(4):
-            lanes = order[part * NB:(part + 1) * NB]
-            value = b.shuffle_vector(low, high, ir.Constant(ir.VectorType(I32, NB), lanes))
-            b.store(value, kb.element(out, const_i64(part * NB), I8), align=1)
+        for part, (first, second, picks) in enumerate((
+                (halves[0], halves[1], [0, 2, 4, 6]), (halves[0], halves[1], [1, 3, 5, 7]),
+                (halves[2], halves[3], [0, 2, 4, 6]), (halves[2], halves[3], [1, 3, 5, 7]))):
+            value = b.shuffle_vector(first, second, _lanes(picks))
+            b.store(b.bitcast(value, BYTES), kb.element(out, const_i64(part * NB), I8),
+                    align=1)
+
+
+def _unpack_masks(elements: int, per_lane: int) -> tuple[ir.Constant, ir.Constant]:
+    """The shuffle masks of x86's unpack low / high: elements of two vectors interleaved
+    within each 128-bit lane (``per_lane`` elements a lane)."""
+    low, high = [], []
+    for base in range(0, elements, per_lane):
+        for i in range(per_lane // 2):
+            low += [base + i, elements + base + i]
+            high += [base + per_lane // 2 + i, elements + base + per_lane // 2 + i]
+    return (ir.Constant(ir.VectorType(I32, elements), low),
+            ir.Constant(ir.VectorType(I32, elements), high))
+
+
+def _lanes(picks: list[int]) -> ir.Constant:
+    """A shuffle of two <8 x i64> taking the 128-bit lanes ``picks`` (0-3 the first's, 4-7
+    the second's)."""
+    return ir.Constant(ir.VectorType(I32, 8), [2 * p + i for p in picks for i in (0, 1)])
 
 
 def _pointwise_pack(geo: ConvGeometry, flip: int) -> Callable:
@@ -107,6 +147,47 @@ def _pointwise_pack(geo: ConvGeometry, flip: int) -> Callable:
                 value = b.select(inside, b.xor(value, _bytes(flip, NB)),
                                  ir.Constant(BYTES, None))
             return value
+        interleave_rows(kb, row, dest, k4)
+    return pack
+
+
+def _shifted_pack(program, geo: ConvGeometry, x_zero: int, flip: int) -> Callable:
+    """``pack_b`` for a :attr:`~.conv.ConvGeometry.shifted` convolution (stride 1, as many
+    output as input columns): k row (c, kh, kw) of a block is the block's NB bytes of plane c
+    shifted by ``(kh * dh - pt) * W + kw * dw - pl``, one masked load whose mask (a
+    compile-time table per tap and block, as the float convolutions have it) puts the zero
+    point in the padding. The rows go straight to the interleave, without a row buffer."""
+    vectors = -(-geo.cols // NB)
+    key = "qconv_tapmasks_" + "_".join(map(str, (
+        geo.h, geo.w, geo.oh, geo.kh, geo.kw, geo.dh, geo.dw, geo.pt, geo.pl, NB)))
+    masks_slot = program.constant(key, geo.tap_masks(NB, vectors))
+    taps = geo.kh * geo.kw
+    pad = (x_zero + flip) & 0xFF
+    mask_t = ir.VectorType(ir.IntType(1), NB)
+
+    def pack(kb, x, bi, c0, ncols, dest, k4):
+        b = kb.b
+        first = _first_channel(kb, geo, bi)
+        masks = kb.buffer(masks_slot)
+        block = b.sdiv(c0, const_i64(NB))
+
+        def row(kk):
+            inside = b.icmp_signed("<", kk, const_i64(geo.k))
+            k = b.select(inside, kk, const_i64(0))
+            tap = b.srem(k, const_i64(taps))
+            kh, kw = b.sdiv(tap, const_i64(geo.kw)), b.srem(tap, const_i64(geo.kw))
+            shift = b.add(b.mul(b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt)),
+                                const_i64(geo.w)),
+                          b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl)))
+            plane = b.mul(b.add(first, b.sdiv(k, const_i64(taps))), const_i64(geo.h * geo.w))
+            bits = kb.load(masks, b.add(b.mul(tap, const_i64(vectors)), block), I64)
+            mask = b.and_(b.bitcast(bits, mask_t), splat(b, inside, NB))
+            at = b.add(b.add(plane, c0), shift)
+            value = masked_load_bytes(kb, b.gep(x, [at], source_etype=I8), mask,
+                                      _bytes(pad ^ flip, NB))
+            if flip:
+                value = b.xor(value, _bytes(flip, NB))
+            return b.select(inside, value, ir.Constant(BYTES, None))
         interleave_rows(kb, row, dest, k4)
     return pack
 
