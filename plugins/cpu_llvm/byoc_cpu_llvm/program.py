@@ -156,8 +156,8 @@ class ProgramBuilder:
         slot."""
         if name in self.slots:
             return False
-        self._add(name, self.graph.types[name], "alias", alias=self.value(into))
-        self.buffers[self.slots[name]].offset = int(offset)
+        slot = self._add(name, self.graph.types[name], "alias", alias=self.value(into))
+        self.buffers[slot].offset = int(offset)
         return True
 
     def home(self, name: str) -> tuple[int, int]:

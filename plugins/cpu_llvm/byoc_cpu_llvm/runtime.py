@@ -108,10 +108,13 @@ class CpuRuntime:
 
 
 def _alias_order(specs: list[dict]) -> list[tuple[int, int, int]]:
-    """(slot, aliased slot, byte offset) of each alias, an aliased alias after its target."""
+    """(slot, aliased slot, byte offset) of each alias, an aliased alias after its target
+    (a DenseNet block's Concats are a chain of views, as long as the block)."""
     def depth(slot: int) -> int:
-        spec = specs[slot]
-        return 0 if spec["kind"] != "alias" else 1 + depth(spec["alias"])
+        steps = 0
+        while specs[slot]["kind"] == "alias":
+            slot, steps = specs[slot]["alias"], steps + 1
+        return steps
 
     order = sorted((slot for slot, spec in enumerate(specs) if spec["kind"] == "alias"),
                    key=depth)

@@ -191,6 +191,7 @@ class Epilogue:
         return loaded
 
     def _operand_rows(self, kb, batch, row) -> dict[str, ir.Value]:
+        """Each operand's element offset of output row ``row`` (flattened column 0)."""
         b = kb.b
         return {name: b.add(self._batch_offset(kb, batch, op.strides),
                             b.mul(row, const_i64(op.strides[self.row_axis])))
