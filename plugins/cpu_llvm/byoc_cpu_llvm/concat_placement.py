@@ -17,6 +17,8 @@ values never overlap.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from byoc.core.ir import Graph, Node
@@ -51,11 +53,11 @@ def place_concat_inputs(program, groups: list[Group], graph: Graph,
                 into, offset = run
                 if program.place(out, into, offset):
                     placed.add(out)
+        times = Counter(value for value, _ in chunks)
         for value, offset in chunks:
             group = producer.get(value)
             if (value in placed or value in partition_values or group is None
-                    or group.head.op_type not in PLACEABLE_HEADS
-                    or [v for v, _ in chunks].count(value) != 1
+                    or group.head.op_type not in PLACEABLE_HEADS or times[value] != 1
                     or graph.types[value].dtype != graph.types[out].dtype):
                 continue
             if program.place(value, out, offset):

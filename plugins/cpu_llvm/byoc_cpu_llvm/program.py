@@ -96,8 +96,10 @@ class ProgramBuilder:
         for value in outputs:
             self._add(value, graph.types[value], "output")
 
-    def _add(self, name: str, ttype: TensorType, kind: str, alias: int | None = None) -> int:
-        self.buffers.append(BufferSpec(name, ttype.dtype.name, list(ttype.shape), kind, alias))
+    def _add(self, name: str, ttype: TensorType, kind: str, alias: int | None = None,
+             offset: int = 0) -> int:
+        self.buffers.append(BufferSpec(name, ttype.dtype.name, list(ttype.shape), kind, alias,
+                                       int(offset)))
         self.slots[name] = len(self.buffers) - 1
         return self.slots[name]
 
@@ -156,8 +158,7 @@ class ProgramBuilder:
         slot."""
         if name in self.slots:
             return False
-        slot = self._add(name, self.graph.types[name], "alias", alias=self.value(into))
-        self.buffers[slot].offset = int(offset)
+        self._add(name, self.graph.types[name], "alias", alias=self.value(into), offset=offset)
         return True
 
     def home(self, name: str) -> tuple[int, int]:

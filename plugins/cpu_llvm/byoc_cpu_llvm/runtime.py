@@ -108,18 +108,12 @@ class CpuRuntime:
 
 
 def _alias_order(specs: list[dict]) -> list[tuple[int, int, int]]:
-    """(slot, aliased slot, byte offset) of each alias, an aliased alias after its target
-    (a DenseNet block's Concats are a chain of views, as long as the block)."""
-    def depth(slot: int) -> int:
-        steps = 0
-        while specs[slot]["kind"] == "alias":
-            slot, steps = specs[slot]["alias"], steps + 1
-        return steps
-
-    order = sorted((slot for slot, spec in enumerate(specs) if spec["kind"] == "alias"),
-                   key=depth)
-    return [(slot, specs[slot]["alias"], specs[slot].get("offset", 0)
-             * np.dtype(specs[specs[slot]["alias"]]["dtype"]).itemsize) for slot in order]
+    """(slot, aliased slot, byte offset) of each alias, in slot order: an alias is added after
+    the slot it aliases (ProgramBuilder makes that slot first), so a chain of views (a DenseNet
+    block's Concats) resolves in one pass."""
+    return [(slot, spec["alias"],
+             spec.get("offset", 0) * np.dtype(specs[spec["alias"]]["dtype"]).itemsize)
+            for slot, spec in enumerate(specs) if spec["kind"] == "alias"]
 
 
 def _elements(spec: dict) -> int:

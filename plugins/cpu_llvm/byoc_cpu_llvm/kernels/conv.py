@@ -119,6 +119,14 @@ class ConvGeometry:
             table[tap] = (inside.reshape(vectors, lanes) * bits).sum(axis=1)
         return table
 
+    def tap_shift(self, b: ir.IRBuilder, tap: ir.Value) -> ir.Value:
+        """For a :attr:`shifted` convolution: where tap ``tap`` (``kh * KW + kw``) views a
+        channel plane, ``(kh * dh - pt) * W + kw * dw - pl`` elements from it."""
+        kh, kw = b.sdiv(tap, const_i64(self.kw)), b.srem(tap, const_i64(self.kw))
+        return b.add(b.mul(b.sub(b.mul(kh, const_i64(self.dh)), const_i64(self.pt)),
+                           const_i64(self.w)),
+                     b.sub(b.mul(kw, const_i64(self.dw)), const_i64(self.pl)))
+
     @property
     def pointwise(self) -> bool:
         """A 1x1, stride-1, unpadded convolution: its input already is the column matrix."""
@@ -213,10 +221,7 @@ def _lower_gemm(program, group, geo: ConvGeometry, epi: Epilogue) -> None:
     b_scratch = program.scratch(f"{tag}__bscr", np.float32, b_scratch_size(geo.k))
     ranges_slot = row_scratch = masks_slot = None
     if geo.shifted and not geo.pointwise:
-        # Keyed by what the table depends on, so that layers of one geometry share it.
-        masks_key = "conv_tapmasks_" + "_".join(map(str, (
-            geo.h, geo.w, geo.oh, geo.kh, geo.kw, geo.dh, geo.dw, geo.pt, geo.pl, lanes())))
-        masks_slot = program.constant(masks_key, geo.tap_masks(lanes(), _mask_vectors(geo)))
+        masks_slot = tap_masks_constant(program, geo, lanes(), _mask_vectors(geo))
     elif not geo.pointwise:
         ranges_slot = program.constant(f"{tag}__owranges", geo.ow_ranges())
         row_scratch = program.scratch(f"{tag}__rowbuf", np.float32, NC_PANELS * nr)
@@ -322,11 +327,7 @@ def _pack_shifted(kb, geo: ConvGeometry, x, masks, batch, k0, kc, col0, ncols, d
     with kb.loop(const_i64(0), kc, name="pk") as kk:
         k = b.add(k0, kk)
         tap = b.srem(k, const_i64(taps))
-        kh = b.sdiv(tap, const_i64(geo.kw))
-        kw = b.srem(tap, const_i64(geo.kw))
-        offset = b.add(b.mul(b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt)),
-                             const_i64(geo.w)),
-                       b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl)))
+        offset = geo.tap_shift(b, tap)
         plane = channel_plane(batch, b.sdiv(k, const_i64(taps)))
         src = b.gep(x, [b.add(b.add(plane, col0), offset)], source_etype=F32)
         mask_row = b.add(b.mul(tap, const_i64(_mask_vectors(geo))), first_vector)
@@ -339,6 +340,14 @@ def _pack_shifted(kb, geo: ConvGeometry, x, masks, batch, k0, kc, col0, ncols, d
                 dest_off = b.add(b.add(b.mul(j, const_i64(panel_stride)),
                                        b.mul(kk, const_i64(nr))), const_i64(v * L))
                 b.store(value, kb.element(dest, dest_off, F32), align=4)
+
+
+def tap_masks_constant(program, geo: ConvGeometry, lanes_: int, vectors: int) -> int:
+    """The slot of ``geo.tap_masks(lanes_, vectors)``, keyed by what the table depends on so
+    that the layers of one geometry share it."""
+    key = "conv_tapmasks_" + "_".join(map(str, (
+        geo.h, geo.w, geo.oh, geo.kh, geo.kw, geo.dh, geo.dw, geo.pt, geo.pl, lanes_, vectors)))
+    return program.constant(key, geo.tap_masks(lanes_, vectors))
 
 
 def _mask_vectors(geo: ConvGeometry) -> int:

@@ -29,7 +29,7 @@ import numpy as np
 from llvmlite import ir
 
 from byoc_cpu_llvm.codegen import I8, I32, I64, const_i64, smax, smin, splat
-from byoc_cpu_llvm.kernels.conv import ConvGeometry, row_segment
+from byoc_cpu_llvm.kernels.conv import ConvGeometry, row_segment, tap_masks_constant
 from byoc_cpu_llvm.kernels.int8_product import NB
 from byoc_cpu_llvm.kernels.microkernel import masked_gather, masked_store
 from byoc_cpu_llvm.target import host_target
@@ -158,9 +158,7 @@ def _shifted_pack(program, geo: ConvGeometry, x_zero: int, flip: int) -> Callabl
     compile-time table per tap and block, as the float convolutions have it) puts the zero
     point in the padding. The rows go straight to the interleave, without a row buffer."""
     vectors = -(-geo.cols // NB)
-    key = "qconv_tapmasks_" + "_".join(map(str, (
-        geo.h, geo.w, geo.oh, geo.kh, geo.kw, geo.dh, geo.dw, geo.pt, geo.pl, NB)))
-    masks_slot = program.constant(key, geo.tap_masks(NB, vectors))
+    masks_slot = tap_masks_constant(program, geo, NB, vectors)
     taps = geo.kh * geo.kw
     pad = (x_zero + flip) & 0xFF
     mask_t = ir.VectorType(ir.IntType(1), NB)
@@ -175,10 +173,7 @@ def _shifted_pack(program, geo: ConvGeometry, x_zero: int, flip: int) -> Callabl
             inside = b.icmp_signed("<", kk, const_i64(geo.k))
             k = b.select(inside, kk, const_i64(0))
             tap = b.srem(k, const_i64(taps))
-            kh, kw = b.sdiv(tap, const_i64(geo.kw)), b.srem(tap, const_i64(geo.kw))
-            shift = b.add(b.mul(b.sub(b.mul(kh, const_i64(geo.dh)), const_i64(geo.pt)),
-                                const_i64(geo.w)),
-                          b.sub(b.mul(kw, const_i64(geo.dw)), const_i64(geo.pl)))
+            shift = geo.tap_shift(b, tap)
             plane = b.mul(b.add(first, b.sdiv(k, const_i64(taps))), const_i64(geo.h * geo.w))
             bits = kb.load(masks, b.add(b.mul(tap, const_i64(vectors)), block), I64)
             mask = b.and_(b.bitcast(bits, mask_t), splat(b, inside, NB))
